@@ -1,0 +1,1 @@
+"""SiamMask: real-time object tracking and segmentation."""
