@@ -1,0 +1,149 @@
+"""The one checkpoint loader: official SiamMask files and our own, through an explicit key map.
+
+Loading is strict: every parameter and buffer of the model must be filled and nothing may be
+left over; a mismatch is reported by name instead of silently running a half-loaded model.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+from .model import VARIANTS, SiamMask
+
+FORMAT = "siammask-checkpoint"
+FORMAT_VERSION = 1
+
+# Official key prefix -> our module path, first match wins.
+OFFICIAL_KEY_MAP: tuple[tuple[str, str], ...] = (
+    ("features.features.", "trunk."),
+    ("features.downsample.downsample.0.", "adjust.conv."),
+    ("features.downsample.downsample.1.", "adjust.bn."),
+    ("rpn_model.cls.conv_kernel.", "cls_head.kernel."),
+    ("rpn_model.cls.conv_search.", "cls_head.search."),
+    ("rpn_model.cls.head.", "cls_head.head."),
+    ("rpn_model.loc.conv_kernel.", "loc_head.kernel."),
+    ("rpn_model.loc.conv_search.", "loc_head.search."),
+    ("rpn_model.loc.head.", "loc_head.head."),
+    ("mask_model.mask.conv_kernel.", "mask_head.kernel."),
+    ("mask_model.mask.conv_search.", "mask_head.search."),
+    ("mask_model.mask.head.", "mask_head.head."),
+    ("refine_model.", "refine."),
+)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A model ready for inference plus what the file said about itself."""
+
+    model: SiamMask
+    variant: str
+    source: str  # "official" or "siammask"
+    config: dict[str, Any]
+
+
+def official_to_ours(key: str) -> str | None:
+    """Map one official state-dict key to ours; None when no rule covers it."""
+    for old, new in OFFICIAL_KEY_MAP:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return None
+
+
+def ours_to_official(key: str) -> str:
+    """Inverse of official_to_ours, to write checkpoints in the official layout."""
+    for old, new in OFFICIAL_KEY_MAP:
+        if key.startswith(new):
+            return old + key[len(new):]
+    raise KeyError(key)
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' not found; pass an existing .pth file with --weights")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"'{path}' is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:160]}") from None
+
+
+def _state_dict_of(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
+    """Unwrap the layouts the official files and training checkpoints use."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"'{path}' has checkpoint format version {obj.get('format_version')}, "
+                            f"this siammask reads version {FORMAT_VERSION}; upgrade siammask")
+        return obj["state_dict"], "siammask", dict(obj.get("config", {}), variant=obj.get("variant"))
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"'{path}' holds no state dict of tensors; pass a SiamMask checkpoint (.pth)")
+    stripped = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in stripped.items():
+        ours = official_to_ours(key)
+        mapped[ours if ours is not None else f"<unmapped>{key}"] = value
+    return mapped, "official", {}
+
+
+def _summary(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k.replace("<unmapped>", "") for k in state if k not in expected]
+    if missing and all(k.startswith("refine.") for k in missing) and not unexpected:
+        raise UserError(f"'{path}' is a base-model checkpoint ({len(missing)} refine keys missing); "
+                        "use --variant base")
+    if unexpected and all(k.startswith("refine") for k in unexpected) and not missing:
+        raise UserError(f"'{path}' is a sharp-model checkpoint (has refine weights); use --variant sharp")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_summary(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_summary(unexpected)})")
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if wrong:
+        problems.append(f"{len(wrong)} keys with wrong shapes ({_summary(wrong, 2)})")
+    if problems:
+        raise UserError(f"'{path}' does not fit the {model.variant} SiamMask model: " + "; ".join(problems))
+
+
+def _infer_variant(state: dict[str, torch.Tensor]) -> str:
+    return "sharp" if any(k.startswith("refine.") for k in state) else "base"
+
+
+def load_checkpoint(path: str | Path, variant: str | None = None) -> LoadedCheckpoint:
+    """Load an official or siammask checkpoint strictly; variant None means 'as the file says'."""
+    path = Path(path)
+    state, source, config = _state_dict_of(_read(path), path)
+    if variant is not None and variant not in VARIANTS:
+        raise UserError(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}")
+    variant = variant or config.get("variant") or _infer_variant(state)
+    model = SiamMask(variant)
+    _check_keys(model, state, path)
+    model.load_state_dict(state, strict=True)
+    return LoadedCheckpoint(model.eval(), variant, source, config)
+
+
+def save_checkpoint(model: SiamMask, path: str | Path, config: dict[str, Any] | None = None,
+                    official_layout: bool = False) -> Path:
+    """Write our format (version, variant, config) or, on request, the official plain layout."""
+    path = Path(path)
+    state = model.state_dict()
+    if official_layout:
+        torch.save({ours_to_official(k): v for k, v in state.items()}, path)
+    else:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "variant": model.variant,
+                    "config": dict(config or {}), "state_dict": state}, path)
+    return path

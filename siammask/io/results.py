@@ -1,0 +1,191 @@
+"""Tracking outputs: per-frame JSON lines, mask PNGs and the annotated video.
+
+Every writer is a context manager that leaves a complete, readable file behind when the
+with-block ends, including on Ctrl-C, so a long live run can be stopped at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from siammask.errors import UserError
+
+_FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """HxW mask -> COCO RLE with str counts, so the record stays JSON-serialisable."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (HxW), got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(bool), dtype=np.uint8))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_mask(rle: dict) -> np.ndarray:
+    """COCO RLE (str or bytes counts) -> HxW bool mask; the inverse of encode_mask."""
+    counts = rle["counts"]
+    coded = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_utils.decode(coded).astype(bool)
+
+
+def frame_record(
+    frame: int,
+    box: Sequence[float],
+    polygon: Sequence[float] | np.ndarray,
+    score: float,
+    lost: bool,
+    mask: np.ndarray | None,
+    **extra: Any,
+) -> dict:
+    """One frame's result as plain Python types, ready for json.dumps (box kept at full precision)."""
+    box_values = _floats(box, 4, "box")
+    polygon_values = _floats(polygon, 8, "polygon")
+    record = {
+        "frame": int(frame),
+        "box": box_values,
+        "polygon": polygon_values,
+        "score": float(score),
+        "lost": bool(lost),
+        "mask": None if mask is None else encode_mask(mask),
+    }
+    record.update({key: _plain(value) for key, value in extra.items()})
+    return record
+
+
+def _floats(values: Sequence[float] | np.ndarray, count: int, name: str) -> list[float]:
+    """Flatten to exactly `count` Python floats (a 4x2 polygon becomes 8 values)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size != count:
+        raise ValueError(f"{name} must have {count} numbers, got {flat.size}")
+    return [float(v) for v in flat]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays -> Python values, because json cannot serialise them."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """Fail early with a readable message instead of a cv2/OS error mid-run."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {what} '{path}': folder '{folder}' does not exist; create it or pick another path")
+
+
+class JsonlWriter:
+    """Writes one JSON record per line and flushes each, so an interruption keeps every finished line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        _check_folder(self.path, "results")
+        try:
+            self._file = open(self.path, "w", encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot write results '{self.path}': {error.strerror}; pick a writable path") from error
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        """Append one record as a single line and flush it to disk."""
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class MaskDirWriter:
+    """Writes each frame's mask as NNNNN.png (0/255, single channel) into a folder it creates."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create mask folder '{self.folder}': {error.strerror}; pick a writable path") from error
+        self.count = 0
+
+    def path_for(self, frame_index: int) -> Path:
+        """Where the mask of `frame_index` goes (5-digit zero-padded name)."""
+        return self.folder / f"{int(frame_index):05d}.png"
+
+    def write(self, frame_index: int, mask: np.ndarray) -> Path:
+        """Save one mask; cv2 reports failure only by return value, so check it."""
+        if frame_index < 0:
+            raise ValueError(f"frame_index must be >= 0, got {frame_index}")
+        path = self.path_for(frame_index)
+        image = np.where(np.asarray(mask).astype(bool), 255, 0).astype(np.uint8)
+        if not cv2.imwrite(str(path), image):
+            raise UserError(f"could not write mask '{path}'; check the folder is writable and the disk not full")
+        self.count += 1
+        return path
+
+    def __enter__(self) -> MaskDirWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class VideoWriter:
+    """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _FOURCC_BY_SUFFIX:
+            known = ", ".join(_FOURCC_BY_SUFFIX)
+            raise UserError(f"unsupported video extension '{self.path.suffix}' for '{self.path}'; use one of {known}")
+        if not fps > 0:
+            raise UserError(f"video fps must be positive, got {fps}; pass a positive --fps")
+        _check_folder(self.path, "video")
+        self.fps = float(fps)
+        self.fourcc = _FOURCC_BY_SUFFIX[suffix]
+        self.count = 0
+        self._size: tuple[int, int] | None = None
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one HxWx3 uint8 BGR frame; every frame must have the first frame's size."""
+        height, width = frame.shape[:2]
+        if self._writer is None:
+            self._open((width, height))
+        if (width, height) != self._size:
+            raise ValueError(f"frame size {width}x{height} differs from the video's {self._size[0]}x{self._size[1]}")
+        self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+        self.count += 1
+
+    def _open(self, size: tuple[int, int]) -> None:
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        if not writer.isOpened():
+            raise UserError(f"cannot open video '{self.path}' for writing; check the folder is writable")
+        self._writer, self._size = writer, size
+
+    def release(self) -> None:
+        """Finish the file (writes the container index); safe to call twice."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

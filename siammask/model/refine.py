@@ -1,0 +1,50 @@
+"""The sharp variant's refine module: upsamples one position's mask with trunk features."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _double_conv(cin: int, mid: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, mid, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(mid, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def crop_at(feature: torch.Tensor, pad: int, step: int, size: int,
+            pos_yx: torch.Tensor) -> torch.Tensor:
+    """Per-sample window [step*y : step*y+size, step*x : step*x+size] of the zero-padded map."""
+    padded = F.pad(feature, [pad] * 4)
+    return torch.stack([padded[i, :, step * int(y):step * int(y) + size, step * int(x):step * int(x) + size]
+                        for i, (y, x) in enumerate(pos_yx.tolist())])
+
+
+class Refine(nn.Module):
+    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the 25x25 map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.v0 = _double_conv(64, 16, 4)
+        self.v1 = _double_conv(256, 64, 16)
+        self.v2 = _double_conv(512, 128, 32)
+        self.h2 = _double_conv(32, 32, 32)
+        self.h1 = _double_conv(16, 16, 16)
+        self.h0 = _double_conv(4, 4, 4)
+        self.deconv = nn.ConvTranspose2d(256, 32, 15, 15)
+        self.post0 = nn.Conv2d(32, 16, 3, padding=1)
+        self.post1 = nn.Conv2d(16, 4, 3, padding=1)
+        self.post2 = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
+                corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
+        """Trunk maps of the search crop, the mask correlation (B,256,25,25), positions (B,2) -> (B,127,127)."""
+        c0 = crop_at(p0, 16, 4, 61, pos_yx)
+        c1 = crop_at(p1, 8, 2, 31, pos_yx)
+        c2 = crop_at(p2, 4, 1, 15, pos_yx)
+        vec = torch.stack([corr[i, :, int(y), int(x)] for i, (y, x) in enumerate(pos_yx.tolist())])
+        out = self.deconv(vec[:, :, None, None])
+        # mode 'nearest' (legacy floor rule), not 'nearest-exact': that is what the weights saw.
+        out = self.post0(F.interpolate(self.h2(out) + self.v2(c2), size=(31, 31), mode="nearest"))
+        out = self.post1(F.interpolate(self.h1(out) + self.v1(c1), size=(61, 61), mode="nearest"))
+        out = self.post2(F.interpolate(self.h0(out) + self.v0(c0), size=(127, 127), mode="nearest"))
+        return out[:, 0]

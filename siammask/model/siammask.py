@@ -1,0 +1,88 @@
+"""The SiamMask network, stateless: template(z) -> features, track(x, features) -> heads.
+
+Nothing about a target is cached on the module: per-target template features are returned
+to the caller (computed once per target), and many targets are simply a batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .heads import Adjust, DepthCorrHead
+from .refine import Refine
+from .trunk import ResNet50Trunk
+
+VARIANTS = ("sharp", "base")
+
+
+@dataclass
+class TemplateFeatures:
+    """The three heads' kernels (B,256,5,5) for B targets: all the network keeps of a template."""
+
+    cls: torch.Tensor
+    loc: torch.Tensor
+    mask: torch.Tensor
+
+    def __getitem__(self, index) -> "TemplateFeatures":
+        return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
+
+    @staticmethod
+    def cat(parts: list["TemplateFeatures"]) -> "TemplateFeatures":
+        return TemplateFeatures(*(torch.cat([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
+
+
+@dataclass
+class SearchOutput:
+    """Heads for B search crops: cls (B,10,25,25), loc (B,20,25,25), the mask correlation
+    (B,256,25,25) before its 1x1 head, and the trunk maps p0, p1, p2 that refine crops from."""
+
+    cls: torch.Tensor
+    loc: torch.Tensor
+    mask_corr: torch.Tensor
+    p0: torch.Tensor
+    p1: torch.Tensor
+    p2: torch.Tensor
+
+
+class SiamMask(nn.Module):
+    """ResNet-50 trunk + adjust + three depth-wise correlation heads (+ refine for 'sharp')."""
+
+    def __init__(self, variant: str = "sharp") -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.trunk = ResNet50Trunk()
+        self.adjust = Adjust()
+        self.cls_head = DepthCorrHead(10)
+        self.loc_head = DepthCorrHead(20)
+        self.mask_head = DepthCorrHead(63 * 63)
+        self.refine = Refine() if variant == "sharp" else None
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the mask the network predicts in the 127x127 template frame."""
+        return 127 if self.refine is not None else 63
+
+    def template(self, z: torch.Tensor) -> TemplateFeatures:
+        """(B,3,127,127) raw BGR template crops -> per-target kernels, computed once per target."""
+        f = self.adjust(self.trunk(z)[3])
+        return TemplateFeatures(self.cls_head.kernel(f), self.loc_head.kernel(f), self.mask_head.kernel(f))
+
+    def track(self, x: torch.Tensor, t: TemplateFeatures) -> SearchOutput:
+        """(B,3,255,255) search crops against B targets' kernels. The 3969-channel mask head is
+        not run here: only one position per target is ever needed (see mask_logits)."""
+        p0, p1, p2, p3 = self.trunk(x)
+        f = self.adjust(p3)
+        return SearchOutput(self.cls_head(f, t.cls), self.loc_head(f, t.loc),
+                            self.mask_head.correlate(f, t.mask), p0, p1, p2)
+
+    def mask_logits(self, out: SearchOutput, pos_yx: torch.Tensor) -> torch.Tensor:
+        """Mask logits (B,S,S) at one grid position (y, x) per target: S=127 (sharp), 63 (base)."""
+        if self.refine is not None:
+            return self.refine(out.p0, out.p1, out.p2, out.mask_corr, pos_yx)
+        idx = torch.arange(pos_yx.shape[0])
+        vec = out.mask_corr[idx, :, pos_yx[:, 0], pos_yx[:, 1]]
+        return self.mask_head.head(vec[:, :, None, None]).reshape(-1, 63, 63)

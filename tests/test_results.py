@@ -1,0 +1,260 @@
+"""Outputs of `siammask track`: RLE masks, JSON lines, mask PNGs, annotation and video."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from siammask.errors import UserError
+from siammask.io.annotate import annotate, target_color
+from siammask.io.results import (
+    JsonlWriter,
+    MaskDirWriter,
+    VideoWriter,
+    decode_mask,
+    encode_mask,
+    frame_record,
+)
+
+# pycocotools' Cython RLE objects predate numpy 2's __array__(copy=...) protocol.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def _known_masks() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    single = np.zeros((7, 5), bool)
+    single[3, 2] = True
+    rectangle = np.zeros((40, 60), bool)
+    rectangle[5:17, 20:51] = True
+    return {
+        "empty": np.zeros((10, 12), bool),
+        "full": np.ones((9, 4), bool),
+        "single": single,
+        "rectangle": rectangle,
+        "random": rng.random((37, 53)) > 0.5,
+        "last_pixel": np.pad(np.ones((1, 1), bool), ((8, 0), (5, 0))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_known_masks()))
+def test_rle_round_trip_is_exact(name: str) -> None:
+    mask = _known_masks()[name]
+    rle = encode_mask(mask)
+    assert rle["size"] == list(mask.shape)
+    assert isinstance(rle["counts"], str)
+    decoded = decode_mask(json.loads(json.dumps(rle)))
+    assert decoded.dtype == bool and decoded.shape == mask.shape
+    np.testing.assert_array_equal(decoded, mask)
+    assert int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()})) == int(mask.sum())
+
+
+def test_rle_accepts_uint8_and_bytes_counts() -> None:
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1:4, 2:5] = 255
+    rle = encode_mask(mask)
+    np.testing.assert_array_equal(decode_mask({"size": rle["size"], "counts": rle["counts"].encode()}), mask > 0)
+
+
+def test_encode_rejects_non_2d_mask() -> None:
+    with pytest.raises(ValueError):
+        encode_mask(np.zeros((4, 4, 3), bool))
+
+
+def test_frame_record_json_round_trip_keeps_exact_floats() -> None:
+    box = np.array([10.123456789012345, 20.000000000000004, 33.3, 1e-9])
+    polygon = np.array([[1.5, 2.25], [3.125, 4.0], [5.0, 6.0], [7.0, 8.000000001]], np.float32)
+    mask = np.zeros((8, 9), bool)
+    mask[2:5, 3:7] = True
+    record = frame_record(np.int64(12), box, polygon, np.float32(0.875), np.bool_(False), mask, target=np.int64(3))
+    parsed = json.loads(json.dumps(record))
+    assert list(parsed) == ["frame", "box", "polygon", "score", "lost", "mask", "target"]
+    assert parsed["frame"] == 12
+    assert parsed["box"] == [float(v) for v in box]
+    assert parsed["polygon"] == [float(v) for v in polygon.reshape(-1)]
+    assert parsed["score"] == 0.875
+    assert parsed["lost"] is False
+    assert parsed["target"] == 3
+    np.testing.assert_array_equal(decode_mask(parsed["mask"]), mask)
+
+
+def test_frame_record_without_mask_has_null() -> None:
+    record = frame_record(0, [1, 2, 3, 4], [0, 0, 1, 0, 1, 1, 0, 1], 0.1, True, None)
+    assert json.loads(json.dumps(record))["mask"] is None
+    assert record["lost"] is True and all(isinstance(v, float) for v in record["box"])
+
+
+def test_frame_record_rejects_wrong_sizes() -> None:
+    with pytest.raises(ValueError):
+        frame_record(0, [1, 2, 3], [0] * 8, 0.5, False, None)
+    with pytest.raises(ValueError):
+        frame_record(0, [1, 2, 3, 4], [0] * 6, 0.5, False, None)
+
+
+def _record(i: int) -> dict:
+    return frame_record(i, [i + 0.1, i + 0.2, 5.0, 6.0], [float(i)] * 8, 0.5, False, None)
+
+
+def test_jsonl_writer_writes_parsable_lines(tmp_path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlWriter(path) as writer:
+        for i in range(5):
+            writer.write(_record(i))
+    assert writer.count == 5
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [json.loads(json.dumps(_record(i))) for i in range(5)]
+
+
+def test_jsonl_writer_lines_are_on_disk_before_close(tmp_path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlWriter(path) as writer:
+        writer.write(_record(0))
+        assert json.loads(path.read_text())["frame"] == 0
+
+
+def test_jsonl_writer_keeps_lines_after_keyboard_interrupt(tmp_path) -> None:
+    path = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with JsonlWriter(path) as writer:
+            for i in range(3):
+                writer.write(_record(i))
+            raise KeyboardInterrupt
+    text = path.read_text()
+    assert text.endswith("\n")
+    assert [json.loads(line)["frame"] for line in text.splitlines()] == [0, 1, 2]
+
+
+def test_jsonl_writer_bad_paths_raise_user_error(tmp_path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        JsonlWriter(tmp_path / "missing" / "out.jsonl")
+    with pytest.raises(UserError):
+        JsonlWriter(tmp_path)
+
+
+def test_mask_dir_writer_round_trip(tmp_path) -> None:
+    folder = tmp_path / "a" / "b" / "masks"
+    masks = {i: np.random.default_rng(i).random((24, 31)) > 0.3 for i in (0, 7, 12345)}
+    with MaskDirWriter(folder) as writer:
+        for i, mask in masks.items():
+            writer.write(i, mask)
+    assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00007.png", "12345.png"]
+    for i, mask in masks.items():
+        image = cv2.imread(str(folder / f"{i:05d}.png"), cv2.IMREAD_UNCHANGED)
+        assert image.dtype == np.uint8 and image.shape == mask.shape
+        np.testing.assert_array_equal(image, np.where(mask, 255, 0))
+
+
+def test_mask_dir_writer_errors(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError):
+        MaskDirWriter(blocker)
+    folder = tmp_path / "masks"
+    writer = MaskDirWriter(folder)
+    shutil.rmtree(folder)
+    with pytest.raises(UserError, match="could not write mask"):
+        writer.write(0, np.ones((4, 4), bool))
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[40:60, 50:80] = True
+    return frame, mask
+
+
+def test_annotate_tints_mask_and_leaves_far_pixels() -> None:
+    frame, mask = _scene()
+    original = frame.copy()
+    polygon = [45, 35, 85, 35, 85, 65, 45, 65]
+    out = annotate(frame, polygon, mask, box=[44, 34, 42, 32], color=(0, 255, 0), label="0.93")
+    np.testing.assert_array_equal(frame, original)
+    assert out.shape == frame.shape and out.dtype == frame.dtype
+    inner = (slice(45, 55), slice(55, 75))
+    expected = np.rint(0.6 * original[inner].astype(np.float64) + 0.4 * np.array([0, 255, 0]))
+    np.testing.assert_allclose(out[inner], expected, atol=1)
+    assert out[inner][..., 1].astype(int).mean() > original[inner][..., 1].astype(int).mean()
+    far = np.ones((120, 160), bool)
+    far[10:75, 35:100] = False
+    np.testing.assert_array_equal(out[far], original[far])
+
+
+def test_annotate_several_targets_and_no_mask() -> None:
+    frame, mask = _scene()
+    other = np.zeros_like(mask)
+    other[90:100, 10:20] = True
+    out = annotate(frame, None, mask, color=target_color(0))
+    out = annotate(out, [8, 88, 22, 88, 22, 102, 8, 102], other, color=target_color(1))
+    assert not np.array_equal(out[95, 15], frame[95, 15])
+    assert not np.array_equal(out[50, 60], frame[50, 60])
+    lost = annotate(frame, None, None)
+    np.testing.assert_array_equal(lost, frame)
+    assert target_color(0) != target_color(1)
+    assert len({target_color(i) for i in range(8)}) == 8
+
+
+def test_annotate_rejects_mismatched_mask() -> None:
+    frame, _ = _scene()
+    with pytest.raises(ValueError):
+        annotate(frame, None, np.ones((10, 10), bool))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_writer_frames_read_back(tmp_path, suffix: str) -> None:
+    path = tmp_path / f"annotated{suffix}"
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(6)]
+    with VideoWriter(path, fps=10) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert writer.count == 6
+    capture = cv2.VideoCapture(str(path))
+    read = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        read.append(image)
+    capture.release()
+    assert len(read) == 6
+    assert all(image.shape == (48, 64, 3) for image in read)
+    assert abs(float(read[3].mean()) - 60.0) < 8
+
+
+def test_video_writer_keeps_frames_after_keyboard_interrupt(tmp_path) -> None:
+    path = tmp_path / "cut.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(path, fps=10) as writer:
+            for _ in range(4):
+                writer.write(np.zeros((32, 32, 3), np.uint8))
+            raise KeyboardInterrupt
+    capture = cv2.VideoCapture(str(path))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    capture.release()
+
+
+def test_video_writer_bad_outputs_raise_user_error(tmp_path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        VideoWriter(tmp_path / "missing" / "out.mp4")
+    with pytest.raises(UserError, match="unsupported video extension"):
+        VideoWriter(tmp_path / "out.gif")
+    with pytest.raises(UserError, match="fps"):
+        VideoWriter(tmp_path / "out.mp4", fps=0)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    writer = VideoWriter(gone / "out.mp4")
+    gone.rmdir()
+    with pytest.raises(UserError, match="cannot open video"):
+        with writer:
+            writer.write(np.zeros((16, 16, 3), np.uint8))
+    assert writer.count == 0
+
+
+def test_video_writer_rejects_size_change(tmp_path) -> None:
+    with VideoWriter(tmp_path / "v.avi") as writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+        with pytest.raises(ValueError):
+            writer.write(np.zeros((16, 32, 3), np.uint8))
