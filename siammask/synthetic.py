@@ -63,6 +63,8 @@ def make_sequence(
     background = _texture(rng, height, width, cell=24, mean=bg_mean, std=22)
     obj_mean = np.clip(255 - bg_mean + rng.uniform(-30, 30, size=3), 120, 235)
     semi_major = object_size * min(width, height) / 2
+    if semi_major < 4:
+        raise ValueError(f"object would be under 8 px in a {width}x{height} frame; raise size or object_size")
     reach = math.ceil(semi_major * (1 + _SCALE_SWING) * (1 + _ASPECT_SWING)) + 1
     patch = _texture(rng, 2 * reach + 1, 2 * reach + 1, cell=max(3, reach // 4), mean=obj_mean, std=45)
     poses = _trajectory(rng, num_frames, width, height, semi_major, reach, period_frames)
@@ -122,7 +124,7 @@ def _trajectory(
     amp_x = width / 2 - reach - _MARGIN
     amp_y = height / 2 - reach - _MARGIN
     if min(amp_x, amp_y) < 1:
-        raise ValueError(f"frame size {width}x{height} is too small for object_size; use a larger frame")
+        raise ValueError(f"frame {width}x{height} is too small to move the object in; lower object_size or raise size")
     amp_x, amp_y = 0.9 * amp_x, 0.9 * amp_y
     phase = rng.uniform(0, 2 * math.pi, size=5)
     tilt0 = rng.uniform(-math.pi / 4, math.pi / 4)

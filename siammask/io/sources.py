@@ -154,7 +154,9 @@ def _open_video(path: Path) -> CaptureSource:
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     name = f"video '{path}'"
     if not capture.isOpened():
-        raise UserError(f"cannot open {name}: not a readable video file; pass a video FFmpeg can decode or an image folder")
+        raise UserError(
+            f"cannot open {name}: not a readable video file; pass a video FFmpeg can decode or an image folder"
+        )
     return _start(capture, name, f"cannot read {name}: no frame could be decoded; re-encode it or pass an image folder")
 
 
@@ -176,7 +178,8 @@ def _open_url(url: str, timeouts: list[int]) -> CaptureSource:
     name = f"stream '{shown}'"
     if not capture.isOpened():
         raise UserError(
-            f"cannot open {name}: unreachable, refused or timed out; check the URL, the network and that the stream is live"
+            f"cannot open {name}: unreachable, refused or timed out; "
+            "check the URL, the network and that the stream is live"
         )
     return _start(capture, name, f"{name} opened but sent no frame before the read timeout; check that it is live")
 

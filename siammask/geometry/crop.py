@@ -1,0 +1,60 @@
+"""Square crops around a target, padded with the average colour, as the original cuts them."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def context_side(size_wh: np.ndarray, context: float = 0.5) -> np.float64:
+    """Side of the square that holds the target plus context: sqrt((w+p)(h+p)), p = context*(w+h).
+    Kept as numpy float64 on purpose: float32 arrays divided by it then promote to float64, as in
+    the original tracker."""
+    w, h = np.float64(size_wh[0]), np.float64(size_wh[1])
+    pad = context * (w + h)
+    return np.sqrt((w + pad) * (h + pad))
+
+
+def template_side(size_wh: np.ndarray, context: float = 0.5) -> float:
+    """Template crop side, rounded half-to-even like Python's round."""
+    return float(round(context_side(size_wh, context)))
+
+
+def search_scale(size_wh: np.ndarray, exemplar: int = 127, instance: int = 255,
+                 context: float = 0.5) -> tuple[np.float64, np.float64]:
+    """(s_x, scale): unrounded search-region side in frame pixels and crop pixels per frame pixel."""
+    s_z = context_side(size_wh, context)
+    scale = exemplar / s_z
+    return s_z + 2 * ((instance - exemplar) / 2) / scale, scale
+
+
+def crop_origin(center_xy: np.ndarray, side: float) -> tuple[int, int]:
+    """Top-left integer pixel of a crop of `side` pixels around center: round(c - (side+1)/2)."""
+    c = (side + 1) / 2
+    return int(round(center_xy[0] - c)), int(round(center_xy[1] - c))
+
+
+def crop_and_resize(image: np.ndarray, center_xy: np.ndarray, side: float, out_size: int,
+                    fill_bgr: np.ndarray) -> np.ndarray:
+    """Cut a side x side square (side already rounded) around center_xy, filling outside the
+    frame with fill_bgr truncated to uint8, then resize (INTER_LINEAR) to out_size.
+
+    Only the square itself is allocated, never a padded copy of the whole frame."""
+    sz = int(side)
+    x0, y0 = crop_origin(center_xy, side)
+    h, w = image.shape[:2]
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + sz, w), min(y0 + sz, h)
+    if ix0 == x0 and iy0 == y0 and ix1 == x0 + sz and iy1 == y0 + sz:
+        patch = image[y0:y0 + sz, x0:x0 + sz]
+    else:
+        patch = np.empty((sz, sz, 3), np.uint8)
+        patch[...] = np.asarray(fill_bgr).astype(np.uint8)
+        if ix1 > ix0 and iy1 > iy0:
+            patch[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    if sz != out_size:
+        patch = cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(patch)
+
+
+def to_chw_float(patches: list[np.ndarray]) -> np.ndarray:
+    """HxWx3 uint8 BGR crops -> (B,3,H,W) float32 raw 0..255, the network's input layout."""
+    return np.ascontiguousarray(np.stack(patches).transpose(0, 3, 1, 2), dtype=np.float32)

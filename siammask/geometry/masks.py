@@ -1,0 +1,81 @@
+"""Mask paste-back from the crop to the frame, and the rotated box (polygon) of a mask."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def mask_window(crop_xy: tuple[float, float], crop_side: float, pos_yx: tuple[int, int],
+                instance: int = 255, exemplar: int = 127, stride: int = 8,
+                base_size: int = 8) -> tuple[float, float, float]:
+    """(x, y, side) in frame pixels of the exemplar-sized window the mask at grid pos (y, x) covers."""
+    s = crop_side / instance
+    y, x = pos_yx
+    return (crop_xy[0] + (x - base_size / 2) * stride * s,
+            crop_xy[1] + (y - base_size / 2) * stride * s, s * exemplar)
+
+
+def paste_matrix(window: tuple[float, float, float], mask_size: int,
+                 frame_wh: tuple[int, int]) -> np.ndarray:
+    """The original's 2x3 axis-aligned matrix, mapping mask pixels to frame pixels (a forward map,
+    which OpenCV's warpAffine inverts before sampling)."""
+    k = mask_size / window[2]
+    back = (-window[0] * k, -window[1] * k, frame_wh[0] * k, frame_wh[1] * k)
+    a = (frame_wh[0] - 1) / back[2]
+    b = (frame_wh[1] - 1) / back[3]
+    return np.array([[a, 0, -a * back[0]], [0, b, -b * back[1]]], np.float64)
+
+
+_AB_SCALE = 1024  # OpenCV 4's fixed-point scale for affine coordinates (AB_BITS = 10)
+_INTER_BITS = 5   # sub-pixel positions in 1/32 px
+
+
+def _invert_axis_aligned(m: np.ndarray) -> tuple[float, float, float, float]:
+    """(ax, cx, by, dy) of the inverse map, computed in the same order as OpenCV's invertAffineTransform."""
+    a, b = float(m[0, 0]), float(m[1, 1])
+    det = 1.0 / (a * b)
+    ia, ib = b * det, a * det
+    return ia, -ia * float(m[0, 2]), ib, -ib * float(m[1, 2])
+
+
+def paste_back(mask: np.ndarray, matrix: np.ndarray, frame_wh: tuple[int, int]) -> np.ndarray:
+    """Bilinear warp of a (S,S) probability mask into the frame; outside the window is -1.
+
+    OpenCV 4 (which the original ran on) samples warpAffine at 1/32 px in fixed point, OpenCV 5 in
+    float: about 1000 mask pixels differ per frame. We build OpenCV 4's fixed-point sampling maps
+    ourselves and hand them to cv2.remap, so masks are identical on either version. The matrix is
+    axis-aligned, so the maps are separable and cheap to build."""
+    if matrix[0, 1] != 0 or matrix[1, 0] != 0:
+        raise ValueError("paste_back expects an axis-aligned (scale + shift) matrix")
+    w, h = frame_wh
+    ax, cx, by, dy = _invert_axis_aligned(matrix)
+    half = _AB_SCALE >> (_INTER_BITS + 1)
+    shift = 10 - _INTER_BITS
+    xs = (np.rint(cx * _AB_SCALE).astype(np.int64) + half + np.rint(ax * np.arange(w) * _AB_SCALE).astype(np.int64)) >> shift
+    ys = (np.rint((by * np.arange(h) + dy) * _AB_SCALE).astype(np.int64) + half) >> shift
+    tab = 1 << _INTER_BITS
+    coords = np.empty((h, w, 2), np.int16)
+    coords[..., 0] = np.clip(xs >> _INTER_BITS, -32768, 32767)[None, :]
+    coords[..., 1] = np.clip(ys >> _INTER_BITS, -32768, 32767)[:, None]
+    frac = ((ys[:, None] & (tab - 1)) * tab + (xs[None, :] & (tab - 1))).astype(np.uint16)
+    return cv2.remap(mask, coords, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+
+
+def box_corners(cx: float, cy: float, w: float, h: float) -> np.ndarray:
+    """(4,2) corners of an axis-aligned box given by centre and size: TL, TR, BR, BL."""
+    x, y = cx - w / 2, cy - h / 2
+    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64)
+
+
+def mask_polygon(mask: np.ndarray, threshold: float, min_area: float = 100.0) -> np.ndarray | None:
+    """(4,2) corners of the min-area rectangle around the largest external contour of mask > threshold;
+    None when there is no contour larger than min_area."""
+    binary = (mask > threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    areas = [cv2.contourArea(c) for c in contours]
+    best = int(np.argmax(areas))
+    if areas[best] <= min_area:
+        return None
+    return cv2.boxPoints(cv2.minAreaRect(contours[best].reshape(-1, 2))).astype(np.float64)

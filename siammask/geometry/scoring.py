@@ -1,0 +1,51 @@
+"""From raw head outputs to the chosen box: softmax, decode, scale/ratio penalty, cosine window."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def fg_scores(cls: np.ndarray) -> np.ndarray:
+    """(10,S,S) logits (bg for anchors 0-4, fg 5-9) -> (5*S*S,) foreground probability, float32."""
+    logits = cls.reshape(2, -1).astype(np.float32)
+    top = logits.max(axis=0)
+    e = np.exp(logits - top)
+    return (e[1] / (e[0] + e[1])).astype(np.float32)
+
+
+def decode(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(20,S,S) deltas (channel k*5+a) + anchors -> (4, N) float32 [cx, cy, w, h] in crop pixels."""
+    d = loc.reshape(4, -1).astype(np.float32).copy()
+    d[0] = d[0] * anchors[:, 2] + anchors[:, 0]
+    d[1] = d[1] * anchors[:, 3] + anchors[:, 1]
+    d[2] = np.exp(d[2]) * anchors[:, 2]
+    d[3] = np.exp(d[3]) * anchors[:, 3]
+    return d
+
+
+def cosine_window(score_size: int, num_anchors: int) -> np.ndarray:
+    """Hanning window over the map, repeated per anchor (float64), favouring small motion."""
+    return np.tile(np.outer(np.hanning(score_size), np.hanning(score_size)).ravel(), num_anchors)
+
+
+def _change(r: np.ndarray) -> np.ndarray:
+    return np.maximum(r, 1.0 / r)
+
+
+def _padded_side(w, h):
+    pad = (w + h) * 0.5
+    return np.sqrt((w + pad) * (h + pad))
+
+
+def size_penalty(boxes: np.ndarray, target_wh_in_crop: np.ndarray, penalty_k: float) -> np.ndarray:
+    """exp(-(r_c * s_c - 1) * k): penalises change of scale and aspect ratio against the target."""
+    s_c = _change(_padded_side(boxes[2], boxes[3]) / _padded_side(target_wh_in_crop[0], target_wh_in_crop[1]))
+    r_c = _change((target_wh_in_crop[0] / target_wh_in_crop[1]) / (boxes[2] / boxes[3]))
+    return np.exp(-(r_c * s_c - 1) * penalty_k)
+
+
+def pick_best(score: np.ndarray, penalty: np.ndarray, window: np.ndarray,
+              window_influence: float) -> int:
+    """Index of the first maximum of the penalised, windowed score."""
+    pscore = penalty * score
+    pscore = pscore * (1 - window_influence) + window * window_influence
+    return int(np.argmax(pscore))

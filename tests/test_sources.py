@@ -1,0 +1,257 @@
+import functools
+import http.server
+import socket
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from siammask.errors import UserError
+from siammask.io.sources import FrameSource, _to_bgr, open_source
+from siammask.synthetic import make_sequence, write_image_folder, write_video
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return make_sequence(num_frames=12, size=(160, 120), seed=1)
+
+
+@pytest.fixture
+def video(tmp_path, frames):
+    return write_video(frames, tmp_path / "clip.avi", fps=25.0)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP port that accepts connections and never answers: a stream that hangs."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept():
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve tmp_path over HTTP on a free local port."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _mean_abs_diff(a, b):
+    return np.abs(a.astype(int) - b.astype(int)).mean()
+
+
+# --- video files -----------------------------------------------------------
+
+
+def test_video_file_yields_all_frames_close_to_the_originals(video, frames):
+    with open_source(str(video)) as source:
+        assert isinstance(source, FrameSource)
+        decoded = list(source)
+        assert source.fps == pytest.approx(25.0)
+        assert str(video) in source.name
+    assert len(decoded) == len(frames)
+    for image, frame in zip(decoded, frames):
+        assert image.shape == (120, 160, 3) and image.dtype == np.uint8
+        assert _mean_abs_diff(image, frame.image) < 2.0
+
+
+def test_closing_a_video_ends_iteration(video):
+    source = open_source(str(video))
+    first = next(iter(source))
+    assert first.shape == (120, 160, 3)
+    source.close()
+    assert list(source) == []
+
+
+def test_truncated_video_just_ends_early(tmp_path, video, frames):
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    with open_source(str(cut)) as source:
+        decoded = list(source)
+    assert 1 <= len(decoded) < len(frames)
+    assert _mean_abs_diff(decoded[0], frames[0].image) < 2.0
+
+
+def test_video_without_a_decodable_frame_is_a_user_error(tmp_path, video):
+    data = video.read_bytes()
+    first_chunk = data.index(b"00dc", data.index(b"movi"))  # the first video frame's AVI chunk
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(data[: first_chunk + 64])  # valid header, frame cut short
+    with pytest.raises(UserError, match=r"cannot read video '.*broken\.avi': no frame could be decoded"):
+        open_source(str(broken))
+
+
+def test_text_file_named_mp4_is_a_user_error(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    with pytest.raises(UserError, match=r"cannot open video '.*notes\.mp4': not a readable video"):
+        open_source(str(fake))
+
+
+def test_missing_path_is_a_user_error(tmp_path):
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(UserError, match=r"nope\.mp4.*file not found; pass an existing video file"):
+        open_source(str(missing))
+
+
+def test_empty_spec_is_a_user_error():
+    with pytest.raises(UserError, match="no video source given"):
+        open_source("  ")
+
+
+# --- image folders -----------------------------------------------------------
+
+
+def test_png_folder_yields_exact_frames(tmp_path, frames):
+    folder = write_image_folder(frames, tmp_path / "seq")
+    (folder / "groundtruth.txt").write_text("1,2,3,4\n")  # non-image files are ignored
+    with open_source(str(folder)) as source:
+        decoded = list(source)
+        assert source.fps is None
+        assert len(source) == len(frames)
+        assert f"({len(frames)} images)" in source.name
+    assert len(decoded) == len(frames)
+    for image, frame in zip(decoded, frames):
+        assert np.array_equal(image, frame.image)
+
+
+def test_folder_is_read_in_natural_name_order(tmp_path):
+    for value, name in ((10, "f1.png"), (20, "f2.PNG"), (30, "f10.png"), (40, "F11.bmp")):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), value, np.uint8))
+    values = [int(image[0, 0, 0]) for image in open_source(str(tmp_path))]
+    assert values == [10, 20, 30, 40]
+
+
+def test_hidden_files_are_ignored(tmp_path):
+    cv2.imwrite(str(tmp_path / "0001.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "._0001.jpg").write_bytes(b"macOS resource fork")
+    assert len(list(open_source(str(tmp_path)))) == 1
+
+
+def test_gray_and_rgba_images_become_bgr(tmp_path):
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    bgra = np.zeros((8, 8, 4), np.uint8)
+    bgra[..., :3] = (10, 20, 30)
+    bgra[..., 3] = 128
+    cv2.imwrite(str(tmp_path / "0.png"), gray)
+    cv2.imwrite(str(tmp_path / "1.png"), bgra)
+    first, second = list(open_source(str(tmp_path)))
+    assert first.shape == second.shape == (8, 8, 3)
+    assert np.array_equal(first, np.repeat(gray[..., None], 3, axis=2))
+    assert np.array_equal(second, bgra[..., :3])
+
+
+def test_empty_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="has no .jpg, .jpeg, .png or .bmp images"):
+        open_source(str(tmp_path))
+
+
+def test_folder_without_images_is_a_user_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("hi")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(UserError, match="has no .jpg"):
+        open_source(str(tmp_path))
+
+
+def test_corrupt_first_image_fails_at_open(tmp_path, frames):
+    write_image_folder(frames[:3], tmp_path)
+    (tmp_path / "00000.png").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(UserError, match=r"cannot decode image '.*00000\.png'"):
+        open_source(str(tmp_path))
+
+
+def test_corrupt_image_mid_folder_names_the_file_and_skips_nothing(tmp_path, frames):
+    write_image_folder(frames[:3], tmp_path)
+    (tmp_path / "00001.jpg").write_bytes(b"not a jpeg at all")
+    source = open_source(str(tmp_path))
+    frames_seen = iter(source)
+    assert np.array_equal(next(frames_seen), frames[0].image)
+    with pytest.raises(UserError, match=r"cannot decode image '.*00001\.jpg': corrupt"):
+        next(frames_seen)
+
+
+def test_empty_image_file_is_a_user_error(tmp_path):
+    (tmp_path / "0.png").write_bytes(b"")
+    with pytest.raises(UserError, match=r"0\.png"):
+        open_source(str(tmp_path))
+
+
+def test_image_of_another_size_is_a_user_error(tmp_path):
+    cv2.imwrite(str(tmp_path / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "1.png"), np.zeros((9, 8, 3), np.uint8))
+    with pytest.raises(UserError, match=r"'.*1\.png' is 8x9 but the first frame is 8x8"):
+        list(open_source(str(tmp_path)))
+
+
+# --- cameras and streams -------------------------------------------------------
+
+
+def test_bad_camera_index_is_a_user_error():
+    with pytest.raises(UserError, match="cannot open camera 99"):
+        open_source("99", open_timeout_s=1.0)
+
+
+def test_refused_stream_is_a_quick_user_error():
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"cannot open stream 'rtsp://127\.0\.0\.1:1/x'"):
+        open_source("rtsp://127.0.0.1:1/x", open_timeout_s=1.0, read_timeout_s=1.0)
+    assert time.monotonic() - start < 5
+
+
+def test_hanging_stream_times_out_as_a_user_error(silent_server):
+    start = time.monotonic()
+    with pytest.raises(UserError, match="timed out"):
+        open_source(f"rtsp://127.0.0.1:{silent_server}/live", open_timeout_s=1.0, read_timeout_s=1.0)
+    elapsed = time.monotonic() - start
+    assert 0.8 < elapsed < 5
+
+
+def test_stream_password_is_not_shown(silent_server):
+    with pytest.raises(UserError) as info:
+        open_source(f"rtsp://admin:hunter2@127.0.0.1:{silent_server}/x", open_timeout_s=0.5)
+    assert "hunter2" not in str(info.value)
+    assert "admin:***@127.0.0.1" in str(info.value)
+
+
+def test_unsupported_url_scheme_is_a_user_error():
+    with pytest.raises(UserError, match=r"unsupported scheme 'ftp://'; use one of rtsp://"):
+        open_source("ftp://example.com/video.mp4")
+
+
+def test_http_url_streams_a_video(http_root, video, frames):
+    with open_source(f"{http_root}/{video.name}", open_timeout_s=3.0, read_timeout_s=3.0) as source:
+        assert source.name.startswith("stream 'http://127.0.0.1:")
+        decoded = list(source)
+    assert len(decoded) == len(frames)
+    assert _mean_abs_diff(decoded[-1], frames[-1].image) < 2.0
+
+
+def test_to_bgr_expands_gray_and_drops_alpha():
+    gray = np.full((2, 3), 7, np.uint8)
+    assert np.array_equal(_to_bgr(gray), np.full((2, 3, 3), 7, np.uint8))
+    assert _to_bgr(gray[..., None]).shape == (2, 3, 3)
+    bgra = np.dstack([np.full((2, 3, 3), 5, np.uint8), np.full((2, 3), 200, np.uint8)])
+    assert np.array_equal(_to_bgr(bgra), np.full((2, 3, 3), 5, np.uint8))
