@@ -39,7 +39,7 @@ class TrackResult:
     polygon: np.ndarray                     # (4,2) rotated box corners
     score: float                            # unpenalised foreground score of the chosen anchor
     lost: bool                              # score below the configured lost_threshold
-    mask: np.ndarray                        # HxW bool, pasted-back probability > seg_thr
+    mask: np.ndarray | None                 # HxW bool, pasted-back probability > seg_thr (None on frame 0)
     pos_yx: tuple[int, int]                 # grid position the mask came from
 
 
