@@ -1,0 +1,45 @@
+"""Shared fixtures: checkpoints with seeded random weights (no real weights are needed to test
+loading, the CLI and the pipeline), and small synthetic videos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from siammask.checkpoint import save_checkpoint
+from siammask.model import SiamMask
+from siammask.synthetic import make_sequence, write_image_folder, write_video
+
+
+def _random_model(variant: str) -> SiamMask:
+    torch.manual_seed(0)
+    return SiamMask(variant).eval()
+
+
+@pytest.fixture(scope="session")
+def sharp_checkpoint(tmp_path_factory) -> Path:
+    """Our checkpoint format, sharp variant, seeded random weights."""
+    return save_checkpoint(_random_model("sharp"), tmp_path_factory.mktemp("ckpt") / "sharp.pth",
+                           config={"hp": "davis"})
+
+
+@pytest.fixture(scope="session")
+def base_checkpoint(tmp_path_factory) -> Path:
+    return save_checkpoint(_random_model("base"), tmp_path_factory.mktemp("ckpt") / "base.pth")
+
+
+@pytest.fixture(scope="session")
+def synthetic_frames():
+    """12 frames, 160x120, with true boxes and masks."""
+    return make_sequence(num_frames=12, size=(160, 120), seed=3)
+
+
+@pytest.fixture(scope="session")
+def synthetic_video(tmp_path_factory, synthetic_frames) -> Path:
+    return write_video(synthetic_frames, tmp_path_factory.mktemp("video") / "seq.avi")
+
+
+@pytest.fixture(scope="session")
+def synthetic_folder(tmp_path_factory, synthetic_frames) -> Path:
+    return write_image_folder(synthetic_frames, tmp_path_factory.mktemp("frames") / "seq")
