@@ -53,12 +53,27 @@ def paste_back(mask: np.ndarray, matrix: np.ndarray, frame_wh: tuple[int, int]) 
     shift = 10 - _INTER_BITS
     xs = (np.rint(cx * _AB_SCALE).astype(np.int64) + half + np.rint(ax * np.arange(w) * _AB_SCALE).astype(np.int64)) >> shift
     ys = (np.rint((by * np.arange(h) + dy) * _AB_SCALE).astype(np.int64) + half) >> shift
+    out = np.full((h, w), -1, np.float32)
+    # Only pixels with a bilinear tap inside the mask need sampling; OpenCV writes the border
+    # value itself for the others, so the result is the same.
+    x_lo, x_hi = _tap_range(xs >> _INTER_BITS, mask.shape[1])
+    y_lo, y_hi = _tap_range(ys >> _INTER_BITS, mask.shape[0])
+    if x_lo >= x_hi or y_lo >= y_hi:
+        return out
+    xs, ys = xs[x_lo:x_hi], ys[y_lo:y_hi]
     tab = 1 << _INTER_BITS
-    coords = np.empty((h, w, 2), np.int16)
-    coords[..., 0] = np.clip(xs >> _INTER_BITS, -32768, 32767)[None, :]
-    coords[..., 1] = np.clip(ys >> _INTER_BITS, -32768, 32767)[:, None]
-    frac = ((ys[:, None] & (tab - 1)) * tab + (xs[None, :] & (tab - 1))).astype(np.uint16)
-    return cv2.remap(mask, coords, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+    coords = np.empty((len(ys), len(xs), 2), np.int16)
+    coords[..., 0] = (xs >> _INTER_BITS)[None, :]
+    coords[..., 1] = (ys >> _INTER_BITS)[:, None]
+    frac = np.add.outer(((ys & (tab - 1)) * tab).astype(np.uint16), (xs & (tab - 1)).astype(np.uint16))
+    out[y_lo:y_hi, x_lo:x_hi] = cv2.remap(mask, coords, frac, cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_CONSTANT, borderValue=-1)
+    return out
+
+
+def _tap_range(taps: np.ndarray, size: int) -> tuple[int, int]:
+    """[lo, hi) of the (monotonic) integer source positions whose taps t, t+1 touch [0, size)."""
+    return int(np.searchsorted(taps, -1, "left")), int(np.searchsorted(taps, size - 1, "right"))
 
 
 def box_corners(cx: float, cy: float, w: float, h: float) -> np.ndarray:
