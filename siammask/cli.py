@@ -1,114 +1,24 @@
-"""The `siammask` command. Each subcommand parses its options and calls library code; a UserError
-becomes one line on stderr and exit status 2, never a traceback."""
+"""The `siammask` command. Each subcommand lives in siammask/commands/ and registers itself; a
+UserError becomes one line on stderr and exit status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from contextlib import ExitStack
-from pathlib import Path
 
 from .errors import UserError
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.pth"
-DEFAULT_HP = {"sharp": "davis", "base": "base"}
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    """'X,Y,W,H' -> four floats."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,W,H (four numbers separated by commas)")
-    return values  # type: ignore[return-value]
-
-
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="checkpoint (.pth): official SiamMask_*.pth or our own "
-                                     "(default: the project's shipped weights)")
-    p.add_argument("--variant", choices=["sharp", "base"], help="model variant (default: as the checkpoint says)")
-    p.add_argument("--hp", help="hyper-parameters: davis, vot, vot18, base or a YAML file "
-                                "(default: davis for sharp, base for base)")
-    p.add_argument("--engine", default="torch", help="inference back end (default: torch)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-
-
-def build_tracker(args: argparse.Namespace):
-    """Checkpoint + engine + hyper-parameters -> Tracker, all user errors as UserError."""
-    from engines.registry import build_engine
-
-    from .checkpoint import load_checkpoint
-    from .config import load_hp
-    from .tracker import Tracker
-
-    weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
-    if not args.weights and not weights.is_file():
-        raise UserError("no --weights given and this installation ships no default weights; "
-                        "pass --weights SiamMask_DAVIS.pth (or another SiamMask checkpoint)")
-    ckpt = load_checkpoint(weights, args.variant)
-    hp = load_hp(args.hp or ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant])
-    return Tracker(build_engine(args.engine, ckpt.model, args.device), hp)
-
-
-def _cmd_track(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .io.annotate import annotate, target_color
-    from .io.results import JsonlWriter, MaskDirWriter, VideoWriter, encode_mask, frame_record
-    from .io.sources import open_source
-    from .video import track_frames
-
-    tracker = build_tracker(args)
-    count = 0
-    with ExitStack() as stack:
-        # Open every output before reading frames, so a bad path fails at once.
-        jsonl = stack.enter_context(JsonlWriter(args.json)) if args.json else None
-        masks = [stack.enter_context(MaskDirWriter(Path(args.masks) / (str(t) if len(args.box) > 1 else "")))
-                 for t in range(len(args.box))] if args.masks else None
-        source = stack.enter_context(open_source(args.source))
-        video = stack.enter_context(VideoWriter(args.output, fps=source.fps or 25.0)) if args.output else None
-        bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=getattr(source, "__len__", lambda: None)(),
-                                       disable=args.quiet, file=sys.stderr))
-        try:
-            for fr in track_frames(source, tracker, args.box):
-                canvas = fr.frame
-                for t, r in enumerate(fr.results):
-                    if jsonl:
-                        jsonl.write(frame_record(fr.index, r.box, r.polygon, r.score, r.lost,
-                                                 r.mask, target=t))
-                    if masks and r.mask is not None:
-                        masks[t].write(fr.index, r.mask)
-                    if video:
-                        canvas = annotate(canvas, r.polygon, r.mask, color=target_color(t),
-                                          label=f"{t}: {r.score:.2f}")
-                if video:
-                    video.write(canvas)
-                count += 1
-                bar.update(1)
-        except KeyboardInterrupt:
-            print(f"siammask: interrupted after {count} frames; outputs written so far are kept",
-                  file=sys.stderr)
-            return 130
-    print(f"siammask: tracked {count} frames, {len(args.box)} target(s)", file=sys.stderr)
-    return 0
+# One module per subcommand, each with register(subparsers).
+COMMAND_MODULES = (
+    "siammask.commands.track",
+)
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siammask", description="Real-time object tracking and segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("track", help="track targets through a video, image folder, camera or stream")
-    p.add_argument("source", help="video file, folder of images, camera index (0) or rtsp:// / http:// URL")
-    p.add_argument("--box", action="append", type=parse_box, required=True,
-                   help="target in the first frame as X,Y,W,H pixels; repeat for several targets")
-    _add_model_options(p)
-    p.add_argument("--output", help="annotated video to write (.mp4 or .avi)")
-    p.add_argument("--json", help="JSON lines to write: one line per frame and target")
-    p.add_argument("--masks", help="folder for per-frame mask PNGs (NNNNN.png; one subfolder per target "
-                                   "when there are several)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_track)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
