@@ -11,6 +11,8 @@ from .errors import UserError
 # One module per subcommand, each with register(subparsers).
 COMMAND_MODULES = (
     "siammask.commands.track",
+    "siammask.commands.train",
+    "siammask.commands.demo",
 )
 
 

@@ -50,7 +50,12 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         inner = typing.get_args(kind)[0]
         return tuple(_coerce(v, inner, where) for v in value)
     if origin in (typing.Union, types.UnionType):
-        return value
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _coerce(value, inner[0], where) if len(inner) == 1 else value
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, where)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):

@@ -180,3 +180,22 @@ def _count_frames(path: Path) -> int:
         count += 1
     capture.release()
     return count
+
+
+def write_davis_layout(sequences: dict[str, Sequence[SyntheticFrame]], root: str | Path,
+                       split: str = "train") -> Path:
+    """Write sequences as a DAVIS 2016 data set (JPEGImages/480p, Annotations/480p with 0/255
+    masks, ImageSets/2016/<split>.txt), so loaders and converters are tested on the real layout."""
+    root = Path(root)
+    for name, frames in sequences.items():
+        images = root / "JPEGImages" / "480p" / name
+        masks = root / "Annotations" / "480p" / name
+        images.mkdir(parents=True, exist_ok=True)
+        masks.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(images / f"{i:05d}.jpg"), frame.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(masks / f"{i:05d}.png"), frame.mask.astype(np.uint8) * 255)
+    sets = root / "ImageSets" / "2016"
+    sets.mkdir(parents=True, exist_ok=True)
+    (sets / f"{split}.txt").write_text("".join(f"{name}\n" for name in sequences))
+    return root

@@ -20,7 +20,10 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def run(args: argparse.Namespace) -> int:
+def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, video_path: str | None,
+                     masks_dir: str | None, quiet: bool = False, on_frame=None) -> int:
+    """Track `boxes` through a source into the requested outputs; returns the exit status.
+    `on_frame(FrameResults)` sees every frame (the demo scores itself against the truth)."""
     from tqdm import tqdm
 
     from ..io.annotate import annotate, target_color
@@ -28,19 +31,18 @@ def run(args: argparse.Namespace) -> int:
     from ..io.sources import open_source
     from ..video import track_frames
 
-    tracker = build_tracker(args)
     count = 0
     with ExitStack() as stack:
         # Open every output before reading frames, so a bad path fails at once.
-        jsonl = stack.enter_context(JsonlWriter(args.json)) if args.json else None
-        masks = [stack.enter_context(MaskDirWriter(Path(args.masks) / (str(t) if len(args.box) > 1 else "")))
-                 for t in range(len(args.box))] if args.masks else None
-        source = stack.enter_context(open_source(args.source))
-        video = stack.enter_context(VideoWriter(args.output, fps=source.fps or 25.0)) if args.output else None
+        jsonl = stack.enter_context(JsonlWriter(json_path)) if json_path else None
+        masks = [stack.enter_context(MaskDirWriter(Path(masks_dir) / (str(t) if len(boxes) > 1 else "")))
+                 for t in range(len(boxes))] if masks_dir else None
+        source = stack.enter_context(open_source(source_spec))
+        video = stack.enter_context(VideoWriter(video_path, fps=source.fps or 25.0)) if video_path else None
         bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=getattr(source, "__len__", lambda: None)(),
-                                       disable=args.quiet, file=sys.stderr))
+                                       disable=quiet, file=sys.stderr))
         try:
-            for fr in track_frames(source, tracker, args.box):
+            for fr in track_frames(source, tracker, boxes):
                 canvas = fr.frame
                 for t, r in enumerate(fr.results):
                     if jsonl:
@@ -53,14 +55,21 @@ def run(args: argparse.Namespace) -> int:
                                           label=f"{t}: {r.score:.2f}")
                 if video:
                     video.write(canvas)
+                if on_frame:
+                    on_frame(fr)
                 count += 1
                 bar.update(1)
         except KeyboardInterrupt:
             print(f"siammask: interrupted after {count} frames; outputs written so far are kept",
                   file=sys.stderr)
             return 130
-    print(f"siammask: tracked {count} frames, {len(args.box)} target(s)", file=sys.stderr)
+    print(f"siammask: tracked {count} frames, {len(boxes)} target(s)", file=sys.stderr)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return track_to_outputs(args.source, args.box, build_tracker(args), args.json, args.output, args.masks,
+                            args.quiet)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

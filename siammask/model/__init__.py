@@ -1,4 +1,4 @@
 """The network: trunk, adjust, correlation heads, refine."""
-from .siammask import VARIANTS, SearchOutput, SiamMask, TemplateFeatures
+from .siammask import VARIANT_SPECS, VARIANTS, SearchOutput, SiamMask, TemplateFeatures
 
-__all__ = ["VARIANTS", "SearchOutput", "SiamMask", "TemplateFeatures"]
+__all__ = ["VARIANT_SPECS", "VARIANTS", "SearchOutput", "SiamMask", "TemplateFeatures"]

@@ -7,12 +7,12 @@ from torch import nn
 
 
 class Adjust(nn.Module):
-    """1x1 conv 1024->256 + BN; template features are cropped to their central 7x7."""
+    """1x1 conv (1024->256 for ResNet-50) + BN; template features are cropped to their central 7x7."""
 
-    def __init__(self) -> None:
+    def __init__(self, cin: int = 1024, cout: int = 256) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(1024, 256, 1, bias=False)
-        self.bn = nn.BatchNorm2d(256)
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn(self.conv(x))

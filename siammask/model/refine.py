@@ -22,22 +22,23 @@ def crop_at(feature: torch.Tensor, pad: int, step: int, size: int,
 class Refine(nn.Module):
     """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the 25x25 map."""
 
-    def __init__(self) -> None:
+    def __init__(self, trunk_channels: tuple[int, int, int] = (64, 256, 512), hidden: int = 256) -> None:
         super().__init__()
-        self.v0 = _double_conv(64, 16, 4)
-        self.v1 = _double_conv(256, 64, 16)
-        self.v2 = _double_conv(512, 128, 32)
+        c0, c1, c2 = trunk_channels
+        self.v0 = _double_conv(c0, 16, 4)
+        self.v1 = _double_conv(c1, 64, 16)
+        self.v2 = _double_conv(c2, 128, 32)
         self.h2 = _double_conv(32, 32, 32)
         self.h1 = _double_conv(16, 16, 16)
         self.h0 = _double_conv(4, 4, 4)
-        self.deconv = nn.ConvTranspose2d(256, 32, 15, 15)
+        self.deconv = nn.ConvTranspose2d(hidden, 32, 15, 15)
         self.post0 = nn.Conv2d(32, 16, 3, padding=1)
         self.post1 = nn.Conv2d(16, 4, 3, padding=1)
         self.post2 = nn.Conv2d(4, 1, 3, padding=1)
 
     def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
                 corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
-        """Trunk maps of the search crop, the mask correlation (B,256,25,25), positions (B,2) -> (B,127,127)."""
+        """Trunk maps of the search crop, the mask correlation (B,hidden,25,25), positions (B,2) -> (B,127,127)."""
         c0 = crop_at(p0, 16, 4, 61, pos_yx)
         c1 = crop_at(p1, 8, 2, 31, pos_yx)
         c2 = crop_at(p2, 4, 1, 15, pos_yx)

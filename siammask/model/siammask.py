@@ -12,14 +12,32 @@ from torch import nn
 
 from .heads import Adjust, DepthCorrHead
 from .refine import Refine
-from .trunk import ResNet50Trunk
+from .trunk import LiteTrunk, ResNet50Trunk
 
-VARIANTS = ("sharp", "base")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What distinguishes the variants: the trunk, the correlation width, and refine or not."""
+
+    trunk: type[nn.Module]
+    hidden: int
+    refine: bool
+
+
+# sharp/base: the published ResNet-50 models (official checkpoints). lite/lite-base: ours,
+# small enough to train and run fast on a CPU; lite-base is the first training stage of lite.
+VARIANT_SPECS: dict[str, ModelSpec] = {
+    "sharp": ModelSpec(ResNet50Trunk, 256, True),
+    "base": ModelSpec(ResNet50Trunk, 256, False),
+    "lite": ModelSpec(LiteTrunk, 64, True),
+    "lite-base": ModelSpec(LiteTrunk, 64, False),
+}
+VARIANTS = tuple(VARIANT_SPECS)
 
 
 @dataclass
 class TemplateFeatures:
-    """The three heads' kernels (B,256,5,5) for B targets: all the network keeps of a template."""
+    """The three heads' kernels (B,hidden,5,5) for B targets: all the network keeps of a template."""
 
     cls: torch.Tensor
     loc: torch.Tensor
@@ -47,19 +65,21 @@ class SearchOutput:
 
 
 class SiamMask(nn.Module):
-    """ResNet-50 trunk + adjust + three depth-wise correlation heads (+ refine for 'sharp')."""
+    """Trunk + adjust + three depth-wise correlation heads (+ refine for 'sharp' and 'lite')."""
 
     def __init__(self, variant: str = "sharp") -> None:
         super().__init__()
-        if variant not in VARIANTS:
+        if variant not in VARIANT_SPECS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        spec = VARIANT_SPECS[variant]
         self.variant = variant
-        self.trunk = ResNet50Trunk()
-        self.adjust = Adjust()
-        self.cls_head = DepthCorrHead(10)
-        self.loc_head = DepthCorrHead(20)
-        self.mask_head = DepthCorrHead(63 * 63)
-        self.refine = Refine() if variant == "sharp" else None
+        self.trunk = spec.trunk()
+        channels = spec.trunk.channels
+        self.adjust = Adjust(channels[3], spec.hidden)
+        self.cls_head = DepthCorrHead(10, spec.hidden)
+        self.loc_head = DepthCorrHead(20, spec.hidden)
+        self.mask_head = DepthCorrHead(63 * 63, spec.hidden)
+        self.refine = Refine(channels[:3], spec.hidden) if spec.refine else None
 
     @property
     def mask_size(self) -> int:

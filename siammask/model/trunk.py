@@ -53,6 +53,8 @@ def _layer(cin: int, planes: int, blocks: int, first: dict, rest: dict,
 class ResNet50Trunk(nn.Module):
     """Returns (p0, layer1, layer2, layer3); p0 is conv1's output before the max-pool."""
 
+    channels = (64, 256, 512, 1024)
+
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=0, bias=False)
@@ -72,3 +74,47 @@ class ResNet50Trunk(nn.Module):
         p2 = self.layer2(p1)
         p3 = self.layer3(p2)
         return p0, p1, p2, p3
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual; a 1x1 shortcut when the width changes."""
+
+    def __init__(self, cin: int, cout: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _conv_bn(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class LiteTrunk(nn.Module):
+    """A small trunk with ResNet-50's strides and map sizes (125/63/31/31 for a 255 crop), so the
+    same heads, refine and tracker geometry apply; about 1/20 of the compute."""
+
+    channels = (16, 32, 64, 128)
+
+    def __init__(self) -> None:
+        super().__init__()
+        c0, c1, c2, c3 = self.channels
+        self.conv1 = nn.Conv2d(3, c0, 7, stride=2, padding=0, bias=False)
+        self.bn1 = nn.BatchNorm2d(c0)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = BasicBlock(c0, c1)
+        self.layer2 = nn.Sequential(_conv_bn(c1, c2, 3, stride=2, padding=0), nn.ReLU(inplace=True),
+                                    BasicBlock(c2, c2))
+        self.layer3 = BasicBlock(c2, c3, dilation=2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # Raw 0..255 pixels as for ResNet-50; the first BN absorbs the scale once trained.
+        p0 = self.relu(self.bn1(self.conv1(x)))
+        p1 = self.layer1(self.maxpool(p0))
+        p2 = self.layer2(p1)
+        return p0, p1, p2, self.layer3(p2)

@@ -1,0 +1,1 @@
+"""Training: pair sampling, anchor/mask targets, losses, the two-stage loop."""

@@ -1,0 +1,205 @@
+"""The two-stage training loop: base (trunk, heads, coarse mask), then refine.
+
+Resumable: `OUT/state.pt` holds model, optimiser, scaler, stage, epoch and iteration; all
+randomness is derived from (seed, stage, epoch, iteration), so a resumed run computes exactly
+the losses the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from ..checkpoint import save_checkpoint
+from ..config import load_hp
+from ..errors import UserError
+from ..model import SiamMask
+from .config import STAGE_VARIANTS, StageConfig, TrainConfig
+from .losses import cls_loss, loc_loss, mask_loss
+from .pairs import PairDataset
+
+STATE = "state.pt"
+STAGES = ("base", "refine")
+
+
+@dataclass
+class Position:
+    stage: str
+    epoch: int
+    iteration: int  # next iteration to run within the epoch
+
+
+def lr_at(step: int, total: int, stage: StageConfig) -> float:
+    """Linear warm-up, then cosine decay from lr to lr_end."""
+    if step < stage.warmup:
+        return stage.lr * (step + 1) / stage.warmup
+    t = (step - stage.warmup) / max(1, total - stage.warmup)
+    return stage.lr_end + 0.5 * (stage.lr - stage.lr_end) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def _stage_config(cfg: TrainConfig, name: str) -> StageConfig | None:
+    return cfg.base if name == "base" else cfg.refine
+
+
+def _build_model(cfg: TrainConfig, name: str, out: Path) -> SiamMask:
+    torch.manual_seed(cfg.seed)
+    variant = STAGE_VARIANTS[cfg.model][STAGES.index(name)]
+    model = SiamMask(variant)
+    if name == "refine":
+        base = torch.load(out / "base.pth", map_location="cpu", weights_only=True)["state_dict"]
+        missing, unexpected = model.load_state_dict(base, strict=False)
+        if unexpected or any(not k.startswith("refine.") for k in missing):
+            raise UserError(f"{out / 'base.pth'} does not fit the {variant} model; delete {out} and retrain")
+    return model.to(cfg.device)
+
+
+def _trainable(model: SiamMask, stage: StageConfig) -> list[torch.nn.Parameter]:
+    if stage.train == "refine":
+        if model.refine is None:
+            raise UserError("train: refine needs a model with a refine module")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.refine.parameters():
+            p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _set_mode(model: SiamMask, stage: StageConfig) -> None:
+    """Frozen parts keep their BatchNorm statistics."""
+    model.train(stage.train == "all")
+    if stage.train == "refine":
+        model.refine.train()
+
+
+def _optimizer(params, stage: StageConfig) -> torch.optim.Optimizer:
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=stage.lr, momentum=0.9, weight_decay=stage.weight_decay)
+    return torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+
+
+def _autocast(cfg: TrainConfig):
+    if not cfg.amp:
+        return contextlib.nullcontext()
+    device = torch.device(cfg.device).type
+    return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16)
+
+
+def train_step(model: SiamMask, batch: dict, stage: StageConfig, cfg: TrainConfig,
+               generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """Forward both branches and return the weighted loss and its parts."""
+    dev = cfg.device
+    with _autocast(cfg):
+        t = model.template(batch["template"].to(dev))
+        out = model.track(batch["search"].to(dev), t)
+        parts = {"cls": cls_loss(out.cls, batch["labels"].to(dev)),
+                 "loc": loc_loss(out.loc, batch["deltas"].to(dev), batch["delta_weight"].to(dev))}
+        m = mask_loss(model, out, batch["search_mask"].to(dev), batch["mask_weight"].to(dev),
+                      stage.max_mask_positions, generator, use_refine=model.refine is not None)
+    parts["mask"] = m.loss
+    if stage.train == "refine":
+        loss = stage.mask_weight * parts["mask"]
+    else:
+        loss = stage.cls_weight * parts["cls"] + stage.loc_weight * parts["loc"] + stage.mask_weight * parts["mask"]
+    stats = {k: float(v.detach()) for k, v in parts.items()}
+    stats.update(loss=float(loss.detach()), mask_iou=m.iou, mask_positions=m.positions)
+    return loss, stats
+
+
+def _save_state(out: Path, pos: Position, cfg: TrainConfig, model=None, optim=None, scaler=None) -> None:
+    """Model, optimiser and scaler are None at a stage boundary: the next stage starts fresh."""
+    tmp = out / (STATE + ".tmp")
+    torch.save({"format": "siammask-train-state", "version": 1, "stage": pos.stage, "epoch": pos.epoch,
+                "iteration": pos.iteration, "config": cfg.to_dict(),
+                "model": model and model.state_dict(), "optimizer": optim and optim.state_dict(),
+                "scaler": scaler and scaler.state_dict()}, tmp)
+    tmp.replace(out / STATE)  # atomic: a kill never leaves a half-written state
+
+
+def _load_state(out: Path, cfg: TrainConfig) -> dict | None:
+    path = out / STATE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("config") != cfg.to_dict():
+        raise UserError(f"{path} was written with a different config; use another --out or delete it to restart")
+    return state
+
+
+def train(cfg: TrainConfig, out: str | Path, log=print) -> Path:
+    """Run (or resume) both stages; returns the final checkpoint path (OUT/final.pth)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _load_state(out, cfg)
+    start = Position(state["stage"], state["epoch"], state["iteration"]) if state else Position("base", 0, 0)
+    final = out / "final.pth"
+    if start.stage == "done":
+        log(f"training already finished: {final}")
+        return final
+    last = None
+    for name in STAGES[STAGES.index(start.stage):]:
+        stage = _stage_config(cfg, name)
+        if stage is None:
+            continue
+        pos = start if name == start.stage else Position(name, 0, 0)
+        last = _run_stage(cfg, stage, pos, out, state if name == start.stage else None, log)
+    shutil.copyfile(last, final)
+    return final
+
+
+def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, state: dict | None, log) -> Path:
+    model = _build_model(cfg, pos.stage, out)
+    optim = _optimizer(_trainable(model, stage), stage)
+    scaler = torch.amp.GradScaler(enabled=cfg.amp and torch.device(cfg.device).type == "cuda")
+    if state is not None and state["model"] is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+    data = PairDataset(list(cfg.datasets), load_hp(cfg.hp), stage.iterations * stage.batch_size, cfg.seed,
+                       stage.negative)
+    total = stage.epochs * stage.iterations
+    log_file = (out / "log.jsonl").open("a")
+    try:
+        for epoch in range(pos.epoch, stage.epochs):
+            first = pos.iteration if epoch == pos.epoch else 0
+            data.epoch = epoch
+            loader = DataLoader(Subset(data, range(first * stage.batch_size, len(data))),
+                                batch_size=stage.batch_size, num_workers=cfg.workers, shuffle=False)
+            bar = tqdm(loader, desc=f"{pos.stage} epoch {epoch + 1}/{stage.epochs}", unit="it",
+                       initial=first, total=stage.iterations)
+            for it, batch in enumerate(bar, start=first):
+                step = epoch * stage.iterations + it
+                lr = lr_at(step, total, stage)
+                for group in optim.param_groups:
+                    group["lr"] = lr
+                _set_mode(model, stage)
+                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+                t0 = time.perf_counter()
+                loss, stats = train_step(model, batch, stage, cfg, generator)
+                optim.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optim)
+                scaler.update()
+                stats.update(stage=pos.stage, epoch=epoch, iteration=it, lr=lr,
+                             seconds=round(time.perf_counter() - t0, 4))
+                log_file.write(json.dumps(stats) + "\n")
+                log_file.flush()
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", mask_iou=f"{stats['mask_iou']:.2f}")
+                if (it + 1) % cfg.save_every == 0 or it + 1 == stage.iterations:
+                    nxt = Position(pos.stage, epoch + (it + 1 == stage.iterations), (it + 1) % stage.iterations)
+                    _save_state(out, nxt, cfg, model, optim, scaler)
+    finally:
+        log_file.close()
+    path = save_checkpoint(model.cpu().eval(), out / f"{pos.stage}.pth", config={"hp": cfg.hp, "train": cfg.to_dict()})
+    later = [s for s in STAGES[STAGES.index(pos.stage) + 1:] if _stage_config(cfg, s) is not None]
+    nxt_stage = later[0] if later else None
+    _save_state(out, Position(nxt_stage or "done", 0, 0), cfg)
+    log(f"{pos.stage} stage done: {path}")
+    return path

@@ -1,0 +1,70 @@
+"""SiamMask's losses: anchor cross-entropy, weighted smooth-L1 on boxes, logistic loss on masks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..model import SearchOutput, SiamMask
+
+WINDOW = 127   # mask window side in search-crop pixels
+STRIDE = 8
+PAD = 32       # window of grid position (y, x) starts at (8x - 32, 8y - 32)
+
+
+def cls_loss(cls: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of the positive and the negative anchors' cross-entropy (ignored: -1)."""
+    b = cls.shape[0]
+    logp = F.log_softmax(cls.reshape(b, 2, -1).float(), dim=1)
+    parts = []
+    for value, channel in ((1, 1), (0, 0)):
+        sel = labels == value
+        parts.append(-logp[:, channel][sel].mean() if sel.any() else cls.sum() * 0)
+    return 0.5 * parts[0] + 0.5 * parts[1]
+
+
+def loc_loss(loc: torch.Tensor, deltas: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 on the 4 deltas of each anchor, weighted 1/num_pos on positives, summed per crop."""
+    b = loc.shape[0]
+    diff = F.smooth_l1_loss(loc.reshape(b, 4, -1).float(), deltas, reduction="none", beta=1 / 9).sum(1)
+    return (diff * weight).sum() / b
+
+
+def mask_windows(search_mask: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(K,127,127) targets in {-1, 1} for K (batch, y, x) positions; outside the crop is background."""
+    padded = F.pad(search_mask * 2 - 1, [PAD] * 4, value=-1.0)
+    return torch.stack([padded[b, 0, STRIDE * y:STRIDE * y + WINDOW, STRIDE * x:STRIDE * x + WINDOW]
+                        for b, y, x in idx.tolist()])
+
+
+@dataclass
+class MaskLoss:
+    loss: torch.Tensor
+    iou: float        # mean IoU of predicted vs target masks at the trained positions
+    positions: int
+
+
+def mask_loss(model: SiamMask, out: SearchOutput, search_mask: torch.Tensor, mask_weight: torch.Tensor,
+              max_positions: int, generator: torch.Generator, use_refine: bool) -> MaskLoss:
+    """Logistic loss at (a random subset of) the positions with a positive anchor and a mask."""
+    idx = mask_weight.nonzero()
+    if len(idx) == 0:
+        return MaskLoss(out.mask_corr.sum() * 0, float("nan"), 0)
+    if len(idx) > max_positions:
+        idx = idx[torch.randperm(len(idx), generator=generator)[:max_positions]]
+    target = mask_windows(search_mask, idx)
+    b, yx = idx[:, 0], idx[:, 1:]
+    if use_refine:
+        logits = model.refine(out.p0[b], out.p1[b], out.p2[b], out.mask_corr[b], yx)
+    else:
+        vec = out.mask_corr[b, :, yx[:, 0], yx[:, 1]]
+        coarse = model.mask_head.head(vec[:, :, None, None]).reshape(-1, 1, 63, 63)
+        logits = F.interpolate(coarse, size=(WINDOW, WINDOW), mode="bilinear", align_corners=False)[:, 0]
+    logits = logits.float()
+    loss = F.soft_margin_loss(logits.flatten(1), target.flatten(1))
+    with torch.no_grad():
+        pred, truth = logits > 0, target > 0
+        inter = (pred & truth).flatten(1).sum(1).float()
+        union = (pred | truth).flatten(1).sum(1).float().clamp(min=1)
+    return MaskLoss(loss, float((inter / union).mean()), len(idx))
