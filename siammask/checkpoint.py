@@ -5,7 +5,6 @@ left over; a mismatch is reported by name instead of silently running a half-loa
 """
 from __future__ import annotations
 
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +67,10 @@ def _read(path: Path) -> Any:
         raise UserError(f"checkpoint '{path}' not found; pass an existing .pth file with --weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"'{path}' is not a readable PyTorch checkpoint (truncated or corrupt?): {first[:160]}") from None
+    except Exception as exc:  # noqa: BLE001 - garbage bytes make the unpickler raise almost anything
+        kind = "truncated zip archive" if isinstance(exc, (zipfile.BadZipFile, EOFError)) else type(exc).__name__
+        raise UserError(f"'{path}' is not a readable PyTorch checkpoint (truncated or corrupt: {kind}); "
+                        "pass a .pth file saved by torch.save") from None
 
 
 def _state_dict_of(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
@@ -97,21 +97,27 @@ def _summary(keys: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path) -> None:
+def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path, source: str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
-    unexpected = [k.replace("<unmapped>", "") for k in state if k not in expected]
-    if missing and all(k.startswith("refine.") for k in missing) and not unexpected:
-        raise UserError(f"'{path}' is a base-model checkpoint ({len(missing)} refine keys missing); "
-                        "use --variant base")
-    if unexpected and all(k.startswith("refine") for k in unexpected) and not missing:
-        raise UserError(f"'{path}' is a sharp-model checkpoint (has refine weights); use --variant sharp")
+    unexpected = [k for k in state if k not in expected]
+    refine_keys = {k for k in SiamMask(_with_refine(model.variant)).state_dict() if k.startswith("refine.")}
+    if refine_keys and set(missing) == refine_keys and not unexpected:
+        raise UserError(f"'{path}' has no refine weights: it is a {_without_refine(model.variant)} checkpoint; "
+                        f"use --variant {_without_refine(model.variant)}")
+    if refine_keys and set(unexpected) == refine_keys and not missing:
+        raise UserError(f"'{path}' has refine weights: it is a {_with_refine(model.variant)} checkpoint; "
+                        f"use --variant {_with_refine(model.variant)}")
+    # Name keys as the file does, so a user can find them in it.
+    shown = (lambda k: ours_to_official(k)) if source == "official" else (lambda k: k)
+    missing = [shown(k) for k in missing]
+    unexpected = [k.replace("<unmapped>", "") if k.startswith("<unmapped>") else shown(k) for k in unexpected]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys ({_summary(missing)})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys ({_summary(unexpected)})")
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+    wrong = [f"{shown(k)} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and state[k].shape != v.shape]
     if wrong:
         problems.append(f"{len(wrong)} keys with wrong shapes ({_summary(wrong, 2)})")
@@ -119,7 +125,20 @@ def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path) -> 
         raise UserError(f"'{path}' does not fit the {model.variant} SiamMask model: " + "; ".join(problems))
 
 
+# Variants with and without the refine module, in pairs.
+_REFINE_PAIRS = {"base": "sharp", "lite-base": "lite"}
+
+
+def _with_refine(variant: str) -> str:
+    return _REFINE_PAIRS.get(variant, variant)
+
+
+def _without_refine(variant: str) -> str:
+    return {v: k for k, v in _REFINE_PAIRS.items()}.get(variant, variant)
+
+
 def _infer_variant(state: dict[str, torch.Tensor]) -> str:
+    """Official files are ResNet-50 models: sharp with refine weights, base without."""
     return "sharp" if any(k.startswith("refine.") for k in state) else "base"
 
 
@@ -131,7 +150,7 @@ def load_checkpoint(path: str | Path, variant: str | None = None) -> LoadedCheck
         raise UserError(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     variant = variant or config.get("variant") or _infer_variant(state)
     model = SiamMask(variant)
-    _check_keys(model, state, path)
+    _check_keys(model, state, path, source)
     model.load_state_dict(state, strict=True)
     return LoadedCheckpoint(model.eval(), variant, source, config)
 

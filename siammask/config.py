@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -80,13 +81,21 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise UserError(f"{where}: {exc}") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats without a dot (1e-2), which YAML 1.1 calls strings."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Read one YAML file into `cls`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config '{path}' not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     return from_dict(cls, data, str(path))

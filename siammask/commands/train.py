@@ -5,10 +5,17 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.config import load_train_config
-    from ..training.loop import train
+    import time
 
-    final = train(load_train_config(args.config), args.out)
+    from ..training.config import load_train_config
+    from ..training.loop import Budget, train
+
+    budget = Budget(iterations=args.max_iterations,
+                    deadline=time.monotonic() + args.time_limit * 60 if args.time_limit else None)
+    final = train(load_train_config(args.config), args.out, budget=budget)
+    if final is None:
+        print(f"siammask: stopped at the budget; run the same command to resume from {args.out}")
+        return 0
     print(f"siammask: trained weights: {final}")
     return 0
 
@@ -18,4 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="training config YAML (see configs/train/)")
     p.add_argument("--out", default="runs/train", help="run folder: resumable state, logs, checkpoints "
                                                        "(an unfinished run there is resumed)")
+    p.add_argument("--time-limit", type=float, help="stop (resumably) after this many minutes")
+    p.add_argument("--max-iterations", type=int, help="stop (resumably) after this many iterations")
     p.set_defaults(func=run)

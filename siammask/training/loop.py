@@ -30,6 +30,24 @@ STATE = "state.pt"
 STAGES = ("base", "refine")
 
 
+class Stopped(Exception):
+    """Raised inside the loop when a run's iteration or time budget is spent (state is saved)."""
+
+
+@dataclass
+class Budget:
+    """Stop early (resumably) after this many iterations or at this time.monotonic() deadline."""
+
+    iterations: int | None = None
+    deadline: float | None = None
+    done: int = 0
+
+    def spent(self) -> bool:
+        self.done += 1
+        return (self.iterations is not None and self.done >= self.iterations) or \
+               (self.deadline is not None and time.monotonic() >= self.deadline)
+
+
 @dataclass
 class Position:
     stage: str
@@ -133,8 +151,9 @@ def _load_state(out: Path, cfg: TrainConfig) -> dict | None:
     return state
 
 
-def train(cfg: TrainConfig, out: str | Path, log=print) -> Path:
-    """Run (or resume) both stages; returns the final checkpoint path (OUT/final.pth)."""
+def train(cfg: TrainConfig, out: str | Path, log=print, budget: Budget | None = None) -> Path | None:
+    """Run (or resume) both stages; returns the final checkpoint path (OUT/final.pth), or None
+    when the budget ran out first (run it again to resume)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _load_state(out, cfg)
@@ -149,12 +168,18 @@ def train(cfg: TrainConfig, out: str | Path, log=print) -> Path:
         if stage is None:
             continue
         pos = start if name == start.stage else Position(name, 0, 0)
-        last = _run_stage(cfg, stage, pos, out, state if name == start.stage else None, log)
+        try:
+            last = _run_stage(cfg, stage, pos, out, state if name == start.stage else None, log,
+                              budget or Budget())
+        except Stopped:
+            log(f"stopped early; state saved in {out / STATE}: run the same command again to resume")
+            return None
     shutil.copyfile(last, final)
     return final
 
 
-def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, state: dict | None, log) -> Path:
+def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, state: dict | None, log,
+               budget: Budget) -> Path:
     model = _build_model(cfg, pos.stage, out)
     optim = _optimizer(_trainable(model, stage), stage)
     scaler = torch.amp.GradScaler(enabled=cfg.amp and torch.device(cfg.device).type == "cuda")
@@ -192,9 +217,12 @@ def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, s
                 log_file.write(json.dumps(stats) + "\n")
                 log_file.flush()
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", mask_iou=f"{stats['mask_iou']:.2f}")
-                if (it + 1) % cfg.save_every == 0 or it + 1 == stage.iterations:
+                stop = budget.spent()
+                if stop or (it + 1) % cfg.save_every == 0 or it + 1 == stage.iterations:
                     nxt = Position(pos.stage, epoch + (it + 1 == stage.iterations), (it + 1) % stage.iterations)
                     _save_state(out, nxt, cfg, model, optim, scaler)
+                if stop:
+                    raise Stopped
     finally:
         log_file.close()
     path = save_checkpoint(model.cpu().eval(), out / f"{pos.stage}.pth", config={"hp": cfg.hp, "train": cfg.to_dict()})
