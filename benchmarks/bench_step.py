@@ -1,4 +1,4 @@
-"""Time one sharp tracker step by stage, ours against the original's way of computing it.
+"""Time one tracker step (sharp by default) by stage, ours against the original's way of computing it.
 
 Both run in the same process on the same frame and geometry (tennis frame 1 at the init box
 300,110,165,255 when ../shared is there, else a synthetic 854x480 frame with the same box).
@@ -129,11 +129,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", default="sharp", choices=["sharp", "lite"],
+                        help="model with refine to time (default: sharp, the published model)")
     parser.add_argument("--json", help="write the numbers as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = SiamMask("sharp").eval()
+    model = SiamMask(args.variant).eval()
     cfg = load_hp("davis")
     frame0, frame1, what = load_frames()
     baseline_model = copy.deepcopy(model)  # plain layout, as the original runs it
@@ -159,7 +161,7 @@ def main() -> int:
     rows = {name: {s: median(c.samples[s][3:]) for s in STAGES} for name, c in clocks.items()}
     for r in rows.values():
         r["sum"] = sum(r[s] for s in STAGES)
-    print(f"frame: {what}; box {BOX}; torch {torch.__version__}, {args.threads} threads; "
+    print(f"{args.variant} model; frame: {what}; box {BOX}; torch {torch.__version__}, {args.threads} threads; "
           f"median of {args.steps} steps (ms)\n")
     print("| stage | original-style | ours | ratio |\n|---|---|---|---|")
     for s in (*STAGES, "sum"):
@@ -168,7 +170,7 @@ def main() -> int:
     print(f"\nours, whole Tracker.step: median {median(whole):.1f} ms, "
           f"p90 {np.percentile(whole, 90):.1f} ms ({1000 / median(whole):.1f} frames/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"frame": what, "threads": args.threads, "steps": args.steps,
+        Path(args.json).write_text(json.dumps({"variant": args.variant, "frame": what, "threads": args.threads, "steps": args.steps,
                                                "stages_ms": rows, "step_ms_median": median(whole)}, indent=2))
     return 0
 

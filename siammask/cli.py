@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "siammask.commands.track",
     "siammask.commands.train",
     "siammask.commands.demo",
+    "siammask.commands.dataset",
 )
 
 

@@ -199,3 +199,16 @@ def write_davis_layout(sequences: dict[str, Sequence[SyntheticFrame]], root: str
     sets.mkdir(parents=True, exist_ok=True)
     (sets / f"{split}.txt").write_text("".join(f"{name}\n" for name in sequences))
     return root
+
+
+def make_training_sequences(count: int, frames: int = 30, seed: int = 123) -> dict[str, list[SyntheticFrame]]:
+    """Varied sequences for training (frame size, object size and speed drawn per sequence)."""
+    rng = np.random.default_rng(seed)
+    sequences = {}
+    for i in range(count):
+        width = int(rng.choice([320, 480, 640]))
+        height = int(width * rng.choice([0.5625, 0.75]))
+        sequences[f"syn{i:04d}"] = make_sequence(num_frames=frames, size=(width, height), seed=1000 + i,
+                                                 object_size=float(rng.uniform(0.15, 0.45)),
+                                                 period_frames=float(rng.uniform(60, 200)))
+    return sequences
