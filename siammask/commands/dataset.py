@@ -48,6 +48,15 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_synthetic(args: argparse.Namespace) -> int:
+    from ..synthetic import make_training_sequences, write_davis_layout
+
+    root = write_davis_layout(make_training_sequences(args.sequences, args.frames, args.seed), args.root)
+    print(f"siammask: wrote {args.sequences} generated sequences of {args.frames} frames in DAVIS layout to {root}; "
+          f"crop them with: siammask dataset build --format davis --root {root} --out OUT", file=sys.stderr)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from ..data.formats import FORMATS
 
@@ -64,3 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
+    g = actions.add_parser("synthetic", help="generate textured-object sequences with exact masks, in DAVIS layout")
+    g.add_argument("--root", required=True, help="folder to write (JPEGImages/, Annotations/, ImageSets/)")
+    g.add_argument("--sequences", type=_at_least(1), default=80, help="number of sequences (default: 80)")
+    g.add_argument("--frames", type=_at_least(2), default=30, help="frames per sequence (default: 30)")
+    g.add_argument("--seed", type=int, default=123, help="random seed (default: 123)")
+    g.set_defaults(func=run_synthetic)
