@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import ExitStack
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .common import add_model_options, build_tracker
@@ -20,14 +23,44 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM set an event checked between frames, so a frame's JSON line, mask and video
+    frame are always written together and every output is closed cleanly."""
+    stop = threading.Event()
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in handled}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _write_frame(fr, jsonl, masks, video) -> None:
+    """One frame's JSON lines, mask PNGs and annotated video frame, all targets."""
+    from ..io.annotate import annotate, target_color
+    from ..io.results import frame_record
+
+    canvas = fr.frame
+    for t, r in enumerate(fr.results):
+        if jsonl:
+            jsonl.write(frame_record(fr.index, r.box, r.polygon, r.score, r.lost, r.mask, target=t))
+        if masks and r.mask is not None:
+            masks[t].write(fr.index, r.mask)
+        if video:
+            canvas = annotate(canvas, r.polygon, r.mask, color=target_color(t), label=f"{t}: {r.score:.2f}")
+    if video:
+        video.write(canvas)
+
+
 def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, video_path: str | None,
                      masks_dir: str | None, quiet: bool = False, on_frame=None) -> int:
     """Track `boxes` through a source into the requested outputs; returns the exit status.
     `on_frame(FrameResults)` sees every frame (the demo scores itself against the truth)."""
     from tqdm import tqdm
 
-    from ..io.annotate import annotate, target_color
-    from ..io.results import JsonlWriter, MaskDirWriter, VideoWriter, frame_record
+    from ..io.results import JsonlWriter, MaskDirWriter, VideoWriter
     from ..io.sources import open_source
     from ..video import track_frames
 
@@ -41,28 +74,18 @@ def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, vi
         video = stack.enter_context(VideoWriter(video_path, fps=source.fps or 25.0)) if video_path else None
         bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=getattr(source, "__len__", lambda: None)(),
                                        disable=quiet, file=sys.stderr))
-        try:
+        with _stop_on_signals() as stop:
             for fr in track_frames(source, tracker, boxes):
-                canvas = fr.frame
-                for t, r in enumerate(fr.results):
-                    if jsonl:
-                        jsonl.write(frame_record(fr.index, r.box, r.polygon, r.score, r.lost,
-                                                 r.mask, target=t))
-                    if masks and r.mask is not None:
-                        masks[t].write(fr.index, r.mask)
-                    if video:
-                        canvas = annotate(canvas, r.polygon, r.mask, color=target_color(t),
-                                          label=f"{t}: {r.score:.2f}")
-                if video:
-                    video.write(canvas)
+                _write_frame(fr, jsonl, masks, video)
                 if on_frame:
                     on_frame(fr)
                 count += 1
                 bar.update(1)
-        except KeyboardInterrupt:
-            print(f"siammask: interrupted after {count} frames; outputs written so far are kept",
-                  file=sys.stderr)
-            return 130
+                if stop.is_set():
+                    break
+    if stop.is_set():
+        print(f"siammask: interrupted after {count} frames; outputs written so far are kept", file=sys.stderr)
+        return 130
     print(f"siammask: tracked {count} frames, {len(boxes)} target(s)", file=sys.stderr)
     return 0
 

@@ -6,7 +6,10 @@ Every way a source can be wrong (missing, empty, undecodable, unreachable) ends 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -199,10 +202,27 @@ def _read_image(path: Path) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise UserError(f"cannot read image '{path}': {err.strerror}; check that the file is readable") from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with _native_stderr_silenced():  # libpng/libjpeg print their own complaints; ours follows
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise UserError(f"cannot decode image '{path}': corrupt or not an image; fix or remove the file")
     return image
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null while native code runs: C libraries write there
+    directly, past Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _to_bgr(frame: np.ndarray) -> np.ndarray:
