@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"siammask: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a command's own loop took over Ctrl-C (imports, loading)
+        print("siammask: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
