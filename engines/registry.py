@@ -1,24 +1,49 @@
-"""The one place that maps an engine name to its back end (no if/elif chains elsewhere)."""
+"""The one place that maps an engine name to its back end (no if/elif chains elsewhere).
+
+Every factory takes what the user gave: a loaded model, or an export directory made by
+`siammask export` (a Path), plus the device and precision (None: the back end's default, or
+what the export directory holds)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from siammask.errors import UserError
 from siammask.model import SiamMask
 
 from .base import Engine
 
+ModelSource = SiamMask | Path
 
-def _torch(model: SiamMask, device: str) -> Engine:
+
+def _torch(source: ModelSource, device: str, precision: str | None) -> Engine:
     from .torch_engine import TorchEngine
-    return TorchEngine(model, device)
+    if not isinstance(source, SiamMask):
+        raise UserError(f"the torch engine loads a .pth checkpoint, not the export directory '{source}'; "
+                        "use --engine onnxruntime or tensorrt for export directories")
+    return TorchEngine(source, device, precision or "fp32")
 
 
-ENGINES: dict[str, Callable[[SiamMask, str], Engine]] = {"torch": _torch}
+def _onnxruntime(source: ModelSource, device: str, precision: str | None) -> Engine:
+    from .onnxruntime_engine import OnnxRuntimeEngine
+    if isinstance(source, SiamMask):
+        return OnnxRuntimeEngine.from_model(source, device, precision)
+    return OnnxRuntimeEngine(source, device, precision)
 
 
-def build_engine(name: str, model: SiamMask, device: str = "cpu") -> Engine:
-    """Wrap a loaded model in the named back end."""
+def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine:
+    from .tensorrt_engine import TensorRTEngine
+    if isinstance(source, SiamMask):
+        return TensorRTEngine.from_model(source, device, precision)
+    return TensorRTEngine(source, device, precision)
+
+
+ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = {
+    "torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+
+
+def build_engine(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> Engine:
+    """Wrap a loaded model (or an export directory) in the named back end."""
     if name not in ENGINES:
         raise UserError(f"unknown engine '{name}'; available: {', '.join(sorted(ENGINES))}")
-    return ENGINES[name](model, device)
+    return ENGINES[name](source, device, precision)

@@ -1,32 +1,72 @@
-"""PyTorch back end (CPU; CUDA where available)."""
+"""PyTorch back end (CPU; CUDA where available), in float32, bfloat16 or float16."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
+from torch import nn
 
 from siammask.errors import UserError
 from siammask.model import SiamMask, TemplateFeatures
 
 from .base import TrackHeads
+from .precision import FLOAT32_TRUNK_STAGES
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Float32(nn.Module):
+    """Runs the wrapped module in float32 with autocast off."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.module(x.float())
+
+
+def _bf16_model(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose early trunk stages stay float32 under bf16 autocast (see precision.py)."""
+    model = copy.deepcopy(model)
+    for name in FLOAT32_TRUNK_STAGES:
+        setattr(model.trunk, name, _Float32(getattr(model.trunk, name)))
+    return model
 
 
 class TorchEngine:
     """Runs a SiamMask module in inference mode; template features stay on the device.
 
     Weights and inputs are channels-last: oneDNN's convolutions run about 15% faster that way
-    on this CPU (benchmarks/RESULTS.md) with the same float32 arithmetic."""
+    on this CPU (benchmarks/RESULTS.md) with the same float32 arithmetic. bf16 and fp16 run the
+    convolutions under autocast: bf16 is the CPU's fast path (AVX-512 BF16 / AMX), applied from
+    the trunk's layer3 on (a copy of the model, see precision.py); fp16 is for CUDA only."""
 
     name = "torch"
 
-    def __init__(self, model: SiamMask, device: str = "cpu") -> None:
+    def __init__(self, model: SiamMask, device: str = "cpu", precision: str = "fp32") -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but this PyTorch has no CUDA device; use --device cpu")
+        if precision not in AUTOCAST:
+            raise UserError(f"the torch engine runs {', '.join(AUTOCAST)}, not '{precision}'; "
+                            "int8 runs on --engine onnxruntime")
         self.device = torch.device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise UserError("--precision fp16 needs --device cuda with the torch engine; "
+                            "on CPU use --precision bf16")
+        self.precision = precision
+        model = _bf16_model(model) if precision == "bf16" else model
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.variant = model.variant
         self.mask_size = model.mask_size
+
+    def _autocast(self) -> AbstractContextManager:
+        dtype = AUTOCAST[self.precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
@@ -34,17 +74,21 @@ class TorchEngine:
 
     @torch.inference_mode()
     def template(self, z: np.ndarray) -> TemplateFeatures:
-        return self.model.template(self._tensor(z))
+        with self._autocast():
+            return self.model.template(self._tensor(z))
 
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
         return parts[0] if len(parts) == 1 else TemplateFeatures.cat(list(parts))
 
     @torch.inference_mode()
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
-        out = self.model.track(self._tensor(x), features)
+        with self._autocast():
+            out = self.model.track(self._tensor(x), features)
         return TrackHeads(out.cls.float().cpu().numpy(), out.loc.float().cpu().numpy(), out)
 
     @torch.inference_mode()
     def mask(self, heads: TrackHeads, pos_yx: np.ndarray) -> np.ndarray:
         pos = torch.as_tensor(np.asarray(pos_yx, np.int64), device=self.device)
-        return self.model.mask_logits(heads.context, pos).float().cpu().numpy()
+        with self._autocast():
+            logits = self.model.mask_logits(heads.context, pos)
+        return logits.float().cpu().numpy()

@@ -11,9 +11,15 @@ from .errors import UserError
 # One module per subcommand, each with register(subparsers).
 COMMAND_MODULES = (
     "siammask.commands.track",
+    "siammask.commands.export",
+    "siammask.commands.bench",
+    "siammask.commands.dataset",
+    "siammask.commands.eval",
     "siammask.commands.train",
     "siammask.commands.demo",
-    "siammask.commands.dataset",
+    "siammask.commands.serve",
+    "siammask.commands.ctl",
+    "siammask.commands.keys",
 )
 
 

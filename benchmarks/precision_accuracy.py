@@ -1,0 +1,133 @@
+"""Accuracy cost of each reduced precision: per-frame mask IoU (and box shift) against float32.
+
+Every candidate engine steps from the float32 tracker's state of the previous frame, so each
+frame measures one step's precision error, not the divergence of two chaotic trajectories
+(with untrained weights trajectories part after a few frames whatever the cause). Weights: the
+reference's parity weights (sharp; deterministic, untrained), or --weights (e.g. the shipped lite
+model, trained by this project). Sequences: the tennis clip and DAVIS 2016 val sequences (init
+box: the first annotation's bounding box), first --frames frames. int8 is calibrated on a
+different clip (DAVIS-train 'bear').
+
+    python benchmarks/precision_accuracy.py [--weights FILE] [--frames 20] [--sequences blackswan,cows,...]
+                                            [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.torch_engine import TorchEngine
+from export.exporter import export_model
+from siammask.checkpoint import load_checkpoint
+from siammask.commands.common import DEFAULT_HP
+from siammask.config import load_hp
+from siammask.tracker import TargetState, Tracker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import DATA, TENNIS, TENNIS_BOX, parity_state_dict  # noqa: E402
+
+DAVIS = DATA / "DAVIS"
+CALIBRATION = DATA / "DAVIS-train"
+CANDIDATES = (("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
+
+
+def first_box(annotation: Path) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(cv2.imread(str(annotation), cv2.IMREAD_GRAYSCALE))
+    return float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+
+
+def davis_clip(root: Path, name: str, frames: int) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    files = sorted((root / "JPEGImages" / "480p" / name).glob("*.jpg"))[:frames]
+    annotation = sorted((root / "Annotations" / "480p" / name).glob("*.png"))[0]
+    return [cv2.imread(str(f)) for f in files], first_box(annotation)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def compare(reference: Tracker, others: dict[str, Tracker], frames: list[np.ndarray], box) -> dict[str, list[dict]]:
+    """Per candidate and frame: mask IoU, largest box-coordinate shift (px), same grid position."""
+    (state,) = reference.init(frames[0], [box])
+    features = {name: t.init(frames[0], [box])[0].features for name, t in others.items()}
+    rows: dict[str, list[dict]] = {name: [] for name in others}
+    for frame in frames[1:]:
+        (next_state,), (ref,) = reference.step(frame, [state])
+        for name, tracker in others.items():
+            start = TargetState(state.pos, state.size, state.avg_color, features[name])
+            _, (res,) = tracker.step(frame, [start])
+            shift = float(np.abs(np.subtract(res.box, ref.box)).max())
+            rows[name].append({"iou": iou(res.mask, ref.mask), "box_shift": shift,
+                               "same_pos": res.pos_yx == ref.pos_yx})
+        state = next_state
+    return rows
+
+
+def engines(weights: Path, calibration_frames: int) -> dict[str, object]:
+    model = load_checkpoint(weights).model
+    found = {}
+    for name, precision in CANDIDATES:
+        label = f"{name} {precision}"
+        print(f"preparing {label} ...", file=sys.stderr)
+        if name == "torch":
+            found[label] = TorchEngine(model, precision=precision)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            calibration = davis_clip(CALIBRATION, "bear", calibration_frames) if precision == "int8" else None
+            export_model(model, Path(folder), precision=precision, calibration=calibration)
+            found[label] = OnnxRuntimeEngine(folder)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20, help="frames per sequence, init included")
+    parser.add_argument("--sequences", default="blackswan,cows,dog,libby", help="DAVIS val sequences")
+    parser.add_argument("--weights", help="checkpoint (default: the reference's parity weights, sharp)")
+    parser.add_argument("--json", help="write per-frame numbers here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(args.weights or Path(tmp) / "parity_sharp.pth")
+        if not args.weights:
+            torch.save(parity_state_dict("sharp"), weights)
+        ckpt = load_checkpoint(weights)
+        hp = load_hp(ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant])
+        reference = Tracker(TorchEngine(ckpt.model), hp)
+        others = {label: Tracker(engine, hp) for label, engine in engines(weights, 12).items()}
+    clips = {"tennis": ([cv2.imread(str(p)) for p in sorted(TENNIS.glob("*.jpg"))[:args.frames]], TENNIS_BOX)}
+    clips.update({name: davis_clip(DAVIS, name, args.frames) for name in args.sequences.split(",")})
+    results = {}
+    for clip, (frames, box) in clips.items():
+        print(f"comparing on {clip} ...", file=sys.stderr)
+        results[clip] = compare(reference, others, frames, box)
+    what = args.weights or "parity weights (sharp, untrained)"
+    print(f"{what}, {ckpt.variant} model, frames 1-{args.frames - 1} of each clip, each step from the fp32 state\n")
+    print("| clip | engine precision | mask IoU mean | IoU min | frames IoU >= 0.95 | same grid pos "
+          "| max box shift px |")
+    print("|---|---|---|---|---|---|---|")
+    for clip, per in results.items():
+        for label, rows in per.items():
+            ious = [r["iou"] for r in rows]
+            print(f"| {clip} | {label} | {statistics.mean(ious):.3f} | {min(ious):.3f} | "
+                  f"{sum(v >= 0.95 for v in ious)}/{len(ious)} | {sum(r['same_pos'] for r in rows)}/{len(rows)} | "
+                  f"{max(r['box_shift'] for r in rows):.1f} |")
+    print("\ntennis, mask IoU per frame vs fp32:")
+    for label, rows in results["tennis"].items():
+        print(f"- {label}: " + " ".join(f"{r['iou']:.2f}" for r in rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""ONNX Runtime back end on the three exported graphs (CPU; CUDA / TensorRT providers where installed)."""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
+from export.onnx_io import open_session
+from export.sidecar import read_sidecar
+from siammask.errors import UserError
+from siammask.model import SiamMask
+
+from .base import TrackHeads
+from .kernel_arrays import KernelArrays
+
+
+def providers_for(device: str) -> list:
+    """Execution providers for --device: CPU, or TensorRT/CUDA (falling back to CPU per node)."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if not device.startswith("cuda"):
+        raise UserError(f"unknown device '{device}'; use cpu or cuda")
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise UserError("--device cuda asked for, but this onnxruntime has no CUDA provider "
+                        "(pip install onnxruntime-gpu on a machine with an NVIDIA GPU); use --device cpu")
+    options = {"device_id": int(device.partition(":")[2] or 0)}
+    gpu = [("CUDAExecutionProvider", options)]
+    if "TensorrtExecutionProvider" in available:
+        gpu.insert(0, ("TensorrtExecutionProvider", options))
+    return [*gpu, "CPUExecutionProvider"]
+
+
+class OnnxRuntimeEngine:
+    """Runs template.onnx, search.onnx and mask.onnx of an export directory (see `siammask export`)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, export_dir: str | Path, device: str = "cpu", precision: str | None = None,
+                 variant: str | None = None) -> None:
+        folder = Path(export_dir)
+        info = read_sidecar(folder, backend="onnx")
+        if variant is not None and info.variant != variant:
+            raise UserError(f"'{folder}' holds {info.variant} graphs but the {variant} variant was asked for; "
+                            f"use --variant {info.variant} or export the {variant} model")
+        if precision is not None and info.precision != precision:
+            raise UserError(f"'{folder}' holds {info.precision} graphs but --precision {precision} was asked for; "
+                            f"re-export with --precision {precision}")
+        self.variant, self.precision = info.variant, info.precision
+        self.mask_size = mask_size(self.variant)
+        providers = providers_for(device)
+        self.sessions = {role: open_session(folder / file, providers) for role, file in info.files.items()}
+        expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, "mask": mask_io(self.variant)}
+        for role, (inputs, outputs) in expected.items():
+            _check_io(self.sessions[role], folder / info.files[role], inputs, outputs)
+        self._mask_inputs = mask_io(self.variant)[0]
+
+    @classmethod
+    def from_model(cls, model: SiamMask, device: str = "cpu", precision: str | None = None) -> "OnnxRuntimeEngine":
+        """Export `model` to a temporary directory (verified against PyTorch) and load it; the sessions
+        hold the graphs in memory, so the directory is removed at once."""
+        from export.exporter import export_model
+
+        with tempfile.TemporaryDirectory(prefix="siammask-onnx-") as folder:
+            export_model(model, Path(folder), precision=precision or "fp32")
+            return cls(folder, device, precision, model.variant)
+
+    def template(self, z: np.ndarray) -> KernelArrays:
+        return KernelArrays(*self.sessions["template"].run(None, {"z": np.ascontiguousarray(z, np.float32)}))
+
+    def concat(self, parts: Sequence[KernelArrays]) -> KernelArrays:
+        return KernelArrays.cat(parts)
+
+    def track(self, x: np.ndarray, features: KernelArrays) -> TrackHeads:
+        cls, loc, corr, p0, p1, p2 = self.sessions["search"].run(None, {
+            "x": np.ascontiguousarray(x, np.float32), "k_cls": features.cls, "k_loc": features.loc,
+            "k_mask": features.mask})
+        return TrackHeads(cls, loc, {"mask_corr": corr, "p0": p0, "p1": p1, "p2": p2})
+
+    def mask(self, heads: TrackHeads, pos_yx: np.ndarray) -> np.ndarray:
+        feeds = {name: heads.context[name] for name in self._mask_inputs if name != "pos_yx"}
+        feeds["pos_yx"] = np.asarray(pos_yx, np.int64).reshape(-1, 2)
+        return self.sessions["mask"].run(None, feeds)[0]
+
+
+def _check_io(session, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """The graph must have exactly the names the engine binds (a graph of the other variant does not)."""
+    got_in = tuple(i.name for i in session.get_inputs())
+    got_out = tuple(o.name for o in session.get_outputs())
+    if got_in != tuple(inputs) or got_out != tuple(outputs):
+        raise UserError(f"'{path}' has inputs {list(got_in)} and outputs {list(got_out)}, expected "
+                        f"{list(inputs)} -> {list(outputs)}: not a graph of this export (other variant?); re-export")

@@ -1,0 +1,1 @@
+"""Export SiamMask to ONNX (and TensorRT): three graphs, verified against PyTorch, with a sidecar."""

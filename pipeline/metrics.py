@@ -1,0 +1,102 @@
+"""Prometheus metrics shared by all stage processes (prometheus-client multiprocess mode: each
+process writes its own files under PROMETHEUS_MULTIPROC_DIR, which must be set before this module is
+first imported; the supervisor serves their sum), and the periodic one-line summary."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+DROP_STAGES = ("capture", "inference", "sink", "publish")
+
+STAGE_SECONDS = Histogram("siammask_stage_seconds", "Time a frame spends in each stage and hop (p50/p90/p99: "
+                          "histogram_quantile)", ["stage"], buckets=BUCKETS)
+LATENCY_SECONDS = Histogram("siammask_latency_seconds", "Capture to publish, per stream", ["stream"],
+                            buckets=BUCKETS)
+FRAMES = Counter("siammask_frames", "Frames read (stage=capture) and results published (stage=publish)",
+                 ["stream", "stage"])
+DROPPED = Counter("siammask_dropped_frames", "Frames dropped because the next stage was busy (newest wins)",
+                  ["stream", "stage"])
+QUEUE_DEPTH = Gauge("siammask_queue_depth", "Frames found waiting at the inference stage per stream",
+                    ["stream"], multiprocess_mode="livemax")
+RESTARTS = Counter("siammask_restarts", "Stage processes restarted after a crash or stall", ["stage"])
+
+
+def registry(multiproc_dir: str) -> CollectorRegistry:
+    """The sum over all stage processes, past and present, for the HTTP endpoint."""
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=multiproc_dir)
+    return reg
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' histogram_quantile: linear inside the bucket; `buckets` = (upper bound, cumulative count)."""
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
+
+
+class SummaryLine:
+    """Turns two scrapes of the registry into 'stream fps, latency p50/p99, drops per stage'."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        self.reg = reg
+        self._last, self._at = self._scrape(), time.monotonic()
+
+    def _scrape(self) -> dict[tuple, float]:
+        values = {}
+        for metric in self.reg.collect():
+            for s in metric.samples:
+                values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return values
+
+    def line(self) -> str:
+        """Rates over the time since the previous line; drop counts since the start."""
+        now, at = self._scrape(), time.monotonic()
+        (last, self._last), interval_s = (self._last, now), max(at - self._at, 1e-9)
+        self._at = at
+        streams = sorted({dict(k[1])["stream"] for k in now if k[0] == "siammask_frames_total"})
+        parts = [self._stream(s, now, last, interval_s) for s in streams]
+        restarts = {dict(k[1])["stage"]: v for k, v in now.items() if k[0] == "siammask_restarts_total"}
+        if restarts:
+            parts.append("restarts " + " ".join(f"{k}={v:g}" for k, v in sorted(restarts.items())))
+        return " | ".join(parts) or "no frames yet"
+
+    @staticmethod
+    def _stream(stream: str, now: dict, last: dict, interval_s: float) -> str:
+        def value(values: dict, name: str, **labels: str) -> float:
+            return values.get((name, tuple(sorted({"stream": stream, **labels}.items()))), 0.0)
+
+        def rate(stage: str) -> float:
+            return (value(now, "siammask_frames_total", stage=stage)
+                    - value(last, "siammask_frames_total", stage=stage)) / interval_s
+
+        buckets = sorted((float(dict(k[1])["le"]), v - last.get(k, 0.0)) for k, v in now.items()
+                         if k[0] == "siammask_latency_seconds_bucket" and dict(k[1])["stream"] == stream)
+        p50, p99 = (bucket_quantile(q, buckets) for q in (0.5, 0.99))
+        latency = "latency n/a" if p50 is None else f"latency p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms"
+        drops = " ".join(f"{st}={value(now, 'siammask_dropped_frames_total', stage=st):g}" for st in DROP_STAGES)
+        return f"{stream} {rate('publish'):.1f} fps (read {rate('capture'):.1f}), {latency}, dropped {drops}"
+
+
+def observe_stages(stamps: dict[str, float], stages: Iterable[tuple[str, str, str]]) -> dict[str, float]:
+    """Per-stage durations (ms) from a message's timestamps; each also goes into STAGE_SECONDS."""
+    out = {}
+    for name, start, end in stages:
+        if start in stamps and end in stamps:
+            seconds = max(0.0, stamps[end] - stamps[start])
+            STAGE_SECONDS.labels(name).observe(seconds)
+            out[name] = round(seconds * 1000, 3)
+    return out

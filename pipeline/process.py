@@ -1,0 +1,57 @@
+"""What every stage process shares: how it learns to stop, how it logs, how it backs off."""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+
+
+class StopFlag:
+    """Set by SIGTERM (the supervisor's way of stopping a stage) or by the supervisor dying.
+
+    Ctrl-C reaches every process of the terminal's group; stages ignore it and let the supervisor
+    stop them in order, so results already computed still reach the outputs."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._parent = os.getppid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        _die_with_parent()
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self._set = True
+
+    def __bool__(self) -> bool:
+        return self._set or os.getppid() != self._parent
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the supervisor dies, even by SIGKILL, so no stage is ever orphaned."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def log(stage: str, message: str) -> None:
+    """One line on stderr, prefixed with the stage, as the summary and restart lines are."""
+    print(f"{time.strftime('%H:%M:%S')} siammask serve [{stage}]: {message}", file=sys.stderr, flush=True)
+
+
+class Backoff:
+    """Waits that double from `first` to `most` seconds, back to `first` after a long good run."""
+
+    def __init__(self, first: float = 0.5, most: float = 10.0, healthy_after: float = 30.0) -> None:
+        self.first, self.most, self.healthy_after = first, most, healthy_after
+        self._next = first
+
+    def next(self, ran_for: float) -> float:
+        """The wait before the next try, given how long the last one lasted."""
+        if ran_for >= self.healthy_after:
+            self._next = self.first
+        wait, self._next = self._next, min(self.most, self._next * 2)
+        return wait
+

@@ -1,0 +1,102 @@
+"""CURVE encryption and authentication for tcp:// sockets: servers accept only clients whose public
+key is in the authorized folder (checked by a ZAP authenticator thread); ipc:// stays plain because
+it lives in a private 0700 folder."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from siammask.errors import UserError
+
+from .config import CurveConfig
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    server_public: bytes
+    server_secret: bytes | None   # None where only the public half was given (a pure client)
+    client_public: bytes
+    client_secret: bytes
+    authorized: str               # folder of authorized client public keys
+
+
+def _load(path: str, what: str) -> tuple[bytes, bytes | None]:
+    try:
+        return zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {what} '{path}': {exc}; make keys with 'siammask keys --out DIR'") from None
+
+
+def load_keys(cfg: CurveConfig) -> CurveKeys:
+    """Read the key files the config names."""
+    server_public, server_secret = _load(cfg.server_key, "curve.server_key")
+    client_public, client_secret = _load(cfg.client_key, "curve.client_key")
+    if client_secret is None:
+        raise UserError(f"curve.client_key '{cfg.client_key}' holds no secret key; name the .key_secret file")
+    return CurveKeys(server_public, server_secret, client_public, client_secret, cfg.authorized_keys)
+
+
+def write_keys(out: Path) -> list[Path]:
+    """server and client key pairs plus an authorized/ folder holding the client's public key."""
+    if (out / "server.key_secret").exists() or (out / "client.key_secret").exists():
+        raise UserError(f"'{out}' already holds keys; pick an empty folder (old keys are never overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    authorized = out / "authorized"
+    authorized.mkdir(exist_ok=True)
+    written = []
+    for name in ("server", "client"):
+        public, secret = zmq.auth.create_certificates(out, name)  # zmq.curve_keypair underneath
+        Path(secret).chmod(0o600)
+        written += [Path(public), Path(secret)]
+    written.append(Path(shutil.copy(out / "client.key", authorized / "client.key")))
+    return written
+
+
+class Security:
+    """Binds and connects sockets of one context, with CURVE on tcp:// when keys are configured."""
+
+    def __init__(self, ctx: zmq.Context, keys: CurveKeys | None) -> None:
+        self.ctx = ctx
+        self.keys = keys
+        self._auth: ThreadAuthenticator | None = None
+
+    def bind(self, sock: zmq.Socket, endpoint: str) -> None:
+        if self.keys and endpoint.startswith("tcp://"):
+            if self.keys.server_secret is None:
+                raise UserError("curve.server_key must be the server.key_secret file to bind tcp endpoints")
+            self._start_auth()
+            sock.curve_secretkey = self.keys.server_secret
+            sock.curve_publickey = self.keys.server_public
+            sock.curve_server = True
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise UserError(f"cannot bind '{endpoint}': {exc}; is another program (or serve) using it?") from None
+
+    def connect(self, sock: zmq.Socket, endpoint: str) -> None:
+        if self.keys and endpoint.startswith("tcp://"):
+            apply_client_keys(sock, self.keys)
+        sock.connect(endpoint)
+
+    def _start_auth(self) -> None:
+        if self._auth is None:
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=self.keys.authorized)
+
+    def close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+def apply_client_keys(sock: zmq.Socket, keys: CurveKeys) -> None:
+    """Authenticate as the client key pair against the server's public key."""
+    sock.curve_secretkey = keys.client_secret
+    sock.curve_publickey = keys.client_public
+    sock.curve_serverkey = keys.server_public

@@ -1,0 +1,162 @@
+"""The sink stage: turns each result into the published JSON message (with latency and per-stage
+times), then writes the optional JSON-lines file, annotated videos and live preview."""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from siammask.errors import UserError
+from siammask.io.annotate import annotate, target_color
+from siammask.io.results import JsonlWriter, VideoWriter, decode_mask
+
+from . import messages
+from .config import CurveConfig, OutputsConfig
+from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
+from .preview import PreviewServer
+from .process import StopFlag, log
+from .security import Security, load_keys
+
+# (stage, from timestamp, to timestamp) in the order a frame passes them
+STAGES = (("capture", "read", "sent"), ("to_inference", "sent", "received"), ("queue", "received", "start"),
+          ("preprocess", "start", "pre"), ("infer", "pre", "infer"), ("postprocess", "infer", "post"),
+          ("to_sink", "post", "sink"), ("publish", "sink", "published"))
+PUBLISH_SNDBUF = 65536  # kernel bytes a slow subscriber may have queued: part of its worst-case lag
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    results_endpoint: str
+    publish: str
+    outputs: OutputsConfig
+    preview_port: int | None
+    queue_size: int
+    curve: CurveConfig | None
+
+
+def message(result: dict, published: float, publish_drops: int) -> dict:
+    """The public JSON for one processed frame; 'stream' comes first so subscribers can filter on
+    the prefix '{"stream": "ID"'. `dropped` counts, per stage, the stream's frames lost since its
+    previous message: capture + inference + sink + paused_frames is exactly the frame-id gap minus
+    one for every subscriber; 'publish' counts messages some subscriber was too slow to take."""
+    stamps = {**result["t"], "published": published}
+    return {"stream": result["stream"], "frame": result["frame"], "capture_ts": stamps["read"],
+            "latency_ms": round((published - stamps["read"]) * 1000, 3),
+            "stages_ms": observe_stages(stamps, STAGES),
+            "dropped": {**result["dropped"], "publish": publish_drops}, "paused_frames": result["paused_frames"],
+            "width": result["width"], "height": result["height"], "targets": result["targets"]}
+
+
+def draw(frame: np.ndarray, targets: list[dict]) -> np.ndarray:
+    """The frame with every target's mask, polygon and 'id: score' label, as `siammask track --output`."""
+    canvas = frame
+    for t in targets:
+        mask = decode_mask(t["mask"]) if t["mask"] else None
+        canvas = annotate(canvas, t["polygon"], mask, color=target_color(t["target"]),
+                          label=f"{t['target']}: {t['score']:.2f}")
+    return canvas
+
+
+class Sink:
+    def __init__(self, spec: SinkSpec, stack: ExitStack) -> None:
+        self.spec = spec
+        self.ctx = zmq.Context()
+        self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
+        stack.callback(self.ctx.term)
+        stack.callback(self.security.close)
+        self.results = self.ctx.socket(zmq.PULL)
+        self.results.rcvhwm = spec.queue_size
+        self.results.bind(spec.results_endpoint)
+        stack.callback(self.results.close, linger=0)
+        self.publish = self.ctx.socket(zmq.XPUB)
+        self.publish.sndhwm = spec.queue_size
+        self.publish.sndbuf = PUBLISH_SNDBUF
+        self.publish.setsockopt(zmq.XPUB_NODROP, 1)
+        self.security.bind(self.publish, spec.publish)
+        stack.callback(self.publish.close, linger=200)
+        self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl)) if spec.outputs.jsonl else None
+        self.preview = PreviewServer(spec.preview_port) if spec.preview_port else None
+        if self.preview:
+            stack.callback(self.preview.close)
+        self.videos: dict[str, VideoWriter] = {}
+        stack.callback(lambda: [v.release() for v in self.videos.values()])
+        self.publish_drops: dict[str, int] = {}
+
+    def handle(self, result: dict, part: zmq.Frame | None) -> None:
+        stream = result["stream"]
+        if result.get("end"):
+            self._end(stream)
+            return
+        result["t"]["sink"] = time.time()
+        msg = message(result, time.time(), self.publish_drops.get(stream, 0))
+        LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
+        self._send(stream, msg)
+        FRAMES.labels(stream, "publish").inc()
+        if self.jsonl:
+            self.jsonl.write(msg)
+        if part is not None:
+            self._draw(stream, result, messages.as_array(result, part))
+
+    def _send(self, stream: str, msg: dict) -> None:
+        """Everyone with room gets the message; a subscriber too slow to take it loses it, counted
+        (XPUB_NODROP makes a full subscriber visible as EAGAIN instead of a silent drop)."""
+        while self.publish.poll(0):
+            self.publish.recv()  # subscriptions: XPUB hands them to us; nothing to do with them
+        payload = json.dumps(msg).encode()
+        try:
+            self.publish.send(payload, zmq.NOBLOCK)
+            self.publish_drops[stream] = 0
+            return
+        except zmq.Again:
+            DROPPED.labels(stream, "publish").inc()
+            self.publish_drops[stream] = self.publish_drops.get(stream, 0) + 1
+        self.publish.setsockopt(zmq.XPUB_NODROP, 0)  # deliver to the others; never hold them back
+        try:
+            self.publish.send(payload, zmq.NOBLOCK)
+        finally:
+            self.publish.setsockopt(zmq.XPUB_NODROP, 1)
+
+    def _draw(self, stream: str, result: dict, frame: np.ndarray) -> None:
+        want_video = self.spec.outputs.video is not None
+        if self.preview:
+            self.preview.add_stream(stream)
+        if not (want_video or (self.preview and self.preview.watched)):
+            return
+        canvas = draw(frame, result["targets"])
+        if want_video:
+            if stream not in self.videos:
+                path = self.spec.outputs.video.format(stream=stream)
+                self.videos[stream] = VideoWriter(path, fps=result.get("fps") or 25.0)
+            self.videos[stream].write(canvas)
+        if self.preview and self.preview.watched:
+            self.preview.update(stream, canvas)
+
+    def _end(self, stream: str) -> None:
+        video = self.videos.pop(stream, None)
+        if video:
+            video.release()
+        if self.preview:
+            self.preview.remove_stream(stream)
+        self._send(stream, {"stream": stream, "end": True})
+
+
+def run_sink(spec: SinkSpec) -> None:
+    """Process entry point; after SIGTERM it takes what is still queued, then closes every file."""
+    stop = StopFlag()
+    with ExitStack() as stack:
+        try:
+            sink = Sink(spec, stack)
+        except UserError as exc:
+            log("sink", str(exc))
+            raise SystemExit(2) from None
+        while not stop:
+            if sink.results.poll(100):
+                for result, part in messages.drain(sink.results):
+                    sink.handle(result, part)
+        while sink.results.poll(300):  # the inference stage has stopped: take its last results
+            for result, part in messages.drain(sink.results):
+                sink.handle(result, part)

@@ -1,0 +1,431 @@
+"""The supervisor: starts the stage processes, restarts the ones that die (a new inference process
+gets every target back from its init frame and box), answers `siammask ctl`, serves the metrics,
+logs a summary line, and on SIGINT/SIGTERM stops the stages in flow order so every result already
+computed is written.
+
+It owns the registry of streams and targets; the inference process only ever holds a copy, built
+from the registry when it starts and kept current by commands sent after that."""
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import zmq
+from prometheus_client import start_http_server
+from prometheus_client.multiprocess import mark_process_dead
+
+from siammask.errors import UserError
+
+from . import messages
+from .capture import ENDED, FAILED, STALLED, CaptureSpec, run_capture
+from .config import PipelineConfig, StreamConfig, stream_from_dict
+from .control import parse_request
+from .endpoints import RunDir
+from .inference import Box, InferenceSpec, StreamSpec, TargetSeed, run_inference
+from .metrics import RESTARTS, SummaryLine, registry
+from .process import Backoff, log
+from .security import Security, load_keys
+from .sink import SinkSpec, run_sink
+
+REQUEST_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+FATAL = 2  # a stage's exit code for a mistake restarting cannot fix (bad weights, unwritable output)
+
+
+@dataclass
+class TargetRecord:
+    init_box: Box
+    init_frame: np.ndarray
+    box: Box
+
+
+@dataclass
+class StreamRecord:
+    config: StreamConfig
+    endpoint: str
+    counter: Any                              # shared frame counter: ids go on across capture restarts
+    pending: dict[int, Box]                   # boxes not yet started on a frame
+    targets: dict[int, TargetRecord] = field(default_factory=dict)
+    paused: bool = False
+    state: str = "running"                    # running, ended (file done) or failed (unreadable)
+    next_target: int = 0
+
+
+@dataclass
+class Child:
+    """A stage process and when to start it again."""
+
+    stage: str                                # capture, inference or sink (the metrics label)
+    start: Callable[[], multiprocessing.Process]
+    process: multiprocessing.Process | None = None
+    started: float = 0.0
+    restart_at: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+@dataclass
+class PendingRequest:
+    envelope: list[bytes]
+    deadline: float
+    stream: str
+    target: int
+
+
+class Supervisor:
+    def __init__(self, cfg: PipelineConfig, run_dir: RunDir) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.mp = multiprocessing.get_context("spawn")
+        self.ctx = zmq.Context()
+        self.security = Security(self.ctx, load_keys(cfg.curve) if cfg.curve else None)
+        self.streams: dict[str, StreamRecord] = {}
+        self.children: dict[str, Child] = {}
+        self.requests: dict[int, PendingRequest] = {}
+        self.request_ids = itertools.count(1)
+        self.generation = 0
+        self.ready = False                    # the current inference process has loaded its model
+        self.stopping = False
+        self.exit_code = 0
+        self.cmd_endpoint = run_dir.endpoint("commands")
+        self.events_endpoint = run_dir.endpoint("events")
+        self.results_endpoint = run_dir.endpoint("results")
+        self.control = self.commands = self.events = None
+        self.http = None
+        for stream in cfg.streams:
+            self._register(stream)
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        try:
+            self._open()
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _open(self) -> None:
+        if self.cfg.metrics_port:
+            try:
+                self.http, _ = start_http_server(self.cfg.metrics_port, addr="127.0.0.1",
+                                                 registry=registry(str(self.run_dir.sub("metrics"))))
+            except OSError as exc:
+                raise UserError(f"cannot serve metrics on 127.0.0.1:{self.cfg.metrics_port}: {exc.strerror}; "
+                                "pick another metrics_port") from None
+        if self.cfg.role == "capture":
+            for stream_id in self.streams:
+                self._start_capture(stream_id)
+            return
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.linger = 0
+        self.security.bind(self.control, self.cfg.control)
+        self.commands = self.ctx.socket(zmq.PUSH)  # connects: commands wait in the pipe for a new process
+        self.commands.linger = 0
+        self.commands.sndhwm = 1000
+        self.commands.connect(self.cmd_endpoint)
+        self.events = self.ctx.socket(zmq.PULL)
+        self.events.linger = 0
+        self.events.bind(self.events_endpoint)
+        self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec()))
+        self.children["inference"] = Child("inference", self._spawn_inference)
+        for child in self.children.values():
+            self._start(child)
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        for sock in (self.control, self.events):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
+        summary = SummaryLine(registry(str(self.run_dir.sub("metrics")))) if self.cfg.log_interval_s else None
+        next_summary = time.monotonic() + self.cfg.log_interval_s
+        while not self.stopping:
+            if poller.sockets:
+                ready = dict(poller.poll(100))
+            else:  # role capture: no sockets, only children to watch
+                ready = {}
+                time.sleep(0.1)
+            if self.control in ready:
+                while self.control.poll(0):
+                    self._on_control(self.control.recv_multipart())
+            if self.events in ready:
+                for header, part in messages.drain(self.events):
+                    self._on_event(header, part)
+            self._watch_children()
+            self._expire_requests()
+            if summary and time.monotonic() >= next_summary:
+                log("summary", summary.line())
+                next_summary += self.cfg.log_interval_s
+            if self.streams and all(s.state != "running" for s in self.streams.values()):
+                log("supervisor", "every stream has ended; stopping")
+                if all(s.state == "failed" for s in self.streams.values()):
+                    self.exit_code = FATAL
+                break
+
+    # --- stage processes ------------------------------------------------------------------------
+
+    def _spawn(self, target: Callable, *args: Any) -> multiprocessing.Process:
+        process = self.mp.Process(target=target, args=args, daemon=True)
+        process.start()
+        return process
+
+    def _spawn_inference(self) -> multiprocessing.Process:
+        self.generation += 1
+        self.ready = False
+        return self._spawn(run_inference, self._inference_spec())
+
+    def _start(self, child: Child) -> None:
+        child.process, child.started, child.restart_at = child.start(), time.monotonic(), None
+
+    def _start_capture(self, stream_id: str) -> None:
+        rec = self.streams[stream_id]
+        if rec.config.remote or _capture(stream_id) in self.children:
+            return
+        spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
+                           self.cfg.read_timeout_s, self.cfg.curve)
+        child = Child("capture", lambda: self._spawn(run_capture, spec, rec.counter))
+        self.children[_capture(stream_id)] = child
+        self._start(child)
+
+    def _watch_children(self) -> None:
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            if child.process is None:
+                if now >= child.restart_at:
+                    self._start(child)
+                continue
+            code = child.process.exitcode
+            if code is None:
+                continue
+            mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
+            child.process = None
+            if child.stage == "capture":
+                self._capture_exited(name, child, code, now)
+            elif code == FATAL:
+                log("supervisor", f"the {child.stage} stage cannot run (see above); stopping")
+                self.exit_code = FATAL
+                self.stopping = True
+            else:
+                self._schedule_restart(name, child, code, now)
+
+    def _capture_exited(self, name: str, child: Child, code: int, now: float) -> None:
+        stream_id = name.split(" ", 1)[1]
+        rec = self.streams[stream_id]
+        if code in (ENDED, FAILED):
+            rec.state = "ended" if code == ENDED else "failed"
+            del self.children[name]
+            log("supervisor", f"stream '{stream_id}' {rec.state}")
+        else:
+            self._schedule_restart(name, child, code, now)
+
+    def _schedule_restart(self, name: str, child: Child, code: int, now: float) -> None:
+        why = "stalled" if child.stage == "capture" and code == STALLED else (
+            f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
+        wait = child.backoff.next(now - child.started)
+        child.restart_at = now + wait
+        RESTARTS.labels(child.stage).inc()
+        if child.stage == "inference":
+            self.ready = False
+            for req in list(self.requests):
+                self._answer(req, {"ok": False, "error": "the inference process restarted; try again"})
+        targets = sum(len(s.targets) for s in self.streams.values())
+        log("supervisor", f"{name} {why}; restarting in {wait:g} s"
+            + (f" with {targets} target(s)" if child.stage == "inference" else ""))
+
+    def _inference_spec(self) -> InferenceSpec:
+        cfg = self.cfg
+        streams = tuple(StreamSpec(sid, rec.endpoint, tuple(rec.pending.items()), rec.paused)
+                        for sid, rec in self.streams.items())
+        seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
+                      for sid, rec in self.streams.items() for tid, t in rec.targets.items())
+        return InferenceSpec(cfg.model, streams, seeds, self.generation, self.cmd_endpoint, self.events_endpoint,
+                             self.results_endpoint, cfg.queue_size, bool(cfg.outputs.video or cfg.preview_port),
+                             cfg.inference_delay_ms, cfg.curve)
+
+    def _sink_spec(self) -> SinkSpec:
+        cfg = self.cfg
+        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size, cfg.curve)
+
+    def _shutdown(self) -> None:
+        """Captures first, then inference (it finishes what it holds), then the sink (it writes it)."""
+        order = [n for n, c in self.children.items() if c.stage == "capture"] + ["inference", "sink"]
+        for name in order:
+            child = self.children.get(name)
+            if child and child.process is not None:
+                _stop(child.process)
+        for sock in (self.control, self.commands, self.events):
+            if sock is not None:
+                sock.close()
+        self.security.close()
+        self.ctx.term()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        log("supervisor", "stopped")
+
+    # --- registry -------------------------------------------------------------------------------
+
+    def _register(self, stream: StreamConfig) -> StreamRecord:
+        endpoint = stream.endpoint or self.run_dir.endpoint("frames")
+        rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False),
+                           {i: tuple(b) for i, b in enumerate(stream.boxes)}, next_target=len(stream.boxes))
+        self.streams[stream.id] = rec
+        return rec
+
+    def _send_command(self, cmd: dict[str, Any]) -> None:
+        """Commands follow the registry change; a process started later gets the change in its spec."""
+        if self.children["inference"].process is not None:
+            messages.send(self.commands, {**cmd, "generation": self.generation})
+
+    # --- events from the inference stage ---------------------------------------------------------
+
+    def _on_event(self, header: dict[str, Any], part: zmq.Frame | None) -> None:
+        if header.get("generation") != self.generation:
+            return  # from a process that has since been replaced
+        kind = header["event"]
+        rec = self.streams.get(header.get("stream"))
+        if kind == "ready":
+            self.ready = True
+            for stream_id in self.streams:
+                self._start_capture(stream_id)
+        elif kind == "boxes" and rec:
+            for tid, box in header["boxes"].items():
+                if int(tid) in rec.targets:
+                    rec.targets[int(tid)].box = tuple(box)
+        elif kind == "target_added" and rec and rec.pending.pop(header["target"], None):
+            box = tuple(header["box"])
+            rec.targets[header["target"]] = TargetRecord(box, messages.as_array(header, part).copy(), box)
+        elif kind == "target_failed" and rec:
+            rec.pending.pop(header["target"], None)
+            log("supervisor", f"stream '{header['stream']}': target {header['target']} not started: {header['error']}")
+        elif kind == "reply":
+            self._on_reply(header, part)
+
+    def _on_reply(self, header: dict[str, Any], part: zmq.Frame | None) -> None:
+        req = self.requests.get(header["req"])
+        if req is None:  # answered already (timed out): the target must not live on unseen
+            if header["ok"]:
+                self._send_command({"cmd": "remove_target", "stream": header["stream"], "target": header["target"]})
+            return
+        rec = self.streams.get(req.stream)
+        if header["ok"] and rec is not None:
+            box = tuple(header["box"])
+            rec.targets[req.target] = TargetRecord(box, messages.as_array(header, part).copy(), box)
+            self._answer(header["req"], {"ok": True, "stream": req.stream, "target": req.target,
+                                         "frame": header["frame"]})
+        else:
+            self._answer(header["req"], {"ok": False, "error": header["error"] or "stream was removed"})
+
+    # --- control --------------------------------------------------------------------------------
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        envelope, raw = frames[:-1], frames[-1]
+        try:
+            request = parse_request(raw)
+            reply = getattr(self, f"_cmd_{request.cmd}")(envelope, **request.args)
+        except UserError as exc:
+            reply = {"ok": False, "error": str(exc)}
+        if reply is not None:
+            self.control.send_multipart([*envelope, json.dumps(reply).encode()])
+
+    def _answer(self, req: int, reply: dict[str, Any]) -> None:
+        pending = self.requests.pop(req)
+        self.control.send_multipart([*pending.envelope, json.dumps(reply).encode()])
+
+    def _expire_requests(self) -> None:
+        now = time.monotonic()
+        for req, pending in list(self.requests.items()):
+            if now > pending.deadline:
+                self._answer(req, {"ok": False, "error": f"no answer from the inference stage within "
+                                                         f"{REQUEST_TIMEOUT_S:g} s; target not added"})
+
+    def _stream(self, stream_id: str) -> StreamRecord:
+        if stream_id not in self.streams:
+            known = ", ".join(self.streams) or "none"
+            raise UserError(f"no stream '{stream_id}'; streams: {known}")
+        return self.streams[stream_id]
+
+    def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:
+        streams = [{"id": sid, "source": rec.config.source, "endpoint": rec.endpoint, "state": rec.state,
+                    "paused": rec.paused, "pending": sorted(rec.pending),
+                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())]}
+                   for sid, rec in self.streams.items()]
+        processes = {name: c.process.pid for name, c in self.children.items() if c.process is not None}
+        return {"ok": True, "streams": streams, "processes": processes}
+
+    def _cmd_pause(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
+        return self._set_paused(stream, True)
+
+    def _cmd_resume(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
+        return self._set_paused(stream, False)
+
+    def _set_paused(self, stream: str, paused: bool) -> dict[str, Any]:
+        self._stream(stream).paused = paused
+        self._send_command({"cmd": "pause" if paused else "resume", "stream": stream})
+        return {"ok": True, "stream": stream, "paused": paused}
+
+    def _cmd_add_target(self, envelope: list[bytes], stream: str, box: Box) -> None:
+        rec = self._stream(stream)
+        if not self.ready:
+            raise UserError("the inference stage is starting; try again in a moment")
+        if rec.state != "running":
+            raise UserError(f"stream '{stream}' has {rec.state}")
+        req = next(self.request_ids)
+        self.requests[req] = PendingRequest(envelope, time.monotonic() + REQUEST_TIMEOUT_S, stream, rec.next_target)
+        self._send_command({"cmd": "add_target", "req": req, "stream": stream, "target": rec.next_target,
+                            "box": list(box)})
+        rec.next_target += 1
+
+    def _cmd_remove_target(self, envelope: list[bytes], stream: str, target: int) -> dict[str, Any]:
+        rec = self._stream(stream)
+        if target not in rec.targets and target not in rec.pending:
+            known = ", ".join(map(str, sorted([*rec.targets, *rec.pending]))) or "none"
+            raise UserError(f"stream '{stream}' has no target {target}; its targets: {known}")
+        rec.targets.pop(target, None)
+        rec.pending.pop(target, None)
+        self._send_command({"cmd": "remove_target", "stream": stream, "target": target})
+        return {"ok": True, "stream": stream, "target": target}
+
+    def _cmd_add_stream(self, envelope: list[bytes], stream: dict) -> dict[str, Any]:
+        config = stream_from_dict(stream, self.cfg.curve)
+        if config.id in self.streams:
+            raise UserError(f"stream '{config.id}' exists; remove it first or pick another id")
+        rec = self._register(config)
+        self._send_command({"cmd": "add_stream", "stream": config.id, "endpoint": rec.endpoint, "paused": False,
+                            "pending": [[t, list(b)] for t, b in rec.pending.items()]})
+        if self.ready:
+            self._start_capture(config.id)
+        return {"ok": True, "stream": config.id, "targets": sorted(rec.pending)}
+
+    def _cmd_remove_stream(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
+        self._stream(stream)
+        child = self.children.pop(_capture(stream), None)
+        if child and child.process is not None:
+            _stop(child.process)
+        del self.streams[stream]
+        self._send_command({"cmd": "remove_stream", "stream": stream})
+        return {"ok": True, "stream": stream}
+
+
+def _capture(stream_id: str) -> str:
+    """The child name of a stream's capture process (stream ids cannot clash with 'inference')."""
+    return f"capture {stream_id}"
+
+
+def _stop(process: multiprocessing.Process) -> None:
+    """SIGTERM, then SIGKILL for a process that does not end in time."""
+    process.terminate()
+    process.join(STOP_TIMEOUT_S)
+    if process.exitcode is None:
+        log("supervisor", f"process {process.pid} did not stop; killing it")
+        process.kill()
+        process.join()

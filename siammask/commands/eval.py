@@ -1,0 +1,64 @@
+"""`siammask eval`: score the tracker on a benchmark (VOT, DAVIS, OTB, UAV123, YouTube-VOS)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..evaluation.eao import VOT2016_INTERVAL
+from .common import add_model_options, build_tracker
+
+DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
+
+
+def parse_interval(text: str) -> tuple[int, int]:
+    """'LO,HI' -> two sequence lengths with 1 <= LO <= HI."""
+    try:
+        lo, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not LO,HI (two whole numbers)") from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"'{text}': need 1 <= LO <= HI")
+    return lo, hi
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation.runner import evaluate
+
+    tracker = build_tracker(args)
+    root, out = Path(args.root).expanduser(), Path(args.out).expanduser()
+    load_options = {"year": args.year, "split": args.split} if args.dataset == "davis" else {}
+    overall_options = {"interval": args.eao_interval} if args.dataset == "vot" else {}
+    # Everything that changes a sequence's result: a resumed run must match it.
+    settings = {"dataset": args.dataset, "root": str(root.resolve()),
+                "weights": str(Path(args.weights).resolve()) if args.weights else None,
+                "variant": args.variant, "hp": args.hp, "engine": args.engine, "device": args.device,
+                "precision": args.precision,
+                "save_masks": args.save_masks, **load_options}
+    try:
+        evaluate(tracker, args.dataset, root, out, settings, save_masks=args.save_masks, quiet=args.quiet,
+                 load_options=load_options, overall_options=overall_options)
+    except KeyboardInterrupt:
+        print(f"siammask: interrupted; finished sequences are kept in '{out}': run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate on a benchmark dataset (VOT, DAVIS, OTB, UAV123, YouTube-VOS)")
+    p.add_argument("--dataset", required=True, choices=DATASETS,
+                   help="benchmark layout and protocol: vot (supervised, EAO), davis / ytb_vos (J and F), "
+                        "otb / uav (one-pass success and precision)")
+    p.add_argument("--root", required=True, help="dataset folder (VOT: holds list.txt; DAVIS: holds JPEGImages/; "
+                                                 "OTB/UAV: holds SEQ/img/; YouTube-VOS: holds meta.json)")
+    p.add_argument("--out", required=True, help="results folder; a finished sequence found there is not run again")
+    add_model_options(p)
+    p.add_argument("--save-masks", action="store_true", help="write predicted masks as OUT/masks/SEQ/NNNNN.png")
+    p.add_argument("--year", choices=["2016", "2017"], help="DAVIS year (default: 2016 when ImageSets/2016 "
+                                                            "has the split, else 2017)")
+    p.add_argument("--split", default="val", help="DAVIS split in ImageSets/YEAR/ (default: val)")
+    p.add_argument("--eao-interval", type=parse_interval, default=VOT2016_INTERVAL, metavar="LO,HI",
+                   help="VOT: sequence lengths the EAO averages over (default: %(default)s, as VOT2016)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

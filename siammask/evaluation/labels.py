@@ -1,0 +1,50 @@
+"""Label PNGs as the VOS benchmarks store them: palette images whose indices are object ids
+(DAVIS 2017, YouTube-VOS) or 0/255 grey masks (DAVIS 2016).
+
+Pillow reads palette indices; OpenCV would expand them to colours and lose the ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """HxW uint8 label image: palette indices or grey values, whichever the file holds."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L", "1"):
+                raise UserError(f"annotation '{path}' is a {image.mode} image; expected a palette (object ids) "
+                                "or greyscale mask PNG")
+            return np.array(image, dtype=np.uint8)
+    except (OSError, SyntaxError) as error:
+        raise UserError(f"cannot read annotation '{path}': {error}") from None
+
+
+def voc_palette() -> list[int]:
+    """The 256-colour palette DAVIS and YouTube-VOS use (the PASCAL VOC bit-spreading scheme)."""
+    palette = []
+    for index in range(256):
+        rgb = [0, 0, 0]
+        value = index
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << (7 - bit)
+            value >>= 3
+        palette.extend(rgb)
+    return palette
+
+
+def write_labels(path: Path, labels: np.ndarray, binary: bool) -> None:
+    """Single-object results as 0/255 grey (DAVIS 2016 layout), several objects as a palette PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if binary:
+        Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8)).save(path)
+        return
+    image = Image.fromarray(labels.astype(np.uint8))
+    image.putpalette(voc_palette())  # turns the grey image into a palette image, indices unchanged
+    image.save(path)

@@ -1,0 +1,169 @@
+"""Helpers for the pipeline tests: a lite random-weight checkpoint, free ports, `siammask serve` as a
+real process with its own TMPDIR (so leftover ipc files and folders are visible), a ZeroMQ subscriber,
+the Prometheus text, and the process tree under a pid read from /proc."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+import yaml
+import zmq
+
+from pipeline.control import request
+from siammask.checkpoint import save_checkpoint
+from siammask.model import SiamMask
+
+# One OpenMP thread per process: on a small shared box spinning threads slow every stage down.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+START_TIMEOUT_S = 120  # hang guard only: the first message comes after torch loads in a new process
+
+
+def lite_checkpoint(path: Path) -> Path:
+    """The lite variant (about 20x faster than sharp on a CPU) with seeded random weights."""
+    torch.manual_seed(0)
+    return save_checkpoint(SiamMask("lite").eval(), path, config={"hp": "davis"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0], parent [1], start time [19])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid` (children, grandchildren...), with its start time, from /proc."""
+    stats = {int(e.name): _stat(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit()}
+    stats = {p: s for p, s in stats.items() if s}
+    found, frontier = {}, {pid}
+    while frontier:
+        frontier = {p for p, s in stats.items() if int(s[1]) in frontier} - set(found)
+        found.update({p: stats[p][19] for p in frontier})
+    return found
+
+
+def survivors(processes: dict[int, str], grace_s: float = 5.0) -> list[str]:
+    """Command lines of `processes` (pid -> start time) still running after `grace_s`."""
+    end = time.monotonic() + grace_s
+    while True:
+        left = [p for p, start in processes.items() if (s := _stat(p)) and s[19] == start and s[0] != "Z"]
+        if not left or time.monotonic() > end:
+            return [f"{p}: {_cmdline(p)}" for p in left]
+        time.sleep(0.1)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "(ended)"
+
+
+class Serve:
+    """`siammask serve --config` in a subprocess, with its log, control and metrics at hand."""
+
+    def __init__(self, tmp: Path, config: dict, *args: str) -> None:
+        self.tmp = tmp
+        self.config = config
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="serve-tmp-", dir="/tmp"))  # short: ipc paths have a limit
+        self.config_path = tmp / "serve.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = tmp / "serve.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "siammask.cli", "serve", "--config",
+                                      str(self.config_path), *args], stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**ENV, "TMPDIR": str(self.tmpdir)}, cwd=tmp)
+
+    def ctl(self, payload: dict, timeout_s: float = 20.0, keys=None) -> dict:
+        return request(self.config["control"], payload, keys, timeout_s)
+
+    def metrics(self) -> dict[str, float]:
+        """Prometheus samples as {'name{label="v",...}': value}."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.config['metrics_port']}/metrics", timeout=10).read()
+        out = {}
+        for line in text.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM and wait: the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        finally:
+            self._close()
+
+    def leftovers(self) -> list[Path]:
+        """What serve left in its TMPDIR (nothing, after a clean stop)."""
+        return self._left if self._log.closed else list(self.tmpdir.iterdir())
+
+    def _close(self) -> None:
+        self._log.close()
+        self._left = list(self.tmpdir.iterdir())
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Test clean-up only: whatever is left of the process tree."""
+        for pid in {*descendants(self.proc.pid), self.proc.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self._close()
+
+
+class Subscriber:
+    """A SUB socket on the publish endpoint; `recv` returns one decoded message or None."""
+
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, hwm: int = 1000, **options) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        self.sock.rcvhwm = hwm
+        for name, value in options.items():
+            setattr(self.sock, name, value)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+
+    def recv(self, timeout_s: float) -> dict | None:
+        if not self.sock.poll(int(timeout_s * 1000)):
+            return None
+        return json.loads(self.sock.recv())
+
+    def wait_for(self, predicate, timeout_s: float, what: str) -> list[dict]:
+        """Messages until one satisfies `predicate`; fails the test with `what` after the timeout."""
+        seen, end = [], time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            msg = self.recv(min(1.0, max(0.01, end - time.monotonic())))
+            if msg is not None:
+                seen.append(msg)
+                if predicate(msg):
+                    return seen
+        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; got {len(seen)} messages")
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,230 @@
+"""Engines: each back end against the PyTorch reference on fresh random inputs, the ONNX Runtime
+engine through the CLI on the tennis frames, bf16 accuracy, and the errors a user can cause."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.registry import ENGINES, build_engine
+from engines.torch_engine import TorchEngine
+from export.onnx_export import FILES, random_feeds
+from export.sidecar import SIDECAR, sha256
+from export.verify import TOLERANCES, relative_error
+from siammask.checkpoint import load_checkpoint
+from siammask.cli import main
+from siammask.config import load_hp
+from siammask.errors import UserError
+from siammask.tracker import TargetState, Tracker
+
+from exports import exported, random_model
+from reference import TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
+
+VARIANTS = ("sharp", "base")
+TENNIS_FRAMES = 11  # init + 10 steps
+
+
+@pytest.fixture(scope="session")
+def export_dirs(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp()
+    return {v: exported(v, root) for v in VARIANTS}
+
+
+def _engine_outputs(engine, feeds) -> dict[str, np.ndarray]:
+    features = engine.template(feeds["template"]["z"].numpy())
+    heads = engine.track(feeds["search"]["x"].numpy(), features)
+    mask = engine.mask(heads, feeds["mask"]["pos_yx"].numpy())
+    return {"cls": heads.cls, "loc": heads.loc, "mask": mask}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_onnxruntime_engine_matches_torch_engine(export_dirs, variant):
+    feeds = random_feeds(random_model(variant), batch=2, seed=7)
+    ours = _engine_outputs(OnnxRuntimeEngine(export_dirs[variant], variant=variant), feeds)
+    ref = _engine_outputs(TorchEngine(random_model(variant)), feeds)
+    for name in ref:
+        assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
+
+
+def test_onnxruntime_engine_from_a_loaded_model_and_a_batch_of_targets():
+    """build_engine with a model exports on the fly; three targets are one batch, and slicing and
+    joining template features keeps them apart."""
+    model = random_model("lite")
+    engine = build_engine("onnxruntime", model)
+    assert (engine.name, engine.variant, engine.precision, engine.mask_size) == ("onnxruntime", "lite", "fp32", 127)
+    feeds = random_feeds(model, batch=3, seed=8)
+    features = engine.template(feeds["template"]["z"].numpy())
+    joined = engine.concat([features[i:i + 1] for i in range(3)])
+    ours = engine.mask(engine.track(feeds["search"]["x"].numpy(), joined), feeds["mask"]["pos_yx"].numpy())
+    ref = _engine_outputs(TorchEngine(model), feeds)["mask"]
+    assert ours.shape == (3, 127, 127)
+    assert relative_error(ours, ref) <= TOLERANCES["fp32"]
+
+
+def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
+    model = random_model("lite")
+    feeds = random_feeds(model, batch=2, seed=9)
+    ours = _engine_outputs(TorchEngine(model, precision="bf16"), feeds)
+    ref = _engine_outputs(TorchEngine(model), feeds)
+    for name in ref:
+        assert ours[name].dtype == np.float32
+        assert relative_error(ours[name], ref[name]) <= 0.1, name
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--precision fp16 needs --device cuda"):
+            TorchEngine(model, precision="fp16")
+    with pytest.raises(UserError, match="int8 runs on --engine onnxruntime"):
+        build_engine("torch", model, precision="int8")
+
+
+def test_every_registered_engine_is_built_or_refused_in_one_line():
+    """No engine may fail with anything but a one-line UserError: bf16 is a torch-only precision,
+    tensorrt needs TensorRT and a GPU."""
+    model = random_model("lite")
+    for name in ENGINES:
+        try:
+            engine = build_engine(name, model, "cpu", "bf16")
+        except UserError as exc:
+            assert name != "torch" and "\n" not in str(exc)
+        else:
+            assert (engine.name, engine.precision) == (name, "bf16")
+    with pytest.raises(UserError, match="unknown engine 'nope'; available: onnxruntime, tensorrt, torch"):
+        build_engine("nope", model)
+
+
+# --- export directories a user may get wrong -------------------------------------------------
+
+def _copy_export(src, dst, replace: dict | None = None):
+    """Symlinks to `src`'s graphs (some replaced), with a sidecar whose checksums fit the new files."""
+    dst.mkdir()
+    for name in FILES.values():
+        (dst / name).symlink_to((replace or {}).get(name, src / name))
+    data = json.loads((src / SIDECAR).read_text())
+    data["sha256"] = {name: sha256(dst / name) for name in FILES.values()}
+    (dst / SIDECAR).write_text(json.dumps(data))
+    return dst
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("siammask: error: ")
+    return err
+
+
+def _track_argv(folder, weights, *extra):
+    return ["track", str(folder), "--box", "60,40,30,30", "--weights", str(weights), "--quiet", *extra]
+
+
+def test_corrupt_graph_is_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
+    folder = tmp_path / "corrupt"
+    shutil.copytree(export_dirs["base"], folder, symlinks=False)
+    (folder / "mask.onnx").write_bytes(b"\x08\x07garbage")
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, folder, "--engine", "onnxruntime"))
+    assert "mask.onnx' does not match the checksum" in err
+    data = json.loads((folder / SIDECAR).read_text())
+    data["sha256"]["mask.onnx"] = sha256(folder / "mask.onnx")  # checksum fixed: ONNX Runtime must refuse it
+    (folder / SIDECAR).write_text(json.dumps(data))
+    with pytest.raises(UserError, match="mask.onnx' is not a usable ONNX graph"):
+        OnnxRuntimeEngine(folder)
+
+
+def test_mismatched_graphs_are_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, export_dirs["base"], "--engine", "onnxruntime",
+                                              "--variant", "sharp"))
+    assert "holds an export of the base model, but --variant sharp" in err
+    with pytest.raises(UserError, match="holds base graphs but the sharp variant was asked for"):
+        OnnxRuntimeEngine(export_dirs["base"], variant="sharp")
+    # the base model's mask graph in a sharp export, checksums updated: the graph's inputs give it away
+    swapped = _copy_export(export_dirs["sharp"], tmp_path / "swapped", {"mask.onnx": export_dirs["base"] / "mask.onnx"})
+    with pytest.raises(UserError, match=r"mask.onnx' has inputs \['mask_corr', 'pos_yx'\]"):
+        OnnxRuntimeEngine(swapped)
+    with pytest.raises(UserError, match="holds fp32 graphs but --precision int8"):
+        OnnxRuntimeEngine(export_dirs["base"], precision="int8")
+
+
+def test_missing_file_sidecar_or_engine_are_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
+    missing = _copy_export(export_dirs["base"], tmp_path / "missing")
+    (missing / "search.onnx").unlink()
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, missing, "--engine", "onnxruntime"))
+    assert "is missing search.onnx; re-export it" in err
+    (tmp_path / "empty").mkdir()
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, tmp_path / "empty", "--engine", "onnxruntime"))
+    assert f"has no {SIDECAR}" in err
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, export_dirs["base"], "--engine", "nope"))
+    assert "unknown engine 'nope'" in err
+    err = _one_line_error(capsys, _track_argv(synthetic_folder, export_dirs["base"], "--engine", "torch"))
+    assert "the torch engine loads a .pth checkpoint" in err
+
+
+# --- the real clip, with the reference's parity weights ----------------------------------------
+
+@pytest.fixture(scope="module")
+def tennis(tmp_path_factory):
+    """The first frames of the tennis clip in their own folder, and the sharp parity checkpoint."""
+    folder = tmp_path_factory.mktemp("tennis")
+    for path in sorted(TENNIS.glob("*.jpg"))[:TENNIS_FRAMES]:
+        shutil.copy(path, folder / path.name)
+    weights = folder.parent / "parity_sharp.pth"
+    torch.save(parity_state_dict("sharp"), weights)
+    return folder, weights
+
+
+def _tennis_frames(folder):
+    return [cv2.imread(str(p)) for p in sorted(folder.glob("*.jpg"))]
+
+
+def _torch_run(weights, frames):
+    tracker = Tracker(TorchEngine(load_checkpoint(weights).model), load_hp("davis"))
+    states = tracker.init(frames[0], [TENNIS_BOX])
+    results = []
+    for frame in frames[1:]:
+        states, (res,) = tracker.step(frame, states)
+        results.append(res)
+    return results
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+@needs_reference
+@pytest.mark.reference
+def test_cli_onnxruntime_reproduces_the_torch_run_on_tennis(tennis, tmp_path):
+    from siammask.io.results import decode_mask
+
+    folder, weights = tennis
+    out = tmp_path / "ort.jsonl"
+    box = ",".join(str(v) for v in TENNIS_BOX)
+    assert main(["track", str(folder), "--box", box, "--weights", str(weights), "--engine", "onnxruntime",
+                 "--json", str(out), "--quiet"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    ref = _torch_run(weights, _tennis_frames(folder))
+    assert len(lines) == TENNIS_FRAMES
+    for line, res in zip(lines[1:], ref):
+        assert np.abs(np.array(line["box"]) - res.box).max() <= 0.5, line["frame"]
+        assert _iou(decode_mask(line["mask"]), res.mask) >= 0.99, line["frame"]
+
+
+@needs_reference
+@pytest.mark.reference
+def test_torch_bf16_masks_on_tennis(tennis):
+    """Each bf16 step starts from the fp32 state, so the IoU measures one step's rounding, not two
+    chaotic trajectories (the parity weights are untrained) drifting apart."""
+    folder, weights = tennis
+    frames = _tennis_frames(folder)
+    model = load_checkpoint(weights).model
+    fp32, bf16 = (Tracker(TorchEngine(model, precision=p), load_hp("davis")) for p in ("fp32", "bf16"))
+    (state,), (start,) = fp32.init(frames[0], [TENNIS_BOX]), bf16.init(frames[0], [TENNIS_BOX])
+    ious = []
+    for frame in frames[1:]:
+        _, (ours,) = bf16.step(frame, [TargetState(state.pos, state.size, state.avg_color, start.features)])
+        (state,), (ref,) = fp32.step(frame, [state])
+        ious.append(_iou(ours.mask, ref.mask))
+    print("bf16 vs fp32 mask IoU per frame:", " ".join(f"{v:.3f}" for v in ious))
+    assert min(ious) >= 0.9

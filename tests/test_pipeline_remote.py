@@ -1,0 +1,112 @@
+"""`siammask serve` across addresses: capture and inference as two serve processes talking tcp://
+(as on two hosts), every tcp endpoint protected by CURVE (key holders get results and control,
+strangers get nothing); binding beyond loopback without keys refused; the one-line command form."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import pytest
+import zmq
+
+from pipeline.config import CurveConfig
+from pipeline.control import request
+from pipeline.security import load_keys
+from siammask.errors import UserError
+
+from pipeline_support import ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+
+BOX = [25.0, 19.0, 26.0, 19.0]
+SILENCE_S = 3.0  # how long a client without the right keys is given to receive something
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> CurveConfig:
+    out = tmp_path_factory.mktemp("keys") / "keys"
+    done = subprocess.run([sys.executable, "-m", "siammask.cli", "keys", "--out", str(out)], capture_output=True,
+                          text=True, env=ENV, timeout=60)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run([sys.executable, "-m", "siammask.cli", "keys", "--out", str(out)], capture_output=True,
+                           text=True, env=ENV, timeout=60)
+    assert again.returncode == 2 and "already holds keys" in again.stderr  # keys are never overwritten
+    return CurveConfig(str(out / "server.key_secret"), str(out / "client.key_secret"), str(out / "authorized"))
+
+
+def test_public_endpoint_without_keys_is_refused(tmp_path, synthetic_video):
+    done = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video),
+                           "--box", "1,1,20,20", "--publish", f"tcp://0.0.0.0:{free_port()}"],
+                          capture_output=True, text=True, env=ENV, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "needs CURVE keys" in done.stderr
+
+
+def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
+    curve = {"server_key": keys.server_key, "client_key": keys.client_key, "authorized_keys": keys.authorized_keys}
+    frames = f"tcp://127.0.0.1:{free_port()}"
+    (tmp_path / "cam").mkdir()
+    (tmp_path / "infer").mkdir()
+    camera_host = Serve(tmp_path / "cam", {
+        "role": "capture", "curve": curve, "metrics_port": 0,
+        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 25.0, "endpoint": frames}]})
+    port = free_port()
+    inference_host = Serve(tmp_path / "infer", {
+        "curve": curve, "metrics_port": 0, "log_interval_s": 0,
+        "streams": [{"id": "cam", "remote": True, "endpoint": frames, "boxes": [BOX]}],
+        "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
+        "publish": f"tcp://*:{port}", "control": f"tcp://127.0.0.1:{free_port()}"})
+    endpoint = f"tcp://127.0.0.1:{port}"
+    client_keys = load_keys(keys)
+    ctx = zmq.Context()
+    try:
+        keyed = Subscriber(endpoint, ctx=ctx, curve_serverkey=client_keys.server_public,
+                           curve_publickey=client_keys.client_public, curve_secretkey=client_keys.client_secret)
+        msg = keyed.wait_for(lambda m: m["targets"], START_TIMEOUT_S,
+                             f"a keyed result; logs:\n{camera_host.log()}\n{inference_host.log()}")[-1]
+        assert msg["stream"] == "cam" and [t["target"] for t in msg["targets"]] == [0]
+
+        plain = Subscriber(endpoint, ctx=ctx)
+        stranger = Subscriber(endpoint, ctx=ctx, curve_serverkey=client_keys.server_public,
+                              **dict(zip(("curve_publickey", "curve_secretkey"), zmq.curve_keypair())))
+        assert plain.recv(SILENCE_S) is None, "a client without keys got results"
+        assert stranger.recv(0.5) is None, "a client with unauthorized keys got results"
+        assert keyed.recv(10) is not None, "the keyed client stopped getting results"
+
+        control = inference_host.config["control"]
+        assert request(control, {"cmd": "list"}, client_keys, 20)["ok"]
+        with pytest.raises(UserError, match="no reply"):
+            request(control, {"cmd": "list"}, None, SILENCE_S)
+    finally:
+        ctx.destroy(linger=0)
+        codes = inference_host.stop(), camera_host.stop()
+    assert codes == (0, 0)
+
+
+def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthetic_video, synthetic_frames):
+    """`siammask serve --source FILE --box ...` without --loop: every stream ends, so serve stops by itself."""
+    box = synthetic_frames[0].box
+    out, video = tmp_path / "results.jsonl", tmp_path / "annotated.avi"
+    done = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video),
+                           "--box", ",".join(map(str, box)), "--stream-id", "cam", "--json", str(out),
+                           "--output", str(video),
+                           "--weights", str(lite_checkpoint(tmp_path / "lite.pth")), "--threads", "1",
+                           "--publish", f"tcp://127.0.0.1:{free_port()}", "--control", f"tcp://127.0.0.1:{free_port()}",
+                           "--metrics-port", "0"], capture_output=True, text=True, env=ENV, timeout=START_TIMEOUT_S,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "every stream has ended" in done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    first = lines[0]
+    assert first["frame"] == 0 and first["stream"] == "cam"
+    assert first["targets"] == [{"frame": 0, "box": list(box), "polygon": first["targets"][0]["polygon"],
+                                 "score": 1.0, "lost": False, "mask": None, "target": 0}]
+    assert [m["frame"] for m in lines] == sorted({m["frame"] for m in lines})
+    assert max(m["frame"] for m in lines) < len(synthetic_frames)
+    capture = cv2.VideoCapture(str(video))
+    written = 0
+    while (frame := capture.read()[1]) is not None:
+        assert frame.shape == (120, 160, 3)
+        written += 1
+    capture.release()
+    assert written == len(lines), "the annotated video misses frames (closed before its last results?)"

@@ -1,0 +1,154 @@
+"""The pipeline's pieces without processes: the batched tracker step against Tracker.step, config
+checks, the control protocol, message framing, and the latency quantiles of the summary line."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zmq
+
+from pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
+from pipeline.control import parse_request
+from pipeline.endpoints import is_loopback
+from pipeline.infer import infer_batch
+from pipeline.messages import as_array, recv, send
+from pipeline.metrics import bucket_quantile
+from pipeline.postprocess import finish
+from pipeline.preprocess import search_batch
+from siammask.commands.common import build_tracker
+from siammask.errors import UserError
+from siammask.synthetic import make_sequence
+
+from pipeline_support import lite_checkpoint
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "example.yaml"
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    weights = lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two spinning threads on a busy two-core box are many times slower than one
+    yield build_tracker(argparse.Namespace(weights=str(weights), variant=None, hp=None, engine="torch",
+                                           device="cpu", precision=None))
+    torch.set_num_threads(threads)
+
+
+def test_batch_over_streams_matches_tracker_step(tracker):
+    """Two streams of different sizes in one engine batch give what Tracker.step gives per stream."""
+    a = make_sequence(num_frames=4, size=(160, 120), seed=3)
+    b = make_sequence(num_frames=4, size=(200, 150), seed=5)
+    ref_a = tracker.init(a[0].image, [a[0].box])
+    ref_b = tracker.init(b[0].image, [b[0].box, (10.0, 12.0, 40.0, 30.0)])
+    states = ref_a + ref_b
+    for t in range(1, 4):
+        ref_a, res_a = tracker.step(a[t].image, ref_a)
+        ref_b, res_b = tracker.step(b[t].image, ref_b)
+        frames = [a[t].image] * 1 + [b[t].image] * 2
+        batch = search_batch(tracker.cfg, list(zip(frames, states)))
+        picks = infer_batch(tracker, batch, states)
+        out = [finish(tracker.cfg, f, s, batch.sides[i], picks.states[i], picks.pos_yx[i], picks.scores[i],
+                      picks.probs[i]) for i, (f, s) in enumerate(zip(frames, states))]
+        states = [state for state, _ in out]
+        for (_, got), want in zip(out, res_a + res_b):
+            np.testing.assert_allclose(got.box, want.box, atol=1e-3)
+            assert got.score == pytest.approx(want.score, abs=1e-4)
+            assert got.pos_yx == want.pos_yx
+            assert np.logical_xor(got.mask, want.mask).sum() <= 0.001 * got.mask.size
+
+
+def test_example_config_loads_and_unknown_keys_fail(tmp_path):
+    cfg = load_config(str(EXAMPLE))
+    assert cfg.streams[0].id == "cam0" and cfg.streams[0].boxes == ((300.0, 110.0, 165.0, 255.0),)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("streams: []\npublsh: tcp://127.0.0.1:1\n")
+    with pytest.raises(UserError, match="unknown key.*publsh"):
+        load_config(str(bad))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"publish": "tcp://0.0.0.0:5556"}, "needs CURVE keys"),
+    ({"control": "tcp://*:5557"}, "needs CURVE keys"),
+    ({"publish": "udp://127.0.0.1:1"}, "not a ZeroMQ endpoint"),
+    ({"streams": (StreamConfig("a", "{video}"), StreamConfig("a", "{video}"))}, "more than once"),
+    ({"streams": (StreamConfig("a", "missing.avi"),)}, "not found"),
+    ({"streams": (StreamConfig("a", "{video}", boxes=((1.0, 2.0, 3.0),)),)}, "4 numbers"),
+    ({"streams": (StreamConfig("a", "{video}", endpoint="tcp://10.1.2.3:6000"),)}, "needs CURVE keys"),
+    ({"streams": (StreamConfig("a", "{video}"), StreamConfig("b", "{video}")),
+      "outputs": {"video": "out.mp4"}}, "needs '\\{stream\\}'"),
+    ({"role": "capture", "streams": (StreamConfig("a", "{video}"),)}, "tcp:// endpoint"),
+    ({"model": ModelConfig(weights="missing.pth")}, "weights 'missing.pth' not found"),
+])
+def test_config_mistakes_are_user_errors(change, message, synthetic_video):
+    change = {k: tuple(dataclasses.replace(s, source=s.source.format(video=synthetic_video)) for s in v)
+              if k == "streams" else v for k, v in change.items()}
+    if "outputs" in change:
+        change["outputs"] = dataclasses.replace(PipelineConfig().outputs, **change["outputs"])
+    with pytest.raises(UserError, match=message):
+        check_config(dataclasses.replace(PipelineConfig(), **change))
+
+
+def test_command_line_overrides_config(synthetic_video):
+    cfg = PipelineConfig(streams=(StreamConfig("cam", str(synthetic_video)),), publish="tcp://127.0.0.1:1")
+    args = argparse.Namespace(source=str(synthetic_video), box=[(1.0, 2.0, 30.0, 40.0)], stream_id="x", loop=True,
+                              fps=50.0, publish="tcp://127.0.0.1:2", control=None, metrics_port=0,
+                              preview_port=None, json=None, output=None, role=None, inference_delay_ms=None,
+                              weights="w.pth", variant=None, hp=None, engine=None, device=None, precision=None,
+                              threads=1)
+    out = apply_cli(cfg, args)
+    assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
+    assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
+    assert (out.model.weights, out.model.engine, out.model.threads) == ("w.pth", "torch", 1)
+
+
+def test_loopback_endpoints():
+    assert is_loopback("tcp://127.0.0.1:1") and is_loopback("tcp://localhost:1") and is_loopback("tcp://[::1]:1")
+    assert is_loopback("ipc:///tmp/x")
+    assert not is_loopback("tcp://0.0.0.0:1") and not is_loopback("tcp://*:1") and not is_loopback("tcp://10.0.0.1:1")
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"not json", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"cmd": "explode"}', "unknown command"),
+    (b'{"cmd": "add_target", "stream": "a"}', "missing: box"),
+    (b'{"cmd": "list", "extra": 1}', "unknown: extra"),
+    (b'{"cmd": "remove_target", "stream": "a", "target": "1"}', "target must be a int"),
+    (b'{"cmd": "add_target", "stream": "a", "box": [1, 2, 3]}', "4 numbers"),
+    (b'{"cmd": "pause", "stream": true}', "stream must be a str"),
+])
+def test_malformed_control_requests(raw, message):
+    with pytest.raises(UserError, match=message):
+        parse_request(raw)
+
+
+def test_control_request_parses():
+    req = parse_request(b'{"cmd": "add_target", "stream": "a", "box": [1, 2, 30, 40.5]}')
+    assert req.cmd == "add_target" and req.args == {"stream": "a", "box": (1.0, 2.0, 30.0, 40.5)}
+
+
+def test_frame_travels_as_raw_buffer():
+    ctx = zmq.Context()
+    push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    pull.bind("inproc://frames")
+    push.connect("inproc://frames")
+    frame = np.arange(120 * 160 * 3, dtype=np.uint8).reshape(120, 160, 3)
+    assert send(push, {"stream": "a", "frame": 7}, frame, block=True)
+    header, part = recv(pull)
+    got = as_array(header, part)
+    assert header["stream"] == "a" and header["shape"] == [120, 160, 3]
+    np.testing.assert_array_equal(got, frame)
+    assert not got.flags.owndata  # a view of ZeroMQ's buffer, not a copy
+    push.close(0), pull.close(0), ctx.term()
+
+
+def test_bucket_quantile_interpolates_like_prometheus():
+    buckets = [(0.01, 50.0), (0.02, 90.0), (0.05, 100.0), (float("inf"), 100.0)]
+    assert bucket_quantile(0.5, buckets) == pytest.approx(0.01)
+    assert bucket_quantile(0.7, buckets) == pytest.approx(0.015)
+    assert bucket_quantile(0.99, buckets) == pytest.approx(0.047)
+    assert bucket_quantile(0.5, [(0.01, 0.0)]) is None
