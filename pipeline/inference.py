@@ -17,14 +17,12 @@ import zmq
 
 from siammask.commands.common import build_tracker
 from siammask.errors import UserError
-from siammask.tracker import TargetState, Tracker, TrackResult
+from siammask.tracker import TargetState, Tracker, TrackResult, finish, search_batch, start_result
 
 from . import messages
 from .config import CurveConfig, ModelConfig
-from .infer import infer_batch
 from .metrics import DROPPED, QUEUE_DEPTH
-from .postprocess import finish, record, start_result
-from .preprocess import search_batch
+from .postprocess import record
 from .process import StopFlag, log
 from .security import Security, load_keys
 
@@ -211,7 +209,7 @@ class InferenceStage:
         cfg = self.tracker.cfg
         batch = search_batch(cfg, [(item.frame, state) for item, _, state in jobs]) if jobs else None
         pre = time.time()
-        picks = infer_batch(self.tracker, batch, [s for _, _, s in jobs]) if jobs else None
+        picks = self.tracker.infer_batch(batch, [s for _, _, s in jobs]) if jobs else None
         inferred = time.time()
         for i, (item, tid, state) in enumerate(jobs):
             new_state, result = finish(cfg, item.frame, state, batch.sides[i], picks.states[i], picks.pos_yx[i],

@@ -65,8 +65,60 @@ def validate_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[float
     return x, y, w, h
 
 
+@dataclass(frozen=True)
+class SearchBatch:
+    """Stage 1 output: one search crop per (frame, target) job."""
+
+    crops: np.ndarray          # (B,3,S,S) float32 search crops
+    sides: list[float]         # crop side in frame pixels, per target
+    scales: list[np.float64]   # crop pixels per frame pixel, per target
+
+
+@dataclass(frozen=True)
+class Picks:
+    """Stage 2 output: each target moved towards its best anchor (not yet clamped), with its mask."""
+
+    states: list[TargetState]
+    pos_yx: list[tuple[int, int]]  # grid position of the chosen anchor
+    scores: list[float]
+    probs: np.ndarray              # (B,S,S) mask probabilities at those positions
+
+
+def search_batch(cfg: TrackerConfig, jobs: Sequence[tuple[np.ndarray, TargetState]]) -> SearchBatch:
+    """Stage 1: cut every target's search crop from its own frame, as one batch."""
+    regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
+    sides = [float(round(s_x)) for s_x, _ in regions]
+    crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
+             for (frame, s), side in zip(jobs, sides)]
+    return SearchBatch(to_chw_float(crops), sides, [scale for _, scale in regions])
+
+
+def finish(cfg: TrackerConfig, frame: np.ndarray, old: TargetState, side: float, moved: TargetState,
+           pos_yx: tuple[int, int], score: float, prob: np.ndarray) -> tuple[TargetState, TrackResult]:
+    """Stage 3: paste the mask back into the frame, find its polygon, clamp the state to the frame."""
+    frame_wh = (frame.shape[1], frame.shape[0])
+    crop_xy = (old.pos[0] - side / 2, old.pos[1] - side / 2)
+    window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, cfg.total_stride,
+                         cfg.base_size)
+    full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
+    polygon = mask_polygon(full, cfg.seg_thr)
+    if polygon is None:
+        polygon = box_corners(*moved.pos, *moved.size)
+    clamped = _clamp(moved, frame_wh)
+    return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
+                                full > cfg.seg_thr, pos_yx)
+
+
+def start_result(state: TargetState) -> TrackResult:
+    """What a target reports on the frame it starts on: its box, score 1, no mask."""
+    return TrackResult(state_box(state), box_corners(*state.pos, *state.size), 1.0, False, None, (-1, -1))
+
+
 class Tracker:
-    """Crops, runs the engine on a batch of targets, decodes, penalises, pastes masks back."""
+    """Crops, runs the engine on a batch of targets, decodes, penalises, pastes masks back.
+
+    step() is the three stages search_batch -> infer_batch -> finish for one frame; the streaming
+    pipeline runs the same three stages on targets of many frames at once."""
 
     def __init__(self, engine: Engine, config: TrackerConfig) -> None:
         self.engine = engine
@@ -91,30 +143,21 @@ class Tracker:
         """Track every target one frame; returns the new states and one result per target."""
         if not states:
             return [], []
-        cfg = self.cfg
-        frame_wh = (frame.shape[1], frame.shape[0])
-        regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for s in states]
-        sides = [float(round(s_x)) for s_x, _ in regions]
-        crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
-                 for s, side in zip(states, sides)]
-        heads = self.engine.track(to_chw_float(crops), self.engine.concat([s.features for s in states]))
-        picks = [self._pick(heads.cls[i], heads.loc[i], s, scale) for i, (s, (_, scale)) in enumerate(zip(states, regions))]
-        pos_yx = np.array([p[1] for p in picks], np.int64)
-        probs = _sigmoid(self.engine.mask(heads, pos_yx))
-        out_states, results = [], []
-        for state, side, (new_state, (y, x), score), prob in zip(states, sides, picks, probs):
-            crop_xy = (state.pos[0] - side / 2, state.pos[1] - side / 2)
-            window = mask_window(crop_xy, side, (y, x), cfg.instance_size, cfg.exemplar_size,
-                                 cfg.total_stride, cfg.base_size)
-            full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
-            polygon = mask_polygon(full, cfg.seg_thr)
-            if polygon is None:
-                polygon = box_corners(*new_state.pos, *new_state.size)
-            clamped = _clamp(new_state, frame_wh)
-            out_states.append(clamped)
-            results.append(TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
-                                       full > cfg.seg_thr, (int(y), int(x))))
-        return out_states, results
+        batch = search_batch(self.cfg, [(frame, s) for s in states])
+        picks = self.infer_batch(batch, states)
+        out = [finish(self.cfg, frame, s, side, moved, yx, score, prob) for s, side, moved, yx, score, prob
+               in zip(states, batch.sides, picks.states, picks.pos_yx, picks.scores, picks.probs)]
+        return [o[0] for o in out], [o[1] for o in out]
+
+    def infer_batch(self, batch: "SearchBatch", states: Sequence[TargetState]) -> "Picks":
+        """Engine heads for every crop against its own template, the best anchor, then its mask.
+        The only stage that touches the engine; crops may come from different frames (streams)."""
+        heads = self.engine.track(batch.crops, self.engine.concat([s.features for s in states]))
+        picks = [self._pick(heads.cls[i], heads.loc[i], s, scale)
+                 for i, (s, scale) in enumerate(zip(states, batch.scales))]
+        pos_yx = [yx for _, yx, _ in picks]
+        probs = _sigmoid(self.engine.mask(heads, np.array(pos_yx, np.int64)))
+        return Picks([p[0] for p in picks], pos_yx, [p[2] for p in picks], probs)
 
     def _pick(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
               scale: np.float64) -> tuple[TargetState, tuple[int, int], float]:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry.masks import box_corners
-from .tracker import Tracker, TrackResult, state_box
+from .tracker import Tracker, TrackResult, start_result
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,7 @@ def track_frames(frames: Iterable[np.ndarray], tracker: Tracker,
     for index, frame in enumerate(frames):
         if states is None:
             states = tracker.init(frame, boxes)
-            first = [TrackResult(state_box(s), box_corners(*s.pos, *s.size), 1.0, False,
-                                 None, (-1, -1)) for s in states]
-            yield FrameResults(0, frame, first)
+            yield FrameResults(0, frame, [start_result(s) for s in states])
             continue
         states, results = tracker.step(frame, states)
         yield FrameResults(index, frame, results)

@@ -14,11 +14,9 @@ import zmq
 from pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
 from pipeline.control import parse_request
 from pipeline.endpoints import is_loopback
-from pipeline.infer import infer_batch
 from pipeline.messages import as_array, recv, send
 from pipeline.metrics import bucket_quantile
-from pipeline.postprocess import finish
-from pipeline.preprocess import search_batch
+from siammask.tracker import finish, search_batch
 from siammask.commands.common import build_tracker
 from siammask.errors import UserError
 from siammask.synthetic import make_sequence
@@ -50,7 +48,7 @@ def test_batch_over_streams_matches_tracker_step(tracker):
         ref_b, res_b = tracker.step(b[t].image, ref_b)
         frames = [a[t].image] * 1 + [b[t].image] * 2
         batch = search_batch(tracker.cfg, list(zip(frames, states)))
-        picks = infer_batch(tracker, batch, states)
+        picks = tracker.infer_batch(batch, states)
         out = [finish(tracker.cfg, f, s, batch.sides[i], picks.states[i], picks.pos_yx[i], picks.scores[i],
                       picks.probs[i]) for i, (f, s) in enumerate(zip(frames, states))]
         states = [state for state, _ in out]
