@@ -16,12 +16,16 @@ from .base import Engine
 ModelSource = SiamMask | Path
 
 
-def _torch(source: ModelSource, device: str, precision: str | None) -> Engine:
+def _torch(source: ModelSource, device: str, precision: str | None, compile: bool = False) -> Engine:
     from .torch_engine import TorchEngine
     if not isinstance(source, SiamMask):
-        raise UserError(f"the torch engine loads a .pth checkpoint, not the export directory '{source}'; "
+        raise UserError(f"the torch engines load a .pth checkpoint, not the export directory '{source}'; "
                         "use --engine onnxruntime or tensorrt for export directories")
-    return TorchEngine(source, device, precision or "fp32")
+    return TorchEngine(source, device, precision or "fp32", compile=compile)
+
+
+def _torch_compile(source: ModelSource, device: str, precision: str | None) -> Engine:
+    return _torch(source, device, precision, compile=True)
 
 
 def _onnxruntime(source: ModelSource, device: str, precision: str | None) -> Engine:
@@ -39,7 +43,7 @@ def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine
 
 
 ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = {
-    "torch": _torch, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+    "torch": _torch, "torch-compile": _torch_compile, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 
 
 def build_engine(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> Engine:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from siammask.errors import UserError
-from siammask.model import SiamMask, TemplateFeatures
+from siammask.model import SearchOutput, SiamMask, TemplateFeatures
 
 from .base import TrackHeads
 from .precision import FLOAT32_TRUNK_STAGES
@@ -38,17 +38,33 @@ def _bf16_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def _compiled(fn):
+    """torch.compile (inductor) with frozen weights: convolutions are pre-packed for oneDNN and the
+    small element-wise ops fused; each new input shape (number of targets) builds once more.
+    Freezing is inductor's process-wide setting: passed per call through `options`, the weights
+    were not frozen (measured ~30% slower), so it is set globally; it only affects compiled code."""
+    import torch._inductor.config as inductor
+    inductor.freezing = True
+    return torch.compile(fn, dynamic=False)
+
+
 class TorchEngine:
     """Runs a SiamMask module in inference mode; template features stay on the device.
 
     Weights and inputs are channels-last: oneDNN's convolutions run about 15% faster that way
     on this CPU (benchmarks/RESULTS.md) with the same float32 arithmetic. bf16 and fp16 run the
     convolutions under autocast: bf16 is the CPU's fast path (AVX-512 BF16 / AMX), applied from
-    the trunk's layer3 on (a copy of the model, see precision.py); fp16 is for CUDA only."""
+    the trunk's layer3 on (a copy of the model, see precision.py); fp16 is for CUDA only.
+
+    compile=True (engine name 'torch-compile') runs the three graphs through torch.compile: the
+    fastest CPU path measured (benchmarks/RESULTS.md), at the price of a build of ~15-30 s per graph
+    the first time (inductor caches it on disk for later starts). The mask graph then uses the
+    export's gather crop, which takes grid positions as data instead of specialising on them."""
 
     name = "torch"
 
-    def __init__(self, model: SiamMask, device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(self, model: SiamMask, device: str = "cpu", precision: str = "fp32",
+                 compile: bool = False) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but this PyTorch has no CUDA device; use --device cpu")
         if precision not in AUTOCAST:
@@ -63,6 +79,11 @@ class TorchEngine:
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.variant = model.variant
         self.mask_size = model.mask_size
+        self._template, self._track, self._mask_logits = self.model.template, self.model.track, self.model.mask_logits
+        if compile:
+            self.name = "torch-compile"
+            self._template, self._track = _compiled(self.model.template), _compiled(self.model.track)
+            self._mask_logits = _compiled_mask(self.model)
 
     def _autocast(self) -> AbstractContextManager:
         dtype = AUTOCAST[self.precision]
@@ -75,7 +96,7 @@ class TorchEngine:
     @torch.inference_mode()
     def template(self, z: np.ndarray) -> TemplateFeatures:
         with self._autocast():
-            return self.model.template(self._tensor(z))
+            return self._template(self._tensor(z))
 
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
         return parts[0] if len(parts) == 1 else TemplateFeatures.cat(list(parts))
@@ -83,12 +104,24 @@ class TorchEngine:
     @torch.inference_mode()
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         with self._autocast():
-            out = self.model.track(self._tensor(x), features)
+            out = self._track(self._tensor(x), features)
         return TrackHeads(out.cls.float().cpu().numpy(), out.loc.float().cpu().numpy(), out)
 
     @torch.inference_mode()
     def mask(self, heads: TrackHeads, pos_yx: np.ndarray) -> np.ndarray:
         pos = torch.as_tensor(np.asarray(pos_yx, np.int64), device=self.device)
         with self._autocast():
-            logits = self.model.mask_logits(heads.context, pos)
+            logits = self._mask_logits(heads.context, pos)
         return logits.float().cpu().numpy()
+
+
+def _compiled_mask(model: SiamMask):
+    """mask_logits(out, pos) through the export's position-as-data mask graph, compiled."""
+    from export.graphs import mask_graph, mask_io
+    graph = _compiled(mask_graph(model))
+    inputs = mask_io(model.variant)[0][:-1]  # the SearchOutput fields the graph takes, then pos_yx
+
+    def run(out: SearchOutput, pos: torch.Tensor) -> torch.Tensor:
+        names = {"mask_corr": out.mask_corr, "p0": out.p0, "p1": out.p1, "p2": out.p2}
+        return graph(*(names[n] for n in inputs), pos)
+    return run

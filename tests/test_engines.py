@@ -81,6 +81,23 @@ def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
         build_engine("torch", model, precision="int8")
 
 
+def test_torch_compile_matches_eager_at_every_position_it_is_given():
+    """The compiled engine (inductor, frozen weights) against eager fp32 on a batch of two targets;
+    the mask graph then gets other positions: they are data, so the answer follows them."""
+    model = random_model("lite")
+    feeds = random_feeds(model, batch=2, seed=10)
+    compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
+    assert compiled.name == "torch-compile"
+    ours, ref = _engine_outputs(compiled, feeds), _engine_outputs(eager, feeds)
+    for name in ref:
+        assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
+    features = eager.template(feeds["template"]["z"].numpy())
+    heads = [e.track(feeds["search"]["x"].numpy(), features) for e in (compiled, eager)]
+    for pos in ([[0, 0], [24, 24]], [[3, 17], [12, 5]]):
+        pos = np.array(pos, np.int64)
+        assert relative_error(compiled.mask(heads[0], pos), eager.mask(heads[1], pos)) <= TOLERANCES["fp32"]
+
+
 def test_every_registered_engine_is_built_or_refused_in_one_line():
     """No engine may fail with anything but a one-line UserError: bf16 is a torch-only precision,
     tensorrt needs TensorRT and a GPU."""
@@ -89,10 +106,10 @@ def test_every_registered_engine_is_built_or_refused_in_one_line():
         try:
             engine = build_engine(name, model, "cpu", "bf16")
         except UserError as exc:
-            assert name != "torch" and "\n" not in str(exc)
+            assert not name.startswith("torch") and "\n" not in str(exc)
         else:
             assert (engine.name, engine.precision) == (name, "bf16")
-    with pytest.raises(UserError, match="unknown engine 'nope'; available: onnxruntime, tensorrt, torch"):
+    with pytest.raises(UserError, match="unknown engine 'nope'; available: onnxruntime, tensorrt, torch, torch-compile"):
         build_engine("nope", model)
 
 
