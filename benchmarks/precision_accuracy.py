@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from engines.onnxruntime_engine import OnnxRuntimeEngine
+from engines.registry import build_engine
 from engines.torch_engine import TorchEngine
 from export.exporter import export_model
 from siammask.checkpoint import load_checkpoint
@@ -37,7 +38,8 @@ from reference import DATA, TENNIS, TENNIS_BOX, parity_state_dict  # noqa: E402
 
 DAVIS = DATA / "DAVIS"
 CALIBRATION = DATA / "DAVIS-train"
-CANDIDATES = (("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
+CANDIDATES = (("torch", "bf16"), ("torch-compile", "fp32"), ("torch-compile", "bf16"), ("onnxruntime", "fp32"),
+              ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
 
 
 def first_box(annotation: Path) -> tuple[float, float, float, float]:
@@ -79,8 +81,8 @@ def engines(weights: Path, calibration_frames: int) -> dict[str, object]:
     for name, precision in CANDIDATES:
         label = f"{name} {precision}"
         print(f"preparing {label} ...", file=sys.stderr)
-        if name == "torch":
-            found[label] = TorchEngine(model, precision=precision)
+        if name.startswith("torch"):
+            found[label] = build_engine(name, model, "cpu", precision)
             continue
         with tempfile.TemporaryDirectory() as folder:
             calibration = davis_clip(CALIBRATION, "bear", calibration_frames) if precision == "int8" else None
@@ -92,7 +94,8 @@ def engines(weights: Path, calibration_frames: int) -> dict[str, object]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20, help="frames per sequence, init included")
-    parser.add_argument("--sequences", default="blackswan,cows,dog,libby", help="DAVIS val sequences")
+    parser.add_argument("--sequences", default="blackswan,cows,dog,libby",
+                        help="DAVIS val sequences, or 'all' for every one in ../shared/data/DAVIS")
     parser.add_argument("--weights", help="checkpoint (default: the reference's parity weights, sharp)")
     parser.add_argument("--json", help="write per-frame numbers here")
     args = parser.parse_args()
@@ -105,7 +108,9 @@ def main() -> int:
         reference = Tracker(TorchEngine(ckpt.model), hp)
         others = {label: Tracker(engine, hp) for label, engine in engines(weights, 12).items()}
     clips = {"tennis": ([cv2.imread(str(p)) for p in sorted(TENNIS.glob("*.jpg"))[:args.frames]], TENNIS_BOX)}
-    clips.update({name: davis_clip(DAVIS, name, args.frames) for name in args.sequences.split(",")})
+    names = (sorted(p.name for p in (DAVIS / "JPEGImages" / "480p").iterdir()) if args.sequences == "all"
+             else args.sequences.split(","))
+    clips.update({name: davis_clip(DAVIS, name, args.frames) for name in names})
     results = {}
     for clip, (frames, box) in clips.items():
         print(f"comparing on {clip} ...", file=sys.stderr)
@@ -121,6 +126,12 @@ def main() -> int:
             print(f"| {clip} | {label} | {statistics.mean(ious):.3f} | {min(ious):.3f} | "
                   f"{sum(v >= 0.95 for v in ious)}/{len(ious)} | {sum(r['same_pos'] for r in rows)}/{len(rows)} | "
                   f"{max(r['box_shift'] for r in rows):.1f} |")
+    print("\n| engine precision | clips | frames | mask IoU mean | IoU median | frames IoU >= 0.95 |")
+    print("|---|---|---|---|---|---|")
+    for label in next(iter(results.values())):
+        ious = [r["iou"] for per in results.values() for r in per[label]]
+        print(f"| {label} | {len(results)} | {len(ious)} | {statistics.mean(ious):.3f} | "
+              f"{statistics.median(ious):.3f} | {sum(v >= 0.95 for v in ious)}/{len(ious)} |")
     print("\ntennis, mask IoU per frame vs fp32:")
     for label, rows in results["tennis"].items():
         print(f"- {label}: " + " ".join(f"{r['iou']:.2f}" for r in rows))

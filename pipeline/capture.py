@@ -85,7 +85,8 @@ class Reader(threading.Thread):
         self.slot = Slot()
         self.busy_since: float | None = None
         self.result: int | None = None  # ENDED or FAILED once the thread is done
-        self.finite = Path(spec.stream.source).expanduser().exists()
+        where = Path(spec.stream.source).expanduser()
+        self.finite = where.is_file() or where.is_dir()  # cameras, URLs and named pipes are live
 
     def run(self) -> None:
         backoff = Backoff()

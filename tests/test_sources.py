@@ -1,4 +1,5 @@
 import functools
+import os
 import http.server
 import socket
 import threading
@@ -255,3 +256,22 @@ def test_to_bgr_expands_gray_and_drops_alpha():
     assert _to_bgr(gray[..., None]).shape == (2, 3, 3)
     bgra = np.dstack([np.full((2, 3, 3), 5, np.uint8), np.full((2, 3), 200, np.uint8)])
     assert np.array_equal(_to_bgr(bgra), np.full((2, 3, 3), 5, np.uint8))
+
+
+def test_named_pipe_streams_what_its_writer_writes(tmp_path, video, frames):
+    pipe = tmp_path / "feed.pipe"
+    os.mkfifo(pipe)
+    data = video.read_bytes()
+
+    def write():
+        with open(pipe, "wb") as out:  # waits for the reader, as ffmpeg writing into a pipe would
+            out.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with open_source(str(pipe), open_timeout_s=5, read_timeout_s=5) as source:
+        assert source.name == f"pipe '{pipe}'"
+        got = list(source)
+    writer.join(5)
+    assert len(got) == len(frames)
+    assert all(_mean_abs_diff(image, frame.image) < 2.0 for image, frame in zip(got, frames))

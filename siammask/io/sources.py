@@ -23,7 +23,7 @@ from siammask.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
-_SPEC_HELP = "pass an existing video file, image folder, camera index or rtsp:// URL"
+_SPEC_HELP = "pass an existing video file, image folder, named pipe, camera index or rtsp:// URL"
 
 
 class FrameSource(ABC):
@@ -129,6 +129,8 @@ def open_source(spec: str, *, open_timeout_s: float = 10.0, read_timeout_s: floa
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _msec(open_timeout_s),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC, _msec(read_timeout_s),
     ]  # fmt: skip
+    if path.is_fifo():
+        return _open_pipe(path, timeouts)
     if spec.isdigit():
         return _open_camera(int(spec), timeouts)
     if "://" in spec:
@@ -169,6 +171,17 @@ def _open_camera(index: int, timeouts: list[int]) -> CaptureSource:
     if not capture.isOpened():
         raise UserError(f"cannot open {name}: no such camera or it is in use; check the index (0 is the first camera)")
     return _start(capture, name, f"{name} opened but sent no frame; check that it is not in use by another program")
+
+
+def _open_pipe(path: Path, timeouts: list[int]) -> CaptureSource:
+    """A named pipe that another program (ffmpeg, gstreamer) writes a stream into. Opening it waits
+    for a writer; the timeouts do not cover that wait (the pipeline's stall watchdog does)."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, timeouts)
+    name = f"pipe '{path}'"
+    if not capture.isOpened():
+        raise UserError(f"cannot open {name}: no writer within the open timeout, or not a stream FFmpeg can "
+                        "decode; start the program that writes into it")
+    return _start(capture, name, f"{name} opened but sent no frame before the read timeout; check its writer")
 
 
 def _open_url(url: str, timeouts: list[int]) -> CaptureSource:

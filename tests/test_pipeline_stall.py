@@ -1,0 +1,72 @@
+"""The capture stall watchdog, on a real hang: OpenCV opening a named pipe that nobody writes into
+blocks inside open(2), where its open/read timeouts do not reach. The watchdog kills and restarts
+the capture process; once a program writes a video into the pipe, the stream is tracked."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from siammask.synthetic import make_sequence, write_video
+
+from pipeline_support import START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+
+BOX = [25.0, 19.0, 26.0, 19.0]
+
+
+class PipeWriter(threading.Thread):
+    """Writes `video`'s bytes into the pipe once a reader opens it (opening a pipe for writing
+    waits for a reader), as ffmpeg writing into a named pipe would."""
+
+    def __init__(self, pipe: Path, video: Path) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.data, self.written = pipe, video.read_bytes(), False
+
+    def run(self) -> None:
+        with open(self.pipe, "wb") as out:
+            out.write(self.data)
+        self.written = True
+
+    def release(self) -> None:
+        """Unblock a writer still waiting for a reader (test clean-up)."""
+        if self.is_alive():
+            os.close(os.open(self.pipe, os.O_RDONLY | os.O_NONBLOCK))
+
+
+def _wait_for_log(serve: Serve, text: str, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while text not in serve.log():
+        assert time.monotonic() < end, f"no '{text}' in the log within {timeout_s} s:\n{serve.log()}"
+        assert serve.proc.poll() is None, f"serve exited:\n{serve.log()}"
+        time.sleep(0.2)
+
+
+def test_stalled_capture_is_restarted_and_the_stream_then_tracked(tmp_path):
+    pipe = tmp_path / "feed.pipe"
+    os.mkfifo(pipe)
+    video = write_video(make_sequence(num_frames=30, size=(160, 120), seed=4), tmp_path / "feed.avi")
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "pipe", "source": str(pipe), "boxes": [BOX]}],
+        "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
+        "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
+        "metrics_port": free_port(), "log_interval_s": 0, "open_timeout_s": 1.0, "read_timeout_s": 1.0})
+    sub = Subscriber(serve.config["publish"])
+    writer = PipeWriter(pipe, video)
+    try:
+        # open timeout 1 s + the watchdog's 5 s margin, plus the process start
+        _wait_for_log(serve, "capture pipe stalled; restarting", START_TIMEOUT_S)
+        assert sub.recv(0.5) is None  # nothing was read, so nothing was published
+        assert serve.metrics()['siammask_restarts_total{stage="capture"}'] >= 1
+        writer.start()
+        got = sub.wait_for(lambda m: m["frame"] >= 10, START_TIMEOUT_S, f"results from the pipe; log:\n{serve.log()}")
+        assert all(m["stream"] == "pipe" and [t["target"] for t in m["targets"]] == [0] for m in got)
+        assert got[0]["frame"] == 0 and (got[0]["width"], got[0]["height"]) == (160, 120)
+        writer.join(10)
+        assert writer.written
+    finally:
+        sub.close()
+        writer.release()
+        code = serve.stop()
+    assert code == 0
+    assert serve.leftovers() == []
