@@ -2,8 +2,9 @@
 thread sends them on and watches the reader: a cv2 call that outlives its own timeouts (OpenCV can
 hang after a camera reconnect) ends the process with STALLED, and the supervisor starts a new one.
 
-Files and folders are played at their frame rate (optionally looped); cameras and URLs are read as
-fast as they deliver and reconnected with backoff when they stop."""
+Files and folders are played at their frame rate (optionally looped) and hold their place while
+the stream is paused; cameras, URLs and pipes are read as fast as they deliver (a paused live
+stream keeps reading, so it resumes on a current frame) and reconnected with backoff when they stop."""
 from __future__ import annotations
 
 import os
@@ -79,9 +80,9 @@ class Slot:
 class Reader(threading.Thread):
     """Opens, reads, paces and reconnects; `busy_since` is set while inside a cv2 call."""
 
-    def __init__(self, spec: CaptureSpec, counter, stop: StopFlag) -> None:
+    def __init__(self, spec: CaptureSpec, counter, hold, stop: StopFlag) -> None:
         super().__init__(daemon=True)
-        self.spec, self.counter, self.stop = spec, counter, stop
+        self.spec, self.counter, self.hold, self.stop = spec, counter, hold, stop
         self.slot = Slot()
         self.busy_since: float | None = None
         self.result: int | None = None  # ENDED or FAILED once the thread is done
@@ -124,6 +125,10 @@ class Reader(threading.Thread):
         first = True
         frames: Iterator[np.ndarray] = iter(source)
         while not self.stop:
+            if self.finite and self.hold.value:
+                time.sleep(0.05)
+                due = time.monotonic()
+                continue
             frame = self._call(lambda: next(frames, None))
             if frame is None:
                 return
@@ -158,8 +163,9 @@ class Reader(threading.Thread):
         return since is not None and time.monotonic() - since > limit
 
 
-def run_capture(spec: CaptureSpec, counter) -> None:
-    """Process entry point; `counter` is shared with the supervisor so frame ids survive restarts."""
+def run_capture(spec: CaptureSpec, counter, hold) -> None:
+    """Process entry point; `counter` is shared with the supervisor so frame ids survive restarts,
+    and so is `hold`, set while the stream is paused."""
     stop = StopFlag()
     name = f"capture {spec.stream.id}"
     ctx = zmq.Context()
@@ -173,7 +179,7 @@ def run_capture(spec: CaptureSpec, counter) -> None:
     except UserError as exc:
         log(name, str(exc))
         os._exit(FAILED)
-    reader = Reader(spec, counter, stop)
+    reader = Reader(spec, counter, hold, stop)
     reader.start()
     dropped = 0  # since the last frame that got through: reported in its header
     reported_overwrites = 0

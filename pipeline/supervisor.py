@@ -50,6 +50,7 @@ class StreamRecord:
     config: StreamConfig
     endpoint: str
     counter: Any                              # shared frame counter: ids go on across capture restarts
+    hold: Any                                 # shared flag: a paused file or folder stops reading
     pending: dict[int, Box]                   # boxes not yet started on a frame
     targets: dict[int, TargetRecord] = field(default_factory=dict)
     paused: bool = False
@@ -192,7 +193,7 @@ class Supervisor:
             return
         spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
                            self.cfg.read_timeout_s, self.cfg.curve)
-        child = Child("capture", lambda: self._spawn(run_capture, spec, rec.counter))
+        child = Child("capture", lambda: self._spawn(run_capture, spec, rec.counter, rec.hold))
         self.children[_capture(stream_id)] = child
         self._start(child)
 
@@ -276,7 +277,7 @@ class Supervisor:
 
     def _register(self, stream: StreamConfig) -> StreamRecord:
         endpoint = stream.endpoint or self.run_dir.endpoint("frames")
-        rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False),
+        rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False), self.mp.Value("b", 0, lock=False),
                            {i: tuple(b) for i, b in enumerate(stream.boxes)}, next_target=len(stream.boxes))
         self.streams[stream.id] = rec
         return rec
@@ -369,7 +370,8 @@ class Supervisor:
         return self._set_paused(stream, False)
 
     def _set_paused(self, stream: str, paused: bool) -> dict[str, Any]:
-        self._stream(stream).paused = paused
+        rec = self._stream(stream)
+        rec.paused, rec.hold.value = paused, paused
         self._send_command({"cmd": "pause" if paused else "resume", "stream": stream})
         return {"ok": True, "stream": stream, "paused": paused}
 

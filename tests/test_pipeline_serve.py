@@ -99,11 +99,14 @@ def test_metrics_and_summary_line(served):
     for stage in STAGES:
         assert metrics[f'siammask_stage_seconds_count{{stage="{stage}"}}'] > 0
     assert metrics['siammask_latency_seconds_bucket{le="+Inf",stream="a"}'] > 0
+    def summaries() -> list[str]:  # an interval in which no frame was published says "latency n/a"
+        return [l for l in served.log().splitlines() if "[summary]: a " in l and "latency p50" in l]
+
     deadline = time.monotonic() + 30
-    while "[summary]: a " not in served.log() and time.monotonic() < deadline:
+    while not summaries() and time.monotonic() < deadline:
         time.sleep(0.5)
-    line = next(l for l in served.log().splitlines() if "[summary]: a " in l)
-    assert " fps (read " in line and "latency p50" in line and "dropped capture=" in line and "inference=" in line
+    line = summaries()[0]
+    assert " fps (read " in line and "dropped capture=" in line and "inference=" in line
 
 
 def test_slow_subscriber_loses_counted_messages_and_holds_no_one_back(served):
@@ -174,6 +177,7 @@ def test_control_targets_pause_and_errors(served):
     after = ctl({"cmd": "list"})["streams"]
     assert [t["id"] for s in after for t in s["targets"]] == [1] and [s["id"] for s in after] == ["a"]
 
+    last = collect(served, 1)[0]["frame"]
     assert ctl({"cmd": "pause", "stream": "a"})["paused"] is True
     sub = Subscriber(served.config["publish"])
     try:
@@ -185,7 +189,10 @@ def test_control_targets_pause_and_errors(served):
         resumed = sub.wait_for(lambda m: True, 30, "results after resume")[0]
     finally:
         sub.close()
-    assert resumed["paused_frames"] > 0 and target_ids(resumed) == [1]
+    # A file holds its place while paused (~3 s = 150 frames at 50 fps): only frames already in
+    # flight when the pause arrived are skipped, and they are reported as paused_frames.
+    assert resumed["frame"] - last <= QUEUE_BOUND + 10, (last, resumed["frame"])
+    assert target_ids(resumed) == [1]
 
 
 def test_control_streams_with_the_ctl_command(served, synthetic_video):
