@@ -77,9 +77,10 @@ def _cmdline(pid: int) -> str:
 
 
 class Serve:
-    """`siammask serve --config` in a subprocess, with its log, control and metrics at hand."""
+    """`siammask serve --config` in a subprocess (behind `prefix`, e.g. `ip netns exec NAME`), with
+    its log, control and metrics at hand."""
 
-    def __init__(self, tmp: Path, config: dict, *args: str) -> None:
+    def __init__(self, tmp: Path, config: dict, *args: str, prefix: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         self.config = config
         self.tmpdir = Path(tempfile.mkdtemp(prefix="serve-tmp-", dir="/tmp"))  # short: ipc paths have a limit
@@ -87,7 +88,7 @@ class Serve:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp / "serve.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "siammask.cli", "serve", "--config",
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "siammask.cli", "serve", "--config",
                                       str(self.config_path), *args], stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**ENV, "TMPDIR": str(self.tmpdir)}, cwd=tmp)
 

@@ -1,11 +1,14 @@
 """`siammask serve` across addresses: capture and inference as two serve processes talking tcp://
-(as on two hosts), every tcp endpoint protected by CURVE (key holders get results and control,
-strangers get nothing); binding beyond loopback without keys refused; the one-line command form."""
+(as on two hosts; and from another network namespace, over a veth link, where the machine allows
+it), every tcp endpoint protected by CURVE (key holders get results and control, strangers get
+nothing); binding beyond loopback without keys refused; the one-line command form."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -42,26 +45,39 @@ def test_public_endpoint_without_keys_is_refused(tmp_path, synthetic_video):
     assert done.stderr.count("\n") == 1 and "needs CURVE keys" in done.stderr
 
 
-def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
+def start_pair(tmp_path: Path, video: Path, keys: CurveConfig, frames: str,
+               camera_prefix: tuple[str, ...] = ()) -> tuple[Serve, Serve, int]:
+    """A capture-only serve publishing `video` on the `frames` endpoint (bound), and an inference
+    serve reading it from there (connected) and publishing on a tcp port of every address."""
     curve = {"server_key": keys.server_key, "client_key": keys.client_key, "authorized_keys": keys.authorized_keys}
-    frames = f"tcp://127.0.0.1:{free_port()}"
     (tmp_path / "cam").mkdir()
     (tmp_path / "infer").mkdir()
     camera_host = Serve(tmp_path / "cam", {
         "role": "capture", "curve": curve, "metrics_port": 0,
-        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 25.0, "endpoint": frames}]})
+        "streams": [{"id": "cam", "source": str(video), "loop": True, "fps": 25.0, "endpoint": frames}]},
+        prefix=camera_prefix)
     port = free_port()
     inference_host = Serve(tmp_path / "infer", {
         "curve": curve, "metrics_port": 0, "log_interval_s": 0,
         "streams": [{"id": "cam", "remote": True, "endpoint": frames, "boxes": [BOX]}],
         "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
         "publish": f"tcp://*:{port}", "control": f"tcp://127.0.0.1:{free_port()}"})
+    return camera_host, inference_host, port
+
+
+def keyed_subscriber(endpoint: str, keys: CurveConfig, ctx: zmq.Context) -> Subscriber:
+    client_keys = load_keys(keys)
+    return Subscriber(endpoint, ctx=ctx, curve_serverkey=client_keys.server_public,
+                      curve_publickey=client_keys.client_public, curve_secretkey=client_keys.client_secret)
+
+
+def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
+    camera_host, inference_host, port = start_pair(tmp_path, synthetic_video, keys, f"tcp://127.0.0.1:{free_port()}")
     endpoint = f"tcp://127.0.0.1:{port}"
     client_keys = load_keys(keys)
     ctx = zmq.Context()
     try:
-        keyed = Subscriber(endpoint, ctx=ctx, curve_serverkey=client_keys.server_public,
-                           curve_publickey=client_keys.client_public, curve_secretkey=client_keys.client_secret)
+        keyed = keyed_subscriber(endpoint, keys, ctx)
         msg = keyed.wait_for(lambda m: m["targets"], START_TIMEOUT_S,
                              f"a keyed result; logs:\n{camera_host.log()}\n{inference_host.log()}")[-1]
         assert msg["stream"] == "cam" and [t["target"] for t in msg["targets"]] == [0]
@@ -77,6 +93,48 @@ def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
         assert request(control, {"cmd": "list"}, client_keys, 20)["ok"]
         with pytest.raises(UserError, match="no reply"):
             request(control, {"cmd": "list"}, None, SILENCE_S)
+    finally:
+        ctx.destroy(linger=0)
+        codes = inference_host.stop(), camera_host.stop()
+    assert codes == (0, 0)
+
+
+@pytest.fixture
+def camera_namespace():
+    """A network namespace linked to this one by a veth pair, as a camera host on its own network:
+    (namespace name, its address). Skips where namespaces cannot be made (needs root)."""
+    name, net = f"smcam{os.getpid()}", f"10.231.{os.getpid() % 200 + 10}"
+    inside = ("ip", "netns", "exec", name)
+    steps = [("ip", "netns", "add", name),
+             ("ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}c"),
+             ("ip", "link", "set", f"{name}c", "netns", name),
+             ("ip", "addr", "add", f"{net}.1/24", "dev", f"{name}h"), ("ip", "link", "set", f"{name}h", "up"),
+             (*inside, "ip", "addr", "add", f"{net}.2/24", "dev", f"{name}c"),
+             (*inside, "ip", "link", "set", f"{name}c", "up"), (*inside, "ip", "link", "set", "lo", "up")]
+    try:
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=30)
+            if done.returncode:
+                pytest.skip(f"cannot make a network namespace here ({' '.join(step)}: {done.stderr.strip()})")
+        yield name, f"{net}.2"
+    except FileNotFoundError:
+        pytest.skip("the ip command (iproute2) is missing")
+    finally:
+        subprocess.run(("ip", "netns", "del", name), capture_output=True, timeout=30)  # takes the veth pair along
+
+
+def test_capture_in_another_network_namespace(tmp_path, synthetic_video, keys, camera_namespace):
+    """The camera host binds its frames endpoint on its own address in its own namespace; the
+    inference host reaches it over the veth link, as across two machines."""
+    name, address = camera_namespace
+    camera_host, inference_host, port = start_pair(tmp_path, synthetic_video, keys, f"tcp://{address}:{free_port()}",
+                                                   camera_prefix=("ip", "netns", "exec", name))
+    ctx = zmq.Context()
+    try:
+        keyed = keyed_subscriber(f"tcp://127.0.0.1:{port}", keys, ctx)
+        got = keyed.wait_for(lambda m: m["frame"] >= 10, START_TIMEOUT_S,
+                             f"results; logs:\n{camera_host.log()}\n{inference_host.log()}")
+        assert all(m["stream"] == "cam" and [t["target"] for t in m["targets"]] == [0] for m in got)
     finally:
         ctx.destroy(linger=0)
         codes = inference_host.stop(), camera_host.stop()
