@@ -40,12 +40,14 @@ def _bf16_model(model: nn.Module) -> nn.Module:
 
 def _compiled(fn):
     """torch.compile (inductor) with frozen weights: convolutions are pre-packed for oneDNN and the
-    small element-wise ops fused; each new input shape (number of targets) builds once more.
-    Freezing is inductor's process-wide setting: passed per call through `options`, the weights
-    were not frozen (measured ~30% slower), so it is set globally; it only affects compiled code."""
+    small element-wise ops fused. The first build is for the first batch size seen; a second batch
+    size (targets added or removed, streams batched together) builds once more with the batch
+    dimension dynamic, which then serves every size. Freezing is inductor's process-wide setting:
+    passed per call through `options` the weights were not frozen (measured ~30% slower), so it is
+    set globally; it only affects compiled code."""
     import torch._inductor.config as inductor
     inductor.freezing = True
-    return torch.compile(fn, dynamic=False)
+    return torch.compile(fn)
 
 
 class TorchEngine:

@@ -98,7 +98,7 @@ def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
 class InferenceStage:
     def __init__(self, spec: InferenceSpec, stop: StopFlag) -> None:
         self.spec, self.stop = spec, stop
-        if spec.model.threads and spec.model.engine == "torch":
+        if spec.model.threads and spec.model.engine.startswith("torch"):  # torch and torch-compile
             import torch
             torch.set_num_threads(spec.model.threads)
         self.tracker = build_tracker(argparse.Namespace(**{k: getattr(spec.model, k) for k in (

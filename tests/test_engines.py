@@ -83,7 +83,8 @@ def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
 
 def test_torch_compile_matches_eager_at_every_position_it_is_given():
     """The compiled engine (inductor, frozen weights) against eager fp32 on a batch of two targets;
-    the mask graph then gets other positions: they are data, so the answer follows them."""
+    the mask graph then gets other positions (they are data, so the answer follows them), and the
+    engine other numbers of targets."""
     model = random_model("lite")
     feeds = random_feeds(model, batch=2, seed=10)
     compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
@@ -96,6 +97,12 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given():
     for pos in ([[0, 0], [24, 24]], [[3, 17], [12, 5]]):
         pos = np.array(pos, np.int64)
         assert relative_error(compiled.mask(heads[0], pos), eager.mask(heads[1], pos)) <= TOLERANCES["fp32"]
+    for batch in (3, 1):  # other numbers of targets: one more build, with the batch dimension dynamic
+        feeds = random_feeds(model, batch=batch, seed=11 + batch)
+        ours, ref = _engine_outputs(compiled, feeds), _engine_outputs(eager, feeds)
+        for name in ref:
+            assert ours[name].shape == ref[name].shape and ours[name].shape[0] == batch
+            assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], (batch, name)
 
 
 def test_every_registered_engine_is_built_or_refused_in_one_line():
