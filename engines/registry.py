@@ -19,7 +19,8 @@ ModelSource = SiamMask | Path
 def _torch(source: ModelSource, device: str, precision: str | None, compile: bool = False) -> Engine:
     from .torch_engine import TorchEngine
     if not isinstance(source, SiamMask):
-        raise UserError(f"the torch engines load a .pth checkpoint, not the export directory '{source}'; "
+        name = "torch-compile" if compile else "torch"
+        raise UserError(f"the {name} engine loads a .pth checkpoint, not the export directory '{source}'; "
                         "use --engine onnxruntime or tensorrt for export directories")
     return TorchEngine(source, device, precision or "fp32", compile=compile)
 
