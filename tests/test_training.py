@@ -1,6 +1,7 @@
 """Training: exact targets on hand-made boxes, losses, a few iterations that learn, exact resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from siammask.checkpoint import save_checkpoint
 from siammask.config import load_hp
+from siammask.errors import UserError
 from siammask.model import SiamMask
 from siammask.synthetic import make_sequence, write_davis_layout
 from siammask.training.config import StageConfig, TrainConfig
-from siammask.training.loop import Budget, lr_at, train, train_step
+from siammask.training.loop import Budget, _build_model, lr_at, train, train_step
 from siammask.training.losses import cls_loss, loc_loss, mask_windows
 from siammask.training.pairs import DataSource, PairDataset
 from siammask.training.targets import anchor_targets, box_deltas, crop_anchors, iou_with_box
@@ -159,10 +162,31 @@ def test_resume_reproduces_the_same_next_loss(tiny_set, tmp_path):
 
 
 def test_changed_config_refuses_to_resume(tiny_set, tmp_path):
-    from siammask.errors import UserError
-
     cfg = _config(tiny_set)
     train(cfg, tmp_path, log=lambda *_: None, budget=Budget(iterations=1))
     with pytest.raises(UserError, match="different config"):
         train(_config(tiny_set, iterations=5), tmp_path, log=lambda *_: None)
     shutil.rmtree(tmp_path)
+
+
+def test_init_weights_start_both_stages(tiny_set, tmp_path):
+    """init: the base stage starts from the file's weights (its refine module left aside), the
+    refine stage from the base result plus the file's refine module; a file of another model is
+    a one-line error."""
+    torch.manual_seed(3)
+    start = SiamMask("lite")
+    save_checkpoint(start, tmp_path / "start.pth", {"hp": "davis"})
+    cfg = dataclasses.replace(_config(tiny_set), init=str(tmp_path / "start.pth"))
+    base = _build_model(cfg, "base", tmp_path)
+    want = start.state_dict()
+    assert base.variant == "lite-base"
+    assert all(torch.equal(v, want[k]) for k, v in base.state_dict().items())
+    save_checkpoint(base, tmp_path / "base.pth")
+    refine = _build_model(cfg, "refine", tmp_path)
+    assert all(torch.equal(v, want[k]) for k, v in refine.state_dict().items())
+    fresh = _build_model(_config(tiny_set), "base", tmp_path)
+    assert not torch.equal(fresh.state_dict()["adjust.conv.weight"], want["adjust.conv.weight"])
+
+    save_checkpoint(SiamMask("base"), tmp_path / "other.pth")
+    with pytest.raises(UserError, match="are a base model, but this config trains 'lite'"):
+        _build_model(dataclasses.replace(cfg, init=str(tmp_path / "other.pth")), "base", tmp_path)

@@ -41,6 +41,7 @@ class TrainConfig:
     workers: int = 0
     amp: bool = False          # mixed precision (fp16 on CUDA, bf16 on CPU)
     save_every: int = 100      # iterations between resumable checkpoints
+    init: str | None = None    # start from these weights (ours or an official checkpoint) instead of random
 
     def to_dict(self) -> dict:
         return asdict(self)

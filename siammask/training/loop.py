@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import load_hp
 from ..errors import UserError
 from ..model import SiamMask
@@ -68,15 +68,32 @@ def _stage_config(cfg: TrainConfig, name: str) -> StageConfig | None:
 
 
 def _build_model(cfg: TrainConfig, name: str, out: Path) -> SiamMask:
+    """The stage's model: random (seeded), or cfg.init's weights; the refine stage starts from the
+    base stage's result, with cfg.init's refine module when it has one."""
     torch.manual_seed(cfg.seed)
     variant = STAGE_VARIANTS[cfg.model][STAGES.index(name)]
     model = SiamMask(variant)
+    init = _init_weights(cfg, variant)
+    if name == "base" and init:
+        model.load_state_dict({k: v for k, v in init.items() if not k.startswith("refine.")}, strict=True)
     if name == "refine":
         base = torch.load(out / "base.pth", map_location="cpu", weights_only=True)["state_dict"]
         missing, unexpected = model.load_state_dict(base, strict=False)
         if unexpected or any(not k.startswith("refine.") for k in missing):
             raise UserError(f"{out / 'base.pth'} does not fit the {variant} model; delete {out} and retrain")
+        model.load_state_dict({k: v for k, v in init.items() if k.startswith("refine.")}, strict=False)
     return model.to(cfg.device)
+
+
+def _init_weights(cfg: TrainConfig, variant: str) -> dict[str, torch.Tensor]:
+    """cfg.init's state dict (empty without init), checked to belong to the model being trained."""
+    if cfg.init is None:
+        return {}
+    loaded = load_checkpoint(cfg.init)
+    if loaded.variant not in STAGE_VARIANTS[cfg.model]:
+        raise UserError(f"init weights '{cfg.init}' are a {loaded.variant} model, but this config trains "
+                        f"'{cfg.model}' ({' then '.join(STAGE_VARIANTS[cfg.model])}); use weights of that model")
+    return loaded.model.state_dict()
 
 
 def _trainable(model: SiamMask, stage: StageConfig) -> list[torch.nn.Parameter]:
