@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 
@@ -83,6 +85,7 @@ class TorchEngine:
         self.mask_size = model.mask_size
         self._template, self._track, self._mask_logits = self.model.template, self.model.track, self.model.mask_logits
         if compile:
+            _check_compiler(self.device)
             self.name = "torch-compile"
             self._template, self._track = _compiled(self.model.template), _compiled(self.model.track)
             self._mask_logits = _compiled_mask(self.model)
@@ -115,6 +118,15 @@ class TorchEngine:
         with self._autocast():
             logits = self._mask_logits(heads.context, pos)
         return logits.float().cpu().numpy()
+
+
+def _check_compiler(device: torch.device) -> None:
+    """Inductor builds C++ for the CPU; without a compiler it fails deep inside the first call."""
+    import torch._inductor.config as inductor
+    wanted = [c for c in inductor.cpp.cxx if c] + ([os.environ["CXX"]] if os.environ.get("CXX") else [])
+    if device.type == "cpu" and not any(shutil.which(c) for c in wanted):
+        raise UserError(f"--engine torch-compile needs a C++ compiler ({' or '.join(wanted)}) to build for the "
+                        "CPU; install one (e.g. apt install g++) or use --engine torch")
 
 
 def _compiled_mask(model: SiamMask):

@@ -85,6 +85,8 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given():
     """The compiled engine (inductor, frozen weights) against eager fp32 on a batch of two targets;
     the mask graph then gets other positions (they are data, so the answer follows them), and the
     engine other numbers of targets."""
+    if shutil.which("g++") is None:
+        pytest.skip("torch.compile needs g++ on the CPU (.ci/run installs it)")
     model = random_model("lite")
     feeds = random_feeds(model, batch=2, seed=10)
     compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
@@ -105,6 +107,13 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given():
             assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], (batch, name)
 
 
+def test_torch_compile_without_a_compiler_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(UserError, match="torch-compile needs a C\\+\\+ compiler .*use --engine torch$"):
+        build_engine("torch-compile", random_model("lite"))
+
+
 def test_every_registered_engine_is_built_or_refused_in_one_line():
     """No engine may fail with anything but a one-line UserError: bf16 is a torch-only precision,
     tensorrt needs TensorRT and a GPU."""
@@ -113,7 +122,8 @@ def test_every_registered_engine_is_built_or_refused_in_one_line():
         try:
             engine = build_engine(name, model, "cpu", "bf16")
         except UserError as exc:
-            assert not name.startswith("torch") and "\n" not in str(exc)
+            assert name != "torch" and "\n" not in str(exc)
+            assert name != "torch-compile" or "needs a C++ compiler" in str(exc)
         else:
             assert (engine.name, engine.precision) == (name, "bf16")
     with pytest.raises(UserError, match="unknown engine 'nope'; available: onnxruntime, tensorrt, torch, torch-compile"):
