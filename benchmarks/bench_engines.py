@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from engines.torch_engine import _bf16_model
+from engines.torch_engine import _bf16_model, _compiled
 from export.exporter import export_model
 from export.graphs import SearchGraph
 from export.onnx_export import random_feeds
@@ -65,9 +65,7 @@ def torch_paths(model: SiamMask, feeds: dict, compile_too: bool) -> dict[str, Ru
     finally:
         torch.jit.enable_onednn_fusion(False)
     if compile_too:
-        import torch._inductor.config as inductor
-        inductor.freezing = True
-        compiled = torch.compile(plain)
+        compiled = _compiled(plain)
         start = time.perf_counter()
         autocast(compiled)()
         print(f"torch.compile: {time.perf_counter() - start:.0f} s to build", file=sys.stderr)

@@ -11,10 +11,9 @@ from export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
 from export.onnx_io import open_session
 from export.sidecar import read_sidecar
 from siammask.errors import UserError
-from siammask.model import SiamMask
+from siammask.model import SiamMask, TemplateFeatures
 
 from .base import TrackHeads
-from .kernel_arrays import KernelArrays
 
 
 def providers_for(device: str) -> list:
@@ -70,13 +69,13 @@ class OnnxRuntimeEngine:
             export_model(model, Path(folder), precision=precision or "fp32")
             return cls(folder, device, precision, model.variant)
 
-    def template(self, z: np.ndarray) -> KernelArrays:
-        return KernelArrays(*self.sessions["template"].run(None, {"z": np.ascontiguousarray(z, np.float32)}))
+    def template(self, z: np.ndarray) -> TemplateFeatures:
+        return TemplateFeatures(*self.sessions["template"].run(None, {"z": np.ascontiguousarray(z, np.float32)}))
 
-    def concat(self, parts: Sequence[KernelArrays]) -> KernelArrays:
-        return KernelArrays.cat(parts)
+    def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
+        return TemplateFeatures.cat(parts)
 
-    def track(self, x: np.ndarray, features: KernelArrays) -> TrackHeads:
+    def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         cls, loc, corr, p0, p1, p2 = self.sessions["search"].run(None, {
             "x": np.ascontiguousarray(x, np.float32), "k_cls": features.cls, "k_loc": features.loc,
             "k_mask": features.mask})

@@ -112,7 +112,7 @@ class TensorRTEngine:
         return TemplateFeatures(out["k_cls"], out["k_loc"], out["k_mask"])
 
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
-        return parts[0] if len(parts) == 1 else TemplateFeatures.cat(list(parts))
+        return TemplateFeatures.cat(parts)
 
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         out = self.graphs["search"]({"x": self._tensor(x), "k_cls": features.cls, "k_loc": features.loc,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from siammask.errors import UserError
-from siammask.model import SearchOutput, SiamMask, TemplateFeatures
+from siammask.model import SiamMask, TemplateFeatures
 
 from .base import TrackHeads
 from .precision import FLOAT32_TRUNK_STAGES
@@ -62,8 +62,8 @@ class TorchEngine:
 
     compile=True (engine name 'torch-compile') runs the three graphs through torch.compile: the
     fastest CPU path measured (benchmarks/RESULTS.md), at the price of a build of ~15-30 s per graph
-    the first time (inductor caches it on disk for later starts). The mask graph then uses the
-    export's gather crop, which takes grid positions as data instead of specialising on them."""
+    the first time (inductor caches it on disk for later starts). Grid positions reach the mask
+    graph as data (refine.crop_at gathers), so a new position needs no new build."""
 
     name = "torch"
 
@@ -88,7 +88,7 @@ class TorchEngine:
             _check_compiler(self.device)
             self.name = "torch-compile"
             self._template, self._track = _compiled(self.model.template), _compiled(self.model.track)
-            self._mask_logits = _compiled_mask(self.model)
+            self._mask_logits = _compiled(self.model.mask_logits)
 
     def _autocast(self) -> AbstractContextManager:
         dtype = AUTOCAST[self.precision]
@@ -104,7 +104,7 @@ class TorchEngine:
             return self._template(self._tensor(z))
 
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
-        return parts[0] if len(parts) == 1 else TemplateFeatures.cat(list(parts))
+        return TemplateFeatures.cat(parts)
 
     @torch.inference_mode()
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
@@ -127,15 +127,3 @@ def _check_compiler(device: torch.device) -> None:
     if device.type == "cpu" and not any(shutil.which(c) for c in wanted):
         raise UserError(f"--engine torch-compile needs a C++ compiler ({' or '.join(wanted)}) to build for the "
                         "CPU; install one (e.g. apt install g++) or use --engine torch")
-
-
-def _compiled_mask(model: SiamMask):
-    """mask_logits(out, pos) through the export's position-as-data mask graph, compiled."""
-    from export.graphs import mask_graph, mask_io
-    graph = _compiled(mask_graph(model))
-    inputs = mask_io(model.variant)[0][:-1]  # the SearchOutput fields the graph takes, then pos_yx
-
-    def run(out: SearchOutput, pos: torch.Tensor) -> torch.Tensor:
-        names = {"mask_corr": out.mask_corr, "p0": out.p0, "p1": out.p1, "p2": out.p2}
-        return graph(*(names[n] for n in inputs), pos)
-    return run

@@ -1,18 +1,18 @@
 """The three exported graphs as thin nn.Modules over a loaded SiamMask: same layers, same weights.
 
-Only the wiring is restated here, with the export-friendly correlation and crop of static_ops;
-every convolution, BatchNorm and upsampling is the model's own module.
+Only the search wiring is restated here, with the export-friendly correlation of static_ops; every
+convolution, BatchNorm and upsampling is the model's own module, and the mask graph is the model's
+own refine (or base head), whose position crop already traces.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from siammask.model import VARIANT_SPECS, SiamMask
 from siammask.model.heads import DepthCorrHead
 
-from .static_ops import crop_gather, xcorr_unrolled
+from .static_ops import xcorr_unrolled
 
 # Graph input/output names: the engines bind by these.
 TEMPLATE_IO = (("z",), ("k_cls", "k_loc", "k_mask"))
@@ -67,37 +67,18 @@ class SearchGraph(nn.Module):
         return cls, loc, _correlate(m.mask_head, f, k_mask), p0, p1, p2
 
 
-class RefineGraph(nn.Module):
-    """sharp / lite: trunk maps + mask correlation + positions (B,2) int64 -> (B,127,127) logits."""
-
-    def __init__(self, model: SiamMask) -> None:
-        super().__init__()
-        self.refine = model.refine
-
-    def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor, corr: torch.Tensor,
-                pos_yx: torch.Tensor) -> torch.Tensor:
-        r = self.refine
-        c0 = crop_gather(p0, 16, 4, 61, pos_yx)
-        c1 = crop_gather(p1, 8, 2, 31, pos_yx)
-        c2 = crop_gather(p2, 4, 1, 15, pos_yx)
-        out = r.deconv(crop_gather(corr, 0, 1, 1, pos_yx))
-        out = r.post0(F.interpolate(r.h2(out) + r.v2(c2), size=(31, 31), mode="nearest"))
-        out = r.post1(F.interpolate(r.h1(out) + r.v1(c1), size=(61, 61), mode="nearest"))
-        out = r.post2(F.interpolate(r.h0(out) + r.v0(c0), size=(127, 127), mode="nearest"))
-        return out[:, 0]
-
-
 class BaseMaskGraph(nn.Module):
     """base / lite-base: mask correlation + positions -> (B,63,63) logits of the 3969-channel head there."""
 
     def __init__(self, model: SiamMask) -> None:
         super().__init__()
-        self.head = model.mask_head.head
+        self.model = model
 
     def forward(self, corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
-        return self.head(crop_gather(corr, 0, 1, 1, pos_yx)).reshape(-1, 63, 63)
+        return self.model.head_mask(corr, pos_yx)
 
 
 def mask_graph(model: SiamMask) -> nn.Module:
-    """The position-dependent mask graph of this variant."""
-    return RefineGraph(model) if model.refine is not None else BaseMaskGraph(model)
+    """The position-dependent mask graph of this variant: the refine module itself (trunk maps +
+    mask correlation + positions (B,2) int64 -> (B,127,127) logits), or the base head."""
+    return model.refine if model.refine is not None else BaseMaskGraph(model)

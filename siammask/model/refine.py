@@ -11,12 +11,22 @@ def _double_conv(cin: int, mid: int, cout: int) -> nn.Sequential:
                          nn.Conv2d(mid, cout, 3, padding=1), nn.ReLU(inplace=True))
 
 
-def crop_at(feature: torch.Tensor, pad: int, step: int, size: int,
-            pos_yx: torch.Tensor) -> torch.Tensor:
-    """Per-sample window [step*y : step*y+size, step*x : step*x+size] of the zero-padded map."""
-    padded = F.pad(feature, [pad] * 4)
-    return torch.stack([padded[i, :, step * int(y):step * int(y) + size, step * int(x):step * int(x) + size]
-                        for i, (y, x) in enumerate(pos_yx.tolist())])
+def crop_at(feature: torch.Tensor, pad: int, step: int, size: int, pos_yx: torch.Tensor) -> torch.Tensor:
+    """Per sample the window [step*y : step*y+size, step*x : step*x+size] of the map zero-padded by
+    `pad`, (B,C,size,size). Positions stay tensors (one Gather of whole pixels at runtime indices,
+    no per-sample Python slicing), so the same code traces into ONNX, compiles without a rebuild
+    per position and needs no device-to-host sync; taps in the padding read pixel 0 times 0."""
+    c, h, w = (int(n) for n in feature.shape[1:])  # fixed by the input size; only the batch is dynamic
+    offsets = torch.arange(size, device=pos_yx.device)
+    rows = step * pos_yx[:, 0:1] + offsets - pad                               # (B,size)
+    cols = step * pos_yx[:, 1:2] + offsets - pad                               # (B,size)
+    inside = (((rows >= 0) & (rows < h))[:, :, None]
+              & ((cols >= 0) & (cols < w))[:, None, :])                        # (B,size,size)
+    sample = torch.arange(pos_yx.shape[0], device=pos_yx.device)[:, None, None]  # batch stays dynamic
+    flat = torch.where(inside, (sample * h + rows[:, :, None]) * w + cols[:, None, :], 0)
+    table = feature.permute(0, 2, 3, 1).reshape(-1, c)                         # (B*h*w, C)
+    picked = table[flat.reshape(-1)] * inside.reshape(-1, 1).to(feature.dtype)
+    return picked.reshape(-1, size, size, c).permute(0, 3, 1, 2)
 
 
 class Refine(nn.Module):
@@ -42,8 +52,7 @@ class Refine(nn.Module):
         c0 = crop_at(p0, 16, 4, 61, pos_yx)
         c1 = crop_at(p1, 8, 2, 31, pos_yx)
         c2 = crop_at(p2, 4, 1, 15, pos_yx)
-        vec = torch.stack([corr[i, :, int(y), int(x)] for i, (y, x) in enumerate(pos_yx.tolist())])
-        out = self.deconv(vec[:, :, None, None])
+        out = self.deconv(crop_at(corr, 0, 1, 1, pos_yx))
         # mode 'nearest' (legacy floor rule), not 'nearest-exact': that is what the weights saw.
         out = self.post0(F.interpolate(self.h2(out) + self.v2(c2), size=(31, 31), mode="nearest"))
         out = self.post1(F.interpolate(self.h1(out) + self.v1(c1), size=(61, 61), mode="nearest"))

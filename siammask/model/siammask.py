@@ -5,13 +5,15 @@ to the caller (computed once per target), and many targets are simply a batch.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .heads import Adjust, DepthCorrHead
-from .refine import Refine
+from .refine import Refine, crop_at
 from .trunk import LiteTrunk, ResNet50Trunk
 
 
@@ -37,18 +39,23 @@ VARIANTS = tuple(VARIANT_SPECS)
 
 @dataclass
 class TemplateFeatures:
-    """The three heads' kernels (B,hidden,5,5) for B targets: all the network keeps of a template."""
+    """The three heads' kernels (B,hidden,5,5) for B targets: all the network keeps of a template.
+    Torch tensors here; numpy arrays for back ends that run the exported graphs (ONNX Runtime)."""
 
-    cls: torch.Tensor
-    loc: torch.Tensor
-    mask: torch.Tensor
+    cls: torch.Tensor | np.ndarray
+    loc: torch.Tensor | np.ndarray
+    mask: torch.Tensor | np.ndarray
 
     def __getitem__(self, index) -> "TemplateFeatures":
         return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
 
     @staticmethod
-    def cat(parts: list["TemplateFeatures"]) -> "TemplateFeatures":
-        return TemplateFeatures(*(torch.cat([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
+    def cat(parts: Sequence["TemplateFeatures"]) -> "TemplateFeatures":
+        """Targets joined into one batch (a single part is returned as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        join = torch.cat if isinstance(parts[0].cls, torch.Tensor) else np.concatenate
+        return TemplateFeatures(*(join([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
 
 
 @dataclass
@@ -103,6 +110,8 @@ class SiamMask(nn.Module):
         """Mask logits (B,S,S) at one grid position (y, x) per target: S=127 (sharp), 63 (base)."""
         if self.refine is not None:
             return self.refine(out.p0, out.p1, out.p2, out.mask_corr, pos_yx)
-        idx = torch.arange(pos_yx.shape[0])
-        vec = out.mask_corr[idx, :, pos_yx[:, 0], pos_yx[:, 1]]
-        return self.mask_head.head(vec[:, :, None, None]).reshape(-1, 63, 63)
+        return self.head_mask(out.mask_corr, pos_yx)
+
+    def head_mask(self, mask_corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
+        """Without refine: the 3969-channel mask head at one position per target -> (B,63,63)."""
+        return self.mask_head.head(crop_at(mask_corr, 0, 1, 1, pos_yx)).reshape(-1, 63, 63)
