@@ -43,15 +43,16 @@ def crop_and_resize(image: np.ndarray, center_xy: np.ndarray, side: float, out_s
     x0, y0 = crop_origin(center_xy, side)
     h, w = image.shape[:2]
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + sz, w), min(y0 + sz, h)
-    fill = [int(v) for v in np.asarray(fill_bgr).astype(np.uint8)]
-    if ix1 <= ix0 or iy1 <= iy0:
-        patch = np.empty((sz, sz, 3), np.uint8)
-        patch[...] = fill
+    fill = np.asarray(fill_bgr).astype(np.uint8)
+    if ix1 <= ix0 or iy1 <= iy0:  # nothing of the frame: one colour whatever the size
+        return np.full((out_size, out_size, 3), fill, np.uint8)
+    if (ix0, iy0, ix1, iy1) == (x0, y0, x0 + sz, y0 + sz):
+        patch = image[y0:y0 + sz, x0:x0 + sz]
     else:
         # copyMakeBorder pads in one pass; filling a fresh array with a 3-vector through numpy
         # broadcasting first costs ~2.5 ms for an 840 px square.
         patch = cv2.copyMakeBorder(image[iy0:iy1, ix0:ix1], iy0 - y0, y0 + sz - iy1, ix0 - x0,
-                                   x0 + sz - ix1, cv2.BORDER_CONSTANT, value=fill)
+                                   x0 + sz - ix1, cv2.BORDER_CONSTANT, value=[int(v) for v in fill])
     if sz != out_size:
         patch = cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(patch)
