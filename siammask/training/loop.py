@@ -67,16 +67,17 @@ def _stage_config(cfg: TrainConfig, name: str) -> StageConfig | None:
     return cfg.base if name == "base" else cfg.refine
 
 
-def _build_model(cfg: TrainConfig, name: str, out: Path) -> SiamMask:
+def _build_model(cfg: TrainConfig, name: str, out: Path, resume: bool = False) -> SiamMask:
     """The stage's model: random (seeded), or cfg.init's weights; the refine stage starts from the
-    base stage's result, with cfg.init's refine module when it has one."""
+    base stage's result, with cfg.init's refine module when it has one. When resuming, the saved
+    state replaces every weight, so none are loaded here."""
     torch.manual_seed(cfg.seed)
     variant = STAGE_VARIANTS[cfg.model][STAGES.index(name)]
     model = SiamMask(variant)
-    init = _init_weights(cfg, variant)
+    init = {} if resume else _init_weights(cfg)
     if name == "base" and init:
         model.load_state_dict({k: v for k, v in init.items() if not k.startswith("refine.")}, strict=True)
-    if name == "refine":
+    if name == "refine" and not resume:
         base = torch.load(out / "base.pth", map_location="cpu", weights_only=True)["state_dict"]
         missing, unexpected = model.load_state_dict(base, strict=False)
         if unexpected or any(not k.startswith("refine.") for k in missing):
@@ -85,7 +86,7 @@ def _build_model(cfg: TrainConfig, name: str, out: Path) -> SiamMask:
     return model.to(cfg.device)
 
 
-def _init_weights(cfg: TrainConfig, variant: str) -> dict[str, torch.Tensor]:
+def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """cfg.init's state dict (empty without init), checked to belong to the model being trained."""
     if cfg.init is None:
         return {}
@@ -197,10 +198,11 @@ def train(cfg: TrainConfig, out: str | Path, log=print, budget: Budget | None = 
 
 def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, state: dict | None, log,
                budget: Budget) -> Path:
-    model = _build_model(cfg, pos.stage, out)
+    resume = state is not None and state["model"] is not None
+    model = _build_model(cfg, pos.stage, out, resume)
     optim = _optimizer(_trainable(model, stage), stage)
     scaler = torch.amp.GradScaler(enabled=cfg.amp and torch.device(cfg.device).type == "cuda")
-    if state is not None and state["model"] is not None:
+    if resume:
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
