@@ -31,6 +31,8 @@ from export.exporter import export_model
 from siammask.checkpoint import load_checkpoint
 from siammask.commands.common import DEFAULT_HP
 from siammask.config import load_hp
+from siammask.data.formats.records import mask_box
+from siammask.evaluation.segmentation import jaccard
 from siammask.tracker import TargetState, Tracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -43,19 +45,13 @@ CANDIDATES = (("torch", "bf16"), ("torch-compile", "fp32"), ("torch-compile", "b
 
 
 def first_box(annotation: Path) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(cv2.imread(str(annotation), cv2.IMREAD_GRAYSCALE))
-    return float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+    return mask_box(cv2.imread(str(annotation), cv2.IMREAD_GRAYSCALE) > 0)
 
 
 def davis_clip(root: Path, name: str, frames: int) -> tuple[list[np.ndarray], tuple[float, ...]]:
     files = sorted((root / "JPEGImages" / "480p" / name).glob("*.jpg"))[:frames]
     annotation = sorted((root / "Annotations" / "480p" / name).glob("*.png"))[0]
     return [cv2.imread(str(f)) for f in files], first_box(annotation)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def compare(reference: Tracker, others: dict[str, Tracker], frames: list[np.ndarray], box) -> dict[str, list[dict]]:
@@ -69,7 +65,7 @@ def compare(reference: Tracker, others: dict[str, Tracker], frames: list[np.ndar
             start = TargetState(state.pos, state.size, state.avg_color, features[name])
             _, (res,) = tracker.step(frame, [start])
             shift = float(np.abs(np.subtract(res.box, ref.box)).max())
-            rows[name].append({"iou": iou(res.mask, ref.mask), "box_shift": shift,
+            rows[name].append({"iou": jaccard(res.mask, ref.mask), "box_shift": shift,
                                "same_pos": res.pos_yx == ref.pos_yx})
         state = next_state
     return rows

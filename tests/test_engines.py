@@ -20,6 +20,7 @@ from siammask.checkpoint import load_checkpoint
 from siammask.cli import main
 from siammask.config import load_hp
 from siammask.errors import UserError
+from siammask.evaluation.segmentation import jaccard
 from siammask.tracker import TargetState, Tracker
 
 from exports import exported, random_model
@@ -91,7 +92,9 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given():
     feeds = random_feeds(model, batch=2, seed=10)
     compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
     assert compiled.name == "torch-compile"
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     ours, ref = _engine_outputs(compiled, feeds), _engine_outputs(eager, feeds)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= graphs + 3  # template, track, mask compiled
     for name in ref:
         assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
     features = eager.template(feeds["template"]["z"].numpy())
@@ -222,11 +225,6 @@ def _torch_run(weights, frames):
     return results
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 @needs_reference
 @pytest.mark.reference
 def test_cli_onnxruntime_reproduces_the_torch_run_on_tennis(tennis, tmp_path):
@@ -242,7 +240,7 @@ def test_cli_onnxruntime_reproduces_the_torch_run_on_tennis(tennis, tmp_path):
     assert len(lines) == TENNIS_FRAMES
     for line, res in zip(lines[1:], ref):
         assert np.abs(np.array(line["box"]) - res.box).max() <= 0.5, line["frame"]
-        assert _iou(decode_mask(line["mask"]), res.mask) >= 0.99, line["frame"]
+        assert jaccard(decode_mask(line["mask"]), res.mask) >= 0.99, line["frame"]
 
 
 @needs_reference
@@ -259,6 +257,6 @@ def test_torch_bf16_masks_on_tennis(tennis):
     for frame in frames[1:]:
         _, (ours,) = bf16.step(frame, [TargetState(state.pos, state.size, state.avg_color, start.features)])
         (state,), (ref,) = fp32.step(frame, [state])
-        ious.append(_iou(ours.mask, ref.mask))
+        ious.append(jaccard(ours.mask, ref.mask))
     print("bf16 vs fp32 mask IoU per frame:", " ".join(f"{v:.3f}" for v in ious))
     assert min(ious) >= 0.9

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from reference import DATA
+from siammask.checkpoint import save_checkpoint
 from siammask.cli import main
 from siammask.errors import UserError
 from siammask.evaluation import ope, segmentation, vot_protocol
@@ -23,6 +26,7 @@ from siammask.evaluation.labels import read_labels, write_labels
 from siammask.evaluation.regions import (area_preserving_box, box_iou, box_polygon, clip_polygon, polygon_area,
                                          region_overlap)
 from siammask.evaluation.timing import TimedTracker
+from siammask.model import SiamMask
 from siammask.synthetic import make_sequence
 
 SQUARE = box_polygon((0.0, 0.0, 2.0, 2.0))
@@ -439,6 +443,17 @@ def test_eval_otb_end_to_end_and_resume(tmp_path, sharp_checkpoint, capsys):
     assert json.loads((out / "results.json").read_text())["overall"] == results["overall"]
     assert main(args[:-1] + ["--hp", "base"]) == 2
     assert "other settings (hp, save_masks)" in capsys.readouterr().err
+    retrained = tmp_path / "retrained.pth"  # other weights written to the same path later
+    shutil.copyfile(sharp_checkpoint, retrained)
+    other = [str(retrained) if a == str(sharp_checkpoint) else a for a in args]
+    assert main(other) == 2
+    assert "other settings (weights)" in capsys.readouterr().err  # same bytes, another path
+    shutil.rmtree(out)
+    assert main(other + ["--quiet"]) == 0
+    torch.manual_seed(1)
+    save_checkpoint(SiamMask("sharp"), retrained)
+    assert main(other) == 2
+    assert "other settings (weights_sha256)" in capsys.readouterr().err
 
 
 def test_eval_davis_end_to_end_with_two_objects(tmp_path, sharp_checkpoint):

@@ -13,17 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..evaluation.segmentation import jaccard
 from .common import add_model_options, build_tracker
 from .track import parse_box, track_to_outputs
 
 DEMO_FRAMES = 150
 DEMO_SIZE = (640, 360)
 DEMO_SEED = 11
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     def score(fr) -> None:
         if truth is not None and fr.index > 0:
-            ious.append(_iou(fr.results[0].mask, truth[fr.index].mask))
+            ious.append(jaccard(fr.results[0].mask, truth[fr.index].mask))
 
     status = track_to_outputs(source, boxes, build_tracker(args), str(out / "demo.jsonl"),
                               str(out / "demo.mp4"), None, args.quiet, on_frame=score)

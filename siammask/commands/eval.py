@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..evaluation.eao import VOT2016_INTERVAL
-from .common import add_model_options, build_tracker
+from .common import add_model_options, build_tracker, weights_path
 
 DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
 
@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     load_options = {"year": args.year, "split": args.split} if args.dataset == "davis" else {}
     overall_options = {"interval": args.eao_interval} if args.dataset == "vot" else {}
     # Everything that changes a sequence's result: a resumed run must match it.
-    settings = {"dataset": args.dataset, "root": str(root.resolve()),
-                "weights": str(Path(args.weights).resolve()) if args.weights else None,
+    weights = weights_path(args).resolve()
+    settings = {"dataset": args.dataset, "root": str(root.resolve()), "weights": str(weights),
+                "weights_sha256": _fingerprint(weights),
                 "variant": args.variant, "hp": args.hp, "engine": args.engine, "device": args.device,
                 "precision": args.precision,
                 "save_masks": args.save_masks, **load_options}
@@ -43,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
               "to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _fingerprint(weights: Path) -> str:
+    """The checkpoint's content hash (an export directory's: its sidecar's, which holds the graphs'
+    checksums), so that retrained weights at the same path never resume an older run."""
+    from export.sidecar import SIDECAR, sha256
+
+    return sha256(weights / SIDECAR if weights.is_dir() else weights)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

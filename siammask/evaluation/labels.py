@@ -5,6 +5,7 @@ Pillow reads palette indices; OpenCV would expand them to colours and lose the i
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ def read_labels(path: Path) -> np.ndarray:
         raise UserError(f"cannot read annotation '{path}': {error}") from None
 
 
+@functools.cache
 def voc_palette() -> list[int]:
     """The 256-colour palette DAVIS and YouTube-VOS use (the PASCAL VOC bit-spreading scheme)."""
     palette = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.formats.records import mask_box
 from ..errors import UserError
 from ..tracker import TargetState
 from . import segmentation
@@ -73,10 +74,10 @@ def _objects(labels: np.ndarray, binary: bool) -> np.ndarray:
 
 
 def _mask_box(mask: np.ndarray, name: str, obj: int, frame: str) -> tuple[float, float, float, float]:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = mask_box(mask)
+    if box is None:
         raise UserError(f"sequence '{name}': object {obj} has no pixels in its first annotation ({frame})")
-    return (float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1))
+    return box
 
 
 def _merge(predicted: dict[int, tuple[np.ndarray, float]], shape: tuple[int, int]) -> np.ndarray:
