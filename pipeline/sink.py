@@ -94,19 +94,19 @@ class Sink:
         result["t"]["sink"] = time.time()
         msg = message(result, time.time(), self.publish_drops.get(stream, 0))
         LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
-        self._send(stream, msg)
+        text = json.dumps(msg)  # encoded once, for subscribers and the JSON-lines file alike
+        self._send(stream, text.encode())
         FRAMES.labels(stream, "publish").inc()
         if self.jsonl:
-            self.jsonl.write(msg)
+            self.jsonl.write_line(text)
         if part is not None:
             self._draw(stream, result, messages.as_array(result, part))
 
-    def _send(self, stream: str, msg: dict) -> None:
+    def _send(self, stream: str, payload: bytes) -> None:
         """Everyone with room gets the message; a subscriber too slow to take it loses it, counted
         (XPUB_NODROP makes a full subscriber visible as EAGAIN instead of a silent drop)."""
         while self.publish.poll(0):
             self.publish.recv()  # subscriptions: XPUB hands them to us; nothing to do with them
-        payload = json.dumps(msg).encode()
         try:
             self.publish.send(payload, zmq.NOBLOCK)
             self.publish_drops[stream] = 0
@@ -141,7 +141,7 @@ class Sink:
             video.release()
         if self.preview:
             self.preview.remove_stream(stream)
-        self._send(stream, {"stream": stream, "end": True})
+        self._send(stream, json.dumps({"stream": stream, "end": True}).encode())
 
 
 def run_sink(spec: SinkSpec) -> None:

@@ -177,21 +177,22 @@ def test_control_targets_pause_and_errors(served):
     after = ctl({"cmd": "list"})["streams"]
     assert [t["id"] for s in after for t in s["targets"]] == [1] and [s["id"] for s in after] == ["a"]
 
-    last = collect(served, 1)[0]["frame"]
-    assert ctl({"cmd": "pause", "stream": "a"})["paused"] is True
     sub = Subscriber(served.config["publish"])
     try:
+        last = sub.wait_for(lambda m: True, 30, "results before the pause")[-1]["frame"]
+        assert ctl({"cmd": "pause", "stream": "a"})["paused"] is True
         time.sleep(1.0)
-        while sub.recv(0.2) is not None:  # results already on their way when the pause arrived
-            pass
+        while (msg := sub.recv(0.2)) is not None:  # results already on their way when the pause arrived
+            last = msg["frame"]
         assert sub.recv(1.5) is None, "a paused stream kept publishing"
         assert ctl({"cmd": "resume", "stream": "a"})["paused"] is False
         resumed = sub.wait_for(lambda m: True, 30, "results after resume")[0]
     finally:
         sub.close()
-    # A file holds its place while paused (~3 s = 150 frames at 50 fps): only frames already in
-    # flight when the pause arrived are skipped, and they are reported as paused_frames.
-    assert resumed["frame"] - last <= QUEUE_BOUND + 10, (last, resumed["frame"])
+    # A file holds its place while paused (~3 s = 150 frames at 50 fps): after the last result
+    # published before the pause, only frames that were queued between capture and inference
+    # are skipped (and reported as paused_frames or drops), however long the pause took to land.
+    assert resumed["frame"] - last <= QUEUE_BOUND + 3, (last, resumed["frame"])  # + the frames being read and tracked
     assert target_ids(resumed) == [1]
 
 

@@ -25,7 +25,8 @@ def encode_mask(mask: np.ndarray) -> dict:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (HxW), got shape {mask.shape}")
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(bool), dtype=np.uint8))
+    binary = mask if mask.dtype == bool else mask != 0
+    rle = mask_utils.encode(np.asfortranarray(binary, dtype=np.uint8))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
@@ -96,7 +97,11 @@ class JsonlWriter:
 
     def write(self, record: dict) -> None:
         """Append one record as a single line and flush it to disk."""
-        self._file.write(json.dumps(record) + "\n")
+        self.write_line(json.dumps(record))
+
+    def write_line(self, text: str) -> None:
+        """Append a record already encoded as JSON (no newline inside), e.g. what was just published."""
+        self._file.write(text + "\n")
         self._file.flush()
         self.count += 1
 
