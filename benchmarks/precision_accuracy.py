@@ -29,9 +29,9 @@ from engines.registry import build_engine
 from engines.torch_engine import TorchEngine
 from export.exporter import export_model
 from siammask.checkpoint import load_checkpoint
-from siammask.commands.common import DEFAULT_HP
 from siammask.config import load_hp
 from siammask.data.formats.records import mask_box
+from siammask.model import variant_spec
 from siammask.evaluation.segmentation import jaccard
 from siammask.tracker import TargetState, Tracker
 
@@ -100,7 +100,7 @@ def main() -> int:
         if not args.weights:
             torch.save(parity_state_dict("sharp"), weights)
         ckpt = load_checkpoint(weights)
-        hp = load_hp(ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant])
+        hp = load_hp(ckpt.config.get("hp") or variant_spec(ckpt.variant).default_hp)
         reference = Tracker(TorchEngine(ckpt.model), hp)
         others = {label: Tracker(engine, hp) for label, engine in engines(weights, 12).items()}
     clips = {"tennis": ([cv2.imread(str(p)) for p in sorted(TENNIS.glob("*.jpg"))[:args.frames]], TENNIS_BOX)}

@@ -11,7 +11,7 @@ from export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
 from export.onnx_io import open_session
 from export.sidecar import read_sidecar
 from siammask.errors import UserError
-from siammask.model import SiamMask, TemplateFeatures
+from siammask.model import TemplateFeatures, TrackingNet
 
 from .base import TrackHeads
 
@@ -60,7 +60,7 @@ class OnnxRuntimeEngine:
         self._mask_inputs = mask_io(self.variant)[0]
 
     @classmethod
-    def from_model(cls, model: SiamMask, device: str = "cpu", precision: str | None = None) -> "OnnxRuntimeEngine":
+    def from_model(cls, model: TrackingNet, device: str = "cpu", precision: str | None = None) -> "OnnxRuntimeEngine":
         """Export `model` to a temporary directory (verified against PyTorch) and load it; the sessions
         hold the graphs in memory, so the directory is removed at once."""
         from export.exporter import export_model

@@ -9,4 +9,5 @@ available to check.)"""
 from __future__ import annotations
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-FLOAT32_TRUNK_STAGES = ("conv1", "maxpool", "layer1", "layer2")
+# The stages themselves are per variant: VariantSpec.float32_stages (ResNet-style trunks: conv1,
+# maxpool, layer1, layer2; nano: none, not measured to need it).

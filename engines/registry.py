@@ -9,16 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from siammask.errors import UserError
-from siammask.model import SiamMask
+from siammask.model import TrackingNet
 
 from .base import Engine
 
-ModelSource = SiamMask | Path
+ModelSource = TrackingNet | Path
 
 
 def _torch(source: ModelSource, device: str, precision: str | None, compile: bool = False) -> Engine:
     from .torch_engine import TorchEngine
-    if not isinstance(source, SiamMask):
+    if not isinstance(source, TrackingNet):
         name = "torch-compile" if compile else "torch"
         raise UserError(f"the {name} engine loads a .pth checkpoint, not the export directory '{source}'; "
                         "use --engine onnxruntime or tensorrt for export directories")
@@ -31,14 +31,14 @@ def _torch_compile(source: ModelSource, device: str, precision: str | None) -> E
 
 def _onnxruntime(source: ModelSource, device: str, precision: str | None) -> Engine:
     from .onnxruntime_engine import OnnxRuntimeEngine
-    if isinstance(source, SiamMask):
+    if isinstance(source, TrackingNet):
         return OnnxRuntimeEngine.from_model(source, device, precision)
     return OnnxRuntimeEngine(source, device, precision)
 
 
 def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine:
     from .tensorrt_engine import TensorRTEngine
-    if isinstance(source, SiamMask):
+    if isinstance(source, TrackingNet):
         return TensorRTEngine.from_model(source, device, precision)
     return TensorRTEngine(source, device, precision)
 

@@ -15,7 +15,7 @@ import torch
 from export.graphs import mask_io, mask_size
 from export.sidecar import read_sidecar
 from siammask.errors import UserError
-from siammask.model import SiamMask, TemplateFeatures
+from siammask.model import TemplateFeatures, TrackingNet
 
 from .base import TrackHeads
 
@@ -95,7 +95,7 @@ class TensorRTEngine:
                             f"expected {sorted(expected)}: not a {self.variant} engine; rebuild it")
 
     @classmethod
-    def from_model(cls, model: SiamMask, device: str = "cuda", precision: str | None = None) -> "TensorRTEngine":
+    def from_model(cls, model: TrackingNet, device: str = "cuda", precision: str | None = None) -> "TensorRTEngine":
         """Export and build engines for `model` in a temporary directory (minutes), then load them."""
         from export.exporter import export_model
 

@@ -12,10 +12,9 @@ import torch
 from torch import nn
 
 from siammask.errors import UserError
-from siammask.model import SiamMask, TemplateFeatures
+from siammask.model import TemplateFeatures, TrackingNet, variant_spec
 
 from .base import TrackHeads
-from .precision import FLOAT32_TRUNK_STAGES
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -35,7 +34,7 @@ class _Float32(nn.Module):
 def _bf16_model(model: nn.Module) -> nn.Module:
     """A copy of `model` whose early trunk stages stay float32 under bf16 autocast (see precision.py)."""
     model = copy.deepcopy(model)
-    for name in FLOAT32_TRUNK_STAGES:
+    for name in variant_spec(model.variant).float32_stages:
         setattr(model.trunk, name, _Float32(getattr(model.trunk, name)))
     return model
 
@@ -67,7 +66,7 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model: SiamMask, device: str = "cpu", precision: str = "fp32",
+    def __init__(self, model: TrackingNet, device: str = "cpu", precision: str = "fp32",
                  compile: bool = False) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda asked for, but this PyTorch has no CUDA device; use --device cpu")

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siammask.commands.common import DEFAULT_HP
 from siammask.config import load_hp
 from siammask.errors import UserError
-from siammask.model import SiamMask
+from siammask.model import TrackingNet, variant_spec
 
 from .onnx_export import FILES, INPUT_SIZES, OPSET, export_fp32, graphs_of, random_feeds
 from .sidecar import SIDECAR, ExportInfo, write_sidecar
@@ -23,7 +22,7 @@ EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
 Calibration = tuple[Sequence[np.ndarray], Sequence[float]]  # frames, first box (x, y, w, h)
 
 
-def export_model(model: SiamMask, out: Path, *, fmt: str = "onnx", precision: str = "fp32",
+def export_model(model: TrackingNet, out: Path, *, fmt: str = "onnx", precision: str = "fp32",
                  hp: str | None = None, opset: int | None = None, calibration: Calibration | None = None,
                  max_batch: int = 8) -> ExportInfo:
     """Export, verify every graph against PyTorch (UserError beyond tolerance) and write the sidecar.
@@ -41,7 +40,7 @@ def export_model(model: SiamMask, out: Path, *, fmt: str = "onnx", precision: st
         require_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
     (out / SIDECAR).unlink(missing_ok=True)  # a failed export must not leave a directory that looks valid
-    hp, opset = hp or DEFAULT_HP[model.variant], opset or OPSET
+    hp, opset = hp or variant_spec(model.variant).default_hp, opset or OPSET
     model = _on_cpu(model).eval()
     graph_precision = precision if fmt == "onnx" or precision == "int8" else "fp32"
     info = ExportInfo(backend="onnx", variant=model.variant, hp=hp, precision="fp32", opset=opset,
@@ -67,7 +66,7 @@ def export_model(model: SiamMask, out: Path, *, fmt: str = "onnx", precision: st
     return info
 
 
-def _on_cpu(model: SiamMask) -> SiamMask:
+def _on_cpu(model: TrackingNet) -> TrackingNet:
     """The model itself when it is on the CPU, else a CPU copy (an engine may hold it on a GPU)."""
     return model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
 
@@ -77,7 +76,7 @@ def _record(info: ExportInfo, check: str, precision: str, errors: dict[str, dict
     info.verification[check] = {"tolerance": TOLERANCES[precision], "max_rel_error": errors}
 
 
-def _verify_random(model: SiamMask, paths: dict[str, Path], precision: str) -> dict[str, dict[str, float]]:
+def _verify_random(model: TrackingNet, paths: dict[str, Path], precision: str) -> dict[str, dict[str, float]]:
     """Each graph against the model on fresh random inputs (batch 2), at the precision's tolerance."""
     feeds = random_feeds(model, batch=2, seed=1)
     return {role: verify_onnx(paths[role], g.module, feeds[role], g.outputs, TOLERANCES[precision])
@@ -92,7 +91,7 @@ def _to_fp16(fp32: dict[str, Path], out: Path) -> None:
         onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(out / FILES[role]))
 
 
-def _quantize(model: SiamMask, fp32_dir: Path, out: Path, hp: str, calibration: Calibration | None,
+def _quantize(model: TrackingNet, fp32_dir: Path, out: Path, hp: str, calibration: Calibration | None,
               symmetric: bool) -> dict[str, dict[str, float]]:
     """Calibrate on the tracker's real inputs, quantize each graph, and check it against PyTorch on the
     last recorded input of each graph, which calibration did not see."""
@@ -109,7 +108,8 @@ def _quantize(model: SiamMask, fp32_dir: Path, out: Path, hp: str, calibration: 
         mine = [{name: f[name] for name in graph.inputs} for f in feeds[role]]
         if len(mine) < 2:
             raise UserError(f"calibration gave {len(mine)} {role} inputs; give at least 3 frames")
-        dst = quantize_graph(fp32_dir / FILES[role], out / FILES[role], mine[:-1], symmetric)
+        dst = quantize_graph(fp32_dir / FILES[role], out / FILES[role], mine[:-1], symmetric,
+                             variant_spec(model.variant).float32_stages)
         held_out = mine[-1]
         got = dict(zip(graph.outputs, open_session(dst, ["CPUExecutionProvider"]).run(list(graph.outputs), held_out)))
         ref = torch_outputs(graph.module, {k: torch.from_numpy(v) for k, v in held_out.items()}, graph.outputs)

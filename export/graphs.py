@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from siammask.model import VARIANT_SPECS, SiamMask
+from siammask.model import VARIANT_SPECS, TemplateFeatures, TrackingNet
 from siammask.model.heads import DepthCorrHead
 
 from .static_ops import xcorr_unrolled
@@ -37,7 +37,7 @@ def mask_size(variant: str) -> int:
 class TemplateGraph(nn.Module):
     """z (B,3,127,127) -> the three heads' kernels (B,hidden,5,5)."""
 
-    def __init__(self, model: SiamMask) -> None:
+    def __init__(self, model: TrackingNet) -> None:
         super().__init__()
         self.model = model
 
@@ -53,7 +53,7 @@ def _correlate(head: DepthCorrHead, f: torch.Tensor, kernel: torch.Tensor) -> to
 class SearchGraph(nn.Module):
     """x (B,3,255,255) + kernels -> cls, loc, mask correlation and the trunk maps refine needs."""
 
-    def __init__(self, model: SiamMask) -> None:
+    def __init__(self, model: TrackingNet) -> None:
         super().__init__()
         self.model = model
 
@@ -67,10 +67,29 @@ class SearchGraph(nn.Module):
         return cls, loc, _correlate(m.mask_head, f, k_mask), p0, p1, p2
 
 
+class TrackSearchGraph(nn.Module):
+    """nano: the model's own track(), whose correlations are already written to export (unrolled taps,
+    batched matmul), with the kernels as graph inputs."""
+
+    def __init__(self, model: TrackingNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, k_cls: torch.Tensor, k_loc: torch.Tensor,
+                k_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model.track(x, TemplateFeatures(k_cls, k_loc, k_mask))
+        return out.cls, out.loc, out.mask_corr, out.p0, out.p1, out.p2
+
+
+def search_graph(model: TrackingNet) -> nn.Module:
+    """The search graph of this variant's architecture."""
+    return SearchGraph(model) if VARIANT_SPECS[model.variant].arch == "siammask" else TrackSearchGraph(model)
+
+
 class BaseMaskGraph(nn.Module):
     """base / lite-base: mask correlation + positions -> (B,63,63) logits of the 3969-channel head there."""
 
-    def __init__(self, model: SiamMask) -> None:
+    def __init__(self, model: TrackingNet) -> None:
         super().__init__()
         self.model = model
 
@@ -78,7 +97,7 @@ class BaseMaskGraph(nn.Module):
         return self.model.head_mask(corr, pos_yx)
 
 
-def mask_graph(model: SiamMask) -> nn.Module:
+def mask_graph(model: TrackingNet) -> nn.Module:
     """The position-dependent mask graph of this variant: the refine module itself (trunk maps +
     mask correlation + positions (B,2) int64 -> (B,127,127) logits), or the base head."""
     return model.refine if model.refine is not None else BaseMaskGraph(model)

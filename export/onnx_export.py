@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from siammask.model import SiamMask
+from siammask.model import TrackingNet
 
-from .graphs import SEARCH_IO, TEMPLATE_IO, SearchGraph, TemplateGraph, mask_graph, mask_io
+from .graphs import SEARCH_IO, TEMPLATE_IO, TemplateGraph, mask_graph, mask_io, search_graph
 from .onnx_io import check_graph
 
 OPSET = 17
@@ -27,16 +27,16 @@ class Graph:
     outputs: tuple[str, ...]
 
 
-def graphs_of(model: SiamMask) -> dict[str, Graph]:
+def graphs_of(model: TrackingNet) -> dict[str, Graph]:
     """template, search and mask graphs over the model's own layers, in eval mode (tracing a module
     in training mode would update BatchNorm statistics)."""
-    pairs = {"template": (TemplateGraph(model), TEMPLATE_IO), "search": (SearchGraph(model), SEARCH_IO),
+    pairs = {"template": (TemplateGraph(model), TEMPLATE_IO), "search": (search_graph(model), SEARCH_IO),
              "mask": (mask_graph(model), mask_io(model.variant))}
     return {role: Graph(module.eval(), *io) for role, (module, io) in pairs.items()}
 
 
 @torch.no_grad()
-def random_feeds(model: SiamMask, batch: int, seed: int) -> dict[str, dict[str, torch.Tensor]]:
+def random_feeds(model: TrackingNet, batch: int, seed: int) -> dict[str, dict[str, torch.Tensor]]:
     """Fresh inputs for each graph: random pixels for the crops, and for the later graphs what
     the model itself makes of them (kernels, trunk maps), with random grid positions."""
     g = torch.Generator().manual_seed(seed)
@@ -67,7 +67,7 @@ def export_graph(graph: Graph, feeds: dict[str, torch.Tensor], path: Path, opset
     return path
 
 
-def export_fp32(model: SiamMask, folder: Path, opset: int = OPSET) -> dict[str, Path]:
+def export_fp32(model: TrackingNet, folder: Path, opset: int = OPSET) -> dict[str, Path]:
     """All three graphs into `folder` under FILES names; returns role -> path."""
     feeds = random_feeds(model, batch=2, seed=0)
     return {role: export_graph(graph, feeds[role], folder / FILES[role], opset)

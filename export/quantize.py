@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engines.precision import FLOAT32_TRUNK_STAGES
 from siammask.errors import UserError
 
 from .calibration import Feeds
@@ -14,7 +13,8 @@ from .calibration import Feeds
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Relu", "Add", "MaxPool")
 
 
-def quantize_graph(src: Path, dst: Path, feeds: Sequence[Feeds], symmetric: bool) -> Path:
+def quantize_graph(src: Path, dst: Path, feeds: Sequence[Feeds], symmetric: bool,
+                   float32_stages: Sequence[str]) -> Path:
     """Quantize `src` into `dst`: per-channel int8 weights, activation ranges from `feeds` (min/max).
     The early trunk stages stay float32 (engines/precision.py). `symmetric`: int8 activations with
     zero point 0, as TensorRT requires; otherwise uint8, the faster form for ONNX Runtime on x86."""
@@ -31,7 +31,7 @@ def quantize_graph(src: Path, dst: Path, feeds: Sequence[Feeds], symmetric: bool
 
     if not feeds:
         raise UserError(f"no calibration inputs for {src.name}; give frames the tracker can follow")
-    float32 = tuple(f"/trunk/{stage}/" for stage in FLOAT32_TRUNK_STAGES)
+    float32 = tuple(f"/trunk/{stage}/" for stage in float32_stages)
     keep = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.name.startswith(float32)]
     quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep, per_channel=True,

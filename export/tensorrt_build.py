@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from siammask.errors import UserError
-from siammask.model import SiamMask
+from siammask.model import TrackingNet
 
 from .onnx_export import FILES, graphs_of, random_feeds
 from .trt_ops import check_tensorrt_compatible
@@ -64,7 +64,7 @@ def build_engine_file(onnx_path: Path, plan_path: Path, precision: str, max_batc
     return plan_path
 
 
-def build_engines(model: SiamMask, folder: Path, precision: str, max_batch: int
+def build_engines(model: TrackingNet, folder: Path, precision: str, max_batch: int
                   ) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
     """Build the three engines next to their ONNX graphs in `folder` and check each against ONNX
     Runtime on the same graph and fresh random inputs (batch 2). Returns (role -> file, errors)."""

@@ -17,7 +17,7 @@ import zmq
 
 from siammask.commands.common import build_tracker
 from siammask.errors import UserError
-from siammask.tracker import TargetState, Tracker, TrackResult, finish, search_batch, start_result
+from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from . import messages
 from .config import CurveConfig, ModelConfig
@@ -206,14 +206,13 @@ class InferenceStage:
             self._start_pending(item)
         jobs = [(item, tid, state) for item in items
                 for tid, state in self.streams[item.stream].targets.items() if tid not in item.started]
-        cfg = self.tracker.cfg
-        batch = search_batch(cfg, [(item.frame, state) for item, _, state in jobs]) if jobs else None
+        batch = self.tracker.search_batch([(item.frame, state) for item, _, state in jobs]) if jobs else None
         pre = time.time()
         picks = self.tracker.infer_batch(batch, [s for _, _, s in jobs]) if jobs else None
         inferred = time.time()
         for i, (item, tid, state) in enumerate(jobs):
-            new_state, result = finish(cfg, item.frame, state, batch.sides[i], picks.states[i], picks.pos_yx[i],
-                                       picks.scores[i], picks.probs[i])
+            new_state, result = self.tracker.finish(item.frame, state, batch.sides[i], picks.states[i],
+                                                    picks.pos_yx[i], picks.scores[i], picks.probs[i])
             self.streams[item.stream].targets[tid] = new_state
             item.results[tid] = result
         for item in items:

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .errors import UserError
-from .model import VARIANTS, SiamMask
+from .model import VARIANTS, TrackingNet, build_model
+from .nanotrack_checkpoint import is_nanotrack
 
 FORMAT = "siammask-checkpoint"
 FORMAT_VERSION = 1
@@ -40,7 +41,7 @@ OFFICIAL_KEY_MAP: tuple[tuple[str, str], ...] = (
 class LoadedCheckpoint:
     """A model ready for inference plus what the file said about itself."""
 
-    model: SiamMask
+    model: TrackingNet
     variant: str
     source: str  # "official" or "siammask"
     config: dict[str, Any]
@@ -80,6 +81,10 @@ def _state_dict_of(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, 
             raise UserError(f"'{path}' has checkpoint format version {obj.get('format_version')}, "
                             f"this siammask reads version {FORMAT_VERSION}; upgrade siammask")
         return obj["state_dict"], "siammask", dict(obj.get("config", {}), variant=obj.get("variant"))
+    if is_nanotrack(obj):
+        raise UserError(f"'{path}' is a NanoTrack training checkpoint: its trunk and box head have no mask "
+                        "branch to track with; use it as `init:` of a nano training config "
+                        "(configs/train/nano.yaml)")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -97,11 +102,11 @@ def _summary(keys: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path, source: str) -> None:
+def _check_keys(model: TrackingNet, state: dict[str, torch.Tensor], path: Path, source: str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    refine_keys = {k for k in SiamMask(_with_refine(model.variant)).state_dict() if k.startswith("refine.")}
+    refine_keys = {k for k in build_model(_with_refine(model.variant)).state_dict() if k.startswith("refine.")}
     if refine_keys and set(missing) == refine_keys and not unexpected:
         raise UserError(f"'{path}' has no refine weights: it is a {_without_refine(model.variant)} checkpoint; "
                         f"use --variant {_without_refine(model.variant)}")
@@ -122,7 +127,7 @@ def _check_keys(model: SiamMask, state: dict[str, torch.Tensor], path: Path, sou
     if wrong:
         problems.append(f"{len(wrong)} keys with wrong shapes ({_summary(wrong, 2)})")
     if problems:
-        raise UserError(f"'{path}' does not fit the {model.variant} SiamMask model: " + "; ".join(problems))
+        raise UserError(f"'{path}' does not fit the {model.variant} model: " + "; ".join(problems))
 
 
 # Variants with and without the refine module, in pairs.
@@ -149,13 +154,13 @@ def load_checkpoint(path: str | Path, variant: str | None = None) -> LoadedCheck
     if variant is not None and variant not in VARIANTS:
         raise UserError(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}")
     variant = variant or config.get("variant") or _infer_variant(state)
-    model = SiamMask(variant)
+    model = build_model(variant)
     _check_keys(model, state, path, source)
     model.load_state_dict(state, strict=True)
     return LoadedCheckpoint(model.eval(), variant, source, config)
 
 
-def save_checkpoint(model: SiamMask, path: str | Path, config: dict[str, Any] | None = None,
+def save_checkpoint(model: TrackingNet, path: str | Path, config: dict[str, Any] | None = None,
                     official_layout: bool = False) -> Path:
     """Write our format (version, variant, config) or, on request, the official plain layout."""
     path = Path(path)

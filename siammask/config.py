@@ -28,19 +28,8 @@ class TrackerConfig:
     lost_threshold: float = 0.3  # score below which a frame's result is flagged lost
     exemplar_size: int = 127
     instance_size: int = 255
-    total_stride: int = 8
-    base_size: int = 8
     context_amount: float = 0.5
-    ratios: tuple[float, ...] = (0.33, 0.5, 1.0, 2.0, 3.0)
-    scales: tuple[float, ...] = (8.0,)
-
-    @property
-    def score_size(self) -> int:
-        return (self.instance_size - self.exemplar_size) // self.total_stride + 1 + self.base_size
-
-    @property
-    def num_anchors(self) -> int:
-        return len(self.ratios) * len(self.scales)
+    # The score map's stride, size and anchors belong to the model variant (siammask.variants).
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
@@ -101,11 +90,11 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     return from_dict(cls, data, str(path))
 
 
-HP_PRESETS = ("davis", "vot", "vot18", "base")
+HP_PRESETS = ("davis", "vot", "vot18", "base", "nano")
 
 
 def load_hp(name_or_path: str) -> TrackerConfig:
-    """A preset from configs/hp (davis, vot, vot18, base) or a path to a YAML file."""
+    """A preset from configs/hp (davis, vot, vot18, base, nano) or a path to a YAML file."""
     if name_or_path in HP_PRESETS:
         return load_yaml(TrackerConfig, CONFIG_DIR / "hp" / f"{name_or_path}.yaml")
     if name_or_path.endswith((".yaml", ".yml")):

@@ -1,7 +1,8 @@
-"""The SiamMask tracker, engine-agnostic: init and step for many targets at once.
+"""The tracker, engine- and variant-agnostic: init and step for many targets at once.
 
 Per-target state is a small frozen dataclass passed in and returned; the Tracker object itself
-only holds what never changes (engine, hyper-parameters, anchors, window).
+only holds what never changes (engine, hyper-parameters, the variant's grid and window). What
+differs between variants (stride, score-map size, anchors or points) is data (siammask.variants).
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from engines.base import Engine
 
 from .config import TrackerConfig
 from .errors import UserError
-from .geometry.anchors import generate_anchors
+from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 from .geometry.masks import box_corners, mask_polygon, mask_window, paste_back, paste_matrix
-from .geometry.scoring import cosine_window, decode, fg_scores, pick_best, size_penalty
+from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
+from .variants import Geometry, variant_spec
 
 
 @dataclass(frozen=True)
@@ -84,31 +86,6 @@ class Picks:
     probs: np.ndarray              # (B,S,S) mask probabilities at those positions
 
 
-def search_batch(cfg: TrackerConfig, jobs: Sequence[tuple[np.ndarray, TargetState]]) -> SearchBatch:
-    """Stage 1: cut every target's search crop from its own frame, as one batch."""
-    regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
-    sides = [float(round(s_x)) for s_x, _ in regions]
-    crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
-             for (frame, s), side in zip(jobs, sides)]
-    return SearchBatch(to_chw_float(crops), sides, [scale for _, scale in regions])
-
-
-def finish(cfg: TrackerConfig, frame: np.ndarray, old: TargetState, side: float, moved: TargetState,
-           pos_yx: tuple[int, int], score: float, prob: np.ndarray) -> tuple[TargetState, TrackResult]:
-    """Stage 3: paste the mask back into the frame, find its polygon, clamp the state to the frame."""
-    frame_wh = (frame.shape[1], frame.shape[0])
-    crop_xy = (old.pos[0] - side / 2, old.pos[1] - side / 2)
-    window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, cfg.total_stride,
-                         cfg.base_size)
-    full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
-    polygon = mask_polygon(full, cfg.seg_thr)
-    if polygon is None:
-        polygon = box_corners(*moved.pos, *moved.size)
-    clamped = _clamp(moved, frame_wh)
-    return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
-                                full > cfg.seg_thr, pos_yx)
-
-
 def start_result(state: TargetState) -> TrackResult:
     """What a target reports on the frame it starts on: its box, score 1, no mask."""
     return TrackResult(state_box(state), box_corners(*state.pos, *state.size), 1.0, False, None, (-1, -1))
@@ -118,13 +95,21 @@ class Tracker:
     """Crops, runs the engine on a batch of targets, decodes, penalises, pastes masks back.
 
     step() is the three stages search_batch -> infer_batch -> finish for one frame; the streaming
-    pipeline runs the same three stages on targets of many frames at once."""
+    pipeline runs the same three stages on targets of many frames at once. Grid positions are
+    (y, x) cells of the variant's score map; `grid` holds its anchors or points."""
 
     def __init__(self, engine: Engine, config: TrackerConfig) -> None:
         self.engine = engine
         self.cfg = config
-        self.anchors = generate_anchors(config.total_stride, config.ratios, config.scales, config.score_size)
-        self.window = cosine_window(config.score_size, config.num_anchors)
+        self.geometry: Geometry = variant_spec(engine.variant).geometry
+        geo = self.geometry
+        self.score_size = geo.score_size(config.exemplar_size, config.instance_size)
+        if geo.anchor_free:
+            self.grid = generate_points(geo.stride, self.score_size)
+        else:
+            self.grid = generate_anchors(geo.stride, geo.ratios, geo.scales, self.score_size)
+        self._decode = decode_points if geo.anchor_free else decode
+        self.window = cosine_window(self.score_size, geo.num_anchors)
 
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
         """Start one target per box (x, y, w, h) on `frame`; template features computed once here."""
@@ -143,11 +128,20 @@ class Tracker:
         """Track every target one frame; returns the new states and one result per target."""
         if not states:
             return [], []
-        batch = search_batch(self.cfg, [(frame, s) for s in states])
+        batch = self.search_batch([(frame, s) for s in states])
         picks = self.infer_batch(batch, states)
-        out = [finish(self.cfg, frame, s, side, moved, yx, score, prob) for s, side, moved, yx, score, prob
+        out = [self.finish(frame, s, side, moved, yx, score, prob) for s, side, moved, yx, score, prob
                in zip(states, batch.sides, picks.states, picks.pos_yx, picks.scores, picks.probs)]
         return [o[0] for o in out], [o[1] for o in out]
+
+    def search_batch(self, jobs: Sequence[tuple[np.ndarray, TargetState]]) -> SearchBatch:
+        """Stage 1: cut every target's search crop from its own frame, as one batch."""
+        cfg = self.cfg
+        regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
+        sides = [float(round(s_x)) for s_x, _ in regions]
+        crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
+                 for (frame, s), side in zip(jobs, sides)]
+        return SearchBatch(to_chw_float(crops), sides, [scale for _, scale in regions])
 
     def infer_batch(self, batch: "SearchBatch", states: Sequence[TargetState]) -> "Picks":
         """Engine heads for every crop against its own template, the best anchor, then its mask.
@@ -161,18 +155,34 @@ class Tracker:
 
     def _pick(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
               scale: np.float64) -> tuple[TargetState, tuple[int, int], float]:
-        """Choose the best anchor and move the (unclamped) state towards it."""
+        """Choose the best anchor (or point) and move the (unclamped) state towards it."""
         cfg = self.cfg
         score = fg_scores(cls)
-        boxes = decode(loc, self.anchors)
+        boxes = self._decode(loc, self.grid)
         penalty = size_penalty(boxes, state.size * scale, cfg.penalty_k)
         best = pick_best(score, penalty, self.window, cfg.window_influence)
         pred = boxes[:, best] / scale
         lr = penalty[best] * score[best] * cfg.lr
         pos = np.array([pred[0] + state.pos[0], pred[1] + state.pos[1]])
         size = np.array([state.size[0] * (1 - lr) + pred[2] * lr, state.size[1] * (1 - lr) + pred[3] * lr])
-        _, y, x = np.unravel_index(best, (cfg.num_anchors, cfg.score_size, cfg.score_size))
+        _, y, x = np.unravel_index(best, (self.geometry.num_anchors, self.score_size, self.score_size))
         return TargetState(pos, size, state.avg_color, state.features), (int(y), int(x)), float(score[best])
+
+    def finish(self, frame: np.ndarray, old: TargetState, side: float, moved: TargetState,
+               pos_yx: tuple[int, int], score: float, prob: np.ndarray) -> tuple[TargetState, TrackResult]:
+        """Stage 3: paste the mask back into the frame, find its polygon, clamp the state to the frame."""
+        cfg, geo = self.cfg, self.geometry
+        frame_wh = (frame.shape[1], frame.shape[0])
+        crop_xy = (old.pos[0] - side / 2, old.pos[1] - side / 2)
+        window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, geo.stride,
+                             geo.base_size)
+        full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
+        polygon = mask_polygon(full, cfg.seg_thr)
+        if polygon is None:
+            polygon = box_corners(*moved.pos, *moved.size)
+        clamped = _clamp(moved, frame_wh)
+        return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
+                                    full > cfg.seg_thr, pos_yx)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import pytest
 
 from siammask.config import HP_PRESETS, TrackerConfig, from_dict, load_hp, load_yaml
 from siammask.errors import UserError
+from siammask.variants import VARIANT_SPECS
 
 
 # Reference README section 3, written out: (penalty_k, window_influence, lr, seg_thr)
@@ -15,6 +16,8 @@ TABLE = {
     "vot": (0.04, 0.42, 0.25, 0.30),
     "vot18": (0.10, 0.41, 0.32, 0.15),
     "base": (0.09, 0.39, 0.38, 0.30),
+    # NanoTrack V3's published tracking settings; seg_thr ours
+    "nano": (0.138, 0.455, 0.348, 0.35),
 }
 
 
@@ -27,7 +30,7 @@ def _one_line_error(fn, *args) -> str:
 
 
 def test_presets_are_the_four_of_the_table():
-    assert HP_PRESETS == ("davis", "vot", "vot18", "base")
+    assert HP_PRESETS == ("davis", "vot", "vot18", "base", "nano")
 
 
 @pytest.mark.parametrize("name", list(TABLE))
@@ -38,12 +41,22 @@ def test_preset_values(name):
     assert all(type(v) is float for v in (cfg.penalty_k, cfg.window_influence, cfg.lr, cfg.seg_thr))
     # shared by all variants
     assert cfg.exemplar_size == 127 and cfg.instance_size == 255
-    assert cfg.total_stride == 8 and cfg.base_size == 8
     assert cfg.context_amount == 0.5
-    assert cfg.ratios == (0.33, 0.5, 1.0, 2.0, 3.0) and cfg.scales == (8.0,)
+
+
+def test_variant_geometry():
+    """The score map belongs to the variant: SiamMask 25x25 x 5 anchors at stride 8, nano 15x15 points
+    at stride 16 (NanoTrack's output size), each with its mask-window offset."""
+    sharp, nano = VARIANT_SPECS["sharp"].geometry, VARIANT_SPECS["nano"].geometry
     # (255 - 127) // 8 + 1 + 8 = 16 + 1 + 8 = 25; 5 ratios x 1 scale = 5
-    assert cfg.score_size == 25
-    assert cfg.num_anchors == 5
+    assert sharp.score_size(127, 255) == 25 and sharp.num_anchors == 5 and not sharp.anchor_free
+    assert sharp.ratios == (0.33, 0.5, 1.0, 2.0, 3.0) and sharp.scales == (8.0,)
+    # (255 - 127) // 16 + 1 + 6 = 8 + 1 + 6 = 15; one point per cell
+    assert nano.score_size(127, 255) == 15 and nano.num_anchors == 1 and nano.anchor_free
+    # a larger search crop grows the map: (271 - 127) // 8 + 1 + 8 = 27
+    assert sharp.score_size(127, 271) == 27
+    assert {v: s.default_hp for v, s in VARIANT_SPECS.items()} == {
+        "sharp": "davis", "base": "base", "lite": "davis", "lite-base": "base", "nano": "nano"}
 
 
 def test_preset_by_path_equals_preset_by_name(tmp_path):
@@ -57,15 +70,19 @@ def test_preset_by_path_equals_preset_by_name(tmp_path):
 
 def test_yaml_overrides_and_coercion(tmp_path):
     path = tmp_path / "custom.yaml"
-    # integers are accepted for floats (lr: 1 -> 1.0), lists become tuples
-    path.write_text("penalty_k: 0.05\nwindow_influence: 0.3\nlr: 1\nseg_thr: 0.5\n"
-                    "instance_size: 271\nratios: [0.5, 1, 2]\nscales: [8, 16]\n")
+    # integers are accepted for floats (lr: 1 -> 1.0)
+    path.write_text("penalty_k: 0.05\nwindow_influence: 0.3\nlr: 1\nseg_thr: 0.5\ninstance_size: 271\n")
     cfg = load_yaml(TrackerConfig, path)
     assert cfg.lr == 1.0 and type(cfg.lr) is float
-    assert cfg.ratios == (0.5, 1.0, 2.0) and cfg.scales == (8.0, 16.0)
-    # (271 - 127) // 8 + 1 + 8 = 18 + 1 + 8 = 27; 3 ratios x 2 scales = 6
-    assert cfg.score_size == 27
-    assert cfg.num_anchors == 6
+    assert cfg.instance_size == 271 and type(cfg.instance_size) is int
+
+
+def test_geometry_keys_are_not_hyper_parameters(tmp_path):
+    """Stride and anchors are the variant's: a preset that sets them is refused, not half-applied."""
+    path = tmp_path / "old.yaml"
+    path.write_text("penalty_k: 0.05\nwindow_influence: 0.3\nlr: 1\nseg_thr: 0.5\ntotal_stride: 16\n")
+    message = _one_line_error(load_hp, str(path))
+    assert "unknown key" in message and "total_stride" in message
 
 
 def test_unknown_key(tmp_path):

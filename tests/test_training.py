@@ -23,8 +23,9 @@ from siammask.training.loop import Budget, _build_model, lr_at, train, train_ste
 from siammask.training.losses import cls_loss, loc_loss, mask_windows
 from siammask.training.pairs import DataSource, PairDataset
 from siammask.training.targets import anchor_targets, box_deltas, crop_anchors, iou_with_box
+from siammask.variants import SIAMMASK_GEOMETRY
 
-ANCHORS = crop_anchors(load_hp("davis"))
+ANCHORS = crop_anchors(load_hp("davis"), SIAMMASK_GEOMETRY)
 
 
 def test_crop_anchors_are_centred_on_the_search_crop():
@@ -118,7 +119,7 @@ def _config(tiny_set: Path, iterations: int = 4) -> TrainConfig:
 
 
 def test_pairs_are_reproducible_and_consistent(tiny_set):
-    data = PairDataset([DataSource(str(tiny_set))], load_hp("davis"), 8, seed=5)
+    data = PairDataset([DataSource(str(tiny_set))], load_hp("davis"), SIAMMASK_GEOMETRY, 8, seed=5)
     a, b = data[3], data[3]
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert a["template"].shape == (3, 127, 127) and a["search"].shape == (3, 255, 255)
@@ -128,7 +129,7 @@ def test_pairs_are_reproducible_and_consistent(tiny_set):
 
 def test_a_few_iterations_lower_every_loss(tiny_set):
     cfg = _config(tiny_set)
-    data = PairDataset(list(cfg.datasets), load_hp("davis"), 8, seed=1, negative=0.0)
+    data = PairDataset(list(cfg.datasets), load_hp("davis"), SIAMMASK_GEOMETRY, 8, seed=1, negative=0.0)
     batch = {k: torch.from_numpy(np.stack([data[i][k] for i in range(8)])) for k in data[0]}
     torch.manual_seed(0)
     model = SiamMask("lite-base").train()

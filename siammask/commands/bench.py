@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..model import VARIANTS
-from .common import DEFAULT_HP, PRECISIONS
+from ..model import VARIANTS, variant_spec
+from .common import PRECISIONS
 
 FRAME_WH = (854, 480)
 BOX = (300.0, 110.0, 165.0, 255.0)
@@ -42,13 +42,13 @@ class Candidate:
 def _model(args: argparse.Namespace):
     import torch
 
-    from ..model import SiamMask
+    from ..model import build_model
 
     if args.weights:
         from .common import load_model
         return load_model(args)[0].model
     torch.manual_seed(0)
-    return SiamMask(args.variant or "sharp").eval()
+    return build_model(args.variant or "sharp").eval()
 
 
 def _frames() -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,7 @@ def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[
     from ..config import load_hp
     from ..tracker import Tracker
 
-    hp = load_hp(args.hp or DEFAULT_HP[model.variant])
+    hp = load_hp(args.hp or variant_spec(model.variant).default_hp)
     found, notes = [], []
     for name in [args.engine] if args.engine else list(ENGINES):
         for precision in [args.precision] if args.precision else list(PRECISIONS):

@@ -7,10 +7,9 @@ from pathlib import Path
 from engines.precision import PRECISIONS
 
 from ..errors import UserError
-from ..model import VARIANTS
+from ..model import VARIANTS, variant_spec
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pth"
-DEFAULT_HP = {"sharp": "davis", "base": "base", "lite": "davis", "lite-base": "base"}
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +41,7 @@ def load_model(args: argparse.Namespace):
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(weights_path(args), args.variant)
-    return ckpt, args.hp or ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant]
+    return ckpt, args.hp or ckpt.config.get("hp") or variant_spec(ckpt.variant).default_hp
 
 
 def build_tracker(args: argparse.Namespace):

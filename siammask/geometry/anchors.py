@@ -1,4 +1,5 @@
-"""Anchor boxes of the 25x25 score map, in crop pixels relative to the search-crop centre."""
+"""Anchor boxes (SiamMask) or anchor-free points (nano) of the score map, in crop pixels relative to
+the search-crop centre."""
 from __future__ import annotations
 
 import math
@@ -26,3 +27,10 @@ def generate_anchors(stride: int, ratios: Sequence[float], scales: Sequence[floa
     per_anchor = [np.stack([cx.ravel(), cy.ravel(), np.full(cx.size, w, np.float32),
                             np.full(cx.size, h, np.float32)], axis=1) for w, h in shapes]
     return np.concatenate(per_anchor).astype(np.float32)
+
+
+def generate_points(stride: int, score_size: int) -> np.ndarray:
+    """(S*S, 2) float32 [x, y] cell centres, flat index y*S + x, -(S//2)*stride + stride*i (anchor-free)."""
+    offsets = (-(score_size // 2) * stride + stride * np.arange(score_size)).astype(np.float32)
+    y, x = np.meshgrid(offsets, offsets, indexing="ij")
+    return np.stack([x.ravel(), y.ravel()], axis=1)

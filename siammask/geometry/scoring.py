@@ -5,7 +5,8 @@ import numpy as np
 
 
 def fg_scores(cls: np.ndarray) -> np.ndarray:
-    """(10,S,S) logits (bg for anchors 0-4, fg 5-9) -> (5*S*S,) foreground probability, float32."""
+    """(2A,S,S) logits (bg for anchors 0..A-1, fg A..2A-1; A=1 anchor-free) -> (A*S*S,) foreground
+    probability, float32."""
     logits = cls.reshape(2, -1).astype(np.float32)
     top = logits.max(axis=0)
     e = np.exp(logits - top)
@@ -20,6 +21,15 @@ def decode(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     d[2] = np.exp(d[2]) * anchors[:, 2]
     d[3] = np.exp(d[3]) * anchors[:, 3]
     return d
+
+
+def decode_points(loc: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(4,S,S) distances (left, top, right, bottom) from each cell's point -> (4, N) float32
+    [cx, cy, w, h] in crop pixels (anchor-free heads)."""
+    d = loc.reshape(4, -1).astype(np.float32)
+    x0, y0 = points[:, 0] - d[0], points[:, 1] - d[1]
+    x1, y1 = points[:, 0] + d[2], points[:, 1] + d[3]
+    return np.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]).astype(np.float32)
 
 
 def cosine_window(score_size: int, num_anchors: int) -> np.ndarray:

@@ -1,4 +1,16 @@
-"""The network: trunk, adjust, correlation heads, refine."""
-from .siammask import VARIANT_SPECS, VARIANTS, SearchOutput, SiamMask, TemplateFeatures
+"""The networks: SiamMask (ResNet-style trunks, anchor heads) and nano (NanoTrack trunk, BAN head)."""
+from ..variants import VARIANT_SPECS, VARIANTS, variant_spec
+from .interface import SearchOutput, TemplateFeatures, TrackingNet
+from .nano import NanoSiamMask
+from .siammask import SiamMask
 
-__all__ = ["VARIANT_SPECS", "VARIANTS", "SearchOutput", "SiamMask", "TemplateFeatures"]
+ARCHITECTURES: dict[str, type[TrackingNet]] = {"siammask": SiamMask, "nano": NanoSiamMask}
+
+
+def build_model(variant: str) -> TrackingNet:
+    """The (randomly initialised) network of a variant; ValueError for an unknown name."""
+    return ARCHITECTURES[variant_spec(variant).arch](variant)
+
+
+__all__ = ["ARCHITECTURES", "VARIANT_SPECS", "VARIANTS", "NanoSiamMask", "SearchOutput", "SiamMask",
+           "TemplateFeatures", "TrackingNet", "build_model", "variant_spec"]

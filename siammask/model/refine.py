@@ -1,9 +1,11 @@
-"""The sharp variant's refine module: upsamples one position's mask with trunk features."""
+"""The refine module (sharp, lite, nano): upsamples one position's mask with trunk features."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..variants import SIAMMASK_REFINE, RefineGeometry
 
 
 def _double_conv(cin: int, mid: int, cout: int) -> nn.Sequential:
@@ -30,10 +32,13 @@ def crop_at(feature: torch.Tensor, pad: int, step: int, size: int, pos_yx: torch
 
 
 class Refine(nn.Module):
-    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the 25x25 map."""
+    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the score map; where
+    its crops sit on the trunk maps is the variant's RefineGeometry."""
 
-    def __init__(self, trunk_channels: tuple[int, int, int] = (64, 256, 512), hidden: int = 256) -> None:
+    def __init__(self, trunk_channels: tuple[int, int, int] = (64, 256, 512), hidden: int = 256,
+                 geometry: RefineGeometry = SIAMMASK_REFINE) -> None:
         super().__init__()
+        self.geometry = geometry
         c0, c1, c2 = trunk_channels
         self.v0 = _double_conv(c0, 16, 4)
         self.v1 = _double_conv(c1, 64, 16)
@@ -41,20 +46,19 @@ class Refine(nn.Module):
         self.h2 = _double_conv(32, 32, 32)
         self.h1 = _double_conv(16, 16, 16)
         self.h0 = _double_conv(4, 4, 4)
-        self.deconv = nn.ConvTranspose2d(hidden, 32, 15, 15)
+        self.deconv = nn.ConvTranspose2d(hidden, 32, geometry.deconv, geometry.deconv)
         self.post0 = nn.Conv2d(32, 16, 3, padding=1)
         self.post1 = nn.Conv2d(16, 4, 3, padding=1)
         self.post2 = nn.Conv2d(4, 1, 3, padding=1)
 
     def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
                 corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
-        """Trunk maps of the search crop, the mask correlation (B,hidden,25,25), positions (B,2) -> (B,127,127)."""
-        c0 = crop_at(p0, 16, 4, 61, pos_yx)
-        c1 = crop_at(p1, 8, 2, 31, pos_yx)
-        c2 = crop_at(p2, 4, 1, 15, pos_yx)
+        """Trunk maps of the search crop, the mask vectors (B,hidden,S,S), positions (B,2) -> (B,127,127)."""
+        g = self.geometry
+        c0, c1, c2 = (crop_at(p, lv.pad, lv.step, lv.size, pos_yx) for p, lv in zip((p0, p1, p2), g.levels))
         out = self.deconv(crop_at(corr, 0, 1, 1, pos_yx))
         # mode 'nearest' (legacy floor rule), not 'nearest-exact': that is what the weights saw.
-        out = self.post0(F.interpolate(self.h2(out) + self.v2(c2), size=(31, 31), mode="nearest"))
-        out = self.post1(F.interpolate(self.h1(out) + self.v1(c1), size=(61, 61), mode="nearest"))
-        out = self.post2(F.interpolate(self.h0(out) + self.v0(c0), size=(127, 127), mode="nearest"))
+        for h, v, post, crop, side in zip((self.h2, self.h1, self.h0), (self.v2, self.v1, self.v0),
+                                          (self.post0, self.post1, self.post2), (c2, c1, c0), g.upsample):
+            out = post(F.interpolate(h(out) + v(crop), size=(side, side), mode="nearest"))
         return out[:, 0]

@@ -5,88 +5,36 @@ to the caller (computed once per target), and many targets are simply a batch.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 from torch import nn
 
+from ..variants import variant_spec
 from .heads import Adjust, DepthCorrHead
+from .interface import SearchOutput, TemplateFeatures, TrackingNet
 from .refine import Refine, crop_at
 from .trunk import LiteTrunk, ResNet50Trunk
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What distinguishes the variants: the trunk, the correlation width, and refine or not."""
-
-    trunk: type[nn.Module]
-    hidden: int
-    refine: bool
+# The trunks of the 'siammask' architecture by the name the variant registry uses.
+TRUNKS: dict[str, type[nn.Module]] = {"resnet50": ResNet50Trunk, "lite": LiteTrunk}
 
 
-# sharp/base: the published ResNet-50 models (official checkpoints). lite/lite-base: ours,
-# small enough to train and run fast on a CPU; lite-base is the first training stage of lite.
-VARIANT_SPECS: dict[str, ModelSpec] = {
-    "sharp": ModelSpec(ResNet50Trunk, 256, True),
-    "base": ModelSpec(ResNet50Trunk, 256, False),
-    "lite": ModelSpec(LiteTrunk, 64, True),
-    "lite-base": ModelSpec(LiteTrunk, 64, False),
-}
-VARIANTS = tuple(VARIANT_SPECS)
-
-
-@dataclass
-class TemplateFeatures:
-    """The three heads' kernels (B,hidden,5,5) for B targets: all the network keeps of a template.
-    Torch tensors here; numpy arrays for back ends that run the exported graphs (ONNX Runtime)."""
-
-    cls: torch.Tensor | np.ndarray
-    loc: torch.Tensor | np.ndarray
-    mask: torch.Tensor | np.ndarray
-
-    def __getitem__(self, index) -> "TemplateFeatures":
-        return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
-
-    @staticmethod
-    def cat(parts: Sequence["TemplateFeatures"]) -> "TemplateFeatures":
-        """Targets joined into one batch (a single part is returned as it is)."""
-        if len(parts) == 1:
-            return parts[0]
-        join = torch.cat if isinstance(parts[0].cls, torch.Tensor) else np.concatenate
-        return TemplateFeatures(*(join([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
-
-
-@dataclass
-class SearchOutput:
-    """Heads for B search crops: cls (B,10,25,25), loc (B,20,25,25), the mask correlation
-    (B,256,25,25) before its 1x1 head, and the trunk maps p0, p1, p2 that refine crops from."""
-
-    cls: torch.Tensor
-    loc: torch.Tensor
-    mask_corr: torch.Tensor
-    p0: torch.Tensor
-    p1: torch.Tensor
-    p2: torch.Tensor
-
-
-class SiamMask(nn.Module):
+class SiamMask(TrackingNet):
     """Trunk + adjust + three depth-wise correlation heads (+ refine for 'sharp' and 'lite')."""
 
     def __init__(self, variant: str = "sharp") -> None:
         super().__init__()
-        if variant not in VARIANT_SPECS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        spec = VARIANT_SPECS[variant]
+        spec = variant_spec(variant)
+        if spec.arch != "siammask":
+            raise ValueError(f"variant {variant!r} is not a SiamMask (ResNet-style) model; use build_model")
         self.variant = variant
-        self.trunk = spec.trunk()
-        channels = spec.trunk.channels
+        trunk = TRUNKS[spec.trunk]
+        self.trunk = trunk()
+        channels = trunk.channels
         self.adjust = Adjust(channels[3], spec.hidden)
         self.cls_head = DepthCorrHead(10, spec.hidden)
         self.loc_head = DepthCorrHead(20, spec.hidden)
         self.mask_head = DepthCorrHead(63 * 63, spec.hidden)
-        self.refine = Refine(channels[:3], spec.hidden) if spec.refine else None
+        self.refine = Refine(channels[:3], spec.hidden, spec.refine_geometry) if spec.refine else None
 
     @property
     def mask_size(self) -> int:

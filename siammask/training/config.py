@@ -8,7 +8,8 @@ from ..errors import UserError
 from .pairs import DataSource
 
 # model -> (variant trained in the base stage, variant after the refine stage)
-STAGE_VARIANTS = {"lite": ("lite-base", "lite"), "sharp": ("base", "sharp")}
+STAGE_VARIANTS = {"lite": ("lite-base", "lite"), "sharp": ("base", "sharp"), "nano": ("nano", "nano")}
+TRAIN_PARTS = ("all", "refine", "mask")
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,8 @@ class StageConfig:
     batch_size: int
     lr: float
     lr_end: float
-    train: str = "all"         # "all" or "refine" (the rest frozen, BatchNorm statistics kept)
+    train: str = "all"         # "all", "refine" or "mask" (mask branch + refine); the rest frozen,
+                               # BatchNorm statistics kept
     optimizer: str = "adamw"   # "adamw" or "sgd"
     weight_decay: float = 1e-4
     warmup: int = 50           # iterations of linear warm-up
@@ -52,8 +54,11 @@ def load_train_config(path: str) -> TrainConfig:
     if cfg.model not in STAGE_VARIANTS:
         raise UserError(f"{path}: model must be one of {', '.join(STAGE_VARIANTS)}, got '{cfg.model}'")
     for name, stage in (("base", cfg.base), ("refine", cfg.refine)):
-        if stage is not None and stage.train not in ("all", "refine"):
-            raise UserError(f"{path}: {name}.train must be 'all' or 'refine'")
+        if stage is not None and stage.train not in TRAIN_PARTS:
+            raise UserError(f"{path}: {name}.train must be one of {', '.join(TRAIN_PARTS)}")
+        if stage is not None and cfg.model == "nano" and stage.train != "mask":
+            raise UserError(f"{path}: {name}.train must be 'mask' for nano: its trunk and box head are "
+                            "NanoTrack's pretrained ones, only the mask branch and refine are trained")
         if stage is not None and stage.optimizer not in ("adamw", "sgd"):
             raise UserError(f"{path}: {name}.optimizer must be 'adamw' or 'sgd'")
     return cfg

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import load_hp
 from ..errors import UserError
-from ..model import SiamMask
+from ..model import TrackingNet, build_model, variant_spec
+from ..nanotrack_checkpoint import is_nanotrack_file, load_nanotrack
 from .config import STAGE_VARIANTS, StageConfig, TrainConfig
 from .losses import cls_loss, loc_loss, mask_loss
 from .pairs import PairDataset
@@ -67,15 +68,17 @@ def _stage_config(cfg: TrainConfig, name: str) -> StageConfig | None:
     return cfg.base if name == "base" else cfg.refine
 
 
-def _build_model(cfg: TrainConfig, name: str, out: Path, resume: bool = False) -> SiamMask:
+def _build_model(cfg: TrainConfig, name: str, out: Path, resume: bool = False) -> TrackingNet:
     """The stage's model: random (seeded), or cfg.init's weights; the refine stage starts from the
     base stage's result, with cfg.init's refine module when it has one. When resuming, the saved
     state replaces every weight, so none are loaded here."""
     torch.manual_seed(cfg.seed)
     variant = STAGE_VARIANTS[cfg.model][STAGES.index(name)]
-    model = SiamMask(variant)
+    model = build_model(variant)
     init = {} if resume else _init_weights(cfg)
-    if name == "base" and init:
+    if name == "base" and init and cfg.model == "nano":
+        _load_partial(model, init, cfg.init)
+    elif name == "base" and init:
         model.load_state_dict({k: v for k, v in init.items() if not k.startswith("refine.")}, strict=True)
     if name == "refine" and not resume:
         base = torch.load(out / "base.pth", map_location="cpu", weights_only=True)["state_dict"]
@@ -86,10 +89,22 @@ def _build_model(cfg: TrainConfig, name: str, out: Path, resume: bool = False) -
     return model.to(cfg.device)
 
 
+def _load_partial(model: TrackingNet, init: dict[str, torch.Tensor], path: str | None) -> None:
+    """nano from a NanoTrack file: trunk and box head filled, only the mask branch and refine left new."""
+    missing, unexpected = model.load_state_dict(init, strict=False)
+    left = [k for k in missing if not k.startswith(MASK_MODULES)]
+    if unexpected or left:
+        raise UserError(f"init weights '{path}' do not fit the nano model ({len(unexpected)} unexpected, "
+                        f"{len(left)} missing outside the mask branch)")
+
+
 def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """cfg.init's state dict (empty without init), checked to belong to the model being trained."""
+    """cfg.init's state dict (empty without init), checked to belong to the model being trained; for
+    nano also a NanoTrack V3 training checkpoint (trunk and box head only)."""
     if cfg.init is None:
         return {}
+    if cfg.model == "nano" and is_nanotrack_file(cfg.init):
+        return load_nanotrack(cfg.init)
     loaded = load_checkpoint(cfg.init)
     if loaded.variant not in STAGE_VARIANTS[cfg.model]:
         raise UserError(f"init weights '{cfg.init}' are a {loaded.variant} model, but this config trains "
@@ -97,22 +112,36 @@ def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return loaded.model.state_dict()
 
 
-def _trainable(model: SiamMask, stage: StageConfig) -> list[torch.nn.Parameter]:
-    if stage.train == "refine":
-        if model.refine is None:
-            raise UserError("train: refine needs a model with a refine module")
+# Modules that make the mask, trained alone by `train: mask` (those a model has).
+MASK_MODULES = ("mask_branch", "mask_head", "refine")
+
+
+def _trained_modules(model: TrackingNet, stage: StageConfig) -> list[torch.nn.Module]:
+    """The modules a stage trains: the whole model, refine alone, or every mask module."""
+    if stage.train == "all":
+        return [model]
+    names = ("refine",) if stage.train == "refine" else MASK_MODULES
+    modules = [getattr(model, n) for n in names if getattr(model, n, None) is not None]
+    if not modules:
+        raise UserError(f"train: {stage.train} needs a model with a refine module")
+    return modules
+
+
+def _trainable(model: TrackingNet, stage: StageConfig) -> list[torch.nn.Parameter]:
+    if stage.train != "all":
         for p in model.parameters():
             p.requires_grad_(False)
-        for p in model.refine.parameters():
-            p.requires_grad_(True)
+        for module in _trained_modules(model, stage):
+            for p in module.parameters():
+                p.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _set_mode(model: SiamMask, stage: StageConfig) -> None:
+def _set_mode(model: TrackingNet, stage: StageConfig) -> None:
     """Frozen parts keep their BatchNorm statistics."""
-    model.train(stage.train == "all")
-    if stage.train == "refine":
-        model.refine.train()
+    model.eval()
+    for module in _trained_modules(model, stage):
+        module.train()
 
 
 def _optimizer(params, stage: StageConfig) -> torch.optim.Optimizer:
@@ -128,19 +157,22 @@ def _autocast(cfg: TrainConfig):
     return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16)
 
 
-def train_step(model: SiamMask, batch: dict, stage: StageConfig, cfg: TrainConfig,
+def train_step(model: TrackingNet, batch: dict, stage: StageConfig, cfg: TrainConfig,
                generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """Forward both branches and return the weighted loss and its parts."""
+    """Forward both branches and return the weighted loss and its parts (box losses only when the
+    box heads train)."""
     dev = cfg.device
     with _autocast(cfg):
         t = model.template(batch["template"].to(dev))
         out = model.track(batch["search"].to(dev), t)
-        parts = {"cls": cls_loss(out.cls, batch["labels"].to(dev)),
-                 "loc": loc_loss(out.loc, batch["deltas"].to(dev), batch["delta_weight"].to(dev))}
+        parts = {} if stage.train != "all" else {
+            "cls": cls_loss(out.cls, batch["labels"].to(dev)),
+            "loc": loc_loss(out.loc, batch["deltas"].to(dev), batch["delta_weight"].to(dev))}
         m = mask_loss(model, out, batch["search_mask"].to(dev), batch["mask_weight"].to(dev),
-                      stage.max_mask_positions, generator, use_refine=model.refine is not None)
+                      stage.max_mask_positions, generator, use_refine=model.refine is not None,
+                      geometry=variant_spec(model.variant).geometry)
     parts["mask"] = m.loss
-    if stage.train == "refine":
+    if stage.train != "all":
         loss = stage.mask_weight * parts["mask"]
     else:
         loss = stage.cls_weight * parts["cls"] + stage.loc_weight * parts["loc"] + stage.mask_weight * parts["mask"]
@@ -206,8 +238,8 @@ def _run_stage(cfg: TrainConfig, stage: StageConfig, pos: Position, out: Path, s
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-    data = PairDataset(list(cfg.datasets), load_hp(cfg.hp), stage.iterations * stage.batch_size, cfg.seed,
-                       stage.negative)
+    data = PairDataset(list(cfg.datasets), load_hp(cfg.hp), variant_spec(model.variant).geometry,
+                       stage.iterations * stage.batch_size, cfg.seed, stage.negative)
     total = stage.epochs * stage.iterations
     log_file = (out / "log.jsonl").open("a")
     try:

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model import SearchOutput, SiamMask
+from ..model import SearchOutput, TrackingNet
+from ..variants import SIAMMASK_GEOMETRY, Geometry
 
 WINDOW = 127   # mask window side in search-crop pixels
-STRIDE = 8
-PAD = 32       # window of grid position (y, x) starts at (8x - 32, 8y - 32)
 
 
 def cls_loss(cls: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -31,10 +30,14 @@ def loc_loss(loc: torch.Tensor, deltas: torch.Tensor, weight: torch.Tensor) -> t
     return (diff * weight).sum() / b
 
 
-def mask_windows(search_mask: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """(K,127,127) targets in {-1, 1} for K (batch, y, x) positions; outside the crop is background."""
-    padded = F.pad(search_mask * 2 - 1, [PAD] * 4, value=-1.0)
-    return torch.stack([padded[b, 0, STRIDE * y:STRIDE * y + WINDOW, STRIDE * x:STRIDE * x + WINDOW]
+def mask_windows(search_mask: torch.Tensor, idx: torch.Tensor,
+                 geometry: Geometry = SIAMMASK_GEOMETRY) -> torch.Tensor:
+    """(K,127,127) targets in {-1, 1} for K (batch, y, x) positions; outside the crop is background.
+    The window of cell (y, x) starts at (stride*x - pad, stride*y - pad), pad = base_size/2 * stride
+    (SiamMask: 8x - 32; nano: 16x - 48), as the tracker's mask_window."""
+    stride, pad = geometry.stride, geometry.base_size * geometry.stride // 2
+    padded = F.pad(search_mask * 2 - 1, [pad] * 4, value=-1.0)
+    return torch.stack([padded[b, 0, stride * y:stride * y + WINDOW, stride * x:stride * x + WINDOW]
                         for b, y, x in idx.tolist()])
 
 
@@ -45,15 +48,16 @@ class MaskLoss:
     positions: int
 
 
-def mask_loss(model: SiamMask, out: SearchOutput, search_mask: torch.Tensor, mask_weight: torch.Tensor,
-              max_positions: int, generator: torch.Generator, use_refine: bool) -> MaskLoss:
+def mask_loss(model: TrackingNet, out: SearchOutput, search_mask: torch.Tensor, mask_weight: torch.Tensor,
+              max_positions: int, generator: torch.Generator, use_refine: bool,
+              geometry: Geometry = SIAMMASK_GEOMETRY) -> MaskLoss:
     """Logistic loss at (a random subset of) the positions with a positive anchor and a mask."""
     idx = mask_weight.nonzero()
     if len(idx) == 0:
         return MaskLoss(out.mask_corr.sum() * 0, float("nan"), 0)
     if len(idx) > max_positions:
         idx = idx[torch.randperm(len(idx), generator=generator)[:max_positions]]
-    target = mask_windows(search_mask, idx)
+    target = mask_windows(search_mask, idx, geometry)
     b, yx = idx[:, 0], idx[:, 1:]
     if use_refine:
         logits = model.refine(out.p0[b], out.p1[b], out.p2[b], out.mask_corr[b], yx)

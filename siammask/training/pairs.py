@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from ..config import TrackerConfig
 from ..errors import UserError
 from .augment import AugmentConfig, augmented_crop
-from .targets import anchor_targets, crop_anchors
+from ..variants import Geometry
+from .targets import anchor_targets, crop_anchors, crop_points, point_targets
 
 TEMPLATE_AUG = AugmentConfig(shift=4, scale=0.05, blur=0.0, color=0.1, gray=0.05)
 SEARCH_AUG = AugmentConfig(shift=64, scale=0.18, blur=0.2, color=0.1, gray=0.05)
@@ -53,14 +54,18 @@ class PairDataset(Dataset):
     """Yields dicts of numpy arrays: template, search, search_mask, has_mask, labels, deltas,
     delta_weight, mask_weight."""
 
-    def __init__(self, sources: list[DataSource], tracker_cfg: TrackerConfig, length: int, seed: int,
-                 negative: float = 0.2) -> None:
+    def __init__(self, sources: list[DataSource], tracker_cfg: TrackerConfig, geometry: Geometry, length: int,
+                 seed: int, negative: float = 0.2) -> None:
         self.sources = sources
         self.tracks = [load_tracks(s) for s in sources]
         weights = np.array([s.weight for s in sources], np.float64)
         self.source_p = weights / weights.sum()
         self.cfg = tracker_cfg
-        self.anchors = crop_anchors(tracker_cfg)
+        self.score_size = geometry.score_size(tracker_cfg.exemplar_size, tracker_cfg.instance_size)
+        if geometry.anchor_free:
+            self.grid, self._targets = crop_points(tracker_cfg, geometry), point_targets
+        else:
+            self.grid, self._targets = crop_anchors(tracker_cfg, geometry), anchor_targets
         self.length = length
         self.seed = seed
         self.negative = negative
@@ -103,7 +108,7 @@ class PairDataset(Dataset):
         x, mask, box = augmented_crop(x_img, x_mask, np.array(search_frame["box"]), self.cfg.instance_size,
                                       SEARCH_AUG, flip, rng)
         has_mask = mask is not None and not negative
-        targets = anchor_targets(self.anchors, None if negative else box, self.cfg.score_size, has_mask, rng)
+        targets = self._targets(self.grid, None if negative else box, self.score_size, has_mask, rng)
         return {
             "template": z.transpose(2, 0, 1).astype(np.float32),
             "search": x.transpose(2, 0, 1).astype(np.float32),

@@ -1,4 +1,5 @@
-"""Training targets on the 5x25x25 anchor grid: labels by IoU, box deltas, mask positions.
+"""Training targets on the score map: labels by IoU on SiamMask's 5x25x25 anchors, or by position
+inside the box on the nano variant's 15x15 points; box deltas; the positions a mask is trained at.
 
 Everything is in search-crop pixels (255x255, centre 127), the same frame the tracker decodes in.
 """
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import TrackerConfig
-from ..geometry.anchors import generate_anchors
+from ..geometry.anchors import generate_anchors, generate_points
+from ..variants import Geometry
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,18 @@ class AnchorTargets:
     mask_weight: np.ndarray   # (S, S) float32: 1 where a positive anchor sits and a mask exists
 
 
-def crop_anchors(cfg: TrackerConfig) -> np.ndarray:
+def crop_anchors(cfg: TrackerConfig, geometry: Geometry) -> np.ndarray:
     """(N,4) [cx, cy, w, h] in search-crop pixels: the tracker's anchors shifted to the crop centre."""
-    anchors = generate_anchors(cfg.total_stride, cfg.ratios, cfg.scales, cfg.score_size).copy()
+    size = geometry.score_size(cfg.exemplar_size, cfg.instance_size)
+    anchors = generate_anchors(geometry.stride, geometry.ratios, geometry.scales, size).copy()
     anchors[:, :2] += cfg.instance_size // 2
     return anchors
+
+
+def crop_points(cfg: TrackerConfig, geometry: Geometry) -> np.ndarray:
+    """(S*S,2) [x, y] in search-crop pixels: the anchor-free cells' points shifted to the crop centre."""
+    return generate_points(geometry.stride, geometry.score_size(cfg.exemplar_size, cfg.instance_size)) \
+        + cfg.instance_size // 2
 
 
 def iou_with_box(anchors: np.ndarray, box_xywh: np.ndarray) -> np.ndarray:
@@ -85,3 +94,32 @@ def anchor_targets(anchors: np.ndarray, box_xywh: np.ndarray | None, score_size:
     if has_mask:
         mask_weight = (labels.reshape(-1, score_size, score_size) == 1).any(axis=0).astype(np.float32)
     return AnchorTargets(labels, box_deltas(anchors, box_xywh), weight, mask_weight)
+
+
+def point_targets(points: np.ndarray, box_xywh: np.ndarray | None, score_size: int, has_mask: bool,
+                  rng: np.random.Generator, cfg: TargetConfig = TargetConfig()) -> AnchorTargets:
+    """Anchor-free labels: positive where a cell's point lies inside the ellipse of half the box's
+    half-sides around its centre (and always the cell nearest the centre), negative outside the box's
+    own ellipse; deltas are the (l, t, r, b) distances to the box's sides. Masks train at positives."""
+    n = len(points)
+    labels = np.full(n, -1, np.int64)
+    if box_xywh is None:
+        near = np.abs(points - points.mean(axis=0)).max(axis=1) <= 3 * (points[1, 0] - points[0, 0])
+        labels[near] = 0
+        _keep_at_most(labels, 0, cfg.num_neg_pair, rng)
+        return AnchorTargets(labels, np.zeros((4, n), np.float32), np.zeros(n, np.float32),
+                             np.zeros((score_size, score_size), np.float32))
+    x, y, w, h = (float(v) for v in box_xywh)
+    cx, cy = x + w / 2, y + h / 2
+    r2 = ((points[:, 0] - cx) / (w / 2)) ** 2 + ((points[:, 1] - cy) / (h / 2)) ** 2
+    labels[r2 > 1] = 0
+    labels[r2 <= 0.25] = 1
+    labels[int(np.argmin(r2))] = 1
+    _keep_at_most(labels, 1, cfg.num_pos, rng)
+    num_pos = int((labels == 1).sum())
+    _keep_at_most(labels, 0, cfg.num_total - num_pos, rng)
+    deltas = np.stack([points[:, 0] - x, points[:, 1] - y, x + w - points[:, 0], y + h - points[:, 1]])
+    weight = np.where(labels == 1, 1.0 / num_pos, 0.0).astype(np.float32)
+    mask_weight = (labels == 1).reshape(score_size, score_size).astype(np.float32) if has_mask \
+        else np.zeros((score_size, score_size), np.float32)
+    return AnchorTargets(labels, deltas.astype(np.float32), weight, mask_weight)

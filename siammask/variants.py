@@ -1,0 +1,101 @@
+"""The model variants as data: which network, and the tracker geometry that goes with it.
+
+One tracker serves every variant; what differs (the score map's stride and size, anchors or
+anchor-free points, how the mask window and the refine crops sit on the grid) is read from here.
+Pure data, no framework import, so the tracker and the training targets share it with the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the score map's cells sit in the 255x255 search crop.
+
+    Cell (y, x) is centred at ((x - score_size // 2) * stride, ...) from the crop centre; the mask of a
+    cell covers the exemplar-sized window starting (x - base_size / 2) * stride from the crop's corner.
+    ratios None means anchor-free: one point per cell predicting distances to the box's sides."""
+
+    stride: int
+    base_size: int
+    ratios: tuple[float, ...] | None = (0.33, 0.5, 1.0, 2.0, 3.0)
+    scales: tuple[float, ...] = (8.0,)
+
+    def score_size(self, exemplar: int, instance: int) -> int:
+        return (instance - exemplar) // self.stride + 1 + self.base_size
+
+    @property
+    def num_anchors(self) -> int:
+        return 1 if self.ratios is None else len(self.ratios) * len(self.scales)
+
+    @property
+    def anchor_free(self) -> bool:
+        return self.ratios is None
+
+
+@dataclass(frozen=True)
+class RefineLevel:
+    """One trunk map's crop for a grid cell: the window [step*y - pad, step*y - pad + size)."""
+
+    pad: int
+    step: int
+    size: int
+
+
+@dataclass(frozen=True)
+class RefineGeometry:
+    """The refine module's crops of the stride-2/4/8 maps, the side of the position's deconvolved
+    mask correlation, and the sides the mask is upsampled through (the last one is the mask)."""
+
+    levels: tuple[RefineLevel, RefineLevel, RefineLevel]
+    deconv: int
+    upsample: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """arch: 'siammask' (ResNet-style trunk + anchor heads) or 'nano' (NanoTrack trunk + BAN head)."""
+
+    arch: str
+    trunk: str
+    hidden: int
+    refine: bool
+    geometry: Geometry
+    refine_geometry: RefineGeometry | None = None
+    default_hp: str = "davis"
+    float32_stages: tuple[str, ...] = ()  # trunk stages kept float32 under bf16 (engines/precision.py)
+
+
+SIAMMASK_GEOMETRY = Geometry(stride=8, base_size=8)
+# The original's refine: 61/31/15 cells of the stride-2/4/8 maps (their window rules, reference section 2).
+SIAMMASK_REFINE = RefineGeometry((RefineLevel(16, 4, 61), RefineLevel(8, 2, 31), RefineLevel(4, 1, 15)),
+                                 15, (31, 61, 127))
+# NanoTrack's 15x15 map at stride 16: cell x sits at 16x - 48 .. 16x + 79 in the crop; maps at stride s
+# centre their cell j on pixel s*j ('same' padding), so the window holds cells s*j in that range.
+NANO_GEOMETRY = Geometry(stride=16, base_size=6, ratios=None)
+NANO_REFINE = RefineGeometry((RefineLevel(24, 8, 64), RefineLevel(12, 4, 32), RefineLevel(6, 2, 16)),
+                             16, (32, 64, 127))
+
+_RESNET_FLOAT32 = ("conv1", "maxpool", "layer1", "layer2")
+
+VARIANT_SPECS: dict[str, VariantSpec] = {
+    # The published ResNet-50 models (official checkpoints).
+    "sharp": VariantSpec("siammask", "resnet50", 256, True, SIAMMASK_GEOMETRY, SIAMMASK_REFINE, "davis",
+                         _RESNET_FLOAT32),
+    "base": VariantSpec("siammask", "resnet50", 256, False, SIAMMASK_GEOMETRY, None, "base", _RESNET_FLOAT32),
+    # Ours, trained from scratch on the CPU; lite-base is lite's first training stage.
+    "lite": VariantSpec("siammask", "lite", 64, True, SIAMMASK_GEOMETRY, SIAMMASK_REFINE, "davis",
+                        _RESNET_FLOAT32),
+    "lite-base": VariantSpec("siammask", "lite", 64, False, SIAMMASK_GEOMETRY, None, "base", _RESNET_FLOAT32),
+    # Ours: NanoTrack V3's pretrained trunk and box head, with a mask branch and refine trained here.
+    "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano"),
+}
+VARIANTS = tuple(VARIANT_SPECS)
+
+
+def variant_spec(variant: str) -> VariantSpec:
+    """The spec of a variant name; ValueError naming the choices otherwise."""
+    if variant not in VARIANT_SPECS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return VARIANT_SPECS[variant]
