@@ -100,7 +100,8 @@ def _factory(name: str, nano_dir: Path) -> Callable[[], cv2.Tracker]:
     if not hasattr(cv2, kind):
         raise UserError(f"this OpenCV ({cv2.__version__}) has no {kind}: CSRT and KCF come with "
                         "opencv-contrib-python-headless, which replaces opencv-python-headless "
-                        "(pip uninstall opencv-python-headless && pip install opencv-contrib-python-headless)")
+                        "(pip uninstall opencv-python-headless && pip install --force-reinstall --no-deps "
+                        "opencv-contrib-python-headless)")
     if name != "nano":
         return getattr(cv2, kind).create
     params = cv2.TrackerNano_Params()
