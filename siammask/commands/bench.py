@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..evaluation.timing import cpu_name
 from ..model import VARIANTS, variant_spec
 from .common import PRECISIONS
 
@@ -103,16 +103,6 @@ def _time_step(c: Candidate, frame0: np.ndarray, frame1: np.ndarray, record: boo
             c.samples[stage].append(float(ms))
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _summary(c: Candidate, device: str) -> dict:
     stages = {s: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90))}
               for s, v in c.samples.items()}
@@ -158,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "variant": model.variant, "frame_wh": FRAME_WH, "box": BOX, "steps": args.steps,
-            "machine": {"cpu": _cpu_name(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+            "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
                         "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
             "records": records, "skipped": notes}, indent=2) + "\n")
     return 0

@@ -5,7 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import UserError
+from ..evaluation.baselines import BASELINES, DEFAULT_NANO_DIR
 from ..evaluation.eao import VOT2016_INTERVAL
+from ..evaluation.timing import SteppingTracker
 from .common import add_model_options, build_tracker, weights_path
 
 DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
@@ -25,25 +28,56 @@ def parse_interval(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from ..evaluation.runner import evaluate
 
-    tracker = build_tracker(args)
     root, out = Path(args.root).expanduser(), Path(args.out).expanduser()
     load_options = {"year": args.year, "split": args.split} if args.dataset == "davis" else {}
     overall_options = {"interval": args.eao_interval} if args.dataset == "vot" else {}
+    tracker, label, tracker_settings = _opencv_baseline(args) if args.baseline else _siammask(args)
     # Everything that changes a sequence's result: a resumed run must match it.
-    weights = weights_path(args).resolve()
-    settings = {"dataset": args.dataset, "root": str(root.resolve()), "weights": str(weights),
-                "weights_sha256": _fingerprint(weights),
-                "variant": args.variant, "hp": args.hp, "engine": args.engine, "device": args.device,
-                "precision": args.precision,
+    settings = {"dataset": args.dataset, "root": str(root.resolve()), **tracker_settings,
                 "save_masks": args.save_masks, **load_options}
     try:
-        evaluate(tracker, args.dataset, root, out, settings, save_masks=args.save_masks, quiet=args.quiet,
-                 load_options=load_options, overall_options=overall_options)
+        evaluate(tracker, args.dataset, root, out, settings, label=label, save_masks=args.save_masks,
+                 quiet=args.quiet, load_options=load_options, overall_options=overall_options)
     except KeyboardInterrupt:
         print(f"siammask: interrupted; finished sequences are kept in '{out}': run the same command again "
               "to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _siammask(args: argparse.Namespace) -> tuple[SteppingTracker, str, dict]:
+    """Our tracker from the model options, its label and the settings that identify it."""
+    if args.nano_dir is not None:
+        raise UserError("--nano-dir is for --baseline nano")
+    tracker = build_tracker(args)
+    weights = weights_path(args).resolve()
+    return tracker, f"SiamMask ({weights.name})", {
+        "weights": str(weights), "weights_sha256": _fingerprint(weights), "variant": args.variant, "hp": args.hp,
+        "engine": args.engine, "device": args.device, "precision": args.precision}
+
+
+def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, dict]:
+    """One of OpenCV's trackers, its label and the settings that identify it (OpenCV's version, and
+    for TrackerNano the graphs' hashes)."""
+    import cv2
+    from export.sidecar import sha256
+
+    from ..evaluation.baselines import OpenCVTracker, nano_files
+
+    model_options = argparse.ArgumentParser(add_help=False)
+    add_model_options(model_options)
+    given = [f"--{k}" for k, default in vars(model_options.parse_args([])).items() if getattr(args, k) != default]
+    if given:
+        raise UserError(f"--baseline runs OpenCV's {args.baseline} tracker, which takes no model options "
+                        f"(given: {', '.join(given)})")
+    if args.nano_dir is not None and args.baseline != "nano":
+        raise UserError("--nano-dir is for --baseline nano")
+    nano_dir = Path(args.nano_dir).expanduser() if args.nano_dir is not None else DEFAULT_NANO_DIR
+    tracker = OpenCVTracker(args.baseline, nano_dir)
+    settings = {"tracker": tracker.label, "opencv": cv2.__version__}
+    if args.baseline == "nano":
+        settings["nano_sha256"] = [sha256(p) for p in nano_files(nano_dir)]
+    return tracker, tracker.label, settings
 
 
 def _fingerprint(weights: Path) -> str:
@@ -63,6 +97,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "OTB/UAV: holds SEQ/img/; YouTube-VOS: holds meta.json)")
     p.add_argument("--out", required=True, help="results folder; a finished sequence found there is not run again")
     add_model_options(p)
+    p.add_argument("--baseline", choices=BASELINES,
+                   help="score one of OpenCV's trackers instead of SiamMask, through the same protocol: "
+                        "csrt, kcf, or nano (TrackerNano, NanoTrack V2); box only, its mask is the box "
+                        "filled; takes no model options")
+    p.add_argument("--nano-dir", help="folder with TrackerNano's graphs nanotrackv2_nanotrack_backbone_sim.onnx "
+                                      "and nanotrackv2_nanotrack_head_sim.onnx (default: "
+                                      "../shared/pretrained/nanotrack beside the repository)")
     p.add_argument("--save-masks", action="store_true", help="write predicted masks as OUT/masks/SEQ/NNNNN.png")
     p.add_argument("--year", choices=["2016", "2017"], help="DAVIS year (default: 2016 when ImageSets/2016 "
                                                             "has the split, else 2017)")

@@ -21,11 +21,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.sources import ImageFolderSource
-from ..tracker import Tracker
 from . import ope_protocol, vos_protocol, vot_protocol
 from .data import load_davis, load_otb, load_vot, load_ytbvos
 from .report import markdown_table, write_json
-from .timing import TimedTracker, speed
+from .timing import SteppingTracker, TimedTracker, speed
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,11 @@ BENCHMARKS = {
 }
 
 
-def evaluate(tracker: Tracker, dataset: str, root: Path, out: Path, settings: dict[str, Any], *,
-             save_masks: bool = False, quiet: bool = False, load_options: dict[str, Any] | None = None,
-             overall_options: dict[str, Any] | None = None) -> dict:
-    """Evaluate every sequence not yet finished in `out`, then summarise all of them; returns results.json."""
+def evaluate(tracker: SteppingTracker, dataset: str, root: Path, out: Path, settings: dict[str, Any], *,
+             label: str = "SiamMask", save_masks: bool = False, quiet: bool = False,
+             load_options: dict[str, Any] | None = None, overall_options: dict[str, Any] | None = None) -> dict:
+    """Evaluate every sequence not yet finished in `out`, then summarise all of them; returns results.json.
+    `label` names the tracker in results.json and results.md, so reports can put trackers side by side."""
     from tqdm import tqdm
 
     bench = BENCHMARKS[dataset]
@@ -69,10 +69,10 @@ def evaluate(tracker: Tracker, dataset: str, root: Path, out: Path, settings: di
                 bar.set_postfix_str(seq.name)
                 write_json(path, _run_sequence(tracker, bench.protocol, seq, out if save_masks else None, bar.update))
             records.append(json.loads(path.read_text()))
-    return _summarise(bench.protocol, dataset, records, out, settings, overall_options or {})
+    return _summarise(bench.protocol, dataset, label, records, out, settings, overall_options or {})
 
 
-def _run_sequence(tracker: Tracker, protocol: ModuleType, seq: Any, out: Path | None,
+def _run_sequence(tracker: SteppingTracker, protocol: ModuleType, seq: Any, out: Path | None,
                   advance: Callable[[int], object]) -> dict:
     timed = TimedTracker(tracker)
     frames = _counted(ImageFolderSource(seq.frames[0].parent, list(seq.frames)), advance)
@@ -81,18 +81,18 @@ def _run_sequence(tracker: Tracker, protocol: ModuleType, seq: Any, out: Path | 
             "step_ms": timed.step_ms}
 
 
-def _summarise(protocol: ModuleType, dataset: str, records: list[dict], out: Path, settings: dict[str, Any],
-               options: dict[str, Any]) -> dict:
+def _summarise(protocol: ModuleType, dataset: str, label: str, records: list[dict], out: Path,
+               settings: dict[str, Any], options: dict[str, Any]) -> dict:
     summary = {**protocol.overall(records, **options), "frames": sum(r["frames"] for r in records),
                **speed([ms for r in records for ms in r["step_ms"]])}
-    results = {"dataset": dataset, "settings": settings,
+    results = {"dataset": dataset, "tracker": label, "settings": settings,
                "overall": summary,
                "sequences": [{"name": r["name"], "frames": r["frames"], "metrics": r["metrics"], "speed": r["speed"]}
                              for r in records]}
     write_json(out / "results.json", results)
     results = json.loads((out / "results.json").read_text())
     table = markdown_table(records, results["overall"], protocol.COLUMNS)
-    (out / "results.md").write_text(f"# {dataset} results\n\n{table}")
+    (out / "results.md").write_text(f"# {dataset} results: {label}\n\n{table}")
     print(table)
     plots = protocol.plot(records, results["overall"], out)
     print(f"siammask: eval: wrote {out / 'results.json'}, {out / 'results.md'} and "

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..data.formats.records import mask_box
 from ..errors import UserError
-from ..tracker import TargetState
 from . import segmentation
 from .data import MaskSequence
 from .labels import read_labels, write_labels
@@ -28,7 +28,7 @@ COLUMNS = (Column("JF_mean", "J&F"), *(Column(k, k.replace("_", " ")) for k in M
 
 def run(tracker: TimedTracker, seq: MaskSequence, frames: Iterable[np.ndarray], masks: Path | None) -> dict:
     """Track every object from its start frame; the record keeps per-object, per-frame J and F."""
-    states: dict[int, TargetState] = {}
+    states: dict[int, Any] = {}  # the tracker's own per-target state
     scores_of = {obj: {"frames": [], "J": [], "F": []} for obj in seq.starts}
     for index, frame in enumerate(frames):
         gt = _objects(read_labels(seq.annotations[index]), seq.binary) if index in seq.annotations else None

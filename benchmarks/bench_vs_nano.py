@@ -1,0 +1,107 @@
+"""Our whole `Tracker.step` (one target, mask included) against OpenCV TrackerNano's `update` (box
+only), on the same frames with the same thread count, timed alternately in one run.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E]
+        [--precision P] [--threads 2] [--passes 3] [--root ../shared/data/OTB --sequence Crossing]
+
+Both trackers follow the sequence from its first ground-truth box; each frame is given to both, and
+which of the two goes first alternates from frame to frame, so that load from other processes falls
+on both alike. Each pass starts both again from the first frame; the first WARMUP steps of the first
+pass are not counted. Prints medians, p90 and the ratio ours / TrackerNano, with the CPU model.
+Needs ../shared (the sequence and TrackerNano's graphs); machines differ ~2x in absolute speed, so
+compare ratios measured in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from siammask.commands.common import add_model_options, build_tracker
+from siammask.errors import UserError
+from siammask.evaluation.baselines import DEFAULT_NANO_DIR, OpenCVTracker
+from siammask.evaluation.data import load_otb
+from siammask.evaluation.timing import cpu_name
+from siammask.tracker import Tracker
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WARMUP = 5
+
+
+def frames_and_box(root: Path, name: str) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """All frames of one OTB-layout sequence in memory, and its first box."""
+    sequence = next((s for s in load_otb(root) if s.name == name), None)
+    if sequence is None:
+        raise UserError(f"no sequence '{name}' in '{root}'")
+    return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sequence.frames], tuple(sequence.boxes[0])
+
+
+def measure(ours: Tracker, nano: OpenCVTracker, frames: list[np.ndarray], box: tuple[float, ...],
+            passes: int) -> dict[str, list[float]]:
+    """Step both trackers over every frame, alternating which goes first; ms per step of each. For
+    TrackerNano only OpenCV's own update is timed (nothing of ours around it)."""
+    samples: dict[str, list[float]] = {"ours": [], "nano": []}
+    for p in range(passes):
+        states, (started,) = ours.init(frames[0], [box]), nano.init(frames[0], [box])
+        for i, frame in enumerate(frames[1:], start=1):
+            for name in ("ours", "nano") if i % 2 else ("nano", "ours"):
+                start = time.perf_counter()
+                if name == "ours":
+                    states, _ = ours.step(frame, states)
+                else:
+                    started.tracker.update(frame)
+                if p or i > WARMUP:
+                    samples[name].append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_options(parser)
+    parser.add_argument("--nano-dir", default=str(DEFAULT_NANO_DIR), help="TrackerNano's two ONNX graphs")
+    parser.add_argument("--root", default=str(DATA / "OTB"), help="OTB-layout folder (default: ../shared/data/OTB)")
+    parser.add_argument("--sequence", default="Crossing", help="sequence in --root (default: Crossing)")
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch and OpenCV threads (default: 2)")
+    parser.add_argument("--passes", type=int, default=3, help="times through the sequence (default: 3)")
+    parser.add_argument("--json", help="write the numbers as JSON here")
+    args = parser.parse_args()
+    if args.threads < 1 or args.passes < 1:
+        print("bench_vs_nano: --threads and --passes must be at least 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    try:
+        frames, box = frames_and_box(Path(args.root), args.sequence)
+        ours, nano = build_tracker(args), OpenCVTracker("nano", Path(args.nano_dir))
+    except UserError as error:
+        print(f"bench_vs_nano: {error} (this benchmark needs ../shared)", file=sys.stderr)
+        return 2
+    samples = measure(ours, nano, frames, box, args.passes)
+    stats = {name: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "steps": len(v)}
+             for name, v in samples.items()}
+    ratio = stats["ours"]["median_ms"] / stats["nano"]["median_ms"]
+    height, width = frames[0].shape[:2]
+    print(f"{cpu_name()}; {args.threads} threads (torch.set_num_threads, cv2.setNumThreads); "
+          f"{args.sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes; "
+          f"engine {args.engine}, precision {args.precision or 'fp32'}\n")
+    print("| tracker | median ms | p90 ms | frames/s | steps |\n|---|---|---|---|---|")
+    for name, label in (("ours", "SiamMask Tracker.step (mask included)"), ("nano", "OpenCV TrackerNano.update (box)")):
+        s = stats[name]
+        print(f"| {label} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {1000 / s['median_ms']:.1f} | {s['steps']} |")
+    print(f"\nratio ours / TrackerNano: median {ratio:.2f}x, p90 {stats['ours']['p90_ms'] / stats['nano']['p90_ms']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "sequence": args.sequence,
+                                               "weights": args.weights, "engine": args.engine,
+                                               "precision": args.precision, "stats": stats,
+                                               "ratio_median": ratio}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
