@@ -40,7 +40,7 @@ from pipeline.control import request
 from siammask.checkpoint import save_checkpoint
 from siammask.commands.common import build_tracker
 from siammask.io.results import frame_record
-from siammask.model import SiamMask
+from siammask.model import build_model
 from siammask.synthetic import make_sequence
 
 SIZE = (1280, 720)
@@ -262,7 +262,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     torch.manual_seed(0)
-    weights = save_checkpoint(SiamMask(args.variant).eval(), work / "model.pth", config={"hp": "davis"})
+    weights = save_checkpoint(build_model(args.variant).eval(), work / "model.pth", config={"hp": "davis"})
     frames = make_sequence(num_frames=args.frames, size=SIZE, seed=0)
     video = write_mjpeg(frames, work / "720p.avi")
     box = frames[0].box

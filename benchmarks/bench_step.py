@@ -28,7 +28,7 @@ from siammask.config import load_hp
 from siammask.geometry.crop import crop_and_resize, crop_origin, search_scale, template_side, to_chw_float
 from siammask.geometry.masks import mask_polygon, mask_window, paste_back, paste_matrix
 from siammask.geometry.scoring import decode, fg_scores, pick_best, size_penalty
-from siammask.model import SiamMask
+from siammask.model import build_model
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker
 
@@ -135,7 +135,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = SiamMask(args.variant).eval()
+    model = build_model(args.variant).eval()
     cfg = load_hp("davis")
     frame0, frame1, what = load_frames()
     baseline_model = copy.deepcopy(model)  # plain layout, as the original runs it

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from siammask.errors import UserError
 from siammask.model import TemplateFeatures, TrackingNet, variant_spec
@@ -29,6 +30,24 @@ class _Float32(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return self.module(x.float())
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` (in eval mode) whose Conv2d -> BatchNorm2d pairs inside nn.Sequential
+    containers are folded into one convolution: the same function to float rounding (~1e-6
+    relative) with one op fewer each, which is most of the cost of small maps (the nano variant's
+    towers have 15x15 cells)."""
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = module._modules[conv_name], module._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+                module._modules[bn_name] = nn.Identity()
+    return model
 
 
 def _bf16_model(model: nn.Module) -> nn.Module:
@@ -79,7 +98,7 @@ class TorchEngine:
                             "on CPU use --precision bf16")
         self.precision = precision
         model = _bf16_model(model) if precision == "bf16" else model
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.variant = model.variant
         self.mask_size = model.mask_size
         self._template, self._track, self._mask_logits = self.model.template, self.model.track, self.model.mask_logits

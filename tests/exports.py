@@ -8,15 +8,15 @@ from pathlib import Path
 import torch
 
 from export.exporter import export_model
-from siammask.model import SiamMask
+from siammask.model import TrackingNet, build_model
 
 
 @functools.cache
-def random_model(variant: str) -> SiamMask:
+def random_model(variant: str) -> TrackingNet:
     """The same seeded random weights as conftest's checkpoints; one instance per session (engines
     may switch it to channels-last, which changes no value)."""
     torch.manual_seed(0)
-    return SiamMask(variant).eval()
+    return build_model(variant).eval()
 
 
 @functools.cache

@@ -26,7 +26,7 @@ from siammask.tracker import TargetState, Tracker
 from exports import exported, random_model
 from reference import TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
 
-VARIANTS = ("sharp", "base")
+VARIANTS = ("sharp", "base", "nano")
 TENNIS_FRAMES = 11  # init + 10 steps
 
 
@@ -82,13 +82,14 @@ def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
         build_engine("torch", model, precision="int8")
 
 
-def test_torch_compile_matches_eager_at_every_position_it_is_given():
+@pytest.mark.parametrize("variant", ["lite", "nano"])
+def test_torch_compile_matches_eager_at_every_position_it_is_given(variant):
     """The compiled engine (inductor, frozen weights) against eager fp32 on a batch of two targets;
     the mask graph then gets other positions (they are data, so the answer follows them), and the
     engine other numbers of targets."""
     if shutil.which("g++") is None:
         pytest.skip("torch.compile needs g++ on the CPU (.ci/run installs it)")
-    model = random_model("lite")
+    model = random_model(variant)
     feeds = random_feeds(model, batch=2, seed=10)
     compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
     assert compiled.name == "torch-compile"
@@ -99,7 +100,8 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given():
         assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
     features = eager.template(feeds["template"]["z"].numpy())
     heads = [e.track(feeds["search"]["x"].numpy(), features) for e in (compiled, eager)]
-    for pos in ([[0, 0], [24, 24]], [[3, 17], [12, 5]]):
+    last = heads[1].cls.shape[-1] - 1  # 24 (SiamMask's 25x25 map), 14 (nano's 15x15)
+    for pos in ([[0, 0], [last, last]], [[3, last - 2], [last // 2, 5]]):
         pos = np.array(pos, np.int64)
         assert relative_error(compiled.mask(heads[0], pos), eager.mask(heads[1], pos)) <= TOLERANCES["fp32"]
     for batch in (3, 1):  # other numbers of targets: one more build, with the batch dimension dynamic

@@ -25,7 +25,7 @@ from siammask.model.refine import crop_at
 
 from exports import exported, random_model
 
-VARIANTS = ("sharp", "base")
+VARIANTS = ("sharp", "base", "nano")
 
 
 @pytest.fixture(scope="session")
