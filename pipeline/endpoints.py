@@ -68,7 +68,7 @@ class RunDir:
         base = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= MAX_TMPDIR_CHARS else "/tmp")
         remove_stale_run_dirs(base)
         self.path = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=base))
-        (self.path / OWNER_FILE).write_text(_process_id(os.getpid()))
+        (self.path / OWNER_FILE).write_text(process_id(os.getpid()))
         self._next = 0
 
     def endpoint(self, name: str) -> str:
@@ -105,7 +105,7 @@ def remove_stale_run_dirs(base: Path) -> list[Path]:
     return removed
 
 
-def _process_id(pid: int) -> str:
+def process_id(pid: int) -> str:
     """'PID START': the start time tells a live owner from a later process that reuses its pid."""
     return f"{pid} {_start_time(pid)}"
 

@@ -15,6 +15,7 @@ import yaml
 from .errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MAX_SCORE_SIZE = 128  # anchor positions a side: bounds the anchor and window arrays (the models use 25)
 T = TypeVar("T")
 
 
@@ -60,14 +61,19 @@ class TrackerConfig:
     total_stride: int = ranged(1, 64, 8)
     base_size: int = ranged(0, 64, 8)
     context_amount: float = ranged(0.0, 4.0, 0.5)
-    ratios: tuple[float, ...] = ranged(0.01, 100.0, (0.33, 0.5, 1.0, 2.0, 3.0), items=(1, 16))
-    scales: tuple[float, ...] = ranged(0.5, 64.0, (8.0,), items=(1, 16))
+    ratios: tuple[float, ...] = ranged(0.01, 100.0, (0.33, 0.5, 1.0, 2.0, 3.0), items=(1, 8))
+    scales: tuple[float, ...] = ranged(0.5, 64.0, (8.0,), items=(1, 8))
 
     def __post_init__(self) -> None:
-        if isinstance(self.instance_size, int) and isinstance(self.exemplar_size, int) \
-                and self.instance_size <= self.exemplar_size:
+        """The rules between fields (each field's own range is checked by from_dict)."""
+        if not all(isinstance(v, int) and v > 0 for v in (self.instance_size, self.exemplar_size, self.total_stride)):
+            return  # a wrong type or range: from_dict says which field
+        if self.instance_size <= self.exemplar_size:
             raise UserError(f"instance_size ({self.instance_size}) must be larger than exemplar_size "
                             f"({self.exemplar_size}): the search crop holds the template")
+        if self.score_size > MAX_SCORE_SIZE:
+            raise UserError(f"(instance_size - exemplar_size) // total_stride + 1 + base_size is {self.score_size}, "
+                            f"more than {MAX_SCORE_SIZE} anchor positions a side")
 
     @property
     def score_size(self) -> int:
