@@ -89,8 +89,17 @@ class Item:
     header: dict
     part: zmq.Frame
     frame: np.ndarray
+    skipped: int = 0  # older frames of the stream left out for this one: reported with it, not before
+    capture: int = 0  # frames the capture lost before this one (and before the skipped ones)
     started: dict[int, TrackResult] = field(default_factory=dict)
     results: dict[int, TrackResult] = field(default_factory=dict)
+
+
+def _item(stream: str, frames: list[tuple[dict, zmq.Frame]]) -> Item:
+    """The last of `frames` to process; the others, and what capture lost before them, as its drops."""
+    header, part = frames[-1]
+    return Item(stream, header, part, messages.as_array(header, part), skipped=len(frames) - 1,
+                capture=sum(h["dropped"]["capture"] for h, _ in frames))
 
 
 def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
@@ -184,20 +193,22 @@ class InferenceStage:
                 continue
             QUEUE_DEPTH.labels(stream_id).set(len(frames))
             for h, _ in frames:
-                live.dropped["capture"] += h["dropped"]["capture"]
                 h["t"]["received"] = received_at
             live.last = frames[-1]
             if live.paused:
                 live.paused_frames += len(frames)
+                live.dropped["capture"] += sum(h["dropped"]["capture"] for h, _ in frames)
                 continue
-            first = next((f for f in reversed(frames[:-1]) if f[0].get("first")), None) if live.pending else None
-            if first:
-                firsts.append(Item(stream_id, *first, messages.as_array(*first)))
-            skipped = len(frames) - 1 - (first is not None)
+            # Each message reports the frames lost just before it, so a first frame processed ahead
+            # of the newest one takes the drops up to it, and the newest one the rest.
+            at = next((i for i in range(len(frames) - 2, -1, -1) if frames[i][0].get("first")), None) \
+                if live.pending else None
+            if at is not None:
+                firsts.append(_item(stream_id, frames[:at + 1]))
+            newest.append(_item(stream_id, frames[at + 1 if at is not None else 0:]))
+            skipped = len(frames) - 1 - (at is not None)
             if skipped:
                 DROPPED.labels(stream_id, "inference").inc(skipped)
-                live.dropped["inference"] += skipped
-            newest.append(Item(stream_id, *frames[-1], messages.as_array(*frames[-1])))
         for items in (firsts, newest):
             if items:
                 self._process(items)
@@ -243,6 +254,8 @@ class InferenceStage:
 
     def _publish(self, item: Item) -> None:
         live = self.streams[item.stream]
+        live.dropped["inference"] += item.skipped
+        live.dropped["capture"] += item.capture
         h = item.header
         results = {**item.started, **item.results}
         records = [record(h["frame"], tid, results[tid]) for tid in sorted(results)]

@@ -42,7 +42,9 @@ class SinkSpec:
     publish: str
     outputs: OutputsConfig
     preview_port: int | None
-    queue_size: int                    # also the results queue: queue_size + max_streams (one full batch more)
+    queue_size: int
+    batch: int                         # results one inference turn can send at once (max_streams): each
+                                       # queue towards subscribers holds queue_size + batch messages
     curve: CurveConfig | None
     restart: int                       # earlier sink processes of this run: 0 writes files afresh
 
@@ -122,7 +124,7 @@ class Sink:
         self.results.bind(spec.results_endpoint)
         stack.callback(self.results.close, linger=0)
         self.publish = self.ctx.socket(zmq.XPUB)
-        self.publish.sndhwm = spec.queue_size
+        self.publish.sndhwm = spec.queue_size + spec.batch
         self.publish.sndbuf = PUBLISH_SNDBUF
         self.publish.setsockopt(zmq.XPUB_NODROP, 1)
         self.security.bind(self.publish, spec.publish)

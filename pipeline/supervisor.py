@@ -269,8 +269,8 @@ class Supervisor:
     def _sink_spec(self) -> SinkSpec:
         cfg = self.cfg
         self.sink_starts += 1
-        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size, cfg.curve,
-                        restart=self.sink_starts - 1)
+        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
+                        cfg.max_streams, cfg.curve, restart=self.sink_starts - 1)
 
     def _shutdown(self) -> None:
         """Captures first, then inference (it finishes what it holds), then the sink (it writes it)."""
