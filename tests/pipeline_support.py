@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -200,3 +202,15 @@ def raw_request(endpoint: str, raw: bytes, timeout_s: float = 20.0) -> dict:
         return json.loads(sock.recv())
     finally:
         sock.close(), ctx.term()
+
+
+@contextmanager
+def serving(tmp: Path, config: dict) -> Iterator[Serve]:
+    """A Serve that has published its first message; whatever is left of it is killed at the end."""
+    serve = Serve(tmp, config)
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        yield serve
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pipeline.control import SCHEMA
 
 from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect, free_port,
-                              lite_checkpoint, raw_request)
+                              raw_request, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 STREAMS = ["north", "east", "south", "west"]
@@ -33,11 +33,6 @@ MAX_STREAMS = 6                  # 2 more than the pipeline runs: the fuzzer may
 MAX_TARGETS = 3
 RESTARTS = ('siammask_restarts_total{stage="inference"}', 'siammask_restarts_total{stage="sink"}',
             'siammask_restarts_total{stage="capture"}')
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory) -> Path:
-    return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +46,8 @@ def four(tmp_path_factory, synthetic_video, lite):
         "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
         "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
     }
-    serve = Serve(tmp, config)
-    try:
-        collect(serve, 1, START_TIMEOUT_S)
+    with serving(tmp, config) as serve:
         yield serve
-    finally:
-        if serve.proc.poll() is None:
-            serve.kill()
 
 
 def restarts(serve: Serve) -> tuple[float, ...]:

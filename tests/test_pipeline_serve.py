@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import zmq
 
-from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect, descendants,
-                              free_port, lite_checkpoint, raw_request, survivors)
+from pipeline_support import (ENV, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
+                              free_port, raw_request, serving, survivors)
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
                 "height", "targets"}
@@ -31,11 +31,6 @@ STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postproces
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 QUEUE_BOUND = 12                # frames that can wait between capture and inference (HWMs + socket buffers)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory) -> Path:
-    return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +45,8 @@ def served(tmp_path_factory, synthetic_video, lite):
         "log_interval_s": 1.0,
         "inference_delay_ms": 30.0,  # slower than the 50 fps source: the inference stage must drop
     }
-    serve = Serve(tmp, config)
-    try:
-        collect(serve, 1, START_TIMEOUT_S)
+    with serving(tmp, config) as serve:
         yield serve
-    finally:
-        if serve.proc.poll() is None:
-            serve.kill()
 
 
 def test_one_message_per_processed_frame(served):

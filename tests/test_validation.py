@@ -30,7 +30,7 @@ from siammask.io.results import JsonlWriter, frame_record
 from siammask.model import SiamMask
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker, validate_box
-from siammask.validate import MAX_JSON_BYTES, box_text, box_values, json_object
+from siammask.validate import MAX_JSON_BYTES, box_text, json_object
 
 from pipeline_support import lite_checkpoint
 
