@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from siammask.errors import UserError
-from siammask.validate import box_values, json_object
+from siammask.validate import box_values, json_object, shorten
 
 from .endpoints import check_connect_endpoint
 from .security import CurveKeys, apply_client_keys
@@ -60,20 +60,12 @@ def parse_request(raw: bytes) -> Request:
                         + (f"; missing: {', '.join(missing)}" if missing else ""))
     for key, kind in fields.items():
         if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise UserError(f"'{cmd}': {key} must be a {kind.__name__}, got {_short(data[key])}")
+            raise UserError(f"'{cmd}': {key} must be a {kind.__name__}, got {shorten(data[key])}")
     if "box" in data:
         data["box"] = box_values(data["box"])
     if "target" in data and not 0 <= data["target"] <= MAX_TARGET_ID:
-        raise UserError(f"'{cmd}': target must be an id from 0 to {MAX_TARGET_ID}, got {_short(data['target'])}")
+        raise UserError(f"'{cmd}': target must be an id from 0 to {MAX_TARGET_ID}, got {shorten(data['target'])}")
     return Request(cmd, data)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    try:
-        text = repr(value)
-    except ValueError:  # an int with more digits than Python prints
-        return "(a number too long to show)"
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def request(endpoint: str, payload: dict[str, Any], keys: CurveKeys | None, timeout_s: float) -> dict[str, Any]:

@@ -23,13 +23,13 @@ def box_values(values: Sequence[Any], what: str = "box", shown: str | None = Non
     """Four finite real numbers x, y, w, h with w and h at least MIN_BOX_SIDE pixels. `shown` is
     how the box appears in messages (default: its numbers)."""
     if isinstance(values, (str, bytes)) or len(values) != 4 or not all(_is_number(v) for v in values):
-        raise UserError(f"{what} {shown or _shown(values)} must be 4 numbers: x, y, w, h")
+        raise UserError(f"{what} {shown or shorten(values)} must be 4 numbers: x, y, w, h")
     try:
         x, y, w, h = (float(v) for v in values)
     except OverflowError:  # an int too large for a float
         x = y = w = h = math.inf
     if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise UserError(f"{what} {shown or _shown(values)} has a non-finite value; give x,y,w,h in pixels")
+        raise UserError(f"{what} {shown or shorten(values)} has a non-finite value; give x,y,w,h in pixels")
     shown = shown or f"{x:g},{y:g},{w:g},{h:g}"
     if w <= 0 or h <= 0:
         raise UserError(f"{what} {shown} has zero or negative size; width and height must be > 0")
@@ -60,8 +60,8 @@ def box_text(text: str, what: str = "box") -> Box:
     except ValueError:
         values = []
     if len(values) != 4:
-        raise UserError(f"{what} '{text}' is not X,Y,W,H (four numbers separated by commas)")
-    return box_values(values, what, f"'{text}'")
+        raise UserError(f"{what} {shorten(text)} is not X,Y,W,H (four numbers separated by commas)")
+    return box_values(values, what, shorten(text))
 
 
 def json_object(raw: bytes, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
@@ -110,10 +110,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _shown(values: Any, limit: int = 60) -> str:
-    """The value as given, cut short: a 400-digit number makes a poor error message."""
+def shorten(value: Any, limit: int = 60) -> str:
+    """repr(value) cut short for an error message: a 400-digit number makes a poor one."""
     try:
-        text = repr(list(values)) if isinstance(values, (list, tuple)) else repr(values)
+        text = repr(list(value) if isinstance(value, tuple) else value)
     except ValueError:  # an int with more digits than Python prints
-        text = "(a number too long to show)"
-    return text if len(text) <= limit else text[:limit] + "...]"
+        return "(a number too long to show)"
+    return text if len(text) <= limit else text[:limit] + "..."

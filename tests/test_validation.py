@@ -8,8 +8,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -299,21 +301,24 @@ def test_jsonl_on_a_full_disk_is_one_user_error():
 
 # --- leftovers ---------------------------------------------------------------------------------------
 
-def test_run_folders_of_dead_serves_are_removed_at_start(tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+def test_run_folders_of_dead_serves_are_removed_at_start(monkeypatch):
+    base = Path(tempfile.mkdtemp(prefix="rundirs-", dir="/tmp"))  # short: RunDir wants ipc-sized paths
+    monkeypatch.setenv("TMPDIR", str(base))
     monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f"{RUN_PREFIX}stale"
-    (stale / "metrics").mkdir(parents=True)
-    (stale / OWNER_FILE).write_text(f"{int(dead.stdout)} 12345")
-    alive = tmp_path / f"{RUN_PREFIX}alive"
-    alive.mkdir()
-    (alive / OWNER_FILE).write_text(process_id(os.getpid()))
-    reused = tmp_path / f"{RUN_PREFIX}reused"  # our pid, but another start time: a pid the kernel reused
-    reused.mkdir()
-    (reused / OWNER_FILE).write_text(f"{os.getpid()} 1")
-    run = RunDir()
     try:
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, run.path.name])
-    finally:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        stale = base / f"{RUN_PREFIX}stale"
+        (stale / "metrics").mkdir(parents=True)
+        (stale / OWNER_FILE).write_text(f"{int(dead.stdout)} 12345")
+        alive = base / f"{RUN_PREFIX}alive"
+        alive.mkdir()
+        (alive / OWNER_FILE).write_text(process_id(os.getpid()))
+        reused = base / f"{RUN_PREFIX}reused"  # our pid, but another start time: a pid the kernel reused
+        reused.mkdir()
+        (reused / OWNER_FILE).write_text(f"{os.getpid()} 1")
+        run = RunDir()
+        assert run.path.parent == base
+        assert sorted(p.name for p in base.iterdir()) == sorted([alive.name, run.path.name])
         run.remove()
+    finally:
+        shutil.rmtree(base)
