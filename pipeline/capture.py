@@ -23,7 +23,7 @@ from siammask.io.sources import FrameSource, open_source
 from . import messages
 from .config import CurveConfig, StreamConfig
 from .metrics import DROPPED, FRAMES
-from .process import Backoff, StopFlag, log
+from .process import Backoff, StopFlag, log, route_logging
 from .security import Security, load_keys
 
 ENDED, FAILED, STALLED = 0, 2, 3  # exit codes the supervisor acts on
@@ -39,6 +39,7 @@ class CaptureSpec:
     open_timeout_s: float
     read_timeout_s: float
     curve: CurveConfig | None
+    run: int = 0       # which start of this stream's capture: frames lost in a killed one are told apart
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def run_capture(spec: CaptureSpec, counter, hold) -> None:
     and so is `hold`, set while the stream is paused."""
     stop = StopFlag()
     name = f"capture {spec.stream.id}"
+    route_logging(name)
     ctx = zmq.Context()
     security = Security(ctx, load_keys(spec.curve) if spec.curve else None)
     sock = ctx.socket(zmq.PUSH)
@@ -200,7 +202,7 @@ def run_capture(spec: CaptureSpec, counter, hold) -> None:
                 break
             continue
         header = {"stream": spec.stream.id, "frame": item.index, "first": item.first, "fps": item.fps,
-                  "t": {"read": item.read_ts, "sent": time.time()}, "dropped": {"capture": dropped}}
+                  "run": spec.run, "t": {"read": item.read_ts, "sent": time.time()}, "dropped": {"capture": dropped}}
         if _send(sock, header, item.frame, must_arrive=item.first, stop=stop):
             dropped = 0
         else:

@@ -7,9 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from siammask.config import from_dict, load_yaml
+from siammask.config import check_ranges, from_dict, load_yaml, ranged
 from siammask.errors import UserError
 from siammask.io.results import VideoWriter
+from siammask.io.sources import first_frame_size
+from siammask.validate import box_in_frame, box_values
 
 from .endpoints import check_bind_endpoint, check_connect_endpoint
 
@@ -22,7 +24,8 @@ class StreamConfig:
     source: str | None = None          # video file, image folder, camera index or rtsp/http URL
     boxes: tuple[tuple[float, ...], ...] = ()  # x, y, w, h in the first frame
     loop: bool = False                 # files and folders: start again at the end
-    fps: float | None = None           # files and folders are played at this rate (default: their own, or 25)
+    fps: float | None = ranged(0.0, 1000.0, None, lo_open=True)  # files and folders are played at this rate
+                                       # (default: their own, or 25)
     endpoint: str | None = None        # where the capture process binds (default: private ipc); tcp:// for
                                        # inference on another host
     remote: bool = False               # frames come from `siammask serve --role capture` at `endpoint`
@@ -38,7 +41,7 @@ class ModelConfig:
     engine: str = "torch"
     device: str = "cpu"
     precision: str | None = None
-    threads: int | None = None         # torch intra-op threads in the inference process (default: torch's)
+    threads: int | None = ranged(1, 256, None)  # torch intra-op threads in the inference process (default: torch's)
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,24 @@ class PipelineConfig:
     model: ModelConfig = ModelConfig()
     publish: str = "tcp://127.0.0.1:5556"   # ZeroMQ PUB: one JSON message per processed frame
     control: str = "tcp://127.0.0.1:5557"   # ZeroMQ ROUTER for `siammask ctl`
-    metrics_port: int | None = 9557         # Prometheus on 127.0.0.1; 0 or null: off
-    preview_port: int | None = None         # MJPEG preview page on 127.0.0.1; 0 or null: off
+    metrics_port: int | None = ranged(0, 65535, 9557)   # Prometheus on 127.0.0.1; 0 or null: off
+    preview_port: int | None = ranged(0, 65535, None)   # MJPEG preview page on 127.0.0.1; 0 or null: off
     outputs: OutputsConfig = OutputsConfig()
     curve: CurveConfig | None = None
     role: str = "all"                       # all, or capture: only the capture processes (near the cameras)
-    queue_size: int = 2                     # ZeroMQ high-water marks between stages, in messages
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 10.0
-    log_interval_s: float = 10.0            # one summary line per interval; 0: off
-    inference_delay_ms: float = 0.0         # testing: make the inference stage this much slower per batch
+    queue_size: int = ranged(1, 1000, 2)    # ZeroMQ high-water marks between stages, in messages
+    max_streams: int = ranged(1, 256, 16)   # streams at once (config and ctl); the inference -> sink queue
+                                            # holds queue_size + max_streams results: one full batch more
+    max_targets: int = ranged(1, 256, 16)   # targets per stream
+    open_timeout_s: float = ranged(0.0, 3600.0, 10.0, lo_open=True)
+    read_timeout_s: float = ranged(0.0, 3600.0, 10.0, lo_open=True)
+    log_interval_s: float = ranged(0.0, 86400.0, 10.0)  # one summary line per interval; 0: off
+    inference_delay_ms: float = ranged(0.0, 10000.0, 0.0)  # testing: make the inference stage this much
+                                                           # slower per batch
 
 
 ROLES = ("all", "capture")
+MAX_ID_CHARS = 64
 
 
 def load_config(path: str | None) -> PipelineConfig:
@@ -86,10 +94,10 @@ def load_config(path: str | None) -> PipelineConfig:
     return load_yaml(PipelineConfig, path) if path else PipelineConfig()
 
 
-def stream_from_dict(data: dict, curve: CurveConfig | None) -> StreamConfig:
+def stream_from_dict(data: dict, cfg: PipelineConfig) -> StreamConfig:
     """A stream as `siammask ctl add-stream` sends it, checked like one in the config file."""
     stream = from_dict(StreamConfig, data, "stream")
-    check_stream(stream, curve)
+    check_stream(stream, cfg)
     return stream
 
 
@@ -112,10 +120,11 @@ def apply_cli(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
 
 def check_config(cfg: PipelineConfig) -> None:
     """Every mistake a user can make in the config, as one UserError, before anything starts."""
+    check_ranges(cfg)  # command-line values never went through from_dict
     if cfg.role not in ROLES:
         raise UserError(f"role '{cfg.role}' is not one of {', '.join(ROLES)}")
-    if cfg.queue_size < 1:
-        raise UserError(f"queue_size must be at least 1, got {cfg.queue_size}")
+    if len(cfg.streams) > cfg.max_streams:
+        raise UserError(f"{len(cfg.streams)} streams but max_streams is {cfg.max_streams}; raise max_streams")
     ids = [s.id for s in cfg.streams]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -124,7 +133,7 @@ def check_config(cfg: PipelineConfig) -> None:
     if len(endpoints) != len(set(endpoints)):
         raise UserError(f"endpoints {', '.join(endpoints)} must all differ: two sockets cannot bind one address")
     for stream in cfg.streams:
-        check_stream(stream, cfg.curve)
+        check_stream(stream, cfg)
         if cfg.role == "capture" and (stream.remote or not (stream.endpoint or "").startswith("tcp://")):
             raise UserError(f"stream '{stream.id}': with role capture every stream needs a source and a "
                             "tcp:// endpoint for the inference host to connect to")
@@ -133,10 +142,6 @@ def check_config(cfg: PipelineConfig) -> None:
         check_bind_endpoint(cfg.control, "control", cfg.curve)
         if cfg.model.weights and not Path(cfg.model.weights).exists():
             raise UserError(f"weights '{cfg.model.weights}' not found; pass a .pth checkpoint or an export folder")
-    for name in ("metrics_port", "preview_port"):
-        port = getattr(cfg, name)
-        if port is not None and not 0 <= port < 65536:
-            raise UserError(f"{name} {port} is not a TCP port (1-65535; 0 or null: off)")
     check_outputs(cfg.outputs, [s.id for s in cfg.streams])
     if cfg.curve:
         for name in ("server_key", "client_key"):
@@ -158,10 +163,12 @@ def check_outputs(outputs: OutputsConfig, stream_ids: list[str]) -> None:
             VideoWriter(outputs.video.format(stream=stream_id))  # checks the suffix and folder; opens nothing
 
 
-def check_stream(stream: StreamConfig, curve: CurveConfig | None) -> None:
-    """A stream's own fields: an id, a source or a remote endpoint, four numbers per box."""
-    if not stream.id or "/" in stream.id:
-        raise UserError(f"stream id '{stream.id}' must be non-empty and without '/'")
+def check_stream(stream: StreamConfig, cfg: PipelineConfig) -> None:
+    """A stream's own fields: an id, a source or a remote endpoint, boxes that fit its first frame
+    (files and folders are opened to see it; a live source's boxes are checked on its first frame)."""
+    if not stream.id or "/" in stream.id or len(stream.id) > MAX_ID_CHARS or not stream.id.isprintable():
+        raise UserError(f"stream id {stream.id[:MAX_ID_CHARS]!r} must be 1 to {MAX_ID_CHARS} printable characters "
+                        "without '/'")
     if stream.remote:
         if not stream.endpoint:
             raise UserError(f"stream '{stream.id}' is remote but has no endpoint to connect to")
@@ -172,9 +179,13 @@ def check_stream(stream: StreamConfig, curve: CurveConfig | None) -> None:
         raise UserError(f"stream '{stream.id}': source '{stream.source}' not found; give a video file, image folder, "
                         "camera index or URL")
     if stream.endpoint and not stream.remote:
-        check_bind_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint", curve)
+        check_bind_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint", cfg.curve)
+    if len(stream.boxes) > cfg.max_targets:
+        raise UserError(f"stream '{stream.id}' has {len(stream.boxes)} boxes but max_targets is {cfg.max_targets}")
     for box in stream.boxes:
-        if len(box) != 4:
-            raise UserError(f"stream '{stream.id}': box {list(box)} must have 4 numbers: x, y, w, h")
-    if stream.fps is not None and not stream.fps > 0:
-        raise UserError(f"stream '{stream.id}': fps must be positive, got {stream.fps}")
+        box_values(box, f"stream '{stream.id}': box")
+    where = None if stream.remote else Path(stream.source).expanduser()
+    if stream.boxes and where is not None and (where.is_file() or where.is_dir()):
+        size = first_frame_size(stream.source)
+        for box in stream.boxes:
+            box_in_frame(box, size, f"stream '{stream.id}': box")

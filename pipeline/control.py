@@ -11,15 +11,19 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from siammask.errors import UserError
+from siammask.validate import box_values, json_object, shorten
 
+from .endpoints import check_connect_endpoint
 from .security import CurveKeys, apply_client_keys
+
+MAX_TARGET_ID = 2**31 - 1
+MAX_REQUEST_BYTES = 1024 * 1024  # ZeroMQ drops a peer sending more; up to it, json_object answers
 
 SCHEMA: dict[str, dict[str, type]] = {
     "list": {},
@@ -39,42 +43,34 @@ class Request:
 
 
 def parse_request(raw: bytes) -> Request:
-    """Check a request against SCHEMA; anything else is a UserError whose text becomes the reply."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UserError("request is not JSON; send an object like {\"cmd\": \"list\"}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("cmd"), str):
+    """Check a request against SCHEMA (size, depth, types, boxes); anything else is a UserError whose
+    text becomes the reply."""
+    data = json_object(raw)
+    if not isinstance(data.get("cmd"), str):
         raise UserError("request must be a JSON object with a string 'cmd'")
     cmd = data.pop("cmd")
     if cmd not in SCHEMA:
-        raise UserError(f"unknown command '{cmd}'; known: {', '.join(SCHEMA)}")
+        raise UserError(f"unknown command '{cmd[:40]}'; known: {', '.join(SCHEMA)}")
     fields = SCHEMA[cmd]
     unknown = sorted(set(data) - set(fields))
     missing = sorted(set(fields) - set(data))
     if unknown or missing:
         raise UserError(f"'{cmd}' takes {', '.join(fields) or 'no arguments'}"
-                        + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                        + (f"; unknown: {', '.join(k[:40] for k in unknown[:5])}" if unknown else "")
                         + (f"; missing: {', '.join(missing)}" if missing else ""))
     for key, kind in fields.items():
         if not isinstance(data[key], kind) or isinstance(data[key], bool):
-            raise UserError(f"'{cmd}': {key} must be a {kind.__name__}, got {data[key]!r}")
+            raise UserError(f"'{cmd}': {key} must be a {kind.__name__}, got {shorten(data[key])}")
     if "box" in data:
-        data["box"] = parse_box(data["box"])
+        data["box"] = box_values(data["box"])
+    if "target" in data and not 0 <= data["target"] <= MAX_TARGET_ID:
+        raise UserError(f"'{cmd}': target must be an id from 0 to {MAX_TARGET_ID}, got {shorten(data['target'])}")
     return Request(cmd, data)
-
-
-def parse_box(values: list) -> tuple[float, float, float, float]:
-    """Four finite numbers; whether they fit the frame is for the tracker to say."""
-    if len(values) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise UserError(f"box {values!r} must be 4 numbers: x, y, w, h")
-    if not all(math.isfinite(v) for v in values):
-        raise UserError(f"box {values!r} has a non-finite value")
-    return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
 def request(endpoint: str, payload: dict[str, Any], keys: CurveKeys | None, timeout_s: float) -> dict[str, Any]:
     """Send one request and wait for its reply (what `siammask ctl` does)."""
+    check_connect_endpoint(endpoint, "control endpoint")
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
@@ -84,11 +80,16 @@ def request(endpoint: str, payload: dict[str, Any], keys: CurveKeys | None, time
             apply_client_keys(sock, keys)
         sock.connect(endpoint)
         sock.send(json.dumps(payload).encode())
-        try:
-            return json.loads(sock.recv())
-        except zmq.Again:
-            raise UserError(f"no reply from '{endpoint}' within {timeout_s:g} s; is 'siammask serve' running "
-                            "there (and are the CURVE keys right)?") from None
+        reply = sock.recv()
+    except zmq.Again:
+        raise UserError(f"no reply from '{endpoint}' within {timeout_s:g} s; is 'siammask serve' running "
+                        "there (and are the CURVE keys right)?") from None
+    except zmq.ZMQError as exc:
+        raise UserError(f"cannot reach control endpoint '{endpoint}': {exc}") from None
     finally:
         sock.close()
         ctx.term()
+    try:
+        return json.loads(reply)
+    except ValueError:
+        raise UserError(f"'{endpoint}' answered something that is not JSON; is it 'siammask serve'?") from None

@@ -3,8 +3,11 @@ reachable beyond loopback must be protected by CURVE keys."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +15,19 @@ from siammask.errors import UserError
 
 SCHEMES = ("tcp", "ipc")
 MAX_TMPDIR_CHARS = 60
+RUN_PREFIX = "siammask-serve-"
+OWNER_FILE = "owner"          # pid and start time of the serve that made the folder
+UNOWNED_GRACE_S = 60.0        # a folder without an owner file older than this is left over, not being made
 
 
 def _split(endpoint: str, what: str) -> tuple[str, str]:
     scheme, sep, rest = endpoint.partition("://")
     if not sep or scheme not in SCHEMES or not rest:
         raise UserError(f"{what} '{endpoint}' is not a ZeroMQ endpoint; use tcp://HOST:PORT or ipc:///path")
+    if scheme == "tcp":
+        port = rest.rsplit(":", 1)[1] if ":" in rest else ""
+        if not (port == "*" or port.isdigit() and 0 < int(port) < 65536):
+            raise UserError(f"{what} '{endpoint}' has no valid port; use tcp://HOST:PORT with a port from 1 to 65535")
     return scheme, rest
 
 
@@ -37,9 +47,7 @@ def is_loopback(endpoint: str) -> bool:
 
 def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:
     """Binding beyond loopback without CURVE keys would let anyone on the network in."""
-    scheme, rest = _split(endpoint, what)
-    if scheme == "tcp" and ":" not in rest:
-        raise UserError(f"{what} '{endpoint}' has no port; use tcp://HOST:PORT")
+    _split(endpoint, what)
     if curve is None and not is_loopback(endpoint):
         raise UserError(f"{what} '{endpoint}' is reachable beyond this host and needs CURVE keys: "
                         "run 'siammask keys --out DIR' and set curve: in the config (or bind to 127.0.0.1)")
@@ -51,12 +59,16 @@ def check_connect_endpoint(endpoint: str, what: str) -> None:
 
 
 class RunDir:
-    """A private (0700) temporary folder for this run's ipc sockets and metrics files, removed at the end."""
+    """A private (0700) temporary folder for this run's ipc sockets and metrics files, removed at the
+    end. A serve killed with SIGKILL cannot remove its own: the next one does (folders whose owner
+    process is gone), so they never pile up."""
 
     def __init__(self) -> None:
         # ipc:// paths must fit in a unix socket address (about 107 bytes): a deep TMPDIR falls back to /tmp.
-        base = None if len(tempfile.gettempdir()) <= MAX_TMPDIR_CHARS else "/tmp"
-        self.path = Path(tempfile.mkdtemp(prefix="siammask-serve-", dir=base))
+        base = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= MAX_TMPDIR_CHARS else "/tmp")
+        remove_stale_run_dirs(base)
+        self.path = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=base))
+        (self.path / OWNER_FILE).write_text(process_id(os.getpid()))
         self._next = 0
 
     def endpoint(self, name: str) -> str:
@@ -71,3 +83,49 @@ class RunDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def remove_stale_run_dirs(base: Path) -> list[Path]:
+    """Remove this user's run folders in `base` whose serve process no longer exists."""
+    removed = []
+    for folder in base.glob(f"{RUN_PREFIX}*"):
+        try:
+            info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            owner = (folder / OWNER_FILE).read_text() if (folder / OWNER_FILE).exists() else None
+        except OSError:
+            continue
+        if owner is None and time.time() - info.st_mtime < UNOWNED_GRACE_S:
+            continue  # being made right now by another serve
+        if owner is not None and _process_alive(owner):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def process_id(pid: int) -> str:
+    """'PID START': the start time tells a live owner from a later process that reuses its pid."""
+    return f"{pid} {_start_time(pid)}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"  # no /proc: the pid alone has to do
+
+
+def _process_alive(owner: str) -> bool:
+    try:
+        pid_text, started = owner.split()
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone's process: not ours to judge
+    except ValueError:
+        return False  # unreadable owner file
+    return started == "?" or _start_time(pid) == started

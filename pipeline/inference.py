@@ -48,6 +48,8 @@ class StreamSpec:
     endpoint: str
     pending: tuple[tuple[int, Box], ...]   # targets to start on the stream's next frame
     paused: bool
+    slot: int                              # where the sink keeps the stream's last frame (see sink.Accounts)
+    registration: int                      # tells this stream from an earlier one in the same slot
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class InferenceSpec:
     events_endpoint: str
     results_endpoint: str
     queue_size: int
+    results_hwm: int                       # results queued for the sink: at least one full batch
     send_frames: bool                      # the sink draws (video, preview): send it the pixels too
     delay_ms: float
     curve: CurveConfig | None
@@ -70,6 +73,8 @@ class LiveStream:
     endpoint: str
     paused: bool
     pending: dict[int, Box]
+    slot: int
+    registration: int
     targets: dict[int, TargetState] = field(default_factory=dict)
     last: tuple[dict, zmq.Frame] | None = None        # newest frame seen: where added targets start
     dropped: dict[str, int] = field(default_factory=lambda: dict(NO_DROPS))
@@ -84,8 +89,17 @@ class Item:
     header: dict
     part: zmq.Frame
     frame: np.ndarray
+    skipped: int = 0  # older frames of the stream left out for this one: reported with it, not before
+    capture: int = 0  # frames the capture lost before this one (and before the skipped ones)
     started: dict[int, TrackResult] = field(default_factory=dict)
     results: dict[int, TrackResult] = field(default_factory=dict)
+
+
+def _item(stream: str, frames: list[tuple[dict, zmq.Frame]]) -> Item:
+    """The last of `frames` to process; the others, and what capture lost before them, as its drops."""
+    header, part = frames[-1]
+    return Item(stream, header, part, messages.as_array(header, part), skipped=len(frames) - 1,
+                capture=sum(h["dropped"]["capture"] for h, _ in frames))
 
 
 def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
@@ -103,7 +117,8 @@ class InferenceStage:
             torch.set_num_threads(spec.model.threads)
         self.tracker = build_tracker(argparse.Namespace(**{k: getattr(spec.model, k) for k in (
             "weights", "variant", "hp", "engine", "device", "precision")}))
-        self.streams = {s.id: LiveStream(s.endpoint, s.paused, dict(s.pending)) for s in spec.streams}
+        self.streams = {s.id: LiveStream(s.endpoint, s.paused, dict(s.pending), s.slot, s.registration)
+                        for s in spec.streams}
         for seed in spec.seeds:
             if seed.stream in self.streams:
                 self.streams[seed.stream].targets[seed.target] = restore(self.tracker, seed)
@@ -116,7 +131,7 @@ class InferenceStage:
         self.commands.bind(spec.cmd_endpoint)  # bound here: the supervisor's commands wait for each new process
         self.events = self._socket(zmq.PUSH, sndtimeo=2000)
         self.events.connect(spec.events_endpoint)
-        self.results = self._socket(zmq.PUSH, sndhwm=spec.queue_size, sndtimeo=2000)
+        self.results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
         self.results.connect(spec.results_endpoint)
 
     def _socket(self, kind: int, **options: int) -> zmq.Socket:
@@ -178,20 +193,22 @@ class InferenceStage:
                 continue
             QUEUE_DEPTH.labels(stream_id).set(len(frames))
             for h, _ in frames:
-                live.dropped["capture"] += h["dropped"]["capture"]
                 h["t"]["received"] = received_at
             live.last = frames[-1]
             if live.paused:
                 live.paused_frames += len(frames)
+                live.dropped["capture"] += sum(h["dropped"]["capture"] for h, _ in frames)
                 continue
-            first = next((f for f in reversed(frames[:-1]) if f[0].get("first")), None) if live.pending else None
-            if first:
-                firsts.append(Item(stream_id, *first, messages.as_array(*first)))
-            skipped = len(frames) - 1 - (first is not None)
+            # Each message reports the frames lost just before it, so a first frame processed ahead
+            # of the newest one takes the drops up to it, and the newest one the rest.
+            at = next((i for i in range(len(frames) - 2, -1, -1) if frames[i][0].get("first")), None) \
+                if live.pending else None
+            if at is not None:
+                firsts.append(_item(stream_id, frames[:at + 1]))
+            newest.append(_item(stream_id, frames[at + 1 if at is not None else 0:]))
+            skipped = len(frames) - 1 - (at is not None)
             if skipped:
                 DROPPED.labels(stream_id, "inference").inc(skipped)
-                live.dropped["inference"] += skipped
-            newest.append(Item(stream_id, *frames[-1], messages.as_array(*frames[-1])))
         for items in (firsts, newest):
             if items:
                 self._process(items)
@@ -225,7 +242,7 @@ class InferenceStage:
         for tid, box in list(live.pending.items()):
             del live.pending[tid]
             try:
-                state = self.tracker.init(item.frame, [box])[0]
+                state = self._init(item.frame, box)
             except UserError as exc:
                 self._event({"event": "target_failed", "stream": item.stream, "target": tid, "error": str(exc)})
                 continue
@@ -236,13 +253,17 @@ class InferenceStage:
 
     def _publish(self, item: Item) -> None:
         live = self.streams[item.stream]
+        live.dropped["inference"] += item.skipped
+        live.dropped["capture"] += item.capture
         h = item.header
         results = {**item.started, **item.results}
         records = [record(h["frame"], tid, results[tid]) for tid in sorted(results)]
         h["t"]["post"] = time.time()
         out = {"stream": item.stream, "frame": h["frame"], "fps": h.get("fps"), "t": h["t"],
                "width": item.frame.shape[1], "height": item.frame.shape[0],
-               "dropped": dict(live.dropped), "paused_frames": live.paused_frames, "targets": records}
+               "dropped": dict(live.dropped), "paused_frames": live.paused_frames, "targets": records,
+               "slot": live.slot, "registration": live.registration, "generation": self.spec.generation,
+               "capture_run": h.get("run", 0)}
         if self.spec.send_frames:
             out.update(dtype=h["dtype"], shape=h["shape"])
         if messages.send(self.results, out, item.part if self.spec.send_frames else None):
@@ -262,7 +283,8 @@ class InferenceStage:
         if name == "add_stream":
             if live is None:
                 self.streams[stream_id] = LiveStream(cmd["endpoint"], cmd["paused"],
-                                                     {int(t): tuple(b) for t, b in cmd["pending"]})
+                                                     {int(t): tuple(b) for t, b in cmd["pending"]},
+                                                     cmd["slot"], cmd["registration"])
                 self.security.connect(self.frames, cmd["endpoint"])
         elif live is None:
             if "req" in cmd:
@@ -287,13 +309,24 @@ class InferenceStage:
         header, part = live.last
         frame = messages.as_array(header, part)
         try:
-            state = self.tracker.init(frame, [cmd["box"]])[0]
+            state = self._init(frame, cmd["box"])
         except UserError as exc:
             self._reply(cmd, error=str(exc))
             return
         live.targets[cmd["target"]] = state
         self._reply(cmd, frame=frame, extra={"box": list(cmd["box"]), "target": cmd["target"],
                                              "stream": cmd["stream"], "frame": header["frame"]})
+
+    def _init(self, frame: np.ndarray, box: Box) -> TargetState:
+        """A new target; whatever goes wrong starting it is that target's error, never the process's
+        (the box passed siammask.validate, so this is a last guard, logged in full)."""
+        try:
+            return self.tracker.init(frame, [box])[0]
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one target must not take every stream down
+            log("inference", f"starting a target at {list(box)} failed: {type(exc).__name__}: {exc}")
+            raise UserError(f"the tracker could not start from box {list(box)}: {type(exc).__name__}") from None
 
     def _reply(self, cmd: dict[str, Any], error: str | None = None, frame: np.ndarray | None = None,
                extra: dict | None = None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -39,6 +40,20 @@ def _die_with_parent() -> None:
 def log(stage: str, message: str) -> None:
     """One line on stderr, prefixed with the stage, as the summary and restart lines are."""
     print(f"{time.strftime('%H:%M:%S')} siammask serve [{stage}]: {message}", file=sys.stderr, flush=True)
+
+
+class _StageHandler(logging.Handler):
+    def __init__(self, stage: str) -> None:
+        super().__init__(logging.WARNING)
+        self.stage = stage
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log(self.stage, record.getMessage())
+
+
+def route_logging(stage: str) -> None:
+    """Library warnings (a truncated file, ...) of this stage process as our log lines."""
+    logging.basicConfig(level=logging.WARNING, handlers=[_StageHandler(stage)], force=True)
 
 
 class Backoff:

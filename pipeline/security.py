@@ -4,6 +4,7 @@ it lives in a private 0700 folder."""
 from __future__ import annotations
 
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,12 +59,14 @@ def write_keys(out: Path) -> list[Path]:
 
 
 class Security:
-    """Binds and connects sockets of one context, with CURVE on tcp:// when keys are configured."""
+    """Binds and connects sockets of one context, with CURVE on tcp:// when keys are configured.
+    The ipc:// socket files it bound are removed when it closes (ZeroMQ leaves them behind)."""
 
     def __init__(self, ctx: zmq.Context, keys: CurveKeys | None) -> None:
         self.ctx = ctx
         self.keys = keys
         self._auth: ThreadAuthenticator | None = None
+        self._ipc_files: list[Path] = []
 
     def bind(self, sock: zmq.Socket, endpoint: str) -> None:
         if self.keys and endpoint.startswith("tcp://"):
@@ -77,6 +80,8 @@ class Security:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             raise UserError(f"cannot bind '{endpoint}': {exc}; is another program (or serve) using it?") from None
+        if endpoint.startswith("ipc://"):
+            self._ipc_files.append(Path(endpoint[len("ipc://"):]))
 
     def connect(self, sock: zmq.Socket, endpoint: str) -> None:
         if self.keys and endpoint.startswith("tcp://"):
@@ -90,9 +95,17 @@ class Security:
             self._auth.configure_curve(domain="*", location=self.keys.authorized)
 
     def close(self) -> None:
+        """After the sockets are closed: stop the authenticator, remove the ipc files bound here."""
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        for path in self._ipc_files:
+            try:
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    path.unlink()
+            except OSError:
+                pass  # already gone (or never a socket of ours)
+        self._ipc_files = []
 
 
 def apply_client_keys(sock: zmq.Socket, keys: CurveKeys) -> None:

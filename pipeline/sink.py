@@ -1,5 +1,10 @@
 """The sink stage: turns each result into the published JSON message (with latency and per-stage
-times), then writes the optional JSON-lines file, annotated videos and live preview."""
+times), then writes the optional JSON-lines file, annotated videos and live preview.
+
+A restarted sink never truncates: it appends to the JSON-lines file and starts a new numbered part
+of each video. Frames lost inside a stage that was killed (its queues and the frame it was working
+on) cannot be counted by that stage; the sink counts them from the frame-id gap, by the stage that
+restarted, so `dropped` still adds up to every gap (see `Accounts`)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +17,7 @@ import zmq
 
 from siammask.errors import UserError
 from siammask.io.annotate import annotate, target_color
-from siammask.io.results import JsonlWriter, VideoWriter, decode_mask
+from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, next_part
 
 from . import messages
 from .config import CurveConfig, OutputsConfig
@@ -28,6 +33,9 @@ STAGES = (("capture", "read", "sent"), ("to_inference", "sent", "received"), ("q
 PUBLISH_SNDBUF = 65536  # kernel bytes a slow subscriber may have queued: part of its worst-case lag
 
 
+COUNTED = ("capture", "inference", "sink")  # the stages whose drops (with paused frames) make up a gap
+
+
 @dataclass(frozen=True)
 class SinkSpec:
     results_endpoint: str
@@ -35,7 +43,49 @@ class SinkSpec:
     outputs: OutputsConfig
     preview_port: int | None
     queue_size: int
+    batch: int                         # results one inference turn can send at once (max_streams): each
+                                       # queue towards subscribers holds queue_size + batch messages
     curve: CurveConfig | None
+    restart: int                       # earlier sink processes of this run: 0 writes files afresh
+
+
+class Accounts:
+    """Per stream: the last frame published, kept in memory shared with the supervisor (so it outlives
+    a killed sink), as (registration, frame) in the stream's slot. A gap larger than the drops a
+    message reports is frames a killed stage had in flight; they are added to that stage's count:
+    the sink's if this sink process is new to the stream, else the inference stage's if its
+    generation changed, else the capture's if its run changed."""
+
+    def __init__(self, shared) -> None:
+        self.shared = shared               # multiprocessing Array of int64: registration, last frame per slot
+        self.seen: dict[str, tuple] = {}   # stream -> (inference generation, capture run) of its last message
+
+    def settle(self, result: dict) -> None:
+        stream, slot, frame = result["stream"], result["slot"], result["frame"]
+        origin = (result["generation"], result["capture_run"])
+        if self.shared[2 * slot] == result["registration"]:
+            lost = frame - self.shared[2 * slot + 1] - 1 - result["paused_frames"] \
+                - sum(result["dropped"][k] for k in COUNTED)
+            if lost > 0:
+                stage = self._stage(stream, origin)
+                if stage:
+                    result["dropped"][stage] += lost
+                    DROPPED.labels(stream, stage).inc(lost)
+                else:
+                    log("sink", f"stream '{stream}': {lost} frame(s) before {frame} lost without a restart")
+        self.shared[2 * slot], self.shared[2 * slot + 1] = result["registration"], frame
+        self.seen[stream] = origin
+
+    def _stage(self, stream: str, origin: tuple) -> str | None:
+        before = self.seen.get(stream)
+        if before is None:
+            return "sink"
+        if before[0] != origin[0]:
+            return "inference"
+        return "capture" if before[1] != origin[1] else None
+
+    def end(self, stream: str) -> None:
+        self.seen.pop(stream, None)
 
 
 def message(result: dict, published: float, publish_drops: int) -> dict:
@@ -62,23 +112,26 @@ def draw(frame: np.ndarray, targets: list[dict]) -> np.ndarray:
 
 
 class Sink:
-    def __init__(self, spec: SinkSpec, stack: ExitStack) -> None:
+    def __init__(self, spec: SinkSpec, stack: ExitStack, shared) -> None:
         self.spec = spec
+        self.accounts = Accounts(shared)
         self.ctx = zmq.Context()
         self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
         stack.callback(self.ctx.term)
         stack.callback(self.security.close)
         self.results = self.ctx.socket(zmq.PULL)
-        self.results.rcvhwm = spec.queue_size
+        self.results.rcvhwm = spec.queue_size  # the inference side holds a full batch more
         self.results.bind(spec.results_endpoint)
         stack.callback(self.results.close, linger=0)
         self.publish = self.ctx.socket(zmq.XPUB)
-        self.publish.sndhwm = spec.queue_size
+        self.publish.sndhwm = spec.queue_size + spec.batch
         self.publish.sndbuf = PUBLISH_SNDBUF
         self.publish.setsockopt(zmq.XPUB_NODROP, 1)
         self.security.bind(self.publish, spec.publish)
         stack.callback(self.publish.close, linger=200)
-        self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl)) if spec.outputs.jsonl else None
+        self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl, append=spec.restart > 0)) \
+            if spec.outputs.jsonl else None
+        self.video_paths: set[str] = set()  # opened by this process: a second opening is a new part
         self.preview = PreviewServer(spec.preview_port) if spec.preview_port else None
         if self.preview:
             stack.callback(self.preview.close)
@@ -92,9 +145,10 @@ class Sink:
             self._end(stream)
             return
         result["t"]["sink"] = time.time()
+        self.accounts.settle(result)
         msg = message(result, time.time(), self.publish_drops.get(stream, 0))
         LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
-        text = json.dumps(msg)  # encoded once, for subscribers and the JSON-lines file alike
+        text = json.dumps(msg, allow_nan=False)  # encoded once, for subscribers and the JSON-lines file alike
         self._send(stream, text.encode())
         FRAMES.labels(stream, "publish").inc()
         if self.jsonl:
@@ -130,12 +184,15 @@ class Sink:
         if want_video:
             if stream not in self.videos:
                 path = self.spec.outputs.video.format(stream=stream)
-                self.videos[stream] = VideoWriter(path, fps=result.get("fps") or 25.0)
+                fresh = self.spec.restart == 0 and path not in self.video_paths
+                self.video_paths.add(path)
+                self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=result.get("fps") or 25.0)
             self.videos[stream].write(canvas)
         if self.preview and self.preview.watched:
             self.preview.update(stream, canvas)
 
     def _end(self, stream: str) -> None:
+        self.accounts.end(stream)
         video = self.videos.pop(stream, None)
         if video:
             video.release()
@@ -144,19 +201,20 @@ class Sink:
         self._send(stream, json.dumps({"stream": stream, "end": True}).encode())
 
 
-def run_sink(spec: SinkSpec) -> None:
-    """Process entry point; after SIGTERM it takes what is still queued, then closes every file."""
+def run_sink(spec: SinkSpec, shared) -> None:
+    """Process entry point; after SIGTERM it takes what is still queued, then closes every file.
+    An output that cannot be written (disk full) stops it with exit status 2: restarting cannot help."""
     stop = StopFlag()
     with ExitStack() as stack:
         try:
-            sink = Sink(spec, stack)
+            sink = Sink(spec, stack, shared)
+            while not stop:
+                if sink.results.poll(100):
+                    for result, part in messages.drain(sink.results):
+                        sink.handle(result, part)
+            while sink.results.poll(300):  # the inference stage has stopped: take its last results
+                for result, part in messages.drain(sink.results):
+                    sink.handle(result, part)
         except UserError as exc:
             log("sink", str(exc))
             raise SystemExit(2) from None
-        while not stop:
-            if sink.results.poll(100):
-                for result, part in messages.drain(sink.results):
-                    sink.handle(result, part)
-        while sink.results.poll(300):  # the inference stage has stopped: take its last results
-            for result, part in messages.drain(sink.results):
-                sink.handle(result, part)

@@ -7,6 +7,7 @@ It owns the registry of streams and targets; the inference process only ever hol
 from the registry when it starts and kept current by commands sent after that."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -25,7 +26,7 @@ from siammask.errors import UserError
 from . import messages
 from .capture import ENDED, FAILED, STALLED, CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig, stream_from_dict
-from .control import parse_request
+from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir
 from .inference import Box, InferenceSpec, StreamSpec, TargetSeed, run_inference
 from .metrics import RESTARTS, SummaryLine, registry
@@ -35,6 +36,7 @@ from .sink import SinkSpec, run_sink
 
 REQUEST_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+REQUESTS_PER_TURN = 100  # control requests handled before the loop looks after the stages again
 FATAL = 2  # a stage's exit code for a mistake restarting cannot fix (bad weights, unwritable output)
 
 
@@ -52,6 +54,8 @@ class StreamRecord:
     counter: Any                              # shared frame counter: ids go on across capture restarts
     hold: Any                                 # shared flag: a paused file or folder stops reading
     pending: dict[int, Box]                   # boxes not yet started on a frame
+    slot: int                                 # the stream's place in the shared last-frame table
+    registration: int                         # unique per registered stream (ids may come back)
     targets: dict[int, TargetRecord] = field(default_factory=dict)
     paused: bool = False
     state: str = "running"                    # running, ended (file done) or failed (unreadable)
@@ -88,6 +92,9 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.requests: dict[int, PendingRequest] = {}
         self.request_ids = itertools.count(1)
+        self.registrations = itertools.count(1)
+        self.last_frames = self.mp.Array("q", [-1] * (2 * cfg.max_streams), lock=False)  # see sink.Accounts
+        self.sink_starts = 0
         self.generation = 0
         self.ready = False                    # the current inference process has loaded its model
         self.stopping = False
@@ -129,6 +136,7 @@ class Supervisor:
             return
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.linger = 0
+        self.control.maxmsgsize = MAX_REQUEST_BYTES  # ZeroMQ drops a peer that sends more
         self.security.bind(self.control, self.cfg.control)
         self.commands = self.ctx.socket(zmq.PUSH)  # connects: commands wait in the pipe for a new process
         self.commands.linger = 0
@@ -137,7 +145,7 @@ class Supervisor:
         self.events = self.ctx.socket(zmq.PULL)
         self.events.linger = 0
         self.events.bind(self.events_endpoint)
-        self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec()))
+        self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames))
         self.children["inference"] = Child("inference", self._spawn_inference)
         for child in self.children.values():
             self._start(child)
@@ -156,7 +164,9 @@ class Supervisor:
                 ready = {}
                 time.sleep(0.1)
             if self.control in ready:
-                while self.control.poll(0):
+                for _ in range(REQUESTS_PER_TURN):
+                    if not self.control.poll(0):
+                        break
                     self._on_control(self.control.recv_multipart())
             if self.events in ready:
                 for header, part in messages.drain(self.events):
@@ -193,7 +203,9 @@ class Supervisor:
             return
         spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
                            self.cfg.read_timeout_s, self.cfg.curve)
-        child = Child("capture", lambda: self._spawn(run_capture, spec, rec.counter, rec.hold))
+        runs = itertools.count()
+        child = Child("capture", lambda: self._spawn(run_capture, dataclasses.replace(spec, run=next(runs)),
+                                                     rec.counter, rec.hold))
         self.children[_capture(stream_id)] = child
         self._start(child)
 
@@ -237,24 +249,28 @@ class Supervisor:
         if child.stage == "inference":
             self.ready = False
             for req in list(self.requests):
-                self._answer(req, {"ok": False, "error": "the inference process restarted; try again"})
+                self._answer(req, {"ok": False, "error": "the inference process stopped while starting this target "
+                                                         "(see the serve log); the target was not added"})
         targets = sum(len(s.targets) for s in self.streams.values())
         log("supervisor", f"{name} {why}; restarting in {wait:g} s"
             + (f" with {targets} target(s)" if child.stage == "inference" else ""))
 
     def _inference_spec(self) -> InferenceSpec:
         cfg = self.cfg
-        streams = tuple(StreamSpec(sid, rec.endpoint, tuple(rec.pending.items()), rec.paused)
-                        for sid, rec in self.streams.items())
+        streams = tuple(StreamSpec(sid, rec.endpoint, tuple(rec.pending.items()), rec.paused, rec.slot,
+                                   rec.registration) for sid, rec in self.streams.items())
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid, rec in self.streams.items() for tid, t in rec.targets.items())
         return InferenceSpec(cfg.model, streams, seeds, self.generation, self.cmd_endpoint, self.events_endpoint,
-                             self.results_endpoint, cfg.queue_size, bool(cfg.outputs.video or cfg.preview_port),
+                             self.results_endpoint, cfg.queue_size, cfg.queue_size + cfg.max_streams,
+                             bool(cfg.outputs.video or cfg.preview_port),
                              cfg.inference_delay_ms, cfg.curve)
 
     def _sink_spec(self) -> SinkSpec:
         cfg = self.cfg
-        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size, cfg.curve)
+        self.sink_starts += 1
+        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
+                        cfg.max_streams, cfg.curve, restart=self.sink_starts - 1)
 
     def _shutdown(self) -> None:
         """Captures first, then inference (it finishes what it holds), then the sink (it writes it)."""
@@ -277,8 +293,10 @@ class Supervisor:
 
     def _register(self, stream: StreamConfig) -> StreamRecord:
         endpoint = stream.endpoint or self.run_dir.endpoint("frames")
+        slot = min(set(range(self.cfg.max_streams)) - {r.slot for r in self.streams.values()})
         rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False), self.mp.Value("b", 0, lock=False),
-                           {i: tuple(b) for i, b in enumerate(stream.boxes)}, next_target=len(stream.boxes))
+                           {i: tuple(b) for i, b in enumerate(stream.boxes)}, slot, next(self.registrations),
+                           next_target=len(stream.boxes))
         self.streams[stream.id] = rec
         return rec
 
@@ -329,12 +347,18 @@ class Supervisor:
     # --- control --------------------------------------------------------------------------------
 
     def _on_control(self, frames: list[bytes]) -> None:
+        """Every request gets an answer and none can raise out of here: a mistake in handling one is
+        logged and answered as an internal error, and serve goes on."""
         envelope, raw = frames[:-1], frames[-1]
         try:
             request = parse_request(raw)
             reply = getattr(self, f"_cmd_{request.cmd}")(envelope, **request.args)
         except UserError as exc:
             reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the control endpoint must outlive any request
+            log("supervisor", f"request {raw[:200]!r} failed: {type(exc).__name__}: {exc}")
+            reply = {"ok": False, "error": f"internal error ({type(exc).__name__}); the request changed nothing "
+                                           "(see the serve log)"}
         if reply is not None:
             self.control.send_multipart([*envelope, json.dumps(reply).encode()])
 
@@ -377,6 +401,9 @@ class Supervisor:
 
     def _cmd_add_target(self, envelope: list[bytes], stream: str, box: Box) -> None:
         rec = self._stream(stream)
+        starting = sum(1 for r in self.requests.values() if r.stream == stream)
+        if len(rec.targets) + len(rec.pending) + starting >= self.cfg.max_targets:
+            raise UserError(f"stream '{stream}' has its {self.cfg.max_targets} targets (max_targets); remove one first")
         if not self.ready:
             raise UserError("the inference stage is starting; try again in a moment")
         if rec.state != "running":
@@ -398,12 +425,15 @@ class Supervisor:
         return {"ok": True, "stream": stream, "target": target}
 
     def _cmd_add_stream(self, envelope: list[bytes], stream: dict) -> dict[str, Any]:
-        config = stream_from_dict(stream, self.cfg.curve)
+        if len(self.streams) >= self.cfg.max_streams:
+            raise UserError(f"serve runs its {self.cfg.max_streams} streams (max_streams); remove one first")
+        config = stream_from_dict(stream, self.cfg)
         if config.id in self.streams:
             raise UserError(f"stream '{config.id}' exists; remove it first or pick another id")
         rec = self._register(config)
         self._send_command({"cmd": "add_stream", "stream": config.id, "endpoint": rec.endpoint, "paused": False,
-                            "pending": [[t, list(b)] for t, b in rec.pending.items()]})
+                            "pending": [[t, list(b)] for t, b in rec.pending.items()], "slot": rec.slot,
+                            "registration": rec.registration})
         if self.ready:
             self._start_capture(config.id)
         return {"ok": True, "stream": config.id, "targets": sorted(rec.pending)}

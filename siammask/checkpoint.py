@@ -130,6 +130,15 @@ def _check_keys(model: TrackingNet, state: dict[str, torch.Tensor], path: Path, 
         raise UserError(f"'{path}' does not fit the {model.variant} model: " + "; ".join(problems))
 
 
+def _check_finite(state: dict[str, torch.Tensor], path: Path, source: str) -> None:
+    """NaN or infinite weights (a diverged training run, a damaged file) would track with NaN scores."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = [ours_to_official(k) if source == "official" else k for k in bad]
+        raise UserError(f"'{path}' holds NaN or infinite weights in {len(bad)} tensors ({_summary(shown)}); "
+                        "these weights cannot track: use another checkpoint")
+
+
 # Variants with and without the refine module, in pairs.
 _REFINE_PAIRS = {"base": "sharp", "lite-base": "lite"}
 
@@ -156,6 +165,7 @@ def load_checkpoint(path: str | Path, variant: str | None = None) -> LoadedCheck
     variant = variant or config.get("variant") or _infer_variant(state)
     model = build_model(variant)
     _check_keys(model, state, path, source)
+    _check_finite(state, path, source)
     model.load_state_dict(state, strict=True)
     return LoadedCheckpoint(model.eval(), variant, source, config)
 

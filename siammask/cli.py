@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from .errors import UserError
@@ -31,9 +32,19 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LineFormatter(logging.Formatter):
+    """Library warnings on stderr as one line each, like our errors: 'siammask: warning: ...'."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"siammask: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
+        args = make_parser().parse_args(argv)  # a bad box is a UserError from its argparse type
         return args.func(args)
     except UserError as exc:
         print(f"siammask: error: {exc}", file=sys.stderr)

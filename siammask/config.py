@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,18 +19,54 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class TrackerConfig:
-    """Tracker hyper-parameters (reference section 3). Sizes are in pixels of the crops."""
+class Range:
+    """The allowed values of a number field (of each item, for a tuple field, and how many)."""
 
-    penalty_k: float
-    window_influence: float
-    lr: float
-    seg_thr: float
-    lost_threshold: float = 0.3  # score below which a frame's result is flagged lost
-    exemplar_size: int = 127
-    instance_size: int = 255
-    context_amount: float = 0.5
+    lo: float
+    hi: float
+    lo_open: bool = False                  # lo itself is not allowed: (lo, hi]
+    items: tuple[int, int] | None = None   # a tuple field: how many items it may have
+
+    def check(self, value: Any, where: str) -> None:
+        if isinstance(value, tuple):
+            if self.items and not self.items[0] <= len(value) <= self.items[1]:
+                raise UserError(f"{where} must have {self.items[0]} to {self.items[1]} values, got {len(value)}")
+            for item in value:
+                self.check(item, where)
+            return
+        if not (self.lo < value if self.lo_open else self.lo <= value) or value > self.hi:
+            bounds = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+            raise UserError(f"{where} must be in {bounds}, got {value!r}")
+
+
+def ranged(lo: float, hi: float, default: Any = dataclasses.MISSING, *, lo_open: bool = False,
+           items: tuple[int, int] | None = None) -> Any:
+    """A dataclass field whose value from_dict (and check_ranges) keep within [lo, hi]."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open, items)})
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracker hyper-parameters (reference section 3). Sizes are in pixels of the crops.
+    Every field has its allowed range; an hp file outside it is refused by name."""
+
+    penalty_k: float = ranged(0.0, 1.0)
+    window_influence: float = ranged(0.0, 1.0)
+    lr: float = ranged(0.0, 1.0)
+    seg_thr: float = ranged(0.0, 1.0)
+    lost_threshold: float = ranged(0.0, 1.0, 0.3)  # score below which a frame's result is flagged lost
+    exemplar_size: int = ranged(16, 1024, 127)
+    instance_size: int = ranged(32, 2048, 255)
+    context_amount: float = ranged(0.0, 4.0, 0.5)
     # The score map's stride, size and anchors belong to the model variant (siammask.variants).
+
+    def __post_init__(self) -> None:
+        """The rules between fields (each field's own range is checked by from_dict)."""
+        if not all(isinstance(v, int) and v > 0 for v in (self.instance_size, self.exemplar_size)):
+            return  # a wrong type or range: from_dict says which field
+        if self.instance_size <= self.exemplar_size:
+            raise UserError(f"instance_size ({self.instance_size}) must be larger than exemplar_size "
+                            f"({self.exemplar_size}): the search crop holds the template")
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
@@ -47,7 +84,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     if dataclasses.is_dataclass(kind):
         return from_dict(kind, value, where)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if kind in (str, bool) and isinstance(value, kind):
@@ -65,9 +108,27 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     try:
-        return cls(**{k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()})
+        obj = cls(**{k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()})
     except TypeError as exc:
         raise UserError(f"{where}: {exc}") from None
+    except UserError as exc:  # a check across fields (__post_init__)
+        raise UserError(f"{where}: {exc}") from None
+    check_ranges(obj, where)
+    return obj
+
+
+def check_ranges(obj: Any, where: str = "config") -> None:
+    """Every field with a Range, here and in nested dataclasses: for objects built in code
+    (command-line overrides), which from_dict never saw."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if "range" in f.metadata:
+            f.metadata["range"].check(value, f"{where}: {f.name}")
+        for item in value if isinstance(value, tuple) else (value,):
+            if dataclasses.is_dataclass(item):
+                check_ranges(item, f"{where}: {f.name}")
 
 
 class _Loader(yaml.SafeLoader):

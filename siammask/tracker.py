@@ -15,11 +15,11 @@ import numpy as np
 from engines.base import Engine
 
 from .config import TrackerConfig
-from .errors import UserError
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 from .geometry.masks import box_corners, mask_polygon, mask_window, paste_back, paste_matrix
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
+from .validate import box_in_frame
 from .variants import Geometry, variant_spec
 
 
@@ -52,19 +52,9 @@ def state_box(state: TargetState) -> tuple[float, float, float, float]:
 
 
 def validate_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Reject boxes a tracker cannot start from, with a message that says how to fix them."""
-    if len(box) != 4:
-        raise UserError(f"box {list(box)} must have 4 numbers: x,y,w,h")
-    x, y, w, h = (float(v) for v in box)
-    if not all(np.isfinite([x, y, w, h])):
-        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} has a non-finite value; give x,y,w,h in pixels")
-    if w <= 0 or h <= 0:
-        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} has zero or negative size; width and height must be > 0")
-    fw, fh = frame_wh
-    if x >= fw or y >= fh or x + w <= 0 or y + h <= 0:
-        raise UserError(f"box {x:g},{y:g},{w:g},{h:g} lies outside the {fw}x{fh} frame; "
-                        "give x,y,w,h of the target in the first frame")
-    return x, y, w, h
+    """Reject boxes a tracker cannot start from (the rules of siammask.validate, for every entry
+    point), with a message that says how to fix them."""
+    return box_in_frame(box, frame_wh)
 
 
 @dataclass(frozen=True)
@@ -162,6 +152,8 @@ class Tracker:
         penalty = size_penalty(boxes, state.size * scale, cfg.penalty_k)
         best = pick_best(score, penalty, self.window, cfg.window_influence)
         pred = boxes[:, best] / scale
+        if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
+            return state, (cfg.score_size // 2, cfg.score_size // 2), 0.0  # no usable output: stay, lost
         lr = penalty[best] * score[best] * cfg.lr
         pos = np.array([pred[0] + state.pos[0], pred[1] + state.pos[1]])
         size = np.array([state.size[0] * (1 - lr) + pred[2] * lr, state.size[1] * (1 - lr) + pred[3] * lr])

@@ -30,6 +30,13 @@ def base_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lite(tmp_path_factory) -> Path:
+    """The lite variant (fast on a CPU) with seeded random weights: what the pipeline tests serve."""
+    from pipeline_support import lite_checkpoint
+    return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
+
+
+@pytest.fixture(scope="session")
 def synthetic_frames():
     """12 frames, 160x120, with true boxes and masks."""
     return make_sequence(num_frames=12, size=(160, 120), seed=3)

@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -168,3 +170,47 @@ class Subscriber:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def collect(serve: Serve, count: int, timeout_s: float = 60, until=None, **options) -> list[dict]:
+    """`count` messages from a new subscriber (or until `until(message)` holds)."""
+    sub = Subscriber(serve.config["publish"], **options)
+    msgs: list[dict] = []
+    try:
+        return sub.wait_for(lambda m: msgs.append(m) or (until(m) if until else len(msgs) >= count),
+                            timeout_s, f"messages ({len(msgs)} so far); log:\n{serve.log()}")
+    finally:
+        sub.close()
+
+
+def check_accounting(msgs: list[dict]) -> None:
+    """Frame ids only grow, and every gap is exactly the drops and paused frames the later message
+    reports (messages of one stream, as one subscriber or the JSON-lines file saw them)."""
+    for prev, cur in zip(msgs, msgs[1:]):
+        lost = sum(cur["dropped"][k] for k in ("capture", "inference", "sink")) + cur["paused_frames"]
+        assert cur["frame"] - prev["frame"] - 1 == lost, (prev["frame"], cur["frame"], cur["dropped"])
+
+
+def raw_request(endpoint: str, raw: bytes, timeout_s: float = 20.0) -> dict:
+    """What `siammask ctl` cannot send: arbitrary bytes."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger, sock.rcvtimeo = 0, int(timeout_s * 1000)
+    sock.connect(endpoint)
+    sock.send(raw)
+    try:
+        return json.loads(sock.recv())
+    finally:
+        sock.close(), ctx.term()
+
+
+@contextmanager
+def serving(tmp: Path, config: dict) -> Iterator[Serve]:
+    """A Serve that has published its first message; whatever is left of it is killed at the end."""
+    serve = Serve(tmp, config)
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        yield serve
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()

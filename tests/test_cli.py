@@ -25,7 +25,10 @@ import numpy as np
 import pytest
 
 import siammask
+import torch
+from siammask.checkpoint import save_checkpoint
 from siammask.io.results import decode_mask
+from siammask.model import SiamMask
 from siammask.synthetic import make_sequence, write_image_folder
 
 NUM_FRAMES = 12
@@ -174,7 +177,12 @@ def http_url(synthetic_video):
 
 BAD_CASES = ["missing_source", "empty_folder", "text_named_mp4", "box_outside_frame", "zero_width",
              "negative_height", "missing_weights", "corrupt_weights", "truncated_weights", "base_weights_as_sharp",
-             "json_folder_missing", "masks_under_a_file", "gif_output", "hp_nonsense", "camera_99", "rtsp_refused"]
+             "json_folder_missing", "masks_under_a_file", "gif_output", "hp_nonsense", "camera_99", "rtsp_refused",
+             # issue 14: boxes, hyper-parameters, weights and outputs that used to end in a traceback
+             "box_0.1", "box_1e5", "box_1e20", "box_1e308", "box_syntax", "hp_instance_size_0", "hp_total_stride_0",
+             "hp_ratios_empty", "hp_lr_nan", "nan_weights", "json_disk_full"]
+# Rejected runs that were given outputs must not leave them behind (issue 14: a 0-byte --json)
+NO_OUTPUT_CASES = ["box_outside_frame", "box_0.1", "box_1e5", "missing_source", "nan_weights", "hp_lr_nan"]
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +238,17 @@ def runs(tmp_path_factory, synthetic_video, synthetic_folder, sharp_checkpoint, 
     with open(sharp_checkpoint, "rb") as src:
         (bad / "truncated.pth").write_bytes(src.read(1_000_000))
     (bad / "a_file").write_text("")
+    torch.manual_seed(0)
+    diverged = SiamMask("sharp").eval()
+    with torch.no_grad():
+        next(diverged.mask_head.parameters()).fill_(float("nan"))
+    save_checkpoint(diverged, bad / "diverged.pth", config={"hp": "davis"})
+    hp_files = {}
+    for name, change in (("instance_size_0", {"instance_size": "0"}), ("total_stride_0", {"total_stride": "0"}),
+                         ("ratios_empty", {"ratios": "[]"}), ("lr_nan", {"lr": ".nan"})):
+        values = {"penalty_k": "0.04", "window_influence": "0.4", "lr": "1.0", "seg_thr": "0.35", **change}
+        hp_files[name] = bad / f"{name}.yaml"
+        hp_files[name].write_text("".join(f"{k}: {v}\n" for k, v in values.items()))
     folder = synthetic_folder
     bad_cases = {  # name -> (arguments, words the error must contain)
         "missing_source": ([bad / "nope.avi", *box, *sharp], ["nope.avi", "not found"]),
@@ -250,11 +269,38 @@ def runs(tmp_path_factory, synthetic_video, synthetic_folder, sharp_checkpoint, 
         "hp_nonsense": ([folder, *box, *sharp, "--hp", "nonsense"], ["'nonsense'", "davis"]),
         "camera_99": (["99", *box, *sharp], ["camera 99"]),
         "rtsp_refused": (["rtsp://127.0.0.1:1/x", *box, *sharp], ["rtsp://127.0.0.1:1/x"]),
+        "box_0.1": ([folder, "--box", "10,10,0.1,0.1", *sharp], ["'10,10,0.1,0.1'", "smaller than 2 px"]),
+        "box_1e5": ([folder, "--box", "10,10,1e5,1e5", *sharp], ["larger than the 160x120 frame"]),
+        "box_1e20": ([folder, "--box", "1e20,1e20,1e20,1e20", *sharp], ["outside the 160x120 frame"]),
+        "box_1e308": ([folder, "--box", "0,0,1e308,1e308", *sharp], ["larger than the 160x120 frame"]),
+        "box_syntax": ([folder, "--box", "10;10;5;5", *sharp], ["'10;10;5;5'", "X,Y,W,H"]),
+        "hp_instance_size_0": ([folder, *box, *sharp, "--hp", hp_files["instance_size_0"]],
+                               ["instance_size must be in [32, 2048], got 0"]),
+        "hp_total_stride_0": ([folder, *box, *sharp, "--hp", hp_files["total_stride_0"]],
+                              ["total_stride must be in [1, 64], got 0"]),
+        "hp_ratios_empty": ([folder, *box, *sharp, "--hp", hp_files["ratios_empty"]],
+                            ["ratios must have 1 to 8 values, got 0"]),
+        "hp_lr_nan": ([folder, *box, *sharp, "--hp", hp_files["lr_nan"]], ["lr: expected a finite number"]),
+        "nan_weights": ([folder, *box, "--weights", bad / "diverged.pth"], ["diverged.pth", "NaN or infinite weights"]),
+        "json_disk_full": ([folder, *box, *sharp, "--json", "/dev/full"], ["/dev/full", "No space left on device"]),
     }
-    assert sorted(bad_cases) == sorted(BAD_CASES)
+    if not Path("/dev/full").exists():
+        del bad_cases["json_disk_full"]
+    assert sorted(bad_cases) == sorted(c for c in BAD_CASES if c in bad_cases)
     for case, (args, needles) in bad_cases.items():
         jobs[f"bad:{case}"] = ([*args, "--quiet"], dict(needles=needles))
+    for case in NO_OUTPUT_CASES:
+        out = work / f"refused_{case}"
+        outputs = dict(json=out / "r.jsonl", masks=out / "masks", output=out / "v.avi")
+        out.mkdir()
+        jobs[f"refused:{case}"] = ([*bad_cases[case][0], "--quiet", *(x for k, v in outputs.items() for x in (f"--{k}", v))],
+                                   dict(outputs=outputs))
     jobs["malformed_box"] = ([folder, "--box", "1,2,3", *sharp], {})
+    truncated = work / "truncated.avi"
+    data = synthetic_video.read_bytes()
+    truncated.write_bytes(data[:len(data) // 2])
+    json_only("truncated", truncated, *box, *sharp)
+    jobs["truncated"][1]["source"] = truncated
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {name: pool.submit(run_track, *args, cwd=work, command=attrs.pop("command", PYTHON_CLI))
@@ -387,25 +433,49 @@ def test_http_url_source(runs, first_box):
 
 # --- bad inputs -----------------------------------------------------------------
 
+def _bad(runs, case: str):
+    if f"bad:{case}" not in runs:
+        pytest.skip(f"{case} needs what this machine lacks (/dev/full)")
+    return runs[f"bad:{case}"]
+
+
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_is_a_user_error(runs, case):
-    run = runs[f"bad:{case}"]
+    run = _bad(runs, case)
     assert_user_error(run.proc, *run.needles)
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_stderr_is_one_line(runs, case):
-    proc = runs[f"bad:{case}"].proc
+    proc = _bad(runs, case).proc
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
-def test_malformed_box_is_an_argparse_error_naming_the_box(runs):
+@pytest.mark.parametrize("case", NO_OUTPUT_CASES)
+def test_refused_input_creates_no_output(runs, case):
+    run = runs[f"refused:{case}"]
+    assert_user_error(run.proc)
+    assert [p for p in run.outputs.values() if p.exists()] == []
+
+
+def test_malformed_box_is_one_line_naming_the_box_without_usage(runs):
     proc = runs["malformed_box"].proc
     assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    last = stderr_lines(proc)[-1]
-    assert "--box" in last and "'1,2,3'" in last, proc.stderr
+    assert proc.stderr.splitlines() == ["siammask: error: box '1,2,3' is not X,Y,W,H (four numbers separated by commas)"]
+
+
+def test_truncated_video_warns_with_frames_read_and_declared(runs, first_box):
+    run = runs["truncated"]
+    assert_ok(run)
+    records = read_jsonl(run.json)
+    read = len(records)
+    assert 1 <= read < NUM_FRAMES
+    check_records(records, [first_box], num_frames=read)
+    assert stderr_lines(run.proc)[-2:] == [
+        f"siammask: warning: video '{run.source}' ended after {read} of the {NUM_FRAMES} frames its header "
+        "declares; the file is probably truncated",
+        f"siammask: tracked {read} frames, 1 target(s)"]
 
 
 def test_corrupt_image_mid_folder_keeps_the_frames_before_it(runs):
@@ -477,3 +547,44 @@ def test_ctrl_c_stops_cleanly_and_keeps_complete_outputs(tmp_path, long_folder, 
     frames, _ = read_video(video_path)
     assert len(frames) == count
     assert all(f.shape == (HEIGHT, WIDTH, 3) for f in frames)
+
+
+def _holds_open(pid: int, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_waiting_for_a_pipe_writer(tmp_path, sharp_checkpoint):
+    """A named pipe nobody writes into: the run waits for a writer, and Ctrl-C ends the wait (it used
+    to be stuck inside OpenCV's open(2)). Nothing is written for a run that never started."""
+    pipe = tmp_path / "feed.pipe"
+    os.mkfifo(pipe)
+    json_path = tmp_path / "never.jsonl"
+    proc = subprocess.Popen([*PYTHON_CLI, "track", str(pipe), "--box", "10,10,20,20", "--weights",
+                             str(sharp_checkpoint), "--json", str(json_path), "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S  # hang guard: the model loads first
+        while not _holds_open(proc.pid, pipe) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.3)  # well inside the wait
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == ["siammask: interrupted"]
+    assert not json_path.exists()
+
+
+def test_ctl_with_a_malformed_endpoint_is_one_line():
+    proc = subprocess.run([*PYTHON_CLI, "ctl", "--control", "foo://bar", "list"], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["siammask: error: control endpoint 'foo://bar' is not a ZeroMQ endpoint; "
+                                        "use tcp://HOST:PORT or ipc:///path"]

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import zmq
 
-from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, descendants, free_port, lite_checkpoint,
-                              survivors)
+from pipeline_support import (ENV, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
+                              free_port, raw_request, serving, survivors)
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
                 "height", "targets"}
@@ -31,11 +31,6 @@ STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postproces
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 QUEUE_BOUND = 12                # frames that can wait between capture and inference (HWMs + socket buffers)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory) -> Path:
-    return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
 
 
 @pytest.fixture(scope="module")
@@ -50,31 +45,8 @@ def served(tmp_path_factory, synthetic_video, lite):
         "log_interval_s": 1.0,
         "inference_delay_ms": 30.0,  # slower than the 50 fps source: the inference stage must drop
     }
-    serve = Serve(tmp, config)
-    try:
-        collect(serve, 1, START_TIMEOUT_S)
+    with serving(tmp, config) as serve:
         yield serve
-    finally:
-        if serve.proc.poll() is None:
-            serve.kill()
-
-
-def collect(serve: Serve, count: int, timeout_s: float = 60, until=None, **options) -> list[dict]:
-    """`count` messages from a new subscriber (or until `until(message)` holds)."""
-    sub = Subscriber(serve.config["publish"], **options)
-    msgs: list[dict] = []
-    try:
-        return sub.wait_for(lambda m: msgs.append(m) or (until(m) if until else len(msgs) >= count),
-                            timeout_s, f"messages ({len(msgs)} so far); log:\n{serve.log()}")
-    finally:
-        sub.close()
-
-
-def check_accounting(msgs: list[dict]) -> None:
-    """Frame ids only grow, and every gap is exactly the drops and paused frames the later message reports."""
-    for prev, cur in zip(msgs, msgs[1:]):
-        lost = sum(cur["dropped"][k] for k in ("capture", "inference", "sink")) + cur["paused_frames"]
-        assert cur["frame"] - prev["frame"] - 1 == lost, (prev["frame"], cur["frame"], cur["dropped"])
 
 
 def test_one_message_per_processed_frame(served):
@@ -127,19 +99,6 @@ def test_slow_subscriber_loses_counted_messages_and_holds_no_one_back(served):
     assert sum(lost) > 0, "the stuck subscriber lost nothing, so everything was queued for it"
     held = next(i for i, n in enumerate(lost) if n > 0) + 1
     assert held <= SLOW_BACKLOG_BOUND, f"{held} messages were queued for a stuck subscriber"
-
-
-def raw_request(endpoint: str, raw: bytes) -> dict:
-    """What `siammask ctl` cannot send: arbitrary bytes."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger, sock.rcvtimeo = 0, 20000
-    sock.connect(endpoint)
-    sock.send(raw)
-    try:
-        return json.loads(sock.recv())
-    finally:
-        sock.close(), ctx.term()
 
 
 def target_ids(msg: dict) -> list[int]:

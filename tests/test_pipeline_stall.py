@@ -1,5 +1,5 @@
-"""The capture stall watchdog, on a real hang: OpenCV opening a named pipe that nobody writes into
-blocks inside open(2), where its open/read timeouts do not reach. The watchdog kills and restarts
+"""The capture stall watchdog, on a real hang: opening a named pipe that nobody writes into waits
+for a writer, where the source's open/read timeouts do not reach. The watchdog kills and restarts
 the capture process; once a program writes a video into the pipe, the stream is tracked."""
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 import functools
+import logging
 import os
 import http.server
 import socket
@@ -86,14 +87,20 @@ def test_closing_a_video_ends_iteration(video):
     assert list(source) == []
 
 
-def test_truncated_video_just_ends_early(tmp_path, video, frames):
+def test_truncated_video_ends_early_with_a_warning(tmp_path, video, frames, caplog):
     data = video.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
-    with open_source(str(cut)) as source:
-        decoded = list(source)
+    with caplog.at_level(logging.WARNING, logger="siammask.io.sources"):
+        with open_source(str(video)) as source:
+            assert len(list(source)) == len(frames)
+        assert caplog.messages == []  # an intact file: no word
+        with open_source(str(cut)) as source:
+            decoded = list(source)
     assert 1 <= len(decoded) < len(frames)
     assert _mean_abs_diff(decoded[0], frames[0].image) < 2.0
+    assert caplog.messages == [f"video '{cut}' ended after {len(decoded)} of the {len(frames)} frames its header "
+                               "declares; the file is probably truncated"]
 
 
 def test_video_without_a_decodable_frame_is_a_user_error(tmp_path, video):
@@ -275,3 +282,52 @@ def test_named_pipe_streams_what_its_writer_writes(tmp_path, video, frames):
     writer.join(5)
     assert len(got) == len(frames)
     assert all(_mean_abs_diff(image, frame.image) < 2.0 for image, frame in zip(got, frames))
+
+
+def test_named_pipe_whose_writer_finished_before_the_open(tmp_path):
+    """A writer that wrote a whole (small) video and closed before the reader got to it: every frame
+    is still read, and the end of the data ends the source."""
+    small = make_sequence(num_frames=3, size=(64, 48), seed=2)
+    data = write_video(small, tmp_path / "small.avi").read_bytes()
+    assert len(data) < 60_000  # fits the pipe's buffer, so the writer can finish on its own
+    pipe = tmp_path / "feed.pipe"
+    os.mkfifo(pipe)
+    done = threading.Event()
+
+    def write():
+        with open(pipe, "wb") as out:
+            out.write(data)
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer in and finish, as a slow start would
+    got = []
+
+    def read():
+        with open_source(str(pipe), open_timeout_s=5, read_timeout_s=5) as source:
+            got.extend(source)
+
+    try:
+        assert done.wait(10)
+        thread = threading.Thread(target=read, daemon=True)  # a hang (waiting for a writer gone) fails, not blocks
+        thread.start()
+        thread.join(30)
+    finally:
+        os.close(reader)
+    assert not thread.is_alive(), "opening the pipe waited for a writer that had already finished"
+    assert len(got) == 3
+
+
+def test_named_pipe_whose_writer_sends_nothing_is_a_user_error(tmp_path):
+    pipe = tmp_path / "feed.pipe"
+    os.mkfifo(pipe)
+
+    def open_and_close():
+        with open(pipe, "wb"):
+            pass
+
+    writer = threading.Thread(target=open_and_close, daemon=True)
+    writer.start()
+    with pytest.raises(UserError, match="closed it without sending anything"):
+        open_source(str(pipe), open_timeout_s=5, read_timeout_s=5)
+    writer.join(5)

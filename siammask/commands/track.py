@@ -9,18 +9,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from ..validate import box_text
 from .common import add_model_options, build_tracker
 
+
 def parse_box(text: str) -> tuple[float, float, float, float]:
-    """'X,Y,W,H' -> four floats."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"'{text}' is not X,Y,W,H (four numbers separated by commas)")
-    return values  # type: ignore[return-value]
+    """'X,Y,W,H' -> four floats, by the rules every entry point shares (siammask.validate). It raises
+    UserError, which argparse lets through: one line and exit 2, not a usage block."""
+    return box_text(text)
 
 
 @contextmanager
@@ -60,18 +56,26 @@ def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, vi
     `on_frame(FrameResults)` sees every frame (the demo scores itself against the truth)."""
     from tqdm import tqdm
 
-    from ..io.results import JsonlWriter, MaskDirWriter, VideoWriter
+    from ..io.results import JsonlWriter, MaskDirWriter, VideoWriter, check_output_folder
     from ..io.sources import open_source
+    from ..tracker import validate_box
     from ..video import track_frames
 
     count = 0
     with ExitStack() as stack:
-        # Open every output before reading frames, so a bad path fails at once.
-        jsonl = stack.enter_context(JsonlWriter(json_path)) if json_path else None
+        # Bad output paths fail at once, but nothing is created before the source and the boxes
+        # have passed: a refused run leaves no empty files behind.
+        if json_path:
+            check_output_folder(json_path, "results")
+        if video_path:
+            VideoWriter(video_path)  # checks the suffix and folder; opens nothing
+        source = stack.enter_context(open_source(source_spec))
+        for box in boxes:
+            validate_box(box, source.frame_size)
         masks = [stack.enter_context(MaskDirWriter(Path(masks_dir) / (str(t) if len(boxes) > 1 else "")))
                  for t in range(len(boxes))] if masks_dir else None
-        source = stack.enter_context(open_source(source_spec))
         video = stack.enter_context(VideoWriter(video_path, fps=source.fps or 25.0)) if video_path else None
+        jsonl = stack.enter_context(JsonlWriter(json_path)) if json_path else None
         bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=getattr(source, "__len__", lambda: None)(),
                                        disable=quiet, file=sys.stderr))
         with _stop_on_signals() as stop:

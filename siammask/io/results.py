@@ -76,33 +76,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_folder(path: Path, what: str) -> None:
-    """Fail early with a readable message instead of a cv2/OS error mid-run."""
+def check_output_folder(path: str | Path, what: str) -> None:
+    """Fail early with a readable message instead of a cv2/OS error mid-run; creates nothing."""
+    path = Path(path)
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"cannot write {what} '{path}': folder '{folder}' does not exist; create it or pick another path")
 
 
 class JsonlWriter:
-    """Writes one JSON record per line and flushes each, so an interruption keeps every finished line."""
+    """Writes one JSON record per line, each with a single write(2) straight to the file (no buffer),
+    so an interruption, even kill -9, keeps every finished line and never leaves half of one.
 
-    def __init__(self, path: str | Path) -> None:
+    `append` continues an existing file (a restarted pipeline sink): nothing written before is lost.
+    A full disk or a failing device is a UserError, raised once."""
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
-        _check_folder(self.path, "results")
+        check_output_folder(self.path, "results")
         try:
-            self._file = open(self.path, "w", encoding="utf-8")
+            self._file = open(self.path, "ab" if append else "wb", buffering=0)
         except OSError as error:
             raise UserError(f"cannot write results '{self.path}': {error.strerror}; pick a writable path") from error
         self.count = 0
 
     def write(self, record: dict) -> None:
-        """Append one record as a single line and flush it to disk."""
-        self.write_line(json.dumps(record))
+        """Append one record as a single line (NaN is refused: it is not JSON)."""
+        self.write_line(json.dumps(record, allow_nan=False))
 
     def write_line(self, text: str) -> None:
         """Append a record already encoded as JSON (no newline inside), e.g. what was just published."""
-        self._file.write(text + "\n")
-        self._file.flush()
+        data = (text + "\n").encode("utf-8")
+        try:
+            written = self._file.write(data)
+            while written < len(data):  # regular files take it all at once; a pipe or device may not
+                written += self._file.write(data[written:])
+        except OSError as error:
+            raise UserError(f"cannot write results '{self.path}': {error.strerror}; free space or pick another "
+                            "path") from None
         self.count += 1
 
     def close(self) -> None:
@@ -149,6 +160,17 @@ class MaskDirWriter:
         return None
 
 
+def next_part(path: str | Path) -> Path:
+    """The first of NAME.part1.EXT, NAME.part2.EXT, ... that does not exist: where a restarted writer
+    goes on, so the file it was writing before is never truncated."""
+    path = Path(path)
+    for n in range(1, 100_000):
+        part = path.with_name(f"{path.stem}.part{n}{path.suffix}")
+        if not part.exists():
+            return part
+    raise UserError(f"cannot find a free part name next to '{path}'; clean up its .partN files")
+
+
 class VideoWriter:
     """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases."""
 
@@ -160,7 +182,7 @@ class VideoWriter:
             raise UserError(f"unsupported video extension '{self.path.suffix}' for '{self.path}'; use one of {known}")
         if not fps > 0:
             raise UserError(f"video fps must be positive, got {fps}; pass a positive --fps")
-        _check_folder(self.path, "video")
+        check_output_folder(self.path, "video")
         self.fps = float(fps)
         self.fourcc = _FOURCC_BY_SUFFIX[suffix]
         self.count = 0

@@ -7,8 +7,10 @@ Every way a source can be wrong (missing, empty, undecodable, unreachable) ends 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import select
 import sys
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -24,6 +26,8 @@ from siammask.errors import UserError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SPEC_HELP = "pass an existing video file, image folder, named pipe, camera index or rtsp:// URL"
+WRITER_POLL_MS = 100  # how often the wait for a pipe's writer lets signal handlers (Ctrl-C) run
+log = logging.getLogger(__name__)
 
 
 class FrameSource(ABC):
@@ -31,6 +35,7 @@ class FrameSource(ABC):
 
     name: str
     fps: float | None
+    frame_size: tuple[int, int]  # width, height of the first frame (read when the source opens)
 
     @abstractmethod
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -60,26 +65,39 @@ class CaptureSource(FrameSource):
     is single pass: iterating again continues where the last iteration stopped.
     """
 
-    def __init__(self, capture: cv2.VideoCapture, name: str, first: np.ndarray) -> None:
+    def __init__(self, capture: cv2.VideoCapture, name: str, first: np.ndarray, declared: int | None = None,
+                 fd: int | None = None) -> None:
         self._capture = capture
         self._pending: np.ndarray | None = first
+        self._declared = declared  # frames a file's header promises; None for live sources
+        self._fd = fd              # a pipe's descriptor, which FFmpeg reads but does not close
         self.name = name
+        self.frame_size = (first.shape[1], first.shape[0])
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps > 0 else None
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        read = 0
         if self._pending is not None:
             frame, self._pending = self._pending, None
+            read += 1
             yield frame
         while self._capture.isOpened():
             ok, frame = self._capture.read()
-            if not ok:
-                return  # end of file, or a stream that stopped: both just end the sequence
+            if not ok:  # end of file, or a stream that stopped: both just end the sequence
+                if self._declared and read < self._declared:
+                    log.warning("%s ended after %d of the %d frames its header declares; the file is probably "
+                                "truncated", self.name, read, self._declared)
+                return
+            read += 1
             yield _to_bgr(frame)
 
     def close(self) -> None:
         self._pending = None
         self._capture.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class ImageFolderSource(FrameSource):
@@ -92,6 +110,7 @@ class ImageFolderSource(FrameSource):
     def __init__(self, folder: Path, files: list[Path]) -> None:
         self._files = files
         self._shape: tuple[int, ...] = _read_image(files[0]).shape
+        self.frame_size = (self._shape[1], self._shape[0])
         self.name = f"image folder '{folder}' ({len(files)} images)"
         self.fps = None
 
@@ -138,6 +157,12 @@ def open_source(spec: str, *, open_timeout_s: float = 10.0, read_timeout_s: floa
     raise UserError(f"cannot open video '{spec}': file not found; {_SPEC_HELP}")
 
 
+def first_frame_size(spec: str) -> tuple[int, int]:
+    """(width, height) of a file's or folder's first frame, to check boxes before anything starts."""
+    with open_source(spec) as source:
+        return source.frame_size
+
+
 def _open_folder(folder: Path) -> ImageFolderSource:
     try:
         entries = list(folder.iterdir())
@@ -162,7 +187,9 @@ def _open_video(path: Path) -> CaptureSource:
         raise UserError(
             f"cannot open {name}: not a readable video file; pass a video FFmpeg can decode or an image folder"
         )
-    return _start(capture, name, f"cannot read {name}: no frame could be decoded; re-encode it or pass an image folder")
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return _start(capture, name, f"cannot read {name}: no frame could be decoded; re-encode it or pass an image folder",
+                  declared=declared if declared > 0 else None)
 
 
 def _open_camera(index: int, timeouts: list[int]) -> CaptureSource:
@@ -174,14 +201,42 @@ def _open_camera(index: int, timeouts: list[int]) -> CaptureSource:
 
 
 def _open_pipe(path: Path, timeouts: list[int]) -> CaptureSource:
-    """A named pipe that another program (ffmpeg, gstreamer) writes a stream into. Opening it waits
-    for a writer; the timeouts do not cover that wait (the pipeline's stall watchdog does)."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, timeouts)
+    """A named pipe that another program (ffmpeg, gstreamer) writes a stream into. We wait for its
+    writer ourselves, in Python (OpenCV would wait inside open(2), where Ctrl-C cannot reach), then
+    hand FFmpeg the open descriptor; the timeouts do not cover the wait (the pipeline's stall
+    watchdog does)."""
     name = f"pipe '{path}'"
-    if not capture.isOpened():
-        raise UserError(f"cannot open {name}: no writer within the open timeout, or not a stream FFmpeg can "
-                        "decode; start the program that writes into it")
-    return _start(capture, name, f"{name} opened but sent no frame before the read timeout; check its writer")
+    fd = _wait_for_writer(path, name)
+    try:
+        capture = cv2.VideoCapture(f"pipe:{fd}", cv2.CAP_FFMPEG, timeouts)
+        if not capture.isOpened():
+            raise UserError(f"cannot open {name}: not a stream FFmpeg can decode; check what its writer sends")
+        source = _start(capture, name, f"{name} opened but sent no frame before the read timeout; check its writer",
+                        fd=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return source
+
+
+def _wait_for_writer(path: Path, name: str) -> int:
+    """A blocking read descriptor of the pipe once its writer has sent something."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # returns at once, writer or not
+    except OSError as err:
+        raise UserError(f"cannot open {name}: {err.strerror}; check its permissions") from err
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not (events := poller.poll(WRITER_POLL_MS)):
+            pass
+        if not events[0][1] & select.POLLIN:
+            raise UserError(f"the writer of {name} closed it without sending anything; start it again")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_url(url: str, timeouts: list[int]) -> CaptureSource:
@@ -200,13 +255,14 @@ def _open_url(url: str, timeouts: list[int]) -> CaptureSource:
     return _start(capture, name, f"{name} opened but sent no frame before the read timeout; check that it is live")
 
 
-def _start(capture: cv2.VideoCapture, name: str, no_frame_message: str) -> CaptureSource:
+def _start(capture: cv2.VideoCapture, name: str, no_frame_message: str, declared: int | None = None,
+           fd: int | None = None) -> CaptureSource:
     """Read the first frame now so that a source that yields nothing fails at open time."""
     ok, frame = capture.read()
     if not ok or frame is None:
         capture.release()
         raise UserError(no_frame_message)
-    return CaptureSource(capture, name, _to_bgr(frame))
+    return CaptureSource(capture, name, _to_bgr(frame), declared, fd)
 
 
 def _read_image(path: Path) -> np.ndarray:

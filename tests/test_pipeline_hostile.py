@@ -1,0 +1,292 @@
+"""`siammask serve` against a hostile client and an unlucky operator (issue 14), on real processes and
+real ZeroMQ sockets: fuzzed control requests that must not stop or restart anything, degenerate
+boxes, a full batch of results at an idle sink, and kill -9 of the inference and sink stages with
+every frame-id gap still counted and no earlier result lost.
+
+Four streams of one looping synthetic video share the module's pipeline; tests compare restart
+counters before and after, so they pass alone and in any order. The sink test runs its own."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import zmq
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from pipeline.control import SCHEMA
+
+from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect, free_port,
+                              raw_request, serving)
+
+BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
+STREAMS = ["north", "east", "south", "west"]
+MAX_STREAMS = 6                  # 2 more than the pipeline runs: the fuzzer may add a few, not dozens
+MAX_TARGETS = 3
+RESTARTS = ('siammask_restarts_total{stage="inference"}', 'siammask_restarts_total{stage="sink"}',
+            'siammask_restarts_total{stage="capture"}')
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory, synthetic_video, lite):
+    tmp = tmp_path_factory.mktemp("hostile")
+    config = {
+        "streams": [{"id": s, "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}
+                    for s in STREAMS],
+        "model": {"weights": str(lite), "threads": 1},
+        "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
+        "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
+        "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
+    }
+    with serving(tmp, config) as serve:
+        yield serve
+
+
+def restarts(serve: Serve) -> tuple[float, ...]:
+    metrics = serve.metrics()
+    return tuple(metrics.get(name, 0.0) for name in RESTARTS)
+
+
+def by_stream(msgs: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for m in msgs:
+        if "frame" in m:
+            out.setdefault(m["stream"], []).append(m)
+    return out
+
+
+def gather(sub: Subscriber, until, what: str, got: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
+    """Messages per stream (added to `got`) until `until(got)` holds."""
+    got = {} if got is None else got
+
+    def add(msg: dict) -> bool:
+        if "frame" in msg:
+            got.setdefault(msg["stream"], []).append(msg)
+        return until(got)
+
+    sub.wait_for(add, START_TIMEOUT_S, what)
+    return got
+
+
+def still_publishing(serve: Serve, count: int = 3) -> None:
+    """`count` fresh messages of every stream, each stream's accounting exact."""
+    sub = Subscriber(serve.config["publish"])
+    try:
+        got = gather(sub, lambda g: all(len(g.get(s, [])) >= count for s in STREAMS), "every stream publishing")
+    finally:
+        sub.close()
+    for msgs in got.values():
+        check_accounting(msgs)
+
+
+# --- a full batch ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_full_batch_of_results_reaches_an_idle_sink(four):
+    """Each inference turn sends one result per stream at once; the queue to the sink holds them all
+    (it held 2: a batch of 4 lost 2 at a sink with nothing to do)."""
+    msgs = collect(four, 160, START_TIMEOUT_S)
+    streams = by_stream(msgs)
+    assert set(streams) == set(STREAMS)
+    assert sum(m["dropped"]["sink"] for m in msgs) == 0, [m["dropped"] for m in msgs if m["dropped"]["sink"]]
+    for stream_msgs in streams.values():
+        check_accounting(stream_msgs)
+
+
+# --- what a client sends --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_degenerate_boxes_and_requests_are_refused_and_nothing_restarts(four):
+    before = restarts(four)
+    replies = {
+        "0.01 px box": four.ctl({"cmd": "add_target", "stream": "north", "box": [10, 10, 0.01, 0.01]}),
+        "1e6 px box": four.ctl({"cmd": "add_target", "stream": "north", "box": [0, 0, 1e6, 1e6]}),
+        "400-digit x": raw_request(four.config["control"], b'{"cmd":"add_target","stream":"north","box":['
+                                   + b"1" * 400 + b',1,50,50]}'),
+        "nested": raw_request(four.config["control"], b"[" * 1500 + b"]" * 1500),
+        "NaN": raw_request(four.config["control"], b'{"cmd":"add_target","stream":"north","box":[NaN,1,50,50]}'),
+    }
+    assert replies["0.01 px box"] == {"ok": False, "error": "box 10,10,0.01,0.01 is smaller than 2 px on a side; "
+                                                            "draw the box around the whole target"}
+    assert replies["1e6 px box"] == {"ok": False, "error": "box 0,0,1e+06,1e+06 is larger than the 160x120 frame; "
+                                                           "give x,y,w,h of the target in the first frame"}
+    assert "non-finite" in replies["400-digit x"]["error"] and replies["400-digit x"]["ok"] is False
+    assert replies["nested"] == {"ok": False, "error": "request nests deeper than 8 levels"}
+    assert replies["NaN"]["ok"] is False and "not JSON" in replies["NaN"]["error"]
+    still_publishing(four)
+    assert restarts(four) == before, four.log()
+
+
+ids = st.sampled_from(STREAMS) | st.text(max_size=6)
+junk = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6) | st.lists(st.integers(), max_size=3)
+number = st.integers(min_value=-10**30, max_value=10**30) | st.floats(allow_nan=False) \
+    | st.floats(min_value=-50, max_value=200)
+box = st.lists(number, min_size=3, max_size=5) | junk
+
+
+def stream_config(video: str):
+    return st.fixed_dictionaries({"id": st.text(max_size=6) | junk}, optional={
+        "source": st.sampled_from([video, "0", "/no/such.avi", "rtsp://127.0.0.1:1/x"]) | st.text(max_size=8) | junk,
+        "boxes": st.lists(box, max_size=3) | junk, "loop": st.booleans() | junk, "fps": number | junk,
+        "endpoint": st.sampled_from(["tcp://127.0.0.1:1", "tcp://0.0.0.0:6001", "udp://x"]) | junk,
+        "remote": st.booleans() | junk, "colour": junk})
+
+
+def commands(video: str):
+    """Requests shaped like the real ones, with every field fuzzed; remove_stream never names the
+    pipeline's own streams (the test needs them publishing at the end)."""
+    field = {"stream": ids, "box": box, "target": st.integers(min_value=-3, max_value=8) | junk}
+    per_cmd = []
+    for cmd, fields in SCHEMA.items():
+        args = {k: (stream_config(video) | junk if cmd == "add_stream" else
+                    st.text(max_size=6) if cmd == "remove_stream" else field[k]) for k in fields}
+        per_cmd.append(st.fixed_dictionaries({"cmd": st.just(cmd), **args}, optional={"extra": junk}))
+    return st.one_of(per_cmd).map(lambda d: json.dumps(d).encode())
+
+
+any_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                     max_size=4), max_leaves=16)
+
+
+@pytest.mark.slow
+def test_fuzzed_control_requests_never_stop_or_restart_serve(four, synthetic_video):
+    """hypothesis sends raw bytes, arbitrary JSON and fuzzed commands; every one gets a JSON reply,
+    serve keeps publishing, and no stage restarts."""
+    before = restarts(four)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger, sock.rcvtimeo = 0, 30_000
+    sock.connect(four.config["control"])
+    answered = {"ok": 0, "refused": 0}
+
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.binary(max_size=200) | any_json.map(lambda v: json.dumps(v).encode()) | commands(str(synthetic_video)))
+    @example(b"[" * 1500 + b"]" * 1500)
+    @example(b'{"cmd":"add_target","stream":"north","box":[' + b"9" * 400 + b',1,50,50]}')
+    @example(b'{"cmd":"add_target","stream":"north","box":[10,10,0.01,0.01]}')
+    @example(b'{"cmd":"add_target","stream":"north","box":[0,0,1000000,1000000]}')
+    @example(b'{"cmd":"add_stream","stream":{"id":"\\ud800","source":"0"}}')
+    @example(b"")
+    def send(raw: bytes) -> None:
+        sock.send(raw)
+        reply = json.loads(sock.recv())
+        assert isinstance(reply.get("ok"), bool) and (reply["ok"] or reply["error"]), reply
+        answered["ok" if reply["ok"] else "refused"] += 1
+        assert four.proc.poll() is None, four.log()
+
+    try:
+        send()
+    finally:
+        sock.close(), ctx.term()
+    # Undo what the accepted requests did, then every stream must still be published.
+    listing = four.ctl({"cmd": "list"})
+    for stream in listing["streams"]:
+        if stream["id"] not in STREAMS:
+            assert four.ctl({"cmd": "remove_stream", "stream": stream["id"]})["ok"]
+            continue
+        assert four.ctl({"cmd": "resume", "stream": stream["id"]})["ok"]
+        for target in stream["targets"] + [{"id": t} for t in stream["pending"]]:
+            if target["id"] != 0:
+                four.ctl({"cmd": "remove_target", "stream": stream["id"], "target": target["id"]})
+    assert answered["ok"] > 10 and answered["refused"] > 100, answered  # the fuzzer got past the parser too
+    still_publishing(four)
+    assert restarts(four) == before, four.log()
+
+
+# --- killed stages --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_killed_inference_keeps_every_frame_gap_counted(four):
+    """The frames the killed process held (queued, being tracked) are reported as inference drops, so a
+    subscriber's gap across the restart is exactly what the messages report."""
+    sub = Subscriber(four.config["publish"])
+    try:
+        streams = gather(sub, lambda g: len(g) == len(STREAMS), "all streams")
+        pid = four.ctl({"cmd": "list"})["processes"]["inference"]
+        killed_at = max(v[-1]["frame"] for v in streams.values())
+        os.kill(pid, signal.SIGKILL)
+        gather(sub, lambda g: all(v[-1]["frame"] > killed_at + 5 for v in g.values()), "results after the restart",
+               streams)
+    finally:
+        sub.close()
+    assert "inference was killed by signal 9" in four.log()
+    for stream_msgs in streams.values():
+        check_accounting(stream_msgs)
+    restarted = [m for v in streams.values() for a, m in zip(v, v[1:]) if a["frame"] <= killed_at < m["frame"]]
+    assert sum(m["dropped"]["inference"] for m in restarted) > 0, "no frame was counted as lost in the restart"
+
+
+@pytest.mark.slow
+def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lite):
+    """kill -9 of the sink: the new one appends to the JSON lines (every earlier line kept, the gap
+    across the restart counted) and writes a new video part; a clean stop then removes the
+    user-given ipc:// publish file."""
+    ipc_dir = Path(tempfile.mkdtemp(prefix="pub-", dir="/tmp"))  # short: ipc paths have a length limit
+    publish = ipc_dir / "results.sock"
+    jsonl, video = tmp_path / "results.jsonl", tmp_path / "annotated.avi"
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
+        "model": {"weights": str(lite), "threads": 1}, "publish": f"ipc://{publish}",
+        "control": f"tcp://127.0.0.1:{free_port()}", "metrics_port": free_port(), "log_interval_s": 0,
+        "outputs": {"jsonl": str(jsonl), "video": str(video)}})
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (jsonl.exists() and jsonl.read_text().count("\n") >= 15):
+            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
+            time.sleep(0.2)
+        pid = serve.ctl({"cmd": "list"})["processes"]["sink"]
+        os.kill(pid, signal.SIGSTOP)  # results pile up in its queues: the frames it has in flight when killed
+        before = jsonl.read_text()
+        video_before = video.stat().st_size
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        while jsonl.read_text().count("\n") < before.count("\n") + 15:
+            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
+            time.sleep(0.2)
+        assert serve.metrics()['siammask_restarts_total{stage="sink"}'] == 1
+        assert publish.exists()
+        code = serve.stop()
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()
+    assert code == 0, serve.log()
+    after = jsonl.read_text()
+    assert after.startswith(before), "lines written before the sink was killed are gone"
+    lines = [json.loads(line) for line in after.splitlines()]
+    results = [m for m in lines if "frame" in m]
+    check_accounting(results)  # across the restart too
+    assert sum(m["dropped"]["sink"] for m in results[before.count("\n"):]) > 0, "the frozen sink lost nothing?"
+    assert video.stat().st_size >= video_before
+    part = tmp_path / "annotated.part1.avi"
+    capture = cv2.VideoCapture(str(part))
+    assert capture.isOpened() and capture.read()[0], "no readable second video part"
+    capture.release()
+    assert not publish.exists(), "the ipc:// publish file outlived a clean stop"
+    assert serve.leftovers() == []
+    ipc_dir.rmdir()
+
+
+# --- serve's own command line ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("box, message", [
+    ("500,500,10,10", "box 500,500,10,10 lies outside the 160x120 frame"),
+    ("10,10,0.01,0.01", "box '10,10,0.01,0.01' is smaller than 2 px on a side"),
+    ("1,2,3", "box '1,2,3' is not X,Y,W,H"),
+])
+def test_serve_refuses_boxes_as_track_does(synthetic_video, tmp_path, box, message):
+    """Checked against the file's first frame before anything starts: exit 2, one line."""
+    proc = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video), "--box",
+                           box, "--metrics-port", "0"], capture_output=True, text=True, timeout=120, env=ENV,
+                          cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
