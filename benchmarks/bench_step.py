@@ -150,7 +150,7 @@ def main() -> int:
     for i in range(args.steps + 3):  # 3 warm-up steps, interleaved so both see the same machine state
         for name, clock in clocks.items():
             original = name == "original-style"
-            one_step(baseline_model if original else model, frame1, pos, size, avg, zf if original else kernels, tracker.anchors,
+            one_step(baseline_model if original else model, frame1, pos, size, avg, zf if original else kernels, tracker.grid,
                      tracker.window, cfg, clock, original)
     whole = []
     for i in range(args.steps + 3):

@@ -153,7 +153,7 @@ class Tracker:
         best = pick_best(score, penalty, self.window, cfg.window_influence)
         pred = boxes[:, best] / scale
         if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
-            return state, (cfg.score_size // 2, cfg.score_size // 2), 0.0  # no usable output: stay, lost
+            return state, (self.score_size // 2, self.score_size // 2), 0.0  # no usable output: stay, lost
         lr = penalty[best] * score[best] * cfg.lr
         pos = np.array([pred[0] + state.pos[0], pred[1] + state.pos[1]])
         size = np.array([state.size[0] * (1 - lr) + pred[2] * lr, state.size[1] * (1 - lr) + pred[3] * lr])

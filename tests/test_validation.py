@@ -215,7 +215,7 @@ def test_fuzz_hp_files_give_a_working_config_or_one_line(tracker, change):
         assert "\n" not in str(exc)
         return
     built = Tracker(tracker.engine, cfg)
-    assert np.isfinite(built.anchors).all() and np.isfinite(built.window).all()
+    assert np.isfinite(built.grid).all() and np.isfinite(built.window).all()
 
 
 USER_HP = ["penalty_k", "window_influence", "lr", "seg_thr", "lost_threshold", "context_amount"]
