@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.registry import build_engine
 from siammask.checkpoint import load_checkpoint
 from siammask.config import load_hp
+from siammask.engines.registry import build_engine
 from siammask.evaluation.runner import evaluate
 from siammask.geometry.masks import box_corners
 from siammask.model import SiamMask

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from engines.precision import FLOAT32_TRUNK_STAGES
+from siammask.engines.precision import FLOAT32_TRUNK_STAGES
 from siammask.errors import UserError
 
 from .calibration import Feeds

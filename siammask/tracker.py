@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine
+from siammask.engines.base import Engine
 
 from .config import TrackerConfig
 from .errors import UserError

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 def _fingerprint(weights: Path) -> str:
     """The checkpoint's content hash (an export directory's: its sidecar's, which holds the graphs'
     checksums), so that retrained weights at the same path never resume an older run."""
-    from export.sidecar import SIDECAR, sha256
+    from siammask.export.sidecar import SIDECAR, sha256
 
     return sha256(weights / SIDECAR if weights.is_dir() else weights)
 
