@@ -24,11 +24,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from engines.torch_engine import _bf16_model, _compiled
-from export.exporter import export_model
-from export.graphs import SearchGraph
-from export.onnx_export import random_feeds
-from export.verify import relative_error
+from siammask.engines.torch_engine import _bf16_model, _compiled
+from siammask.export.exporter import export_model
+from siammask.export.graphs import SearchGraph
+from siammask.export.onnx_export import random_feeds
+from siammask.export.verify import relative_error
 from siammask.model import SiamMask
 
 Run = Callable[[], tuple]

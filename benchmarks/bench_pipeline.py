@@ -35,12 +35,12 @@ import torch
 import yaml
 import zmq
 
-from pipeline import messages
-from pipeline.control import request
 from siammask.checkpoint import save_checkpoint
 from siammask.commands.common import build_tracker
 from siammask.io.results import frame_record
 from siammask.model import build_model
+from siammask.pipeline import messages
+from siammask.pipeline.control import request
 from siammask.synthetic import make_sequence
 
 SIZE = (1280, 720)

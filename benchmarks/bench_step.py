@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from engines.torch_engine import TorchEngine
 from siammask.config import load_hp
+from siammask.engines.torch_engine import TorchEngine
 from siammask.geometry.crop import crop_and_resize, crop_origin, search_scale, template_side, to_chw_float
 from siammask.geometry.masks import mask_polygon, mask_window, paste_back, paste_matrix
 from siammask.geometry.scoring import decode, fg_scores, pick_best, size_penalty

@@ -24,15 +24,15 @@ import cv2
 import numpy as np
 import torch
 
-from engines.onnxruntime_engine import OnnxRuntimeEngine
-from engines.registry import build_engine
-from engines.torch_engine import TorchEngine
-from export.exporter import export_model
 from siammask.checkpoint import load_checkpoint
 from siammask.config import load_hp
 from siammask.data.formats.records import mask_box
-from siammask.model import variant_spec
+from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
+from siammask.engines.registry import build_engine
+from siammask.engines.torch_engine import TorchEngine
 from siammask.evaluation.segmentation import jaccard
+from siammask.export.exporter import export_model
+from siammask.model import variant_spec
 from siammask.tracker import TargetState, Tracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
-from export.onnx_io import open_session
-from export.sidecar import read_sidecar
 from siammask.errors import UserError
+from siammask.export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
+from siammask.export.onnx_io import open_session
+from siammask.export.sidecar import read_sidecar
 from siammask.model import TemplateFeatures, TrackingNet
 
 from .base import TrackHeads
@@ -63,7 +63,7 @@ class OnnxRuntimeEngine:
     def from_model(cls, model: TrackingNet, device: str = "cpu", precision: str | None = None) -> "OnnxRuntimeEngine":
         """Export `model` to a temporary directory (verified against PyTorch) and load it; the sessions
         hold the graphs in memory, so the directory is removed at once."""
-        from export.exporter import export_model
+        from siammask.export.exporter import export_model
 
         with tempfile.TemporaryDirectory(prefix="siammask-onnx-") as folder:
             export_model(model, Path(folder), precision=precision or "fp32")

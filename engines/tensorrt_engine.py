@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.graphs import mask_io, mask_size
-from export.sidecar import read_sidecar
 from siammask.errors import UserError
+from siammask.export.graphs import mask_io, mask_size
+from siammask.export.sidecar import read_sidecar
 from siammask.model import TemplateFeatures, TrackingNet
 
 from .base import TrackHeads
@@ -29,7 +29,7 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
 
 def _tensorrt_for(device: str):
     """The tensorrt module, once it is known to be installed and `device` is a CUDA device."""
-    from export.tensorrt_build import require_tensorrt
+    from siammask.export.tensorrt_build import require_tensorrt
 
     trt = require_tensorrt()
     if not device.startswith("cuda") or not torch.cuda.is_available():
@@ -97,7 +97,7 @@ class TensorRTEngine:
     @classmethod
     def from_model(cls, model: TrackingNet, device: str = "cuda", precision: str | None = None) -> "TensorRTEngine":
         """Export and build engines for `model` in a temporary directory (minutes), then load them."""
-        from export.exporter import export_model
+        from siammask.export.exporter import export_model
 
         _tensorrt_for(device)
         with tempfile.TemporaryDirectory(prefix="siammask-trt-") as folder:

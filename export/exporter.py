@@ -95,7 +95,7 @@ def _quantize(model: TrackingNet, fp32_dir: Path, out: Path, hp: str, calibratio
               symmetric: bool) -> dict[str, dict[str, float]]:
     """Calibrate on the tracker's real inputs, quantize each graph, and check it against PyTorch on the
     last recorded input of each graph, which calibration did not see."""
-    from engines.onnxruntime_engine import OnnxRuntimeEngine
+    from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     from .calibration import collect_feeds, synthetic_clip
     from .onnx_io import open_session

@@ -70,7 +70,8 @@ def build_engines(model: TrackingNet, folder: Path, precision: str, max_batch: i
     Runtime on the same graph and fresh random inputs (batch 2). Returns (role -> file, errors)."""
     import torch
 
-    from engines.tensorrt_engine import TrtGraph
+    from siammask.engines.tensorrt_engine import TrtGraph
+
     from .onnx_io import open_session
 
     trt = require_tensorrt()

@@ -7,6 +7,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +15,14 @@ import yaml
 
 from .errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
+
+# The shipped YAML files, wherever the package is installed (the repository's configs/ folder
+# installs as the package siammask.configs).
+CONFIG_DIR: Traversable = resources.files("siammask.configs")
 T = TypeVar("T")
 
 
@@ -139,9 +147,10 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Read one YAML file into `cls`."""
-    path = Path(path)
+def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
+    """Read one YAML file (a path, or a packaged file under CONFIG_DIR) into `cls`."""
+    if isinstance(path, str):
+        path = Path(path)
     if not path.is_file():
         raise UserError(f"config '{path}' not found")
     try:
@@ -155,7 +164,7 @@ HP_PRESETS = ("davis", "vot", "vot18", "base", "nano")
 
 
 def load_hp(name_or_path: str) -> TrackerConfig:
-    """A preset from configs/hp (davis, vot, vot18, base, nano) or a path to a YAML file."""
+    """A shipped preset (configs/hp: davis, vot, vot18, base, nano) or a path to a YAML file."""
     if name_or_path in HP_PRESETS:
         return load_yaml(TrackerConfig, CONFIG_DIR / "hp" / f"{name_or_path}.yaml")
     if name_or_path.endswith((".yaml", ".yml")):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine
+from siammask.engines.base import Engine
 
 from .config import TrackerConfig
 from .geometry.anchors import generate_anchors, generate_points

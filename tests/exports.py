@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from export.exporter import export_model
+from siammask.export.exporter import export_model
 from siammask.model import TrackingNet, build_model
 
 

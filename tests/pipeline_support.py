@@ -21,9 +21,9 @@ import torch
 import yaml
 import zmq
 
-from pipeline.control import request
 from siammask.checkpoint import save_checkpoint
 from siammask.model import SiamMask
+from siammask.pipeline.control import request
 
 # One OpenMP thread per process: on a small shared box spinning threads slow every stage down.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

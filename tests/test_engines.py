@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from engines.onnxruntime_engine import OnnxRuntimeEngine
-from engines.registry import ENGINES, build_engine
-from engines.torch_engine import TorchEngine
-from export.onnx_export import FILES, random_feeds
-from export.sidecar import SIDECAR, sha256
-from export.verify import TOLERANCES, relative_error
 from siammask.checkpoint import load_checkpoint
 from siammask.cli import main
 from siammask.config import load_hp
+from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
+from siammask.engines.registry import ENGINES, build_engine
+from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
 from siammask.evaluation.segmentation import jaccard
+from siammask.export.onnx_export import FILES, random_feeds
+from siammask.export.sidecar import SIDECAR, sha256
+from siammask.export.verify import TOLERANCES, relative_error
 from siammask.tracker import TargetState, Tracker
 
 from exports import exported, random_model

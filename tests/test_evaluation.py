@@ -356,7 +356,7 @@ def test_ytbvos_loader_rejects_an_object_without_its_first_annotation(tmp_path):
 def test_vos_protocol_starts_late_objects_and_scores_each(tmp_path, sharp_checkpoint):
     from siammask.checkpoint import load_checkpoint
     from siammask.config import load_hp
-    from engines.registry import build_engine
+    from siammask.engines.registry import build_engine
     from siammask.evaluation import vos_protocol
     from siammask.tracker import Tracker
 

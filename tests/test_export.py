@@ -10,16 +10,16 @@ import onnx
 import pytest
 import torch
 
-from export.exporter import export_model
-from export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io
-from export.onnx_export import FILES, random_feeds
-from export.onnx_io import check_graph, open_session
-from export.sidecar import SIDECAR, read_sidecar, sha256
-from export.static_ops import xcorr_unrolled
-from export.trt_ops import TENSORRT_ONNX_OPS, runtime_weight_convs, unsupported_ops
-from export.verify import TOLERANCES, check_outputs, relative_error
 from siammask.cli import main
 from siammask.errors import UserError
+from siammask.export.exporter import export_model
+from siammask.export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io
+from siammask.export.onnx_export import FILES, random_feeds
+from siammask.export.onnx_io import check_graph, open_session
+from siammask.export.sidecar import SIDECAR, read_sidecar, sha256
+from siammask.export.static_ops import xcorr_unrolled
+from siammask.export.trt_ops import TENSORRT_ONNX_OPS, runtime_weight_convs, unsupported_ops
+from siammask.export.verify import TOLERANCES, check_outputs, relative_error
 from siammask.model.heads import xcorr_depthwise
 from siammask.model.refine import crop_at
 

@@ -166,7 +166,7 @@ def test_nano_checkpoint_round_trip_and_tracker(tmp_path, synthetic_frames):
     path = save_checkpoint(model, tmp_path / "nano.pth", config={"hp": "nano"})
     loaded = load_checkpoint(path)
     assert loaded.variant == "nano" and loaded.config["hp"] == "nano"
-    from engines.registry import build_engine
+    from siammask.engines.registry import build_engine
     from siammask.tracker import Tracker
 
     tracker = Tracker(build_engine("torch", loaded.model), load_hp("nano"))

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from engines.torch_engine import TorchEngine
 from siammask.checkpoint import load_checkpoint
 from siammask.config import load_hp
+from siammask.engines.torch_engine import TorchEngine
 from siammask.geometry.scoring import fg_scores
 from siammask.io.results import decode_mask
 from siammask.tracker import TargetState, Tracker

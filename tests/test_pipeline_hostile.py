@@ -22,7 +22,7 @@ import zmq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.control import SCHEMA
+from siammask.pipeline.control import SCHEMA
 
 from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect, free_port,
                               raw_request, serving)

@@ -15,10 +15,10 @@ import cv2
 import pytest
 import zmq
 
-from pipeline.config import CurveConfig
-from pipeline.control import request
-from pipeline.security import load_keys
 from siammask.errors import UserError
+from siammask.pipeline.config import CurveConfig
+from siammask.pipeline.control import request
+from siammask.pipeline.security import load_keys
 
 from pipeline_support import ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
 

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import zmq
 
-from pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
-from pipeline.control import parse_request
-from pipeline.endpoints import is_loopback
-from pipeline.messages import as_array, recv, send
-from pipeline.metrics import bucket_quantile
-from siammask.tracker import finish, search_batch
 from siammask.commands.common import build_tracker
+from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
+from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
+from siammask.pipeline.control import parse_request
+from siammask.pipeline.endpoints import is_loopback
+from siammask.pipeline.messages import as_array, recv, send
+from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
+from siammask.tracker import finish, search_batch
 
 from pipeline_support import lite_checkpoint
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "pipeline" / "example.yaml"
+EXAMPLE = CONFIG_DIR / "pipeline" / "example.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engines.torch_engine import TorchEngine
-from pipeline.config import PipelineConfig, StreamConfig, check_config
-from pipeline.control import parse_request
-from pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, process_id
+from siammask.engines.torch_engine import TorchEngine
+from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
+from siammask.pipeline.control import parse_request
+from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, process_id
 from siammask.checkpoint import load_checkpoint, save_checkpoint
 from siammask.commands.common import build_tracker
 from siammask.config import TrackerConfig, from_dict, load_hp

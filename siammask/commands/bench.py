@@ -60,7 +60,7 @@ def _frames() -> tuple[np.ndarray, np.ndarray]:
 
 def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[str]]:
     """Every requested (engine, precision) that can run here; a note for each that cannot."""
-    from engines.registry import ENGINES, build_engine
+    from siammask.engines.registry import ENGINES, build_engine
 
     from ..config import load_hp
     from ..tracker import Tracker

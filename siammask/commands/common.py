@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engines.precision import PRECISIONS
+from siammask.engines.precision import PRECISIONS
 
 from ..errors import UserError
 from ..model import VARIANTS, variant_spec
@@ -46,14 +46,14 @@ def load_model(args: argparse.Namespace):
 
 def build_tracker(args: argparse.Namespace):
     """Checkpoint (or export directory) + engine + hyper-parameters -> Tracker, all user errors as UserError."""
-    from engines.registry import build_engine
+    from siammask.engines.registry import build_engine
 
     from ..config import load_hp
     from ..tracker import Tracker
 
     weights = weights_path(args)
     if weights.is_dir():
-        from export.sidecar import read_sidecar
+        from siammask.export.sidecar import read_sidecar
 
         info = read_sidecar(weights, check_files=False)  # the engine checks the files themselves
         if args.variant and args.variant != info.variant:

@@ -25,9 +25,9 @@ def _payload(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.control import request
-    from pipeline.security import load_keys
+    from siammask.pipeline.config import load_config
+    from siammask.pipeline.control import request
+    from siammask.pipeline.security import load_keys
 
     cfg = load_config(args.config)
     endpoint = args.control or (cfg.control if args.config else DEFAULT_CONTROL)

@@ -60,7 +60,7 @@ def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, di
     """One of OpenCV's trackers, its label and the settings that identify it (OpenCV's version, and
     for TrackerNano the graphs' hashes)."""
     import cv2
-    from export.sidecar import sha256
+    from siammask.export.sidecar import sha256
 
     from ..evaluation.baselines import OpenCVTracker, nano_files
 
@@ -83,7 +83,7 @@ def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, di
 def _fingerprint(weights: Path) -> str:
     """The checkpoint's content hash (an export directory's: its sidecar's, which holds the graphs'
     checksums), so that retrained weights at the same path never resume an older run."""
-    from export.sidecar import SIDECAR, sha256
+    from siammask.export.sidecar import SIDECAR, sha256
 
     return sha256(weights / SIDECAR if weights.is_dir() else weights)
 

@@ -15,7 +15,7 @@ def _calibration(args: argparse.Namespace):
     """(frames, box) from --calib, or None for the synthetic default."""
     if not args.calib:
         return None
-    from export.calibration import DEFAULT_FRAMES
+    from siammask.export.calibration import DEFAULT_FRAMES
 
     from ..errors import UserError
     from ..io.sources import open_source
@@ -28,7 +28,7 @@ def _calibration(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.exporter import export_model
+    from siammask.export.exporter import export_model
 
     ckpt, hp = load_model(args)
     out = Path(args.out)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.security import write_keys
+    from siammask.pipeline.security import write_keys
 
     for path in write_keys(Path(args.out)):
         print(path)

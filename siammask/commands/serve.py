@@ -10,8 +10,8 @@ from .track import parse_box
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.config import apply_cli, check_config, load_config
-    from pipeline.endpoints import RunDir
+    from siammask.pipeline.config import apply_cli, check_config, load_config
+    from siammask.pipeline.endpoints import RunDir
 
     cfg = apply_cli(load_config(args.config), args)
     check_config(cfg)
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # prometheus-client's multiprocess mode: every stage writes here; must precede its import.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
-        from pipeline.supervisor import Supervisor
+        from siammask.pipeline.supervisor import Supervisor
 
         return Supervisor(cfg, run_dir).run()
     finally:

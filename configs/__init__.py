@@ -1,0 +1,1 @@
+"""Shipped YAML presets and examples (hp/, pipeline/, train/), read as package data."""

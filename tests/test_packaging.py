@@ -1,0 +1,109 @@
+"""What a regular install holds: one `siammask` namespace (the repository's engines/, export/,
+pipeline/ and configs/ folders map into it), the presets and the shipped weights as package data,
+and no import of the bare folder names anywhere in the repository."""
+from __future__ import annotations
+
+import ast
+import configparser
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from siammask.config import CONFIG_DIR, HP_PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE = ("engines", "export", "pipeline", "configs")
+
+
+def _options() -> configparser.SectionProxy:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg["options"]
+
+
+def _package_dirs() -> dict[str, Path]:
+    """Installed package name -> its folder in the repository, as setup.cfg maps them."""
+    mapping = dict(line.split("=", 1) for line in _options()["package_dir"].split("\n") if line.strip())
+    mapping = {k.strip(): ROOT / v.strip() for k, v in mapping.items()}
+    packages = [p for p in _options()["packages"].split() if p]
+    found = {}
+    for name in packages:
+        head = max((m for m in mapping if name == m or name.startswith(m + ".")), key=len, default=None)
+        rest = name[len(head) + 1:] if head else name
+        base = mapping[head] if head else ROOT
+        found[name] = base.joinpath(*rest.split(".")) if rest else base
+    return found
+
+
+def test_setup_cfg_lists_every_package_folder():
+    """A new sub-package missing from the explicit list would silently be left out of the wheel."""
+    listed = _package_dirs()
+    assert all((folder / "__init__.py").is_file() for folder in listed.values()), listed
+    on_disk = {d.parent for root in listed.values() for d in root.rglob("__init__.py")
+               if "__pycache__" not in d.parts}
+    assert on_disk == set(listed.values())
+    assert {name.split(".")[0] for name in listed} == {"siammask"}
+
+
+def test_presets_are_read_from_the_package():
+    assert (CONFIG_DIR / "hp").is_dir()
+    for name in HP_PRESETS:
+        assert (CONFIG_DIR / "hp" / f"{name}.yaml").is_file()
+    # the repository folder configs/ is what the package siammask.configs is made of
+    assert Path(str(CONFIG_DIR)).resolve() == (ROOT / "configs").resolve()
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append((node.lineno, node.module))
+    return names
+
+
+def test_nothing_imports_the_bare_folder_names():
+    offenders = []
+    for folder in ("siammask", *BARE[:3], "tests", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for line, module in _imported_modules(ast.parse(path.read_text(), str(path))):
+                if module.split(".")[0] in BARE:
+                    offenders.append(f"{path.relative_to(ROOT)}:{line}: {module}")
+    assert offenders == []
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the checkout (building in place would leave build/ behind),
+    offline with the installed setuptools and wheel (both in the `test` extra)."""
+    pytest.importorskip("wheel", reason="the 'wheel' package (pip install -e '.[test]') builds the wheel")
+    src = tmp_path_factory.mktemp("src") / "siammask"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "runs", "out"))
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out), str(src)], check=True, capture_output=True)
+    wheels = list(out.glob("siammask-*.whl"))
+    assert len(wheels) == 1
+    return wheels[0]
+
+
+def test_wheel_installs_one_namespace_with_presets_and_weights(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+        assert zf.read(top_level).decode().split() == ["siammask"]
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"siammask"}
+    for name in HP_PRESETS:
+        assert f"siammask/configs/hp/{name}.yaml" in names
+    assert "siammask/configs/pipeline/example.yaml" in names
+    for folder in BARE[:3]:
+        expected = {f"siammask/{folder}/{p.name}" for p in (ROOT / folder).glob("*.py")}
+        assert expected and expected <= set(names)
+    weights = {p.name for p in (ROOT / "siammask" / "weights").iterdir() if p.is_file()}
+    assert weights and {f"siammask/weights/{w}" for w in weights} <= set(names)
