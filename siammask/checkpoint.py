@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .keymap import map_prefix
 from .model import VARIANTS, TrackingNet, build_model
 from .nanotrack_checkpoint import is_nanotrack
 
@@ -49,10 +50,7 @@ class LoadedCheckpoint:
 
 def official_to_ours(key: str) -> str | None:
     """Map one official state-dict key to ours; None when no rule covers it."""
-    for old, new in OFFICIAL_KEY_MAP:
-        if key.startswith(old):
-            return new + key[len(old):]
-    return None
+    return map_prefix(key, OFFICIAL_KEY_MAP)
 
 
 def ours_to_official(key: str) -> str:

@@ -15,6 +15,7 @@ import torch
 from numpy._core.multiarray import scalar as _np_scalar
 
 from .errors import UserError
+from .keymap import map_prefix
 from .model.nano import NANO_BLOCKS, NanoSiamMask
 
 # NanoTrack's tracker never runs its neck (its template() and track() feed the backbone's output
@@ -67,10 +68,7 @@ NANOTRACK_KEY_MAP: tuple[tuple[str, str], ...] = _trunk_map() + _HEAD
 
 def nanotrack_to_ours(key: str) -> str | None:
     """One NanoTrack state-dict key in our names; None when no rule covers it."""
-    for theirs, ours in NANOTRACK_KEY_MAP:
-        if key.startswith(theirs):
-            return ours + key[len(theirs):]
-    return None
+    return map_prefix(key, NANOTRACK_KEY_MAP)
 
 
 def is_nanotrack(obj: Any) -> bool:

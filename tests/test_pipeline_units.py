@@ -19,7 +19,6 @@ from siammask.pipeline.endpoints import is_loopback
 from siammask.pipeline.messages import as_array, recv, send
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
-from siammask.tracker import finish, search_batch
 
 from pipeline_support import lite_checkpoint
 
@@ -47,10 +46,10 @@ def test_batch_over_streams_matches_tracker_step(tracker):
         ref_a, res_a = tracker.step(a[t].image, ref_a)
         ref_b, res_b = tracker.step(b[t].image, ref_b)
         frames = [a[t].image] * 1 + [b[t].image] * 2
-        batch = search_batch(tracker.cfg, list(zip(frames, states)))
+        batch = tracker.search_batch(list(zip(frames, states)))
         picks = tracker.infer_batch(batch, states)
-        out = [finish(tracker.cfg, f, s, batch.sides[i], picks.states[i], picks.pos_yx[i], picks.scores[i],
-                      picks.probs[i]) for i, (f, s) in enumerate(zip(frames, states))]
+        out = [tracker.finish(f, s, batch.sides[i], picks.states[i], picks.pos_yx[i], picks.scores[i],
+                              picks.probs[i]) for i, (f, s) in enumerate(zip(frames, states))]
         states = [state for state, _ in out]
         for (_, got), want in zip(out, res_a + res_b):
             np.testing.assert_allclose(got.box, want.box, atol=1e-3)
