@@ -87,7 +87,7 @@ def test_sidecar_describes_the_export(export_dirs, variant):
     folder = export_dirs[variant]
     data = json.loads((folder / SIDECAR).read_text())
     assert data["variant"] == variant and data["backend"] == "onnx" and data["precision"] == "fp32"
-    assert data["hp"] == {"sharp": "davis", "base": "base"}[variant]
+    assert data["hp"] == {"sharp": "davis", "base": "base", "nano": "nano"}[variant]
     assert data["opset"] == 17 and data["siammask_version"]
     assert data["input_sizes"] == {"template": [3, 127, 127], "search": [3, 255, 255]}
     assert data["files"] == FILES

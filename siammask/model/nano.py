@@ -24,6 +24,14 @@ def _conv_bn(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int 
             nn.BatchNorm2d(cout)]
 
 
+class HardSwish(nn.Module):
+    """x * hardsigmoid(x): the same function as nn.Hardswish, written so that it exports as ONNX
+    HardSigmoid + Mul, which TensorRT's parser reads (it has no HardSwish)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * F.hardsigmoid(x)
+
+
 class SqueezeExcite(nn.Module):
     """Channel gates from the global average: Linear -> ReLU -> Linear -> hard sigmoid."""
 
@@ -69,7 +77,7 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, cin: int, spec: BlockSpec) -> None:
         super().__init__()
-        self.act = nn.Hardswish() if spec.hswish else nn.ReLU()
+        self.act = HardSwish() if spec.hswish else nn.ReLU()
         self.expand = nn.Sequential(*_conv_bn(cin, spec.hidden)) if spec.hidden != cin else None
         self.depthwise = nn.Sequential(*_conv_bn(spec.hidden, spec.hidden, spec.kernel, spec.stride, spec.hidden))
         self.se = SqueezeExcite(spec.hidden, spec.se) if spec.se else None
@@ -96,7 +104,7 @@ class NanoTrunk(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn(3, 16, 3, 2), nn.Hardswish())
+        self.stem = nn.Sequential(*_conv_bn(3, 16, 3, 2), HardSwish())
         blocks, cin = [], 16
         for spec in NANO_BLOCKS:
             blocks.append(InvertedResidual(cin, spec))
