@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .data.formats.records import mask_box
+
 _MARGIN = 2  # pixels kept between the object and the frame edge
 _SCALE_SWING = 0.15  # relative size change over the sequence
 _ASPECT_SWING = 0.08  # relative change of the axes ratio ("slight shape change")
@@ -155,7 +157,7 @@ def _render(background: np.ndarray, patch: np.ndarray, pose: _Pose) -> Synthetic
     rotation[:, 2] += (pose.cx - reach, pose.cy - reach)
     warped = cv2.warpAffine(patch, rotation, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     image = np.where(mask[..., None], warped, background)
-    return SyntheticFrame(image=image, box=_mask_box(mask), mask=mask)
+    return SyntheticFrame(image=image, box=mask_box(mask), mask=mask)
 
 
 def _ellipse_mask(height: int, width: int, pose: _Pose) -> np.ndarray:
@@ -165,12 +167,6 @@ def _ellipse_mask(height: int, width: int, pose: _Pose) -> np.ndarray:
     u = (cos * dx + sin * dy) / pose.a
     v = (-sin * dx + cos * dy) / pose.b
     return u * u + v * v <= 1.0
-
-
-def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1))
 
 
 def _count_frames(path: Path) -> int:

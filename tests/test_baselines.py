@@ -13,11 +13,12 @@ import pytest
 
 from reference import SHARED
 from siammask.cli import main
+from siammask.data.layouts.labels import read_label_png
 from siammask.errors import UserError
 from siammask.evaluation import ope_protocol, vot_protocol
 from siammask.evaluation.baselines import NANO_FILES, OpenCVTracker, box_mask
 from siammask.evaluation.data import BoxSequence, RegionSequence
-from siammask.evaluation.labels import read_labels, write_labels
+from siammask.evaluation.labels import write_labels
 from siammask.evaluation.regions import box_polygon
 from siammask.evaluation.timing import TimedTracker
 from siammask.synthetic import make_sequence
@@ -74,7 +75,7 @@ def test_one_pass_on_a_generated_sequence(tmp_path, name, least_auc):
     assert (out / "results.md").read_text().startswith(f"# otb results: {results['tracker']}")
     # The saved mask is the box filled, exactly.
     x, y, w, h = (int(v) for v in record["detail"]["boxes"][7])
-    assert np.array_equal(read_labels(out / "masks" / "Seq" / "0008.png") > 0, box_mask((x, y, w, h), (120, 160)))
+    assert np.array_equal(read_label_png(out / "masks" / "Seq" / "0008.png").ids > 0, box_mask((x, y, w, h), (120, 160)))
 
 
 def test_supervised_run_without_failures():
@@ -93,7 +94,7 @@ def test_davis_two_objects_each_tracked_as_a_filled_box(tmp_path):
     j = {obj: np.mean(s["J"]) for obj, s in objects.items()}
     # The ellipse fills pi/4 of its box, so a box-filled mask scores at most ~0.79 on it.
     assert 0.6 < j["1"] < 0.8 and j["2"] > 0.8
-    labels = read_labels(out / "masks" / "seq" / "00010.png")
+    labels = read_label_png(out / "masks" / "seq" / "00010.png").ids
     for obj in (1, 2):  # each object's pixels form one solid rectangle (where the other does not cover it)
         ys, xs = np.nonzero(labels == obj)
         box = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)

@@ -307,7 +307,7 @@ def test_no_annotations_found(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("fmt, path, text, needle", [
-    ("vot", "seq/groundtruth.txt", "1,2,3,4\n1,2,three,4\n", "groundtruth.txt: line 2"),
+    ("vot", "seq/groundtruth.txt", "1,2,3,4\n1,2,three,4\n", "groundtruth.txt:2: cannot read"),
     ("coco", "annotations/instances.json", '{"images": [', "instances.json: malformed JSON"),
     ("vid", "Annotations/VID/train/snip0/000001.xml", "<annotation><object>", "000001.xml: malformed XML at line"),
     ("yolo_seg", "labels/train/im0.txt", "0 0.1 0.2 0.3\n", "im0.txt: line 1"),

@@ -18,11 +18,12 @@ from PIL import Image
 from reference import DATA
 from siammask.checkpoint import save_checkpoint
 from siammask.cli import main
+from siammask.data.layouts.labels import read_label_png
 from siammask.errors import UserError
 from siammask.evaluation import ope, segmentation, vot_protocol
 from siammask.evaluation.data import RegionSequence, load_davis, load_otb, load_vot, load_ytbvos
 from siammask.evaluation.eao import Segment, accuracy, eao_curve, eao_score
-from siammask.evaluation.labels import read_labels, write_labels
+from siammask.evaluation.labels import write_labels
 from siammask.evaluation.regions import (area_preserving_box, box_iou, box_polygon, clip_polygon, polygon_area,
                                          region_overlap)
 from siammask.evaluation.timing import TimedTracker
@@ -311,14 +312,14 @@ def test_davis_2016_loader(tmp_path):
     assert [s.name for s in seqs] == ["a", "b"]
     assert seqs[0].binary and seqs[0].starts == {1: 0} and seqs[0].scored == {1, 2, 3, 4}
     assert len(seqs[0].annotations) == 6
-    assert np.array_equal(read_labels(seqs[0].annotations[2]) > 0, FRAMES[2].mask)
+    assert np.array_equal(read_label_png(seqs[0].annotations[2]).ids > 0, FRAMES[2].mask)
 
 
 def test_davis_2017_loader_finds_object_ids(tmp_path):
     _davis(tmp_path, "2017", objects=2)
     seq = load_davis(tmp_path)[0]
     assert not seq.binary and seq.starts == {1: 0, 2: 0}
-    assert set(np.unique(read_labels(seq.annotations[0]))) == {0, 1, 2}
+    assert set(np.unique(read_label_png(seq.annotations[0]).ids)) == {0, 1, 2}
 
 
 def test_davis_loader_rejects_missing_annotations(tmp_path):
@@ -367,7 +368,7 @@ def test_vos_protocol_starts_late_objects_and_scores_each(tmp_path, sharp_checkp
     record = vos_protocol.run(TimedTracker(tracker), seq, frames, tmp_path / "masks")
     objects = record["detail"]["objects"]
     assert objects["1"]["frames"] == [1, 2, 3, 4, 5] and objects["2"]["frames"] == [3, 4, 5]
-    assert np.array_equal(read_labels(tmp_path / "masks" / "00010.png")[2:10, 2:12], np.full((8, 10), 2))
+    assert np.array_equal(read_label_png(tmp_path / "masks" / "00010.png").ids[2:10, 2:12], np.full((8, 10), 2))
 
 
 @pytest.mark.skipif(not (DATA / "DAVIS").is_dir(), reason="../shared/data absent")
@@ -469,8 +470,8 @@ def test_eval_davis_end_to_end_with_two_objects(tmp_path, sharp_checkpoint):
     masks = sorted((out / "masks" / "a").iterdir())
     assert [p.name for p in masks] == [f"{i:05d}.png" for i in range(5)]
     assert Image.open(masks[0]).mode == "P"
-    assert np.array_equal(read_labels(masks[0]), _label_frames(objects=2)[0])  # the first frame is the given one
-    assert set(np.unique(read_labels(masks[3]))) <= {0, 1, 2}
+    assert np.array_equal(read_label_png(masks[0]).ids, _label_frames(objects=2)[0])  # the first frame is the given one
+    assert set(np.unique(read_label_png(masks[3]).ids)) <= {0, 1, 2}
     scored = json.loads((out / "sequences" / "a.json").read_text())["detail"]["objects"]
     assert scored["1"]["frames"] == scored["2"]["frames"] == [1, 2, 3]  # DAVIS skips the last frame
 

@@ -173,7 +173,7 @@ def test_gray_and_rgba_images_become_bgr(tmp_path):
 
 
 def test_empty_folder_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="has no .jpg, .jpeg, .png or .bmp images"):
+    with pytest.raises(UserError, match="has no .jpg, .jpeg, .png, .bmp or .webp images"):
         open_source(str(tmp_path))
 
 

@@ -1,8 +1,6 @@
-"""Label PNGs as the VOS benchmarks store them: palette images whose indices are object ids
-(DAVIS 2017, YouTube-VOS) or 0/255 grey masks (DAVIS 2016).
-
-Pillow reads palette indices; OpenCV would expand them to colours and lose the ids.
-"""
+"""Result label PNGs written as the VOS benchmarks store them: palette images whose indices are
+object ids (DAVIS 2017, YouTube-VOS) or 0/255 grey masks (DAVIS 2016); they read back through
+siammask.data.layouts.labels.read_label_png like the ground truth."""
 from __future__ import annotations
 
 import functools
@@ -10,20 +8,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from ..errors import UserError
-
-
-def read_labels(path: Path) -> np.ndarray:
-    """HxW uint8 label image: palette indices or grey values, whichever the file holds."""
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L", "1"):
-                raise UserError(f"annotation '{path}' is a {image.mode} image; expected a palette (object ids) "
-                                "or greyscale mask PNG")
-            return np.array(image, dtype=np.uint8)
-    except (OSError, SyntaxError) as error:
-        raise UserError(f"cannot read annotation '{path}': {error}") from None
 
 
 @functools.cache

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..data.formats.records import mask_box
+from ..data.layouts.labels import read_label_png
 from ..errors import UserError
 from . import segmentation
 from .data import MaskSequence
-from .labels import read_labels, write_labels
+from .labels import write_labels
 from .plots import bar_plot
 from .report import Column
 from .timing import TimedTracker
@@ -31,7 +32,7 @@ def run(tracker: TimedTracker, seq: MaskSequence, frames: Iterable[np.ndarray], 
     states: dict[int, Any] = {}  # the tracker's own per-target state
     scores_of = {obj: {"frames": [], "J": [], "F": []} for obj in seq.starts}
     for index, frame in enumerate(frames):
-        gt = _objects(read_labels(seq.annotations[index]), seq.binary) if index in seq.annotations else None
+        gt = read_label_png(seq.annotations[index], seq.binary).ids if index in seq.annotations else None
         predicted: dict[int, tuple[np.ndarray, float]] = {}
         if states:
             new_states, results = tracker.step(frame, list(states.values()))
@@ -66,11 +67,6 @@ def plot(records: list[dict], summary: dict, out: Path) -> list[Path]:
     return [bar_plot(out / "sequences.png", [r["name"] for r in records],
                      {"J mean": [r["metrics"]["J_mean"] for r in records],
                       "F mean": [r["metrics"]["F_mean"] for r in records]}, "score", "Per sequence")]
-
-
-def _objects(labels: np.ndarray, binary: bool) -> np.ndarray:
-    """Label image with DAVIS 2016's 0/255 masks mapped to object id 1."""
-    return (labels > 0).astype(np.uint8) if binary else labels
 
 
 def _mask_box(mask: np.ndarray, name: str, obj: int, frame: str) -> tuple[float, float, float, float]:

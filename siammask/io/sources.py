@@ -23,7 +23,7 @@ import numpy as np
 
 from siammask.errors import UserError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})  # the one image suffix set
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SPEC_HELP = "pass an existing video file, image folder, named pipe, camera index or rtsp:// URL"
 WRITER_POLL_MS = 100  # how often the wait for a pipe's writer lets signal handlers (Ctrl-C) run
@@ -174,7 +174,7 @@ def _open_folder(folder: Path) -> ImageFolderSource:
     )
     if not files:
         raise UserError(
-            f"image folder '{folder}' has no .jpg, .jpeg, .png or .bmp images; "
+            f"image folder '{folder}' has no .jpg, .jpeg, .png, .bmp or .webp images; "
             "pass a folder of frames or a video file"
         )
     return ImageFolderSource(folder, files)

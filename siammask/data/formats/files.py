@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from ..layouts.images import real_dir
 
 
 def require_dir(path: Path, layout: str) -> Path:
@@ -18,32 +17,6 @@ def require_dir(path: Path, layout: str) -> Path:
     if not path.is_dir():
         raise UserError(f"{path} is not a folder; expected {layout}")
     return path
-
-
-def real_dir(path: Path) -> Path:
-    """Follow a folder symlink that git checked out as a small text file holding its relative
-    target (core.symlinks=false), as in the shared DAVIS-train copy; other paths are returned as is."""
-    if path.is_file() and path.stat().st_size < 256:
-        try:
-            target = path.parent / path.read_text().strip()
-            if target.is_dir():
-                return target
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass
-    return path
-
-
-def image_files(folder: Path) -> list[Path]:
-    """The images in a folder, sorted by name."""
-    return sorted(p for p in real_dir(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def find_image(folder: Path, stem: str) -> Path | None:
-    """folder/stem.<any image suffix>, or None."""
-    for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
-        if (candidate := folder / f"{stem}{suffix}").is_file():
-            return candidate
-    return None
 
 
 def image_size(image: Path | bytes) -> tuple[int, int]:

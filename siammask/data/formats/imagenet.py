@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import UserError
-from .files import find_image, require_dir
+from ..layouts.images import find_image
+from .files import require_dir
 from .records import Box, FrameAnnotation, ObjectAnnotation
 
 VID_LAYOUT = "ImageNet VID: ROOT/Annotations/VID/<split>/.../SNIPPET/*.xml and ROOT/Data/VID/<same path>/*.JPEG"

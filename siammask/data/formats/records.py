@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-Box = tuple[float, float, float, float]  # x, y, w, h in 0-based frame pixels
+from ..layouts.regions import Box
 
 
 @dataclass(frozen=True)

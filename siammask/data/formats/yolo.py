@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
-from .files import IMAGE_SUFFIXES, image_size, require_dir
+from ...io.sources import IMAGE_SUFFIXES
+from .files import image_size, require_dir
 from .records import FrameAnnotation, ObjectAnnotation, mask_object, polygon_mask
 
 LAYOUT = "YOLO-seg: ROOT/images/<split>/*.jpg and ROOT/labels/<split>/*.txt"

@@ -1,17 +1,18 @@
-"""DAVIS 2016 / 2017: JPEGImages/480p/SEQ/*.jpg, Annotations/480p/SEQ/*.png, ImageSets/YEAR/SPLIT.txt.
+"""DAVIS 2016 / 2017: JPEGImages/480p/SEQ/*.jpg, Annotations/480p/SEQ/*.png, ImageSets/YEAR/SPLIT.txt,
+read by data/layouts as `siammask dataset build` reads them.
 
-2016 masks are 0/255 (one object); 2017 masks are palette PNGs whose indices are object ids, all
-objects present in the first frame. The DAVIS toolkit scores every frame but the first and the last.
+2016 masks are 0/255 (one object); 2017 masks are palette PNGs whose indices are object ids (255
+void), all objects present in the first frame. The DAVIS toolkit scores every frame but the first
+and the last.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from ...data.layouts.labels import read_label_png
+from ...data.layouts.sequences import labelled_sequence, read_list
 from ...errors import UserError
-from ..labels import read_labels
-from .common import MaskSequence, list_frames, read_list
+from .common import MaskSequence
 
 YEARS = ("2016", "2017")
 
@@ -27,21 +28,16 @@ def load_davis(root: Path, year: str | None = None, split: str = "val") -> list[
 
 
 def _sequence(root: Path, name: str, binary: bool) -> MaskSequence:
-    frames = list_frames(root / "JPEGImages" / "480p" / name)
-    folder = root / "Annotations" / "480p" / name
-    annotations = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not annotations:
-        raise UserError(f"sequence '{name}' has no annotations in '{folder}'")
-    index = {frame.stem: i for i, frame in enumerate(frames)}
-    if annotations[0].stem != frames[0].stem:
-        raise UserError(f"sequence '{name}': first annotation '{annotations[0].name}' is not of the first "
-                        f"frame '{frames[0].name}'")
-    if len(annotations) not in (1, len(frames)) or any(a.stem not in index for a in annotations):
+    seq = labelled_sequence(name, root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name)
+    frames, annotations = seq.frames, seq.labels
+    if 0 not in annotations:
+        raise UserError(f"sequence '{name}': first annotation '{annotations[min(annotations)].name}' is not of "
+                        f"the first frame '{frames[0].name}'")
+    if len(annotations) not in (1, len(frames)):
         raise UserError(f"sequence '{name}' has {len(frames)} frames but {len(annotations)} annotations; "
                         "expected one per frame (or only the first frame's, for test sets)")
-    first = read_labels(annotations[0])
-    ids = [1] if binary else [int(v) for v in np.unique(first) if v != 0]
-    if not ids or not first.any():
+    ids = sorted(read_label_png(annotations[0], binary).objects())
+    if not ids:
         raise UserError(f"sequence '{name}': the first annotation '{annotations[0]}' has no object")
     scored = frozenset(range(1, len(frames) - 1)) if len(annotations) > 1 else frozenset()
-    return MaskSequence(name, frames, {index[a.stem]: a for a in annotations}, dict.fromkeys(ids, 0), scored, binary)
+    return MaskSequence(name, frames, annotations, dict.fromkeys(ids, 0), scored, binary)

@@ -1,5 +1,6 @@
-"""YouTube-VOS: JPEGImages/SEQ/*.jpg, Annotations/SEQ/*.png (palette, object ids) and meta.json
-listing every object with the frames it is annotated in. Objects may enter after the first frame;
+"""YouTube-VOS: JPEGImages/SEQ/*.jpg, Annotations/SEQ/*.png (palette, object ids, 255 void) and
+meta.json listing every object with the frames it is annotated in; frames and labels are read by
+data/layouts as `siammask dataset build` reads them. Objects may enter after the first frame;
 each starts from its first annotated frame. The valid/test splits annotate only that first frame,
 so they produce masks for the benchmark server but no local scores."""
 from __future__ import annotations
@@ -7,8 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...data.layouts.sequences import labelled_sequence
 from ...errors import UserError
-from .common import MaskSequence, list_frames
+from .common import MaskSequence
 
 
 def load_ytbvos(root: Path) -> list[MaskSequence]:
@@ -31,21 +33,15 @@ def _meta(path: Path) -> dict:
 
 
 def _sequence(root: Path, name: str, video: dict) -> MaskSequence:
-    frames = list_frames(root / "JPEGImages" / name)
-    index = {frame.stem: i for i, frame in enumerate(frames)}
-    folder = root / "Annotations" / name
-    annotations = {}
-    for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        if path.stem not in index:
-            raise UserError(f"annotation '{path}' has no frame '{path.stem}' in JPEGImages/{name}")
-        annotations[index[path.stem]] = path
+    seq = labelled_sequence(name, root / "JPEGImages" / name, root / "Annotations" / name)
+    index = {frame.stem: i for i, frame in enumerate(seq.frames)}
     starts = {}
     for obj, info in video.get("objects", {}).items():
         first = (info.get("frames") or [None])[0] if isinstance(info, dict) else None
-        if first not in index or index[first] not in annotations:
+        if first not in index or index[first] not in seq.labels:
             raise UserError(f"meta.json: object {obj} of '{name}' starts at frame '{first}', which has no "
                             "frame and annotation")
         starts[int(obj)] = index[first]
     if not starts:
         raise UserError(f"meta.json: video '{name}' has no objects")
-    return MaskSequence(name, frames, annotations, starts, frozenset(annotations), binary=False)
+    return MaskSequence(name, seq.frames, seq.labels, starts, frozenset(seq.labels), binary=False)

@@ -1,0 +1,79 @@
+"""Ground-truth text files with one region per line (VOT, OTB, UAV123)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import UserError
+
+Box = tuple[float, float, float, float]  # x, y, w, h in 0-based frame pixels
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def read_rows(path: Path, what: str) -> list[list[float]]:
+    """Numbers per line, separated by commas, tabs or spaces; blank lines only allowed at the end."""
+    if not path.is_file():
+        raise UserError(f"{what} '{path}' not found; every sequence needs its ground-truth file")
+    lines = path.read_text(errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append([float(v) for v in _SEPARATORS.split(line.strip())])
+        except ValueError:
+            raise UserError(f"{path}:{number}: cannot read '{line.strip()[:60]}' as numbers") from None
+    if not rows:
+        raise UserError(f"{what} '{path}' is empty")
+    return rows
+
+
+def read_vot_regions(path: Path) -> list[np.ndarray]:
+    """One (4, 2) array of 0-based corners per line: 4 values are an axis-aligned x,y,w,h box,
+    8 values a rotated polygon. NaN or all-zero rows (target not visible) are kept as they are."""
+    regions = []
+    for number, row in enumerate(read_rows(path, "ground truth"), start=1):
+        if len(row) == 4:
+            x, y, w, h = row
+            regions.append(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64))
+        elif len(row) == 8:
+            regions.append(np.array(row, np.float64).reshape(4, 2))
+        else:
+            raise UserError(f"{path}:{number}: expected 4 values (x,y,w,h) or 8 (polygon corners), got {len(row)}")
+    return regions
+
+
+def read_otb_boxes(path: Path) -> np.ndarray:
+    """(N, 4) 0-based x,y,w,h from OTB's 1-based rows; NaN rows stay NaN."""
+    rows = read_rows(path, "ground truth")
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 4:
+            raise UserError(f"{path}:{number}: expected 4 numbers x,y,w,h, got {len(row)}")
+    boxes = np.array(rows, np.float64)
+    boxes[:, :2] -= 1.0
+    return boxes
+
+
+def region_box(points: np.ndarray) -> Box | None:
+    """Axis-aligned box of a region's corners; None when the target is not visible (NaN, all zero)."""
+    if not np.all(np.isfinite(points)) or not np.any(points):
+        return None
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def check_count(name: str, frames: int, annotated: int, what: str) -> None:
+    """A shifted or truncated ground truth would pair every frame with the wrong target."""
+    if frames != annotated:
+        raise UserError(f"sequence '{name}' has {frames} frames but {annotated} {what}; "
+                        "the ground truth must have one entry per frame")
+
+
+def visible_box(row: np.ndarray) -> Box | None:
+    """An x,y,w,h row as a box, or None when the target is not visible (NaN, zero width or height)."""
+    if not np.all(np.isfinite(row)) or row[2] <= 0 or row[3] <= 0:
+        return None
+    return float(row[0]), float(row[1]), float(row[2]), float(row[3])
