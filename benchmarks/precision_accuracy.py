@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from siammask.checkpoint import load_checkpoint
-from siammask.commands.common import DEFAULT_HP
-from siammask.config import load_hp
+from siammask.config import DEFAULT_HP, load_hp
 from siammask.data.formats.records import mask_box
 from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 from siammask.engines.registry import build_engine

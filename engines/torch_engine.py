@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from siammask.backend import TrackHeads
 from siammask.errors import UserError
 from siammask.model import SiamMask, TemplateFeatures
 
-from .base import TrackHeads
 from .precision import FLOAT32_TRUNK_STAGES
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

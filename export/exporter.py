@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siammask.commands.common import DEFAULT_HP
-from siammask.config import load_hp
+from siammask.config import DEFAULT_HP, load_hp
+from siammask.engines.sidecar import SIDECAR, ExportInfo, write_sidecar
 from siammask.errors import UserError
 from siammask.model import SiamMask
 
 from .onnx_export import FILES, INPUT_SIZES, OPSET, export_fp32, graphs_of, random_feeds
-from .sidecar import SIDECAR, ExportInfo, write_sidecar
 from .verify import TOLERANCES, check_outputs, torch_outputs, verify_onnx
 
 FORMATS = ("onnx", "tensorrt")
@@ -37,7 +36,7 @@ def export_model(model: SiamMask, out: Path, *, fmt: str = "onnx", precision: st
         raise UserError(f"precision '{precision}' cannot be exported; choose one of {', '.join(EXPORT_PRECISIONS)} "
                         "(bf16 is a torch-engine option on CPU)")
     if fmt == "tensorrt":
-        from .tensorrt_build import require_tensorrt
+        from siammask.engines.tensorrt_engine import require_tensorrt
         require_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
     (out / SIDECAR).unlink(missing_ok=True)  # a failed export must not leave a directory that looks valid
@@ -96,10 +95,10 @@ def _quantize(model: SiamMask, fp32_dir: Path, out: Path, hp: str, calibration: 
               symmetric: bool) -> dict[str, dict[str, float]]:
     """Calibrate on the tracker's real inputs, quantize each graph, and check it against PyTorch on the
     last recorded input of each graph, which calibration did not see."""
+    from siammask.engines.onnx_session import open_session
     from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     from .calibration import collect_feeds, synthetic_clip
-    from .onnx_io import open_session
     from .quantize import quantize_graph
 
     frames, box = calibration if calibration is not None else synthetic_clip()

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
 from siammask.model import SiamMask
 
-from .graphs import SEARCH_IO, TEMPLATE_IO, SearchGraph, TemplateGraph, mask_graph, mask_io
+from .graphs import SearchGraph, TemplateGraph, mask_graph
 from .onnx_io import check_graph
 
 OPSET = 17

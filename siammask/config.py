@@ -111,6 +111,8 @@ def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
 
 
 HP_PRESETS = ("davis", "vot", "vot18", "base")
+# The preset a variant tracks with when neither the user nor the checkpoint names one.
+DEFAULT_HP = {"sharp": "davis", "base": "base", "lite": "davis", "lite-base": "base"}
 
 
 def load_hp(name_or_path: str) -> TrackerConfig:

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from siammask.engines.base import Engine
-
+from .backend import Engine
 from .config import TrackerConfig
 from .errors import UserError
 from .geometry.anchors import generate_anchors

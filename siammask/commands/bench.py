@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import DEFAULT_HP
 from ..errors import UserError
 from ..model import VARIANTS
-from .common import DEFAULT_HP, PRECISIONS
+from .common import PRECISIONS
 
 FRAME_WH = (854, 480)
 BOX = (300.0, 110.0, 165.0, 255.0)
@@ -45,8 +46,8 @@ def _model(args: argparse.Namespace):
     from ..model import SiamMask
 
     if args.weights:
-        from .common import load_model
-        return load_model(args)[0].model
+        from ..api import load_model
+        return load_model(args.weights, args.variant)[0].model
     torch.manual_seed(0)
     return SiamMask(args.variant or "sharp").eval()
 
@@ -60,9 +61,9 @@ def _frames() -> tuple[np.ndarray, np.ndarray]:
 
 def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[str]]:
     """Every requested (engine, precision) that can run here; a note for each that cannot."""
-    from siammask.engines.registry import ENGINES, build_engine
-
     from ..config import load_hp
+    from ..engines.registry import ENGINES
+    from ..export.runtime import build_engine
     from ..tracker import Tracker
 
     hp = load_hp(args.hp or DEFAULT_HP[model.variant])

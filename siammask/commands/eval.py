@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..evaluation.eao import VOT2016_INTERVAL
-from .common import add_model_options, build_tracker, weights_path
+from .common import add_model_options, build_tracker
 
 DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
 
@@ -23,33 +23,41 @@ def parse_interval(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.runner import evaluate
+    from tqdm import tqdm
+
+    from ..evaluation.report import markdown_table
+    from ..evaluation.runner import BENCHMARKS, evaluate
 
     tracker = build_tracker(args)
     root, out = Path(args.root).expanduser(), Path(args.out).expanduser()
     load_options = {"year": args.year, "split": args.split} if args.dataset == "davis" else {}
     overall_options = {"interval": args.eao_interval} if args.dataset == "vot" else {}
     # Everything that changes a sequence's result: a resumed run must match it.
-    weights = weights_path(args).resolve()
+    from ..api import weights_path
+
+    weights = weights_path(args.weights).resolve()
     settings = {"dataset": args.dataset, "root": str(root.resolve()), "weights": str(weights),
                 "weights_sha256": _fingerprint(weights),
                 "variant": args.variant, "hp": args.hp, "engine": args.engine, "device": args.device,
                 "precision": args.precision,
                 "save_masks": args.save_masks, **load_options}
     try:
-        evaluate(tracker, args.dataset, root, out, settings, save_masks=args.save_masks, quiet=args.quiet,
-                 load_options=load_options, overall_options=overall_options)
+        results = evaluate(tracker, args.dataset, root, out, settings, save_masks=args.save_masks,
+                           load_options=load_options, overall_options=overall_options,
+                           progress=lambda total: tqdm(total=total, desc="eval", unit="frame", disable=args.quiet,
+                                                       file=sys.stderr))
     except KeyboardInterrupt:
         print(f"siammask: interrupted; finished sequences are kept in '{out}': run the same command again "
               "to resume", file=sys.stderr)
         return 130
+    print(markdown_table(results["sequences"], results["overall"], BENCHMARKS[args.dataset].protocol.COLUMNS))
     return 0
 
 
 def _fingerprint(weights: Path) -> str:
     """The checkpoint's content hash (an export directory's: its sidecar's, which holds the graphs'
     checksums), so that retrained weights at the same path never resume an older run."""
-    from siammask.export.sidecar import SIDECAR, sha256
+    from ..engines.sidecar import SIDECAR, sha256
 
     return sha256(weights / SIDECAR if weights.is_dir() else weights)
 
@@ -69,5 +77,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="DAVIS split in ImageSets/YEAR/ (default: val)")
     p.add_argument("--eao-interval", type=parse_interval, default=VOT2016_INTERVAL, metavar="LO,HI",
                    help="VOT: sequence lengths the EAO averages over (default: %(default)s, as VOT2016)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
