@@ -56,4 +56,4 @@ def imports(path: Path, module: str | None = None, known: set[str] | frozenset[s
                 parts = package.split(".")
                 base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
             found += [(node.lineno, f"{base}.{a.name}" if f"{base}.{a.name}" in known else base) for a in node.names]
-    return found
+    return list(dict.fromkeys(found))  # `from m import a, b` is one import of m
