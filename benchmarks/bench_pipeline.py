@@ -36,7 +36,7 @@ import yaml
 import zmq
 
 from siammask.checkpoint import save_checkpoint
-from siammask.commands.common import build_tracker
+from siammask.api import load_tracker
 from siammask.io.results import frame_record
 from siammask.model import build_model
 from siammask.pipeline import messages
@@ -85,8 +85,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def in_process(weights: Path, frames, box, threads: int, targets: int = 1) -> list[float]:
     """Milliseconds per frame of Tracker.step + frame_record with mask RLE for `targets` targets."""
     torch.set_num_threads(threads)
-    tracker = build_tracker(argparse.Namespace(weights=str(weights), variant=None, hp=None, engine="torch",
-                                               device="cpu", precision=None))
+    tracker = load_tracker(weights)
     states = tracker.init(frames[0].image, [box] * targets)
     times = []
     for i, frame in enumerate(frames[1:], 1):

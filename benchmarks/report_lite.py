@@ -70,7 +70,7 @@ def main() -> int:
                 print(f"skipping {dataset}: {root} absent", file=sys.stderr)
                 continue
             out = Path(args.out) / name.split(",")[0].replace(" ", "_") / name.split(",")[-1].strip().split(" ")[0] / dataset
-            res = evaluate(tracker, dataset, root, out, {"tracker": name, "weights": args.weights}, quiet=True)
+            res = evaluate(tracker, dataset, root, out, {"tracker": name, "weights": args.weights})
             row[dataset] = res["overall"]
         rows.append(row)
     print("\n| tracker | DAVIS J | DAVIS F | DAVIS J&F | OTB AUC | OTB P@20 | UAV AUC | UAV P@20 | step ms (DAVIS) |")

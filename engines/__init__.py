@@ -1,4 +1,4 @@
 """Inference back ends behind one small Protocol (see base.Engine)."""
-from .base import Engine, TrackHeads
+from siammask.backend import Engine, TrackHeads
 
 __all__ = ["Engine", "TrackHeads"]

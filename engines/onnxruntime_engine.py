@@ -1,19 +1,18 @@
 """ONNX Runtime back end on the three exported graphs (CPU; CUDA / TensorRT providers where installed)."""
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from siammask.backend import TrackHeads
 from siammask.errors import UserError
-from siammask.export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
-from siammask.export.onnx_io import open_session
-from siammask.export.sidecar import read_sidecar
-from siammask.model import TemplateFeatures, TrackingNet
+from siammask.model import TemplateFeatures
 
-from .base import TrackHeads
+from .graph_io import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
+from .onnx_session import open_session
+from .sidecar import read_sidecar
 
 
 def providers_for(device: str) -> list:
@@ -58,16 +57,6 @@ class OnnxRuntimeEngine:
         for role, (inputs, outputs) in expected.items():
             _check_io(self.sessions[role], folder / info.files[role], inputs, outputs)
         self._mask_inputs = mask_io(self.variant)[0]
-
-    @classmethod
-    def from_model(cls, model: TrackingNet, device: str = "cpu", precision: str | None = None) -> "OnnxRuntimeEngine":
-        """Export `model` to a temporary directory (verified against PyTorch) and load it; the sessions
-        hold the graphs in memory, so the directory is removed at once."""
-        from siammask.export.exporter import export_model
-
-        with tempfile.TemporaryDirectory(prefix="siammask-onnx-") as folder:
-            export_model(model, Path(folder), precision=precision or "fp32")
-            return cls(folder, device, precision, model.variant)
 
     def template(self, z: np.ndarray) -> TemplateFeatures:
         return TemplateFeatures(*self.sessions["template"].run(None, {"z": np.ascontiguousarray(z, np.float32)}))

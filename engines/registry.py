@@ -1,17 +1,17 @@
 """The one place that maps an engine name to its back end (no if/elif chains elsewhere).
 
-Every factory takes what the user gave: a loaded model, or an export directory made by
-`siammask export` (a Path), plus the device and precision (None: the back end's default, or
-what the export directory holds)."""
+Every factory takes what the user gave: a loaded model (torch back ends) or an export directory
+made by `siammask export` (a Path; graph back ends), plus the device and precision (None: the back
+end's default, or what the export directory holds). Running a graph back end straight from a
+loaded model needs an export first: siammask.export.runtime.build_engine does that."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from siammask.backend import Engine
 from siammask.errors import UserError
 from siammask.model import TrackingNet
-
-from .base import Engine
 
 ModelSource = TrackingNet | Path
 
@@ -29,18 +29,21 @@ def _torch_compile(source: ModelSource, device: str, precision: str | None) -> E
     return _torch(source, device, precision, compile=True)
 
 
+def _export_dir(name: str, source: ModelSource) -> Path:
+    if isinstance(source, TrackingNet):
+        raise UserError(f"the {name} engine runs an export directory, not a loaded model; export the model "
+                        "first (siammask.export.runtime.build_engine does it on the fly)")
+    return source
+
+
 def _onnxruntime(source: ModelSource, device: str, precision: str | None) -> Engine:
     from .onnxruntime_engine import OnnxRuntimeEngine
-    if isinstance(source, TrackingNet):
-        return OnnxRuntimeEngine.from_model(source, device, precision)
-    return OnnxRuntimeEngine(source, device, precision)
+    return OnnxRuntimeEngine(_export_dir("onnxruntime", source), device, precision)
 
 
 def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine:
     from .tensorrt_engine import TensorRTEngine
-    if isinstance(source, TrackingNet):
-        return TensorRTEngine.from_model(source, device, precision)
-    return TensorRTEngine(source, device, precision)
+    return TensorRTEngine(_export_dir("tensorrt", source), device, precision)
 
 
 ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = {

@@ -5,19 +5,18 @@ GPU between calls. Not run in this project's CI (no GPU): written against the Te
 (deserialize_cuda_engine, named I/O tensors, set_input_shape, set_tensor_address, execute_async_v3)."""
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from siammask.backend import TrackHeads
 from siammask.errors import UserError
-from siammask.export.graphs import mask_io, mask_size
-from siammask.export.sidecar import read_sidecar
-from siammask.model import TemplateFeatures, TrackingNet
+from siammask.model import TemplateFeatures
 
-from .base import TrackHeads
+from .graph_io import mask_io, mask_size
+from .sidecar import read_sidecar
 
 
 def _torch_dtype(trt, dtype) -> torch.dtype:
@@ -27,10 +26,20 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
     return table[dtype]
 
 
-def _tensorrt_for(device: str):
-    """The tensorrt module, once it is known to be installed and `device` is a CUDA device."""
-    from siammask.export.tensorrt_build import require_tensorrt
+def require_tensorrt():
+    """The tensorrt module, or a one-line UserError saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError:
+        raise UserError("tensorrt is not installed; install TensorRT 10 (pip install tensorrt) on a machine "
+                        "with an NVIDIA GPU") from None
+    if int(tensorrt.__version__.split(".")[0]) < 10:
+        raise UserError(f"TensorRT {tensorrt.__version__} found; this siammask needs TensorRT 10 or newer")
+    return tensorrt
 
+
+def tensorrt_for(device: str):
+    """The tensorrt module, once it is known to be installed and `device` is a CUDA device."""
     trt = require_tensorrt()
     if not device.startswith("cuda") or not torch.cuda.is_available():
         raise UserError("the tensorrt engine runs on an NVIDIA GPU: use --device cuda on a machine with CUDA")
@@ -78,7 +87,7 @@ class TensorRTEngine:
 
     def __init__(self, export_dir: str | Path, device: str = "cuda", precision: str | None = None,
                  variant: str | None = None) -> None:
-        trt = _tensorrt_for(device)
+        trt = tensorrt_for(device)
         folder = Path(export_dir)
         info = read_sidecar(folder, backend="tensorrt")
         if variant is not None and info.variant != variant:
@@ -93,16 +102,6 @@ class TensorRTEngine:
         if set(self.graphs["mask"].inputs) != expected:
             raise UserError(f"'{folder / info.files['mask']}' takes {sorted(self.graphs['mask'].inputs)}, "
                             f"expected {sorted(expected)}: not a {self.variant} engine; rebuild it")
-
-    @classmethod
-    def from_model(cls, model: TrackingNet, device: str = "cuda", precision: str | None = None) -> "TensorRTEngine":
-        """Export and build engines for `model` in a temporary directory (minutes), then load them."""
-        from siammask.export.exporter import export_model
-
-        _tensorrt_for(device)
-        with tempfile.TemporaryDirectory(prefix="siammask-trt-") as folder:
-            export_model(model, Path(folder), fmt="tensorrt", precision=precision or "fp32")
-            return cls(folder, device, precision, model.variant)
 
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device)

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from siammask.backend import TrackHeads
 from siammask.errors import UserError
 from siammask.model import TemplateFeatures, TrackingNet, variant_spec
 
-from .base import TrackHeads
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

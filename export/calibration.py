@@ -12,8 +12,8 @@ from itertools import islice
 
 import numpy as np
 
+from siammask.backend import Engine, TrackHeads
 from siammask.config import TrackerConfig
-from siammask.engines.base import Engine, TrackHeads
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker
 from siammask.video import track_frames

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from siammask.config import load_hp
+from siammask.engines.sidecar import SIDECAR, ExportInfo, write_sidecar
 from siammask.errors import UserError
 from siammask.model import TrackingNet, variant_spec
 
 from .onnx_export import FILES, INPUT_SIZES, OPSET, export_fp32, graphs_of, random_feeds
-from .sidecar import SIDECAR, ExportInfo, write_sidecar
 from .verify import TOLERANCES, check_outputs, torch_outputs, verify_onnx
 
 FORMATS = ("onnx", "tensorrt")
@@ -36,7 +36,7 @@ def export_model(model: TrackingNet, out: Path, *, fmt: str = "onnx", precision:
         raise UserError(f"precision '{precision}' cannot be exported; choose one of {', '.join(EXPORT_PRECISIONS)} "
                         "(bf16 is a torch-engine option on CPU)")
     if fmt == "tensorrt":
-        from .tensorrt_build import require_tensorrt
+        from siammask.engines.tensorrt_engine import require_tensorrt
         require_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
     (out / SIDECAR).unlink(missing_ok=True)  # a failed export must not leave a directory that looks valid
@@ -95,10 +95,10 @@ def _quantize(model: TrackingNet, fp32_dir: Path, out: Path, hp: str, calibratio
               symmetric: bool) -> dict[str, dict[str, float]]:
     """Calibrate on the tracker's real inputs, quantize each graph, and check it against PyTorch on the
     last recorded input of each graph, which calibration did not see."""
+    from siammask.engines.onnx_session import open_session
     from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     from .calibration import collect_feeds, synthetic_clip
-    from .onnx_io import open_session
     from .quantize import quantize_graph
 
     frames, box = calibration if calibration is not None else synthetic_clip()

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
 from siammask.model import TrackingNet
 
-from .graphs import SEARCH_IO, TEMPLATE_IO, TemplateGraph, mask_graph, mask_io, search_graph
+from .graphs import TemplateGraph, mask_graph, search_graph
 from .onnx_io import check_graph
 
 OPSET = 17

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from siammask.engines.tensorrt_engine import require_tensorrt
 from siammask.errors import UserError
 from siammask.model import TrackingNet
 
@@ -15,18 +16,6 @@ from .verify import TOLERANCES, check_outputs
 
 ENGINE_FILES = {role: name.replace(".onnx", ".plan") for role, name in FILES.items()}
 WORKSPACE_BYTES = 2 << 30
-
-
-def require_tensorrt():
-    """The tensorrt module, or a one-line UserError saying how to get it."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise UserError("tensorrt is not installed; install TensorRT 10 (pip install tensorrt) on a machine "
-                        "with an NVIDIA GPU") from None
-    if int(tensorrt.__version__.split(".")[0]) < 10:
-        raise UserError(f"TensorRT {tensorrt.__version__} found; this siammask needs TensorRT 10 or newer")
-    return tensorrt
 
 
 def build_engine_file(onnx_path: Path, plan_path: Path, precision: str, max_batch: int) -> Path:
@@ -70,9 +59,8 @@ def build_engines(model: TrackingNet, folder: Path, precision: str, max_batch: i
     Runtime on the same graph and fresh random inputs (batch 2). Returns (role -> file, errors)."""
     import torch
 
+    from siammask.engines.onnx_session import open_session
     from siammask.engines.tensorrt_engine import TrtGraph
-
-    from .onnx_io import open_session
 
     trt = require_tensorrt()
     feeds = random_feeds(model, batch=2, seed=2)

@@ -48,7 +48,7 @@ def torch_outputs(module: nn.Module, feeds: Mapping[str, torch.Tensor],
 def verify_onnx(path: Path, module: nn.Module, feeds: Mapping[str, torch.Tensor], names: Sequence[str],
                 tolerance: float) -> dict[str, float]:
     """ONNX Runtime (CPU) on `path` against `module` on the same inputs."""
-    from .onnx_io import open_session
+    from siammask.engines.onnx_session import open_session
 
     session = open_session(path, ["CPUExecutionProvider"])
     got = dict(zip(names, session.run(list(names), {k: v.numpy() for k, v in feeds.items()})))

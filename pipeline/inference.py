@@ -7,7 +7,6 @@ init frames (so a restarted process can rebuild their templates) and current box
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from siammask.commands.common import build_tracker
+from siammask.api import load_tracker
 from siammask.errors import UserError
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
@@ -115,8 +114,9 @@ class InferenceStage:
         if spec.model.threads and spec.model.engine.startswith("torch"):  # torch and torch-compile
             import torch
             torch.set_num_threads(spec.model.threads)
-        self.tracker = build_tracker(argparse.Namespace(**{k: getattr(spec.model, k) for k in (
-            "weights", "variant", "hp", "engine", "device", "precision")}))
+        m = spec.model
+        self.tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
+                                    precision=m.precision)
         self.streams = {s.id: LiveStream(s.endpoint, s.paused, dict(s.pending), s.slot, s.registration)
                         for s in spec.streams}
         for seed in spec.seeds:

@@ -6,9 +6,13 @@ import logging
 import os
 import signal
 import sys
-import time
+from collections.abc import Callable
+from typing import Any
+
+from siammask.logs import LOGGER, configure
 
 PR_SET_PDEATHSIG = 1
+_log = logging.getLogger(f"{LOGGER}.pipeline")
 
 
 class StopFlag:
@@ -38,8 +42,15 @@ def _die_with_parent() -> None:
 
 
 def log(stage: str, message: str) -> None:
-    """One line on stderr, prefixed with the stage, as the summary and restart lines are."""
-    print(f"{time.strftime('%H:%M:%S')} siammask serve [{stage}]: {message}", file=sys.stderr, flush=True)
+    """One line of the serving log, marked with its stage (the command prints it with the time)."""
+    _log.info(message, extra={"stage": stage})
+
+
+def stage_main(log_level: int, target: Callable[..., None], *args: Any) -> None:
+    """Entry of a stage process: a spawned process starts without the command's logging set-up,
+    so it gets the same level first."""
+    configure(log_level)
+    target(*args)
 
 
 class _StageHandler(logging.Handler):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import multiprocessing
 import signal
 import time
@@ -22,6 +23,7 @@ from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
+from siammask.logs import LOGGER
 
 from . import messages
 from .capture import ENDED, FAILED, STALLED, CaptureSpec, run_capture
@@ -30,7 +32,7 @@ from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir
 from .inference import Box, InferenceSpec, StreamSpec, TargetSeed, run_inference
 from .metrics import RESTARTS, SummaryLine, registry
-from .process import Backoff, log
+from .process import Backoff, log, stage_main
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
 
@@ -185,7 +187,8 @@ class Supervisor:
     # --- stage processes ------------------------------------------------------------------------
 
     def _spawn(self, target: Callable, *args: Any) -> multiprocessing.Process:
-        process = self.mp.Process(target=target, args=args, daemon=True)
+        level = logging.getLogger(LOGGER).getEffectiveLevel()
+        process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
         process.start()
         return process
 

@@ -6,3 +6,14 @@ import os
 # asked for their logs. Must happen before cv2 is first imported.
 os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+def __getattr__(name: str):
+    """`siammask.load_tracker` without importing torch and the back ends for every `import siammask.x`."""
+    if name == "load_tracker":
+        from .api import load_tracker
+        return load_tracker
+    raise AttributeError(f"module 'siammask' has no attribute '{name}'")
+
+
+__all__ = ["load_tracker"]

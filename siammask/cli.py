@@ -1,13 +1,14 @@
 """The `siammask` command. Each subcommand lives in siammask/commands/ and registers itself; a
-UserError becomes one line on stderr and exit status 2, never a traceback."""
+UserError becomes one line on stderr and exit status 2, never a traceback. The command sets up
+logging for the library (-q/--quiet, -v/--verbose, before or after the subcommand)."""
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from .errors import UserError
+from .logs import configure, level_for
 
 # One module per subcommand, each with register(subparsers).
 COMMAND_MODULES = (
@@ -24,27 +25,33 @@ COMMAND_MODULES = (
 )
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+    """On the top parser with their defaults; on every subcommand with none, so that a flag given
+    before the subcommand is not reset by the subcommand's parser."""
+    default = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; warnings and errors only",
+                        **({"default": False} if top else default))
+    parser.add_argument("-v", "--verbose", action="count", help="debug messages too",
+                        **({"default": 0} if top else default))
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_global_flags(child, top=False)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siammask", description="Real-time object tracking and segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _add_global_flags(parser, top=True)
     return parser
 
 
-class _LineFormatter(logging.Formatter):
-    """Library warnings on stderr as one line each, like our errors: 'siammask: warning: ...'."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"siammask: {record.levelname.lower()}: {record.getMessage()}"
-
-
 def main(argv: list[str] | None = None) -> int:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LineFormatter())
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         args = make_parser().parse_args(argv)  # a bad box is a UserError from its argparse type
+        configure(level_for(args.quiet, args.verbose))
         return args.func(args)
     except UserError as exc:
         print(f"siammask: error: {exc}", file=sys.stderr)

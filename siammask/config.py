@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import UserError
+from .variants import VARIANT_SPECS
 
 try:
     from importlib.resources.abc import Traversable
@@ -161,6 +162,8 @@ def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
 
 
 HP_PRESETS = ("davis", "vot", "vot18", "base", "nano")
+# The preset a variant tracks with when neither the user nor the checkpoint names one.
+DEFAULT_HP = {name: spec.default_hp for name, spec in VARIANT_SPECS.items()}
 
 
 def load_hp(name_or_path: str) -> TrackerConfig:

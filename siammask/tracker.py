@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from siammask.engines.base import Engine
-
+from .backend import Engine
 from .config import TrackerConfig
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from siammask.commands.common import DEFAULT_WEIGHTS
+from siammask.api import DEFAULT_WEIGHTS
 from siammask.commands.demo import DEMO_SEED, DEMO_SIZE
 from siammask.io.results import decode_mask
 from siammask.synthetic import make_sequence

@@ -13,13 +13,15 @@ import torch
 from siammask.checkpoint import load_checkpoint
 from siammask.cli import main
 from siammask.config import load_hp
+from siammask.engines import registry
 from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
-from siammask.engines.registry import ENGINES, build_engine
+from siammask.engines.registry import ENGINES
+from siammask.engines.sidecar import SIDECAR, sha256
 from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
-from siammask.export.sidecar import SIDECAR, sha256
+from siammask.export.runtime import build_engine
 from siammask.export.verify import TOLERANCES, relative_error
 from siammask.tracker import TargetState, Tracker
 
@@ -52,8 +54,15 @@ def test_onnxruntime_engine_matches_torch_engine(export_dirs, variant):
         assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
 
 
+def test_graph_engines_of_the_engines_layer_refuse_a_loaded_model_in_one_line():
+    """The engines layer runs export directories only: exporting is the layer above's job."""
+    for name in ("onnxruntime", "tensorrt"):
+        with pytest.raises(UserError, match=f"the {name} engine runs an export directory, not a loaded model"):
+            registry.build_engine(name, random_model("lite"))
+
+
 def test_onnxruntime_engine_from_a_loaded_model_and_a_batch_of_targets():
-    """build_engine with a model exports on the fly; three targets are one batch, and slicing and
+    """export.runtime.build_engine with a model exports on the fly; three targets are one batch, and slicing and
     joining template features keeps them apart."""
     model = random_model("lite")
     engine = build_engine("onnxruntime", model)

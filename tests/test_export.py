@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from siammask.cli import main
+from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
+from siammask.engines.onnx_session import open_session
+from siammask.engines.sidecar import SIDECAR, read_sidecar, sha256
 from siammask.errors import UserError
 from siammask.export.exporter import export_model
-from siammask.export.graphs import SEARCH_IO, TEMPLATE_IO, mask_io
 from siammask.export.onnx_export import FILES, random_feeds
-from siammask.export.onnx_io import check_graph, open_session
-from siammask.export.sidecar import SIDECAR, read_sidecar, sha256
+from siammask.export.onnx_io import check_graph
 from siammask.export.static_ops import xcorr_unrolled
 from siammask.export.trt_ops import TENSORRT_ONNX_OPS, runtime_weight_convs, unsupported_ops
 from siammask.export.verify import TOLERANCES, check_outputs, relative_error

@@ -3,8 +3,7 @@ pipeline/ and configs/ folders map into it), the presets and the shipped weights
 and no import of the bare folder names anywhere in the repository."""
 from __future__ import annotations
 
-import ast
-import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -15,33 +14,14 @@ import pytest
 
 from siammask.config import CONFIG_DIR, HP_PRESETS
 
-ROOT = Path(__file__).resolve().parents[1]
+from package_layout import ROOT, imports, package_dirs
+
 BARE = ("engines", "export", "pipeline", "configs")
-
-
-def _options() -> configparser.SectionProxy:
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    return cfg["options"]
-
-
-def _package_dirs() -> dict[str, Path]:
-    """Installed package name -> its folder in the repository, as setup.cfg maps them."""
-    mapping = dict(line.split("=", 1) for line in _options()["package_dir"].split("\n") if line.strip())
-    mapping = {k.strip(): ROOT / v.strip() for k, v in mapping.items()}
-    packages = [p for p in _options()["packages"].split() if p]
-    found = {}
-    for name in packages:
-        head = max((m for m in mapping if name == m or name.startswith(m + ".")), key=len, default=None)
-        rest = name[len(head) + 1:] if head else name
-        base = mapping[head] if head else ROOT
-        found[name] = base.joinpath(*rest.split(".")) if rest else base
-    return found
 
 
 def test_setup_cfg_lists_every_package_folder():
     """A new sub-package missing from the explicit list would silently be left out of the wheel."""
-    listed = _package_dirs()
+    listed = package_dirs()
     assert all((folder / "__init__.py").is_file() for folder in listed.values()), listed
     on_disk = {d.parent for root in listed.values() for d in root.rglob("__init__.py")
                if "__pycache__" not in d.parts}
@@ -57,24 +37,20 @@ def test_presets_are_read_from_the_package():
     assert Path(str(CONFIG_DIR)).resolve() == (ROOT / "configs").resolve()
 
 
-def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append((node.lineno, node.module))
-    return names
-
-
 def test_nothing_imports_the_bare_folder_names():
     offenders = []
     for folder in ("siammask", *BARE[:3], "tests", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            for line, module in _imported_modules(ast.parse(path.read_text(), str(path))):
+            for line, module in imports(path):
                 if module.split(".")[0] in BARE:
                     offenders.append(f"{path.relative_to(ROOT)}:{line}: {module}")
     assert offenders == []
+
+
+def test_pipeline_readme_names_each_module_and_only_real_ones():
+    table = [line for line in (ROOT / "pipeline" / "README.md").read_text().splitlines() if line.startswith("| `")]
+    named = {name for line in table for name in re.findall(r"`(\w+\.py)`", line.split("|")[1])}
+    assert named == {p.name for p in (ROOT / "pipeline").glob("*.py")} - {"__init__.py"}
 
 
 @pytest.fixture(scope="module")

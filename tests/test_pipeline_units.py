@@ -10,7 +10,7 @@ import pytest
 import torch
 import zmq
 
-from siammask.commands.common import build_tracker
+from siammask.api import load_tracker
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
 from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
@@ -30,8 +30,7 @@ def tracker(tmp_path_factory):
     weights = lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two spinning threads on a busy two-core box are many times slower than one
-    yield build_tracker(argparse.Namespace(weights=str(weights), variant=None, hp=None, engine="torch",
-                                           device="cpu", precision=None))
+    yield load_tracker(weights)
     torch.set_num_threads(threads)
 
 

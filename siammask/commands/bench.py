@@ -45,8 +45,8 @@ def _model(args: argparse.Namespace):
     from ..model import build_model
 
     if args.weights:
-        from .common import load_model
-        return load_model(args)[0].model
+        from ..api import load_model
+        return load_model(args.weights, args.variant)[0].model
     torch.manual_seed(0)
     return build_model(args.variant or "sharp").eval()
 
@@ -60,9 +60,9 @@ def _frames() -> tuple[np.ndarray, np.ndarray]:
 
 def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[str]]:
     """Every requested (engine, precision) that can run here; a note for each that cannot."""
-    from siammask.engines.registry import ENGINES, build_engine
-
     from ..config import load_hp
+    from ..engines.registry import ENGINES
+    from ..export.runtime import build_engine
     from ..tracker import Tracker
 
     hp = load_hp(args.hp or variant_spec(model.variant).default_hp)

@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from siammask.engines.precision import PRECISIONS
-
-from ..errors import UserError
-from ..model import VARIANTS, variant_spec
-
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.pth"
+from ..engines.precision import PRECISIONS
+from ..model import VARIANTS
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -27,38 +22,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "(default: fp32, or what an export directory holds)")
 
 
-def weights_path(args: argparse.Namespace) -> Path:
-    """--weights, or the shipped default weights when there are any."""
-    weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
-    if not args.weights and not weights.is_file():
-        raise UserError("no --weights given and this installation ships no default weights; "
-                        "pass --weights SiamMask_DAVIS.pth (or another SiamMask checkpoint)")
-    return weights
-
-
-def load_model(args: argparse.Namespace):
-    """Checkpoint -> (LoadedCheckpoint, hyper-parameter preset name or YAML path)."""
-    from ..checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(weights_path(args), args.variant)
-    return ckpt, args.hp or ckpt.config.get("hp") or variant_spec(ckpt.variant).default_hp
-
-
 def build_tracker(args: argparse.Namespace):
-    """Checkpoint (or export directory) + engine + hyper-parameters -> Tracker, all user errors as UserError."""
-    from siammask.engines.registry import build_engine
+    """The model options -> siammask.load_tracker (all user errors as UserError)."""
+    from ..api import load_tracker
 
-    from ..config import load_hp
-    from ..tracker import Tracker
-
-    weights = weights_path(args)
-    if weights.is_dir():
-        from siammask.export.sidecar import read_sidecar
-
-        info = read_sidecar(weights, check_files=False)  # the engine checks the files themselves
-        if args.variant and args.variant != info.variant:
-            raise UserError(f"'{weights}' holds an export of the {info.variant} model, but --variant "
-                            f"{args.variant} was asked for")
-        return Tracker(build_engine(args.engine, weights, args.device, args.precision), load_hp(args.hp or info.hp))
-    ckpt, hp = load_model(args)
-    return Tracker(build_engine(args.engine, ckpt.model, args.device, args.precision), load_hp(hp))
+    return load_tracker(args.weights, variant=args.variant, hp=args.hp, engine=args.engine, device=args.device,
+                        precision=args.precision)

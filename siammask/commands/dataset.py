@@ -71,7 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="side of the square crops in pixels (default: 511)")
     b.add_argument("--limit", type=_at_least(1), help="process at most N annotated frames (for quick tries)")
     b.add_argument("--overwrite", action="store_true", help="replace a previous build in --out")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
     g = actions.add_parser("synthetic", help="generate textured-object sequences with exact masks, in DAVIS layout")
     g.add_argument("--root", required=True, help="folder to write (JPEGImages/, Annotations/, ImageSets/)")

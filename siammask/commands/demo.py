@@ -59,6 +59,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--box", action="append", type=parse_box, help="first-frame box X,Y,W,H (with --source)")
     p.add_argument("--out", default="siammask-demo", help="output folder (default: ./siammask-demo)")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the generated video")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(p)
     p.set_defaults(func=run)

@@ -9,7 +9,7 @@ from ..errors import UserError
 from ..evaluation.baselines import BASELINES, DEFAULT_NANO_DIR
 from ..evaluation.eao import VOT2016_INTERVAL
 from ..evaluation.timing import SteppingTracker
-from .common import add_model_options, build_tracker, weights_path
+from .common import add_model_options, build_tracker
 
 DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
 
@@ -26,7 +26,10 @@ def parse_interval(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.runner import evaluate
+    from tqdm import tqdm
+
+    from ..evaluation.report import markdown_table
+    from ..evaluation.runner import BENCHMARKS, evaluate
 
     root, out = Path(args.root).expanduser(), Path(args.out).expanduser()
     load_options = {"year": args.year, "split": args.split} if args.dataset == "davis" else {}
@@ -36,12 +39,15 @@ def run(args: argparse.Namespace) -> int:
     settings = {"dataset": args.dataset, "root": str(root.resolve()), **tracker_settings,
                 "save_masks": args.save_masks, **load_options}
     try:
-        evaluate(tracker, args.dataset, root, out, settings, label=label, save_masks=args.save_masks,
-                 quiet=args.quiet, load_options=load_options, overall_options=overall_options)
+        results = evaluate(tracker, args.dataset, root, out, settings, label=label, save_masks=args.save_masks,
+                           load_options=load_options, overall_options=overall_options,
+                           progress=lambda total: tqdm(total=total, desc="eval", unit="frame", disable=args.quiet,
+                                                       file=sys.stderr))
     except KeyboardInterrupt:
         print(f"siammask: interrupted; finished sequences are kept in '{out}': run the same command again "
               "to resume", file=sys.stderr)
         return 130
+    print(markdown_table(results["sequences"], results["overall"], BENCHMARKS[args.dataset].protocol.COLUMNS))
     return 0
 
 
@@ -49,8 +55,10 @@ def _siammask(args: argparse.Namespace) -> tuple[SteppingTracker, str, dict]:
     """Our tracker from the model options, its label and the settings that identify it."""
     if args.nano_dir is not None:
         raise UserError("--nano-dir is for --baseline nano")
+    from ..api import weights_path
+
     tracker = build_tracker(args)
-    weights = weights_path(args).resolve()
+    weights = weights_path(args.weights).resolve()
     return tracker, f"SiamMask ({weights.name})", {
         "weights": str(weights), "weights_sha256": _fingerprint(weights), "variant": args.variant, "hp": args.hp,
         "engine": args.engine, "device": args.device, "precision": args.precision}
@@ -60,7 +68,7 @@ def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, di
     """One of OpenCV's trackers, its label and the settings that identify it (OpenCV's version, and
     for TrackerNano the graphs' hashes)."""
     import cv2
-    from siammask.export.sidecar import sha256
+    from ..engines.sidecar import sha256
 
     from ..evaluation.baselines import OpenCVTracker, nano_files
 
@@ -83,7 +91,7 @@ def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, di
 def _fingerprint(weights: Path) -> str:
     """The checkpoint's content hash (an export directory's: its sidecar's, which holds the graphs'
     checksums), so that retrained weights at the same path never resume an older run."""
-    from siammask.export.sidecar import SIDECAR, sha256
+    from ..engines.sidecar import SIDECAR, sha256
 
     return sha256(weights / SIDECAR if weights.is_dir() else weights)
 
@@ -110,5 +118,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="DAVIS split in ImageSets/YEAR/ (default: val)")
     p.add_argument("--eao-interval", type=parse_interval, default=VOT2016_INTERVAL, metavar="LO,HI",
                    help="VOT: sequence lengths the EAO averages over (default: %(default)s, as VOT2016)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

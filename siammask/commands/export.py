@@ -7,7 +7,6 @@ from itertools import islice
 from pathlib import Path
 
 from ..model import VARIANTS
-from .common import load_model
 from .track import parse_box
 
 
@@ -15,9 +14,8 @@ def _calibration(args: argparse.Namespace):
     """(frames, box) from --calib, or None for the synthetic default."""
     if not args.calib:
         return None
-    from siammask.export.calibration import DEFAULT_FRAMES
-
     from ..errors import UserError
+    from ..export.calibration import DEFAULT_FRAMES
     from ..io.sources import open_source
 
     if args.calib_box is None:
@@ -28,9 +26,10 @@ def _calibration(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from siammask.export.exporter import export_model
+    from ..api import load_model
+    from ..export.exporter import export_model
 
-    ckpt, hp = load_model(args)
+    ckpt, hp = load_model(args.weights, args.variant, args.hp)
     out = Path(args.out)
     info = export_model(ckpt.model, out, fmt=args.format, precision=args.precision, hp=hp, opset=args.opset,
                         calibration=_calibration(args), max_batch=args.max_batch)

@@ -109,5 +109,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="JSON lines to write: one line per frame and target")
     p.add_argument("--masks", help="folder for per-frame mask PNGs (NNNNN.png; one subfolder per target "
                                    "when there are several)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -10,12 +10,13 @@ Layout of OUT:
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,6 +26,28 @@ from . import ope_protocol, vos_protocol, vot_protocol
 from .data import load_davis, load_otb, load_vot, load_ytbvos
 from .report import markdown_table, write_json
 from .timing import SteppingTracker, TimedTracker, speed
+
+log = logging.getLogger(__name__)
+
+
+class ProgressBar(Protocol):
+    """What the runner reports progress to (a tqdm bar fits; the command owns the bar)."""
+
+    def update(self, n: int) -> object: ...
+
+    def set_postfix_str(self, s: str) -> object: ...
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+
+def _no_progress(total: int) -> AbstractContextManager[ProgressBar]:
+    return nullcontext(_NoBar())
 
 
 @dataclass(frozen=True)
@@ -45,12 +68,12 @@ BENCHMARKS = {
 
 
 def evaluate(tracker: SteppingTracker, dataset: str, root: Path, out: Path, settings: dict[str, Any], *,
-             label: str = "SiamMask", save_masks: bool = False, quiet: bool = False,
-             load_options: dict[str, Any] | None = None, overall_options: dict[str, Any] | None = None) -> dict:
-    """Evaluate every sequence not yet finished in `out`, then summarise all of them; returns results.json.
-    `label` names the tracker in results.json and results.md, so reports can put trackers side by side."""
-    from tqdm import tqdm
-
+             label: str = "SiamMask", save_masks: bool = False, load_options: dict[str, Any] | None = None,
+             overall_options: dict[str, Any] | None = None,
+             progress: Callable[[int], AbstractContextManager[ProgressBar]] = _no_progress) -> dict:
+    """Evaluate every sequence not yet finished in `out`, then summarise all of them; returns
+    results.json. `label` names the tracker in results.json and results.md, so reports can put
+    trackers side by side; `progress(total_frames)` opens the progress bar the caller shows."""
     bench = BENCHMARKS[dataset]
     if not root.is_dir():
         raise UserError(f"dataset root '{root}' is not a folder")
@@ -58,11 +81,10 @@ def evaluate(tracker: SteppingTracker, dataset: str, root: Path, out: Path, sett
     _claim(out, settings)
     done = {s.name for s in sequences if _record_path(out, s.name).is_file()}
     if done:
-        print(f"siammask: eval: {len(done)} of {len(sequences)} sequences already done in '{out}', reusing them",
-              file=sys.stderr)
+        log.warning("eval: %d of %d sequences already done in '%s', reusing them", len(done), len(sequences), out)
     todo_frames = sum(len(s.frames) for s in sequences if s.name not in done)
     records = []
-    with tqdm(total=todo_frames, desc="eval", unit="frame", disable=quiet, file=sys.stderr) as bar:
+    with progress(todo_frames) as bar:
         for seq in sequences:
             path = _record_path(out, seq.name)
             if not path.is_file():
@@ -91,12 +113,10 @@ def _summarise(protocol: ModuleType, dataset: str, label: str, records: list[dic
                              for r in records]}
     write_json(out / "results.json", results)
     results = json.loads((out / "results.json").read_text())
-    table = markdown_table(records, results["overall"], protocol.COLUMNS)
+    table = markdown_table(results["sequences"], results["overall"], protocol.COLUMNS)  # as `siammask eval` prints it
     (out / "results.md").write_text(f"# {dataset} results: {label}\n\n{table}")
-    print(table)
     plots = protocol.plot(records, results["overall"], out)
-    print(f"siammask: eval: wrote {out / 'results.json'}, {out / 'results.md'} and "
-          f"{', '.join(p.name for p in plots)}", file=sys.stderr)
+    log.info("eval: wrote %s, %s and %s", out / "results.json", out / "results.md", ", ".join(p.name for p in plots))
     return results
 
 

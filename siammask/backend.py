@@ -1,5 +1,8 @@
 """The one interface every back end implements: template, track, mask on batches of targets.
 
+It lives in the core, beside the tracker that drives it; the back ends in siammask.engines
+implement it, so the tracker never imports them.
+
 Inputs and outputs are numpy arrays so the tracker never depends on a framework; what a back end
 keeps per target (its template features) is opaque to the tracker.
 """

@@ -1,5 +1,7 @@
 """The JSON file next to exported graphs: what they are and a checksum of each, so an engine can
-refuse a directory whose files are missing, corrupt, or of another variant before running it."""
+refuse a directory whose files are missing, corrupt, or of another variant before running it.
+Written by `siammask export`, read by the graph back ends: with graph_io.py, the export-directory
+contract, kept here beside its readers."""
 from __future__ import annotations
 
 import hashlib

@@ -1,0 +1,25 @@
+"""Opening an exported ONNX graph in ONNX Runtime, with every failure a one-line UserError."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from siammask.errors import UserError
+
+
+def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
+                 threads: int | None = None):
+    """An ONNX Runtime session on `path` with full graph optimisation; a corrupt or foreign file
+    becomes a UserError instead of ONNX Runtime's multi-line traceback."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the CPU provider warns about every unused initializer
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as exc:  # ORT raises several unrelated types for unreadable models
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"'{path}' is not a usable ONNX graph ({first[:200]}); re-export it") from None

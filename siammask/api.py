@@ -1,0 +1,56 @@
+"""The library's front door: `load_tracker` turns weights (a checkpoint or an export directory),
+a back end and a hyper-parameter preset into a ready Tracker.
+
+The commands translate their options into these calls and the serving pipeline calls them in its
+inference process, so there is one way of loading a model. Above the export layer: a graph back end
+on a .pth checkpoint is exported on the fly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .config import DEFAULT_HP, load_hp
+from .engines.sidecar import read_sidecar
+from .errors import UserError
+from .export.runtime import build_engine
+from .tracker import Tracker
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.pth"
+
+
+def weights_path(weights: str | Path | None = None) -> Path:
+    """`weights`, or the shipped default weights when there are any."""
+    if weights:
+        return Path(weights)
+    if not DEFAULT_WEIGHTS.is_file():
+        raise UserError("no weights given and this installation ships no default weights; "
+                        "pass --weights SiamMask_DAVIS.pth (or another SiamMask checkpoint)")
+    return DEFAULT_WEIGHTS
+
+
+def load_model(weights: str | Path | None = None, variant: str | None = None,
+               hp: str | None = None) -> tuple[LoadedCheckpoint, str]:
+    """Checkpoint -> (loaded checkpoint, hyper-parameters: `hp`, else what the checkpoint records,
+    else the variant's default preset)."""
+    ckpt = load_checkpoint(weights_path(weights), variant)
+    return ckpt, hp or ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant]
+
+
+def load_tracker(weights: str | Path | None = None, *, variant: str | None = None, hp: str | None = None,
+                 engine: str = "torch", device: str = "cpu", precision: str | None = None) -> Tracker:
+    """A Tracker on `weights`: an official or siammask .pth checkpoint, an export directory made by
+    `siammask export`, or (None) the shipped default weights.
+
+    variant: None means as the checkpoint says. hp: a preset name (davis, vot, vot18, base) or a YAML
+    file; None means as the checkpoint or export records, else the variant's default. engine: torch,
+    torch-compile, onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means fp32, or
+    what an export directory holds. Every problem with what was given is a one-line UserError."""
+    path = weights_path(weights)
+    if path.is_dir():
+        info = read_sidecar(path, check_files=False)  # the engine checks the files themselves
+        if variant and variant != info.variant:
+            raise UserError(f"'{path}' holds an export of the {info.variant} model, but --variant "
+                            f"{variant} was asked for")
+        return Tracker(build_engine(engine, path, device, precision), load_hp(hp or info.hp))
+    ckpt, hp = load_model(path, variant, hp)
+    return Tracker(build_engine(engine, ckpt.model, device, precision), load_hp(hp))
