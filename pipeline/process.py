@@ -53,18 +53,10 @@ def stage_main(log_level: int, target: Callable[..., None], *args: Any) -> None:
     target(*args)
 
 
-class _StageHandler(logging.Handler):
-    def __init__(self, stage: str) -> None:
-        super().__init__(logging.WARNING)
-        self.stage = stage
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log(self.stage, record.getMessage())
-
-
 def route_logging(stage: str) -> None:
-    """Library warnings (a truncated file, ...) of this stage process as our log lines."""
-    logging.basicConfig(level=logging.WARNING, handlers=[_StageHandler(stage)], force=True)
+    """The library's messages in this stage process (a truncated file, ...) as serve log lines of
+    `stage`, at the level the process was started with."""
+    configure(logging.getLogger(LOGGER).getEffectiveLevel(), stage)
 
 
 class Backoff:

@@ -41,10 +41,10 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
     """A Tracker on `weights`: an official or siammask .pth checkpoint, an export directory made by
     `siammask export`, or (None) the shipped default weights.
 
-    variant: None means as the checkpoint says. hp: a preset name (davis, vot, vot18, base) or a YAML
-    file; None means as the checkpoint or export records, else the variant's default. engine: torch,
-    torch-compile, onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means fp32, or
-    what an export directory holds. Every problem with what was given is a one-line UserError."""
+    variant: None means as the checkpoint says. hp: a preset name (siammask.config.HP_PRESETS) or a
+    YAML file; None means as the checkpoint or export records, else the variant's default. engine:
+    torch, torch-compile, onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means
+    fp32, or what an export directory holds. Every problem with what was given is a one-line UserError."""
     path = weights_path(weights)
     if path.is_dir():
         info = read_sidecar(path, check_files=False)  # the engine checks the files themselves

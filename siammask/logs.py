@@ -18,12 +18,16 @@ def level_for(quiet: bool, verbose: int) -> int:
 
 
 class _Formatter(logging.Formatter):
-    """'siammask: message'; a serving stage's lines ('stage' in the record) carry the time and the
-    stage, as its summary lines always have."""
+    """'siammask: message'; a serving stage's lines carry the time and the stage (the record's, else
+    the process's), as its summary lines always have."""
+
+    def __init__(self, stage: str | None) -> None:
+        super().__init__()
+        self.stage = stage
 
     def format(self, record: logging.LogRecord) -> str:
         text = record.getMessage()
-        stage = getattr(record, "stage", None)
+        stage = getattr(record, "stage", None) or self.stage
         if stage:
             return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} siammask serve [{stage}]: {text}"
         kind = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
@@ -38,13 +42,14 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def configure(level: int) -> None:
-    """One stderr handler on the "siammask" logger at `level`; calling again replaces it."""
+def configure(level: int, stage: str | None = None) -> None:
+    """One stderr handler on the "siammask" logger at `level`; calling again replaces it. `stage`:
+    this process is that serving stage, and every line says so. Records still propagate, so an
+    application's (or a test's) own handlers see them too."""
     logger = logging.getLogger(LOGGER)
     for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
         logger.removeHandler(handler)
     handler = _StderrHandler()
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_Formatter(stage))
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False  # the command's stderr is the one place its messages go

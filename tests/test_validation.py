@@ -3,7 +3,6 @@ the inputs that broke `track` and `serve`, and hypothesis fuzzing of boxes, requ
 whose accepted values are run through a real (lite, random-weight) tracker."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -20,16 +19,16 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from siammask.engines.torch_engine import TorchEngine
-from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
-from siammask.pipeline.control import parse_request
-from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, process_id
+from siammask.api import load_tracker
 from siammask.checkpoint import load_checkpoint, save_checkpoint
-from siammask.commands.common import build_tracker
 from siammask.config import TrackerConfig, from_dict, load_hp
+from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
 from siammask.io.results import JsonlWriter, frame_record
 from siammask.model import SiamMask
+from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
+from siammask.pipeline.control import parse_request
+from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, process_id
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker, validate_box
 from siammask.validate import MAX_JSON_BYTES, box_text, json_object
@@ -51,8 +50,7 @@ def tracker(tmp_path_factory):
     weights = lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield build_tracker(argparse.Namespace(weights=str(weights), variant=None, hp=None, engine="torch",
-                                           device="cpu", precision=None))
+    yield load_tracker(weights)
     torch.set_num_threads(threads)
 
 
