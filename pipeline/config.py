@@ -38,7 +38,7 @@ class ModelConfig:
     weights: str | None = None
     variant: str | None = None
     hp: str | None = None
-    engine: str = "torch"
+    engine: str = "auto"
     device: str = "cpu"
     precision: str | None = None
     threads: int | None = ranged(1, 256, None)  # torch intra-op threads in the inference process (default: torch's)

@@ -111,7 +111,7 @@ def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
 class InferenceStage:
     def __init__(self, spec: InferenceSpec, stop: StopFlag) -> None:
         self.spec, self.stop = spec, stop
-        if spec.model.threads and spec.model.engine.startswith("torch"):  # torch and torch-compile
+        if spec.model.threads:  # the torch back ends' threads (auto may pick torch)
             import torch
             torch.set_num_threads(spec.model.threads)
         m = spec.model

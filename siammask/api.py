@@ -37,13 +37,14 @@ def load_model(weights: str | Path | None = None, variant: str | None = None,
 
 
 def load_tracker(weights: str | Path | None = None, *, variant: str | None = None, hp: str | None = None,
-                 engine: str = "torch", device: str = "cpu", precision: str | None = None) -> Tracker:
+                 engine: str = "auto", device: str = "cpu", precision: str | None = None) -> Tracker:
     """A Tracker on `weights`: an official or siammask .pth checkpoint, an export directory made by
     `siammask export`, or (None) the shipped default weights.
 
     variant: None means as the checkpoint says. hp: a preset name (siammask.config.HP_PRESETS) or a
     YAML file; None means as the checkpoint or export records, else the variant's default. engine:
-    torch, torch-compile, onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means
+    auto (export/runtime.py: onnxruntime for nano on a CPU, else torch), torch, torch-compile,
+    onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means
     fp32, or what an export directory holds. Every problem with what was given is a one-line UserError."""
     path = weights_path(weights)
     if path.is_dir():

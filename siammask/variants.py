@@ -65,6 +65,9 @@ class VariantSpec:
     refine_geometry: RefineGeometry | None = None
     default_hp: str = "davis"
     float32_stages: tuple[str, ...] = ()  # trunk stages kept float32 under bf16 (engines/precision.py)
+    # What `--engine auto` runs on a CPU in float32: the back end measured faster for this network
+    # (benchmarks/RESULTS.md). nano's many small ops cost PyTorch twice ONNX Runtime's time.
+    cpu_engine: str = "torch"
 
 
 SIAMMASK_GEOMETRY = Geometry(stride=8, base_size=8)
@@ -89,7 +92,8 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
                         _RESNET_FLOAT32),
     "lite-base": VariantSpec("siammask", "lite", 64, False, SIAMMASK_GEOMETRY, None, "base", _RESNET_FLOAT32),
     # Ours: NanoTrack V3's pretrained trunk and box head, with a mask branch and refine trained here.
-    "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano"),
+    "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano",
+                        cpu_engine="onnxruntime"),
 }
 VARIANTS = tuple(VARIANT_SPECS)
 

@@ -2,6 +2,9 @@
 loading, the CLI and the pipeline), and small synthetic videos."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,15 @@ import torch
 from siammask.checkpoint import save_checkpoint
 from siammask.model import SiamMask
 from siammask.synthetic import make_sequence, write_image_folder, write_video
+
+
+# --engine auto keeps ONNX exports in a cache (export/cache.py): the tests' own, never the user's;
+# set at import so the commands' child processes (pipeline stages) inherit it.
+os.environ["SIAMMASK_CACHE_DIR"] = tempfile.mkdtemp(prefix="siammask-test-cache-")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(os.environ["SIAMMASK_CACHE_DIR"], ignore_errors=True)
 
 
 def _random_model(variant: str) -> SiamMask:

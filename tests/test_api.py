@@ -55,7 +55,7 @@ def test_readme_example_tracks_generated_frames(tmp_path, monkeypatch, capsys):
 @needs_weights
 def test_load_tracker_defaults_and_keywords():
     tracker = siammask.load_tracker()
-    assert (tracker.engine.name, tracker.engine.variant) == ("torch", "nano")
+    assert (tracker.engine.name, tracker.engine.variant) == ("onnxruntime", "nano")  # auto on a CPU
     assert tracker.cfg == load_hp("nano")  # what the shipped checkpoint records
     assert siammask.load_tracker(DEFAULT_WEIGHTS, hp="vot").cfg == load_hp("vot")
     with pytest.raises(UserError, match="unknown engine 'nope'"):

@@ -140,7 +140,7 @@ def test_every_registered_engine_is_built_or_refused_in_one_line():
             assert name != "torch-compile" or "needs a C++ compiler" in str(exc)
         else:
             assert (engine.name, engine.precision) == (name, "bf16")
-    with pytest.raises(UserError, match="unknown engine 'nope'; available: onnxruntime, tensorrt, torch, torch-compile"):
+    with pytest.raises(UserError, match="unknown engine 'nope'; available: auto, torch, torch-compile, onnxruntime, tensorrt"):
         build_engine("nope", model)
 
 

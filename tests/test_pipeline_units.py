@@ -98,7 +98,7 @@ def test_command_line_overrides_config(synthetic_video):
     out = apply_cli(cfg, args)
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
-    assert (out.model.weights, out.model.engine, out.model.threads) == ("w.pth", "torch", 1)
+    assert (out.model.weights, out.model.engine, out.model.threads) == ("w.pth", "auto", 1)
 
 
 def test_loopback_endpoints():

@@ -13,9 +13,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=VARIANTS, help="model variant (default: as the checkpoint says)")
     p.add_argument("--hp", help="hyper-parameters: davis, vot, vot18, base or a YAML file "
                                 "(default: davis for sharp, base for base)")
-    p.add_argument("--engine", default="torch",
-                   help="inference back end: torch, torch-compile (torch.compile: fastest on CPU with "
-                        "--precision bf16, builds for ~30 s at start), onnxruntime, tensorrt (default: torch)")
+    p.add_argument("--engine", default="auto",
+                   help="inference back end: auto, torch, torch-compile (torch.compile: fastest on CPU with "
+                        "--precision bf16, builds for ~30 s at start), onnxruntime, tensorrt (default: auto: "
+                        "on a CPU in fp32 the back end measured fastest for the model, onnxruntime for the "
+                        "default nano weights (exported once, kept in ~/.cache/siammask), else torch)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32; bf16 (torch, CPU); fp16 (CUDA); int8 (onnxruntime/tensorrt) "

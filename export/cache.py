@@ -1,0 +1,78 @@
+"""Verified ONNX exports of loaded models, kept on disk between runs.
+
+Running a graph back end on a .pth checkpoint needs an export first (~5-10 s on 2 cores with its
+verification). Doing that on every start would make the fast engine the slow one for short jobs,
+so an export is kept under a key of everything that decides its bytes (the weights, the variant,
+the precision, the opset and the versions of torch, onnx and onnxruntime) and reused.
+
+Where: $SIAMMASK_CACHE_DIR, else $XDG_CACHE_HOME/siammask, else ~/.cache/siammask. Exports are
+written into a private temporary folder and renamed into place, so processes starting together
+(the pipeline's workers) never see half a folder; the loser of that race uses the winner's. A
+cache that cannot be written is not an error: the export goes to a temporary folder instead."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from siammask.engines.sidecar import SIDECAR
+from siammask.model import TrackingNet
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """The folder exports are kept in (see the module docstring for the order)."""
+    if os.environ.get("SIAMMASK_CACHE_DIR"):
+        return Path(os.environ["SIAMMASK_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "siammask"
+
+
+def export_key(model: TrackingNet, precision: str, opset: int) -> str:
+    """A digest of the weights (names, shapes, values) and of what else decides the exported graphs."""
+    import onnx
+    import onnxruntime
+
+    digest = hashlib.sha256()
+    for part in (model.variant, precision, str(opset), torch.__version__, onnx.__version__, onnxruntime.__version__):
+        digest.update(part.encode() + b"\0")
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_export(model: TrackingNet, precision: str, opset: int,
+                  export: Callable[[Path], object]) -> Path | None:
+    """The folder of a finished export of `model`: found in the cache, or made by `export(folder)`
+    and stored there. None when the cache cannot be written (the caller exports elsewhere)."""
+    root = cache_root() / "exports"
+    final = root / export_key(model, precision, opset)
+    if (final / SIDECAR).is_file():
+        log.debug("using the cached export %s", final)
+        return final
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    except OSError as error:
+        log.warning("export cache %s is not writable (%s); exporting to a temporary folder", root, error)
+        return None
+    try:
+        log.info("exporting the %s model for ONNX Runtime once (kept in %s)", model.variant, root)
+        export(work)
+        if final.exists() and not (final / SIDECAR).is_file():
+            shutil.rmtree(final)  # not an export (a folder left by hand): ours replaces it
+        os.replace(work, final)
+    except OSError:
+        if not (final / SIDECAR).is_file():  # not the other process having won the race
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

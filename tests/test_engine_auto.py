@@ -1,0 +1,118 @@
+"""`--engine auto` and the export cache: which back end auto picks, that ONNX exports are made once
+and reused (keyed by the weights), that processes exporting together end with one folder, and that
+an unwritable cache only costs a temporary export."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from siammask.errors import UserError
+from siammask.export.cache import cache_root, export_key
+from siammask.export.onnx_export import OPSET, random_feeds
+from siammask.export.runtime import ENGINE_CHOICES, build_engine, resolve_engine
+from siammask.export.verify import TOLERANCES, relative_error
+
+from exports import exported, random_model
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(root))
+    return root / "exports"
+
+
+def _finished(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
+
+
+def test_auto_picks_the_back_end_measured_fastest_for_the_variant_on_a_cpu():
+    nano, lite = random_model("nano"), random_model("lite")
+    assert resolve_engine("auto", nano) == "onnxruntime"
+    assert resolve_engine("auto", nano, precision="fp32") == "onnxruntime"
+    assert resolve_engine("auto", lite) == "torch"
+    assert resolve_engine("auto", nano, precision="bf16") == "torch"  # a torch-only precision
+    assert resolve_engine("auto", nano, device="cuda") == "torch"
+    assert resolve_engine("auto", lite, precision="int8") == "onnxruntime"
+    assert resolve_engine("torch", nano) == "torch"  # a named engine is taken as given
+
+
+def test_auto_on_an_export_directory_runs_the_back_end_it_was_exported_for(tmp_path_factory):
+    folder = exported("nano", tmp_path_factory.getbasetemp())
+    assert resolve_engine("auto", folder) == "onnxruntime"
+
+
+def test_an_unknown_engine_is_one_line_naming_auto():
+    with pytest.raises(UserError, match="unknown engine 'onnx'; available: auto, torch, torch-compile"):
+        resolve_engine("onnx", random_model("nano"))
+    assert ENGINE_CHOICES[0] == "auto"
+
+
+def test_the_export_key_follows_the_weights_and_the_precision():
+    model = random_model("nano")
+    key = export_key(model, "fp32", OPSET)
+    assert key == export_key(model, "fp32", OPSET)
+    assert key != export_key(model, "fp16", OPSET)
+    changed = type(model)().eval()
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        changed.refine.post0.weight[0, 0, 0, 0] += 1e-3
+    assert key != export_key(changed, "fp32", OPSET)
+
+
+def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
+    model = random_model("nano")
+    first = build_engine("auto", model)
+    assert first.name == "onnxruntime"
+    (folder,) = _finished(cache)
+    sidecar = cache / folder / "siammask_export.json"
+    stamp = sidecar.stat().st_mtime_ns
+    second = build_engine("auto", model)
+    assert _finished(cache) == [folder] and sidecar.stat().st_mtime_ns == stamp  # not exported again
+    assert json.loads(sidecar.read_text())["variant"] == "nano"
+    assert not [p for p in cache.iterdir() if p.name.startswith(".partial-")]
+
+    feeds = random_feeds(model, batch=1, seed=3)
+    z, x = feeds["template"]["z"].numpy(), feeds["search"]["x"].numpy()
+    a, b = first.track(x, first.template(z)), second.track(x, second.template(z))
+    np.testing.assert_array_equal(a.cls, b.cls)
+    reference = build_engine("torch", model)
+    ref = reference.track(x, reference.template(z))
+    assert relative_error(a.cls, ref.cls) <= TOLERANCES["fp32"]
+    assert relative_error(a.loc, ref.loc) <= TOLERANCES["fp32"]
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_export(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(blocker))
+    engine = build_engine("onnxruntime", random_model("nano"))
+    assert engine.name == "onnxruntime"
+    assert blocker.read_text().startswith("a file")
+    assert "not writable" in caplog.text
+
+
+def _build_in_child(barrier) -> None:
+    torch.set_num_threads(1)
+    barrier.wait()
+    build_engine("auto", random_model("nano"))
+
+
+@pytest.mark.slow
+def test_processes_exporting_together_leave_one_finished_export(cache):
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    children = [context.Process(target=_build_in_child, args=(barrier,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(180)
+    assert [child.exitcode for child in children] == [0, 0]
+    assert len(_finished(cache)) == 1
+    assert os.listdir(cache) == _finished(cache)  # no partial folder left behind
+    assert cache_root() == cache.parent
