@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from siammask.errors import UserError
 
 SCHEMES = ("tcp", "ipc")
@@ -56,6 +58,11 @@ def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:
 def check_connect_endpoint(endpoint: str, what: str) -> None:
     """A remote endpoint must at least be well-formed; the peer enforces its own keys."""
     _split(endpoint, what)
+
+
+def bound_endpoint(sock: zmq.Socket) -> str:
+    """Where `sock` was bound last: with the port ZeroMQ picked for a port '*'."""
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 class RunDir:

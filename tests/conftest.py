@@ -36,6 +36,17 @@ def lite(tmp_path_factory) -> Path:
     return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
 
 
+@pytest.fixture(scope="module")
+def lite_tracker(lite):
+    """A Tracker on the lite checkpoint, with one torch thread while the module runs (two spinning
+    threads on a busy two-core box are many times slower than one)."""
+    from siammask.api import load_tracker
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_tracker(lite)
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_frames():
     """12 frames, 160x120, with true boxes and masks."""
