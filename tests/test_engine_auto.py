@@ -42,6 +42,7 @@ def test_auto_picks_the_back_end_measured_fastest_for_the_variant_on_a_cpu():
     assert resolve_engine("torch", nano) == "torch"  # a named engine is taken as given
 
 
+@pytest.mark.slow  # exports a graph
 def test_auto_on_an_export_directory_runs_the_back_end_it_was_exported_for(tmp_path_factory):
     folder = exported("nano", tmp_path_factory.getbasetemp())
     assert resolve_engine("auto", folder) == "onnxruntime"
@@ -65,6 +66,7 @@ def test_the_export_key_follows_the_weights_and_the_precision():
     assert key != export_key(changed, "fp32", OPSET)
 
 
+@pytest.mark.slow  # exports a graph
 def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     model = random_model("nano")
     first = build_engine("auto", model)
@@ -87,6 +89,7 @@ def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     assert relative_error(a.loc, ref.loc) <= TOLERANCES["fp32"]
 
 
+@pytest.mark.slow  # exports a graph
 def test_an_unwritable_cache_falls_back_to_a_temporary_export(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")

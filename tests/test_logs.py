@@ -16,7 +16,8 @@ def test_quiet_and_verbose_set_the_library_level(tmp_path, capsys):
                         (["track", missing], logging.INFO)]:
         assert main([*argv, "--box", "1,2,3,4"]) == 2
         assert logging.getLogger("siammask").level == level
-        assert capsys.readouterr().err.startswith("siammask: error: ")  # errors show at every level
+        # errors show at every level (at INFO the first start's export of the default model may come first)
+        assert capsys.readouterr().err.splitlines()[-1].startswith("siammask: error: ")
 
 
 def test_a_spawned_stage_logs_at_the_level_it_was_given(capfd):
