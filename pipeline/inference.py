@@ -128,11 +128,11 @@ class InferenceStage:
         for s in self.streams.values():
             self.security.connect(self.frames, s.endpoint)
         self.commands = self._socket(zmq.PULL)
-        self.commands.bind(spec.cmd_endpoint)  # bound here: the supervisor's commands wait for each new process
+        self.security.bind(self.commands, spec.cmd_endpoint)  # bound here: the supervisor's commands wait for each new process
         self.events = self._socket(zmq.PUSH, sndtimeo=2000)
-        self.events.connect(spec.events_endpoint)
+        self.security.connect(self.events, spec.events_endpoint)
         self.results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
-        self.results.connect(spec.results_endpoint)
+        self.security.connect(self.results, spec.results_endpoint)
 
     def _socket(self, kind: int, **options: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 import multiprocessing
 import signal
 import time
@@ -23,16 +22,16 @@ from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
-from siammask.logs import LOGGER
 
 from . import messages
-from .capture import ENDED, FAILED, STALLED, CaptureSpec, run_capture
+from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir
-from .inference import Box, InferenceSpec, StreamSpec, TargetSeed, run_inference
+from .inference import Box, InferenceSpec, StreamSpec, TargetSeed
+from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
 from .metrics import RESTARTS, SummaryLine, registry
-from .process import Backoff, log, stage_main
+from .process import Backoff, log
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
 
@@ -69,8 +68,8 @@ class Child:
     """A stage process and when to start it again."""
 
     stage: str                                # capture, inference or sink (the metrics label)
-    start: Callable[[], multiprocessing.Process]
-    process: multiprocessing.Process | None = None
+    start: Callable[[], StageProcess]
+    process: StageProcess | None = None
     started: float = 0.0
     restart_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
@@ -85,8 +84,9 @@ class PendingRequest:
 
 
 class Supervisor:
-    def __init__(self, cfg: PipelineConfig, run_dir: RunDir) -> None:
+    def __init__(self, cfg: PipelineConfig, run_dir: RunDir, launcher: Launcher | None = None) -> None:
         self.cfg, self.run_dir = cfg, run_dir
+        self.launcher = launcher or LocalLauncher(run_dir)
         self.mp = multiprocessing.get_context("spawn")
         self.ctx = zmq.Context()
         self.security = Security(self.ctx, load_keys(cfg.curve) if cfg.curve else None)
@@ -101,9 +101,9 @@ class Supervisor:
         self.ready = False                    # the current inference process has loaded its model
         self.stopping = False
         self.exit_code = 0
-        self.cmd_endpoint = run_dir.endpoint("commands")
-        self.events_endpoint = run_dir.endpoint("events")
-        self.results_endpoint = run_dir.endpoint("results")
+        self.cmd_endpoint = self.launcher.endpoint("commands")
+        self.events_endpoint = self.launcher.endpoint("events")
+        self.results_endpoint = self.launcher.endpoint("results")
         self.control = self.commands = self.events = None
         self.http = None
         for stream in cfg.streams:
@@ -143,10 +143,10 @@ class Supervisor:
         self.commands = self.ctx.socket(zmq.PUSH)  # connects: commands wait in the pipe for a new process
         self.commands.linger = 0
         self.commands.sndhwm = 1000
-        self.commands.connect(self.cmd_endpoint)
+        self.security.connect(self.commands, self.cmd_endpoint)
         self.events = self.ctx.socket(zmq.PULL)
         self.events.linger = 0
-        self.events.bind(self.events_endpoint)
+        self.security.bind(self.events, self.events_endpoint)
         self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames))
         self.children["inference"] = Child("inference", self._spawn_inference)
         for child in self.children.values():
@@ -186,16 +186,13 @@ class Supervisor:
 
     # --- stage processes ------------------------------------------------------------------------
 
-    def _spawn(self, target: Callable, *args: Any) -> multiprocessing.Process:
-        level = logging.getLogger(LOGGER).getEffectiveLevel()
-        process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
-        process.start()
-        return process
+    def _spawn(self, target: Callable, *args: Any) -> StageProcess:
+        return self.launcher.spawn(target, args)
 
-    def _spawn_inference(self) -> multiprocessing.Process:
+    def _spawn_inference(self) -> StageProcess:
         self.generation += 1
         self.ready = False
-        return self._spawn(run_inference, self._inference_spec())
+        return self.launcher.inference(self._inference_spec)
 
     def _start(self, child: Child) -> None:
         child.process, child.started, child.restart_at = child.start(), time.monotonic(), None
@@ -207,10 +204,16 @@ class Supervisor:
         spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
                            self.cfg.read_timeout_s, self.cfg.curve)
         runs = itertools.count()
-        child = Child("capture", lambda: self._spawn(run_capture, dataclasses.replace(spec, run=next(runs)),
-                                                     rec.counter, rec.hold))
+        child = Child("capture", lambda: self._spawn_capture(rec, dataclasses.replace(spec, run=next(runs))))
         self.children[_capture(stream_id)] = child
         self._start(child)
+
+    def _spawn_capture(self, rec: StreamRecord, spec: CaptureSpec) -> StageProcess:
+        """Frame ids go on from the last one published: a capture on another node (cluster mode)
+        cannot share the counter, so it starts from the sink's last frame of the stream."""
+        if self.last_frames[2 * rec.slot] == rec.registration:
+            rec.counter.value = max(rec.counter.value, self.last_frames[2 * rec.slot + 1] + 1)
+        return self.launcher.spawn_capture(spec, rec.counter, rec.hold)
 
     def _watch_children(self) -> None:
         now = time.monotonic()
@@ -222,7 +225,8 @@ class Supervisor:
             code = child.process.exitcode
             if code is None:
                 continue
-            mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
+            if child.process.pid is not None:
+                mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
             child.process = None
             if child.stage == "capture":
                 self._capture_exited(name, child, code, now)
@@ -264,7 +268,7 @@ class Supervisor:
                                    rec.registration) for sid, rec in self.streams.items())
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid, rec in self.streams.items() for tid, t in rec.targets.items())
-        return InferenceSpec(cfg.model, streams, seeds, self.generation, self.cmd_endpoint, self.events_endpoint,
+        return InferenceSpec(cfg.model, streams, seeds, self.generation * GENERATION_SPAN, self.cmd_endpoint, self.events_endpoint,
                              self.results_endpoint, cfg.queue_size, cfg.queue_size + cfg.max_streams,
                              bool(cfg.outputs.video or cfg.preview_port),
                              cfg.inference_delay_ms, cfg.curve)
@@ -287,6 +291,7 @@ class Supervisor:
                 sock.close()
         self.security.close()
         self.ctx.term()
+        self.launcher.close()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -295,7 +300,7 @@ class Supervisor:
     # --- registry -------------------------------------------------------------------------------
 
     def _register(self, stream: StreamConfig) -> StreamRecord:
-        endpoint = stream.endpoint or self.run_dir.endpoint("frames")
+        endpoint = self.launcher.frames_endpoint(stream)
         slot = min(set(range(self.cfg.max_streams)) - {r.slot for r in self.streams.values()})
         rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False), self.mp.Value("b", 0, lock=False),
                            {i: tuple(b) for i, b in enumerate(stream.boxes)}, slot, next(self.registrations),
@@ -306,12 +311,12 @@ class Supervisor:
     def _send_command(self, cmd: dict[str, Any]) -> None:
         """Commands follow the registry change; a process started later gets the change in its spec."""
         if self.children["inference"].process is not None:
-            messages.send(self.commands, {**cmd, "generation": self.generation})
+            messages.send(self.commands, {**cmd, "generation": self.generation * GENERATION_SPAN})
 
     # --- events from the inference stage ---------------------------------------------------------
 
     def _on_event(self, header: dict[str, Any], part: zmq.Frame | None) -> None:
-        if header.get("generation") != self.generation:
+        if header.get("generation", -1) // GENERATION_SPAN != self.generation:
             return  # from a process that has since been replaced
         kind = header["event"]
         rec = self.streams.get(header.get("stream"))
@@ -385,10 +390,16 @@ class Supervisor:
     def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:
         streams = [{"id": sid, "source": rec.config.source, "endpoint": rec.endpoint, "state": rec.state,
                     "paused": rec.paused, "pending": sorted(rec.pending),
-                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())]}
+                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())],
+                    **self.launcher.placement(sid, self._process(_capture(sid)))}
                    for sid, rec in self.streams.items()]
-        processes = {name: c.process.pid for name, c in self.children.items() if c.process is not None}
+        processes = {name: c.process.pid for name, c in self.children.items()
+                     if c.process is not None and c.process.pid is not None}
         return {"ok": True, "streams": streams, "processes": processes}
+
+    def _process(self, name: str) -> StageProcess | None:
+        child = self.children.get(name)
+        return child.process if child else None
 
     def _cmd_pause(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
         return self._set_paused(stream, True)
@@ -399,6 +410,9 @@ class Supervisor:
     def _set_paused(self, stream: str, paused: bool) -> dict[str, Any]:
         rec = self._stream(stream)
         rec.paused, rec.hold.value = paused, paused
+        capture = self._process(_capture(stream))
+        if capture is not None:
+            self.launcher.shared_changed(capture, rec.hold)
         self._send_command({"cmd": "pause" if paused else "resume", "stream": stream})
         return {"ok": True, "stream": stream, "paused": paused}
 
@@ -447,6 +461,7 @@ class Supervisor:
         if child and child.process is not None:
             _stop(child.process)
         del self.streams[stream]
+        self.launcher.forget(stream)
         self._send_command({"cmd": "remove_stream", "stream": stream})
         return {"ok": True, "stream": stream}
 
@@ -456,7 +471,7 @@ def _capture(stream_id: str) -> str:
     return f"capture {stream_id}"
 
 
-def _stop(process: multiprocessing.Process) -> None:
+def _stop(process: StageProcess) -> None:
     """SIGTERM, then SIGKILL for a process that does not end in time."""
     process.terminate()
     process.join(STOP_TIMEOUT_S)
