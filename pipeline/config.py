@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def check_config(cfg: PipelineConfig) -> None:
     check_ranges(cfg)  # command-line values never went through from_dict
     if cfg.role not in ROLES:
         raise UserError(f"role '{cfg.role}' is not one of {', '.join(ROLES)}")
+    check_cluster(cfg)
     if len(cfg.streams) > cfg.max_streams:
         raise UserError(f"{len(cfg.streams)} streams but max_streams is {cfg.max_streams}; raise max_streams")
     ids = [s.id for s in cfg.streams]
@@ -159,7 +161,6 @@ def check_config(cfg: PipelineConfig) -> None:
         if cfg.model.weights and not Path(cfg.model.weights).exists():
             raise UserError(f"weights '{cfg.model.weights}' not found; pass a .pth checkpoint or an export folder")
     check_outputs(cfg.outputs, [s.id for s in cfg.streams])
-    check_cluster(cfg)
     if cfg.curve:
         for name in ("server_key", "client_key"):
             if not Path(getattr(cfg.curve, name)).is_file():
@@ -175,9 +176,8 @@ def check_cluster(cfg: PipelineConfig) -> None:
         if cfg.worker != WorkerConfig():
             raise UserError("worker: is for cluster mode; add --cluster ray (or cluster: in the config)")
         return
-    address = cfg.cluster.removeprefix("ray://")
-    host, _, port = address.rpartition(":")
-    if cfg.cluster not in ("ray", "auto") and not (host and port.isdigit() and 0 < int(port) < 65536):
+    address = re.fullmatch(r"(?:ray://)?[A-Za-z0-9.-]+:(\d{1,5})", cfg.cluster)
+    if cfg.cluster not in ("ray", "auto") and not (address and 0 < int(address.group(1)) < 65536):
         raise UserError(f"cluster '{cfg.cluster}' is not 'ray' (start one here), 'auto', HOST:PORT or "
                         "ray://HOST:PORT")
     if cfg.role != "all":

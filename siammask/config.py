@@ -125,8 +125,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}  # errors name their key already
     try:
-        obj = cls(**{k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()})
+        obj = cls(**values)
     except TypeError as exc:
         raise UserError(f"{where}: {exc}") from None
     except UserError as exc:  # a check across fields (__post_init__)
