@@ -133,6 +133,7 @@ class RayProcess:
         self._exit: ray.ObjectRef | None = None
         self._exitcode: int | None = None
         self._place: dict[str, str] | None = None
+        self.host_lost = False              # the actor died (its node gone, or killed), not just the stage
 
     @classmethod
     def on(cls, other: RayProcess) -> RayProcess:
@@ -140,6 +141,7 @@ class RayProcess:
         process = cls.__new__(cls)
         process.host, process.owns_host, process._where = other.host, False, other._where
         process._start = process._exit = process._exitcode = process._place = None
+        process.host_lost = False
         return process
 
     def start(self, target: Callable[..., None], args: tuple) -> None:
@@ -161,7 +163,7 @@ class RayProcess:
                 try:
                     code = ray.get(ref)
                 except ray.exceptions.RayError:
-                    code = KILLED
+                    code, self.host_lost = KILLED, True
                 if ref is self._exit or code == KILLED:
                     self._exitcode = code
                     if self.owns_host:

@@ -114,8 +114,8 @@ class WorkerPool:
         """The worker holding `stream` and its node (None while Ray has not placed it)."""
         w = self.holder.get(stream)
         where = w.process.where() if w and w.process else None
-        return {"worker": w.name if w else None, "node": where and where["node"],
-                "node_address": where and where["address"]}
+        return {"worker": w.name if w else None, "worker_pid": w.process.pid if w and w.process else None,
+                "node": where and where["node"], "node_address": where and where["address"]}
 
     # --- workers ----------------------------------------------------------------------------------
 
@@ -144,6 +144,7 @@ class WorkerPool:
         code = w.process.exitcode
         if code is None:
             return
+        lost = w.process.host_lost
         if w.commands is not None:
             w.commands.close()
             w.commands = None
@@ -151,7 +152,8 @@ class WorkerPool:
         wait = w.backoff.next(time.monotonic() - w.started)
         w.restart_at = time.monotonic() + wait
         RESTARTS.labels("inference").inc()
-        why = "lost its actor (node gone or actor killed)" if code == -9 else f"exited with status {code}"
+        why = "lost its actor (node gone or actor killed)" if lost else (
+            f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
         log("supervisor", f"{w.name} {why}; starting it again in {wait:g} s with stream(s) "
                           f"{', '.join(sorted(w.streams)) or 'none'}")
 
