@@ -57,7 +57,7 @@ class RayLauncher:
         check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
-        self.pinned: dict[str, RayProcess] = {}   # stream -> the host its capture runs on
+        self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
         self.pool: WorkerPool | None = None
 
     def endpoint(self, name: str) -> str:
@@ -87,7 +87,7 @@ class RayLauncher:
         host = self.pinned.get(spec.stream.id)
         if host is None:
             return self.local.spawn_capture(spec, counter, hold)
-        process = RayProcess.on(host)
+        process = self.pinned[spec.stream.id] = host.next_on_host()
         process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
         return process
 

@@ -10,6 +10,7 @@ its actors fail, the stage reads as killed, and its new host is one Ray places o
 still has the resources."""
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -46,7 +47,8 @@ def node_address(node_id: str) -> str:
 
 @ray.remote(max_concurrency=4)  # `wait` blocks while `terminate` and `kill` must still get through
 class StageHost:
-    """One stage process on the node Ray chose for this actor."""
+    """Stage processes on the node Ray chose for this actor: one at a time, numbered by start (a
+    pinned capture's host runs its next process after one ends)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         for name, value in env.items():
@@ -55,9 +57,9 @@ class StageHost:
         if metrics:
             os.makedirs(metrics, exist_ok=True)  # another host has none of the driver's folders
         self.mp = multiprocessing.get_context("spawn")
-        self.process: multiprocessing.Process | None = None
+        self.processes: dict[int, multiprocessing.Process] = {}
         self.values: dict[str, Any] = {}
-        self.started = threading.Event()
+        self.changed = threading.Condition()
 
     def where(self) -> dict[str, str]:
         node = ray.get_runtime_context().get_node_id()
@@ -72,12 +74,14 @@ class StageHost:
             s.bind((address, 0))
             return f"tcp://{address}:{s.getsockname()[1]}"
 
-    def start(self, level: int, target: Callable[..., None], args: tuple) -> int:
+    def start(self, serial: int, level: int, target: Callable[..., None], args: tuple) -> int:
         args = tuple(self._value(a) if isinstance(a, Shared) else a for a in args)
-        self.process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
-        self.process.start()
-        self.started.set()
-        return self.process.pid
+        process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
+        process.start()
+        with self.changed:
+            self.processes[serial] = process
+            self.changed.notify_all()
+        return process.pid
 
     def _value(self, shared: Shared) -> Any:
         if shared.name not in self.values:
@@ -88,18 +92,21 @@ class StageHost:
         if name in self.values:
             self.values[name].value = value
 
-    def wait(self) -> int:
-        self.started.wait()
-        self.process.join()
-        return self.process.exitcode
+    def wait(self, serial: int) -> int:
+        """The exit code of process `serial` (which may not have started yet: calls run in threads)."""
+        with self.changed:
+            self.changed.wait_for(lambda: serial in self.processes)
+        process = self.processes[serial]
+        process.join()
+        return process.exitcode
 
     def terminate(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
+        if self.processes:
+            self.processes[max(self.processes)].terminate()
 
     def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
+        if self.processes:
+            self.processes[max(self.processes)].kill()
 
 
 @dataclass(frozen=True)
@@ -134,20 +141,19 @@ class RayProcess:
         self._exitcode: int | None = None
         self._place: dict[str, str] | None = None
         self.host_lost = False              # the actor died (its node gone, or killed), not just the stage
+        self.serial = 1                     # which process of its host this is
 
-    @classmethod
-    def on(cls, other: RayProcess) -> RayProcess:
-        """A new stage process on the host of `other` (which keeps the host)."""
-        process = cls.__new__(cls)
-        process.host, process.owns_host, process._where = other.host, False, other._where
-        process._start = process._exit = process._exitcode = process._place = None
-        process.host_lost = False
+    def next_on_host(self) -> RayProcess:
+        """The next stage process on this one's host, which keeps the host."""
+        process = copy.copy(self)
+        process.owns_host, process.serial, process.host_lost = False, self.serial + 1, False
+        process._start = process._exit = process._exitcode = None
         return process
 
     def start(self, target: Callable[..., None], args: tuple) -> None:
         level = logging.getLogger(LOGGER).getEffectiveLevel()
-        self._start = self.host.start.remote(level, target, args)
-        self._exit = self.host.wait.remote()
+        self._start = self.host.start.remote(self.serial, level, target, args)
+        self._exit = self.host.wait.remote(self.serial)
 
     @property
     def pid(self) -> int | None:

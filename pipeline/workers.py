@@ -10,6 +10,7 @@ seeds of its spec differ."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -29,11 +30,15 @@ from .process import Backoff, log
 from .security import Security, load_keys
 
 
+RETIRE_AFTER_S = 2.0  # a worker left without streams stops this long after its last one went (its
+                      # stream's end still reaches the sink), so its node's CPUs are free again
+
+
 @dataclass
 class Worker:
     """One inference actor and the streams it holds; `process` is None while a restart waits."""
 
-    name: str
+    number: int
     streams: set[str] = field(default_factory=set)
     process: RayProcess | None = None
     endpoint: ray.ObjectRef | None = None   # the command endpoint on its node, until it has started
@@ -41,7 +46,12 @@ class Worker:
     starts: int = 0
     started: float = 0.0
     restart_at: float | None = None
+    retire_at: float | None = None          # set when its last stream is removed
     backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def name(self) -> str:
+        return f"inference {self.number}"
 
     @property
     def running(self) -> bool:
@@ -62,7 +72,8 @@ class WorkerPool:
         self.inbox.linger = 0
         self.security.bind(self.inbox, first.cmd_endpoint)
         count = max(1, math.ceil(len(first.streams) / worker.max_streams))
-        self.workers = [Worker(f"inference {i}") for i in range(count)]
+        self.workers = [Worker(i) for i in range(count)]
+        self.numbers = itertools.count(count)
         self.holder: dict[str, Worker] = {}
         for i, stream in enumerate(first.streams):
             self._assign(stream.id, self.workers[i % count])
@@ -121,6 +132,7 @@ class WorkerPool:
 
     def _assign(self, stream: str, worker: Worker) -> None:
         worker.streams.add(stream)
+        worker.retire_at = None
         self.holder[stream] = worker
 
     def _place(self, w: Worker) -> None:
@@ -131,6 +143,9 @@ class WorkerPool:
         w.started, w.restart_at = time.monotonic(), None
 
     def _look_after(self, w: Worker) -> None:
+        if w.retire_at is not None and time.monotonic() >= w.retire_at:
+            self._retire(w)
+            return
         if w.process is None:
             if time.monotonic() >= w.restart_at:
                 self._place(w)
@@ -157,6 +172,15 @@ class WorkerPool:
         log("supervisor", f"{w.name} {why}; starting it again in {wait:g} s with stream(s) "
                           f"{', '.join(sorted(w.streams)) or 'none'}")
 
+    def _retire(self, w: Worker) -> None:
+        """Stop a worker without streams for good (its actor ends, freeing its resources)."""
+        self.workers.remove(w)
+        if w.commands is not None:
+            w.commands.close()
+        if w.process is not None:
+            w.process.kill()  # ends the actor; its stage gets SIGTERM (parent-death signal) and stops
+        log("supervisor", f"{w.name} holds no stream any more; stopped")
+
     def _start(self, w: Worker, endpoint: str) -> None:
         """The stage with this worker's streams and their targets, as the registry has them now."""
         spec = self.spec()
@@ -171,7 +195,7 @@ class WorkerPool:
 
     def _generation(self, w: Worker) -> int:
         """Unique per start of each worker, within the supervisor's generation (see launch.py)."""
-        serial = self.workers.index(w) * 1024 + w.starts
+        serial = w.number * 1024 + w.starts
         return self.generation + serial % GENERATION_SPAN
 
     # --- commands ---------------------------------------------------------------------------------
@@ -186,7 +210,7 @@ class WorkerPool:
             if room:
                 self._assign(stream, min(room, key=lambda w: len(w.streams)))
             else:
-                self.workers.append(Worker(f"inference {len(self.workers)}"))
+                self.workers.append(Worker(next(self.numbers)))
                 self._assign(stream, self.workers[-1])
                 self._place(self.workers[-1])
                 return
@@ -198,6 +222,8 @@ class WorkerPool:
         if cmd["cmd"] == "remove_stream":
             w.streams.discard(stream)
             del self.holder[stream]
+            if not w.streams and len(self.workers) > 1:
+                w.retire_at = time.monotonic() + RETIRE_AFTER_S
 
     def _close(self) -> None:
         for w in self.workers:

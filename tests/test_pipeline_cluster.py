@@ -3,7 +3,8 @@ CPUs, where serve's driver joins, and two worker nodes of one CPU each): streams
 worker nodes, a removed node's streams come back on the other with the same target ids, and SIGINT
 on a serve that started its own cluster leaves no Ray process behind.
 
-One serve on the three-node cluster runs the last two tests in order (spread, then node removal). The lite model has random
+One serve on the three-node cluster runs the other tests in order: spread, pause, a new worker,
+node removal, a killed worker. The lite model has random
 weights: tracking quality means nothing here; placement, ids and resumption do."""
 from __future__ import annotations
 
@@ -59,8 +60,10 @@ def test_sigint_stops_a_cluster_started_by_serve(tmp_path, synthetic_video, lite
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Head (no CPUs: serve's driver only) and two worker nodes of 1 CPU; shut down at the end."""
-    c = Cluster(initialize_head=True, head_node_args=node_args(num_cpus=0, include_dashboard=False))
+    """Head (no CPUs: serve's driver, and the camera host of stream 'a') and two worker nodes of
+    1 CPU; shut down at the end."""
+    c = Cluster(initialize_head=True, head_node_args=node_args(num_cpus=0, include_dashboard=False,
+                                                               resources={"camhost1": 1}))
     workers = [c.add_node(**node_args(num_cpus=1)) for _ in range(2)]
     c.wait_for_nodes()
     try:
@@ -74,7 +77,7 @@ def served(tmp_path_factory, synthetic_video, lite, cluster):
     """Two streams, one per worker (max_streams 1); half a CPU each, so one node can take both."""
     tmp = tmp_path_factory.mktemp("cluster")
     config = {
-        "streams": [stream("a", synthetic_video), stream("b", synthetic_video)],
+        "streams": [{**stream("a", synthetic_video), "resources": {"camhost1": 1}}, stream("b", synthetic_video)],
         "model": {"weights": str(lite), "threads": 1},
         "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
         "metrics_port": 0, "log_interval_s": 0,
@@ -99,13 +102,45 @@ def placement(serve: Serve) -> dict[str, dict]:
 
 
 def test_streams_spread_over_both_worker_nodes(served, cluster):
-    _, workers = cluster
+    c, workers = cluster
     where = placement(served)
     assert {where["a"]["worker"], where["b"]["worker"]} == {"inference 0", "inference 1"}
     assert {where["a"]["node"], where["b"]["node"]} == {n.node_id for n in workers}
+    assert where["a"]["capture_node"] == c.head_node.node_id and "capture_node" not in where["b"]
     msgs = collect(served, 20)
     assert {m["stream"] for m in msgs} == {"a", "b"}
     assert all([t["target"] for t in m["targets"]] == [0] for m in msgs)
+
+
+def test_a_pinned_capture_pauses_and_resumes(served):
+    """The hold flag reaches the capture on its camera host: a paused file stops, then goes on."""
+    assert served.ctl({"cmd": "pause", "stream": "a"})["ok"]
+    time.sleep(1.0)  # frames already in flight arrive as paused
+    sub = Subscriber(served.config["publish"])
+    try:
+        end, seen = time.monotonic() + 3.0, []
+        while (left := end - time.monotonic()) > 0:
+            if (m := sub.recv(left)) is not None:
+                seen.append(m["stream"])
+    finally:
+        sub.close()
+    assert "b" in seen and "a" not in seen
+    assert served.ctl({"cmd": "resume", "stream": "a"})["ok"]
+    back = collect(served, 1, until=lambda m: m["stream"] == "a")[-1]
+    assert [t["target"] for t in back["targets"]] == [0]
+
+
+def test_a_stream_added_when_every_worker_is_full_gets_a_new_worker(served, synthetic_video):
+    reply = served.ctl({"cmd": "add_stream", "stream": {**stream("c", synthetic_video)}})
+    assert reply == {"ok": True, "stream": "c", "targets": [0]}
+    first = collect(served, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "c")[-1]
+    assert [t["target"] for t in first["targets"]] == [0]
+    assert placement(served)["c"]["worker"] == "inference 2"
+    assert served.ctl({"cmd": "remove_stream", "stream": "c"})["ok"]
+    deadline = time.monotonic() + 30.0
+    while "inference 2 holds no stream any more; stopped" not in served.log():  # its half CPU is free again
+        assert time.monotonic() < deadline, served.log()
+        time.sleep(0.2)
 
 
 def resumed_after(serve: Serve, stream: str, event, timeout_s: float = 60.0) -> float:
@@ -116,22 +151,10 @@ def resumed_after(serve: Serve, stream: str, event, timeout_s: float = 60.0) -> 
         start = time.monotonic()
         event()
         sub.wait_for(lambda m: m["stream"] == stream and m["dropped"]["inference"] > 0, timeout_s,
-                     f"stream {stream} back; log:\n{serve.log()}")
+                     f"stream {stream} back (see {serve.log_path})")
         return time.monotonic() - start
     finally:
         sub.close()
-
-
-def test_a_killed_worker_comes_back_with_its_streams(served):
-    before = placement(served)
-    resume_s = resumed_after(served, "a", lambda: os.kill(before["a"]["worker_pid"], signal.SIGKILL))
-    print(f"\nstream a resumed {resume_s:.1f} s after its worker process was killed")
-    after = placement(served)
-    assert after["a"]["worker"] == before["a"]["worker"] and after["a"]["worker_pid"] != before["a"]["worker_pid"]
-    assert [t["id"] for t in after["a"]["targets"]] == [0]
-    assert after["b"]["worker_pid"] == before["b"]["worker_pid"]  # the other worker went on untouched
-    assert f"{before['a']['worker']} was killed by signal 9; starting it again" in served.log()
-    assert {tuple(t["target"] for t in m["targets"]) for m in collect(served, 10)} == {(0,)}
 
 
 def test_removing_a_node_moves_its_streams_to_the_other(served, cluster, record_property):
@@ -148,3 +171,15 @@ def test_removing_a_node_moves_its_streams_to_the_other(served, cluster, record_
     assert {tuple(t["target"] for t in m["targets"]) for m in collect(served, 10)} == {(0,)}
     assert "lost its actor" in served.log()
     assert resume_s <= RESUME_LIMIT_S, f"resumed after {resume_s:.1f} s"
+
+
+def test_a_killed_worker_comes_back_with_its_streams(served):
+    before = placement(served)
+    resume_s = resumed_after(served, "a", lambda: os.kill(before["a"]["worker_pid"], signal.SIGKILL))
+    print(f"\nstream a resumed {resume_s:.1f} s after its worker process was killed")
+    after = placement(served)
+    assert after["a"]["worker"] == before["a"]["worker"] and after["a"]["worker_pid"] != before["a"]["worker_pid"]
+    assert [t["id"] for t in after["a"]["targets"]] == [0]
+    assert after["b"]["worker_pid"] == before["b"]["worker_pid"]  # the other worker went on untouched
+    assert f"{before['a']['worker']} was killed by signal 9; starting it again" in served.log()
+    assert {tuple(t["target"] for t in m["targets"]) for m in collect(served, 10)} == {(0,)}
