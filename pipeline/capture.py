@@ -22,6 +22,7 @@ from siammask.io.sources import FrameSource, open_source
 
 from . import messages
 from .config import CurveConfig, StreamConfig
+from .messages import FrameHeader, StreamEnd
 from .metrics import DROPPED, FRAMES
 from .process import Backoff, StopFlag, log, route_logging
 from .security import Security, load_keys
@@ -201,22 +202,23 @@ def run_capture(spec: CaptureSpec, counter, hold) -> None:
                 code = reader.result
                 break
             continue
-        header = {"stream": spec.stream.id, "frame": item.index, "first": item.first, "fps": item.fps,
-                  "run": spec.run, "t": {"read": item.read_ts, "sent": time.time()}, "dropped": {"capture": dropped}}
+        header = FrameHeader(spec.stream.id, item.index, item.first, item.fps, spec.run,
+                             {"read": item.read_ts, "sent": time.time()}, dropped)
         if _send(sock, header, item.frame, must_arrive=item.first, stop=stop):
             dropped = 0
         else:
             DROPPED.labels(spec.stream.id, "capture").inc()
             dropped += 1
     if code == ENDED and not stop:
-        _send(sock, {"stream": spec.stream.id, "end": True}, None, must_arrive=True, stop=stop)
+        _send(sock, StreamEnd(spec.stream.id), None, must_arrive=True, stop=stop)
     sock.close()
     security.close()
     ctx.term()
     os._exit(code)
 
 
-def _send(sock: zmq.Socket, header: dict, frame: np.ndarray | None, must_arrive: bool, stop: StopFlag) -> bool:
+def _send(sock: zmq.Socket, header: FrameHeader | StreamEnd, frame: np.ndarray | None, must_arrive: bool,
+          stop: StopFlag) -> bool:
     """NOBLOCK for ordinary frames; a source's first frame (and its end) wait for the inference stage,
     because initial boxes belong to that exact frame."""
     if not must_arrive:

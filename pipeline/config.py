@@ -147,7 +147,8 @@ def check_config(cfg: PipelineConfig) -> None:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise UserError(f"stream id(s) {', '.join(duplicates)} used more than once; give each stream its own id")
-    endpoints = [e for e in (cfg.publish, cfg.control, *(s.endpoint for s in cfg.streams if not s.remote)) if e]
+    endpoints = [e for e in (cfg.publish, cfg.control, *(s.endpoint for s in cfg.streams if not s.remote))
+                 if e and not e.endswith(":*")]  # port '*': ZeroMQ gives each its own free port
     if len(endpoints) != len(set(endpoints)):
         raise UserError(f"endpoints {', '.join(endpoints)} must all differ: two sockets cannot bind one address")
     for stream in cfg.streams:
@@ -221,6 +222,7 @@ def check_stream(stream: StreamConfig, cfg: PipelineConfig) -> None:
                         "camera index or URL")
     if stream.endpoint and not stream.remote:
         check_bind_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint", cfg.curve)
+        check_connect_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint")  # the inference stage connects
     if len(stream.boxes) > cfg.max_targets:
         raise UserError(f"stream '{stream.id}' has {len(stream.boxes)} boxes but max_targets is {cfg.max_targets}")
     for box in stream.boxes:

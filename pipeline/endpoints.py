@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from siammask.errors import UserError
 
 SCHEMES = ("tcp", "ipc")
@@ -20,12 +22,15 @@ OWNER_FILE = "owner"          # pid and start time of the serve that made the fo
 UNOWNED_GRACE_S = 60.0        # a folder without an owner file older than this is left over, not being made
 
 
-def _split(endpoint: str, what: str) -> tuple[str, str]:
+def _split(endpoint: str, what: str, any_port: bool = True) -> tuple[str, str]:
+    """Scheme and address; `any_port`: port '*' (ZeroMQ binds a free one) is allowed, as it is to bind."""
     scheme, sep, rest = endpoint.partition("://")
     if not sep or scheme not in SCHEMES or not rest:
         raise UserError(f"{what} '{endpoint}' is not a ZeroMQ endpoint; use tcp://HOST:PORT or ipc:///path")
     if scheme == "tcp":
         port = rest.rsplit(":", 1)[1] if ":" in rest else ""
+        if port == "*" and not any_port:
+            raise UserError(f"{what} '{endpoint}' is connected to, so it needs a port number, not '*'")
         if not (port == "*" or port.isdigit() and 0 < int(port) < 65536):
             raise UserError(f"{what} '{endpoint}' has no valid port; use tcp://HOST:PORT with a port from 1 to 65535")
     return scheme, rest
@@ -54,8 +59,13 @@ def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:
 
 
 def check_connect_endpoint(endpoint: str, what: str) -> None:
-    """A remote endpoint must at least be well-formed; the peer enforces its own keys."""
-    _split(endpoint, what)
+    """A remote endpoint must at least be well-formed, with a port; the peer enforces its own keys."""
+    _split(endpoint, what, any_port=False)
+
+
+def bound_endpoint(sock: zmq.Socket) -> str:
+    """Where `sock` was bound last: with the port ZeroMQ picked for a port '*'."""
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 class RunDir:

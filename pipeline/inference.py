@@ -1,32 +1,32 @@
 """The inference stage: owns the engine and every target of every stream.
 
-Each turn it takes all frames waiting, keeps the newest per stream (the others are counted as
-dropped), and runs preprocess -> infer -> postprocess as one batch over all targets. Commands from
-the supervisor (add/remove targets and streams, pause) arrive between turns; replies, new targets'
-init frames (so a restarted process can rebuild their templates) and current boxes go back as events.
-"""
+Each turn it takes all frames waiting, keeps the newest per stream (pipeline/selection.py says which
+and counts the others as dropped), and runs preprocess -> infer -> postprocess as one batch over all
+targets. Commands from the supervisor (add/remove targets and streams, pause) arrive between turns;
+replies, new targets' init frames (so a restarted process can rebuild their templates) and current
+boxes go back as events. The tracker and the link to the other stages are given to it, so a test
+drives a stage in-process with a real Tracker and real sockets."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import zmq
 
 from siammask.api import load_tracker
 from siammask.errors import UserError
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
-from . import messages
-from .config import CurveConfig, ModelConfig
+from .config import ModelConfig
+from .messages import (AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, Ready, Received, RemoveStream,
+                       RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed)
 from .metrics import DROPPED, QUEUE_DEPTH
 from .postprocess import record
 from .process import StopFlag, log
-from .security import Security, load_keys
+from .selection import Gate, Pick, select
+from .transport import LinkSpec, StageLink, ZmqStageLink
 
-Box = tuple[float, float, float, float]
-REFILL_WAIT_MS = 2  # how long a full queue gets to show what is behind it
 NO_DROPS = {"capture": 0, "inference": 0, "sink": 0}  # per stage, since the stream's last result
 
 
@@ -42,29 +42,23 @@ class TargetSeed:
 
 
 @dataclass(frozen=True)
-class StreamSpec:
-    id: str
-    endpoint: str
-    pending: tuple[tuple[int, Box], ...]   # targets to start on the stream's next frame
-    paused: bool
-    slot: int                              # where the sink keeps the stream's last frame (see sink.Accounts)
-    registration: int                      # tells this stream from an earlier one in the same slot
+class StageSpec:
+    """What an inference stage starts with: the registry's copy, and how it publishes."""
+
+    streams: tuple[AddStream, ...]
+    seeds: tuple[TargetSeed, ...]
+    generation: int                        # commands for an earlier process are ignored
+    send_frames: bool                      # the sink draws (video, preview): send it the pixels too
+    delay_ms: float = 0.0
 
 
 @dataclass(frozen=True)
 class InferenceSpec:
+    """What a new inference process gets."""
+
     model: ModelConfig
-    streams: tuple[StreamSpec, ...]
-    seeds: tuple[TargetSeed, ...]
-    generation: int                        # commands for an earlier process are ignored
-    cmd_endpoint: str
-    events_endpoint: str
-    results_endpoint: str
-    queue_size: int
-    results_hwm: int                       # results queued for the sink: at least one full batch
-    send_frames: bool                      # the sink draws (video, preview): send it the pixels too
-    delay_ms: float
-    curve: CurveConfig | None
+    stage: StageSpec
+    link: LinkSpec
 
 
 @dataclass
@@ -72,10 +66,10 @@ class LiveStream:
     endpoint: str
     paused: bool
     pending: dict[int, Box]
-    slot: int
-    registration: int
+    slot: int                              # where the sink keeps the stream's last frame (see sink.Accounts)
+    registration: int                      # tells this stream from an earlier one in the same slot
     targets: dict[int, TargetState] = field(default_factory=dict)
-    last: tuple[dict, zmq.Frame] | None = None        # newest frame seen: where added targets start
+    last: Received | None = None           # newest frame seen: where added targets start
     dropped: dict[str, int] = field(default_factory=lambda: dict(NO_DROPS))
     paused_frames: int = 0
 
@@ -84,21 +78,12 @@ class LiveStream:
 class Item:
     """One frame of one stream to process this turn."""
 
-    stream: str
-    header: dict
-    part: zmq.Frame
+    pick: Pick
+    header: FrameHeader
     frame: np.ndarray
-    skipped: int = 0  # older frames of the stream left out for this one: reported with it, not before
-    capture: int = 0  # frames the capture lost before this one (and before the skipped ones)
+    stamps: dict[str, float]
     started: dict[int, TrackResult] = field(default_factory=dict)
     results: dict[int, TrackResult] = field(default_factory=dict)
-
-
-def _item(stream: str, frames: list[tuple[dict, zmq.Frame]]) -> Item:
-    """The last of `frames` to process; the others, and what capture lost before them, as its drops."""
-    header, part = frames[-1]
-    return Item(stream, header, part, messages.as_array(header, part), skipped=len(frames) - 1,
-                capture=sum(h["dropped"]["capture"] for h, _ in frames))
 
 
 def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
@@ -109,111 +94,61 @@ def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
 
 
 class InferenceStage:
-    def __init__(self, spec: InferenceSpec, stop: StopFlag) -> None:
-        self.spec, self.stop = spec, stop
-        if spec.model.threads and spec.model.engine.startswith("torch"):  # torch and torch-compile
-            import torch
-            torch.set_num_threads(spec.model.threads)
-        m = spec.model
-        self.tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
-                                    precision=m.precision)
-        self.streams = {s.id: LiveStream(s.endpoint, s.paused, dict(s.pending), s.slot, s.registration)
-                        for s in spec.streams}
+    def __init__(self, tracker: Tracker, link: StageLink, spec: StageSpec, stop: Callable[[], bool]) -> None:
+        self.tracker, self.link, self.spec, self.stop = tracker, link, spec, stop
+        self.generation = spec.generation
+        self.streams: dict[str, LiveStream] = {}
+        for stream in spec.streams:
+            self._add_stream(stream)
         for seed in spec.seeds:
             if seed.stream in self.streams:
                 self.streams[seed.stream].targets[seed.target] = restore(self.tracker, seed)
-        self.ctx = zmq.Context()
-        self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
-        self.frames = self._socket(zmq.PULL, rcvhwm=spec.queue_size)
-        for s in self.streams.values():
-            self.security.connect(self.frames, s.endpoint)
-        self.commands = self._socket(zmq.PULL)
-        self.security.bind(self.commands, spec.cmd_endpoint)  # bound here: the supervisor's commands wait for each new process
-        self.events = self._socket(zmq.PUSH, sndtimeo=2000)
-        self.security.connect(self.events, spec.events_endpoint)
-        self.results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
-        self.security.connect(self.results, spec.results_endpoint)
-
-    def _socket(self, kind: int, **options: int) -> zmq.Socket:
-        sock = self.ctx.socket(kind)
-        sock.linger = 2000  # results still queued at shutdown reach the sink
-        for name, value in options.items():
-            setattr(sock, name, value)
-        return sock
+        self._handlers: dict[type, Callable] = {RemoveStream: self._remove_stream, SetPaused: self._set_paused,
+                                                RemoveTarget: self._remove_target, AddTarget: self._add_target}
 
     def run(self) -> None:
-        messages.send(self.events, {"event": "ready", "generation": self.spec.generation}, block=True)
-        poller = zmq.Poller()
-        poller.register(self.frames, zmq.POLLIN)
-        poller.register(self.commands, zmq.POLLIN)
-        while not self.stop:
-            ready = dict(poller.poll(100))
-            if self.commands in ready:
-                for header, part in messages.drain(self.commands):
-                    if header.get("generation") == self.spec.generation:
-                        self._command(header)
-            if self.frames in ready:
-                self._turn(self._newest_frames())
-        if self.frames.poll(200):  # the captures have stopped: finish what they sent
-            self._turn(messages.drain(self.frames))
-        for sock in (self.frames, self.commands, self.events, self.results):
-            sock.close()
-        self.security.close()
-        self.ctx.term()
+        """Announce readiness, then turn until stopped; finish the frames the stopped captures sent."""
+        self._event(Ready)
+        while not self.stop():
+            self.step(100)
+        final = self.link.frames(wait_ms=200)
+        if final:
+            self._turn(final)
+        self.link.close()
+
+    def step(self, timeout_ms: int) -> None:
+        """One turn: the commands waiting, then the frames waiting (up to `timeout_ms` for anything)."""
+        if not self.link.wait(timeout_ms):
+            return
+        for cmd in self.link.commands():
+            if cmd.generation == self.generation:
+                self._command(cmd)
+        received = self.link.frames()
+        if received:
+            self._turn(received)
 
     # --- frames ---------------------------------------------------------------------------------
 
-    def _newest_frames(self) -> list[tuple[dict, zmq.Frame | None]]:
-        """All frames waiting. A full queue means older frames may still sit in socket buffers behind
-        it: keep taking while ZeroMQ's I/O thread brings more, so the newest one really is the newest."""
-        received = messages.drain(self.frames)
-        batch = received
-        while len(batch) >= self.spec.queue_size and self.frames.poll(REFILL_WAIT_MS):
-            batch = messages.drain(self.frames)
-            received += batch
-        return received
-
-    def _turn(self, received: list[tuple[dict, zmq.Frame | None]]) -> None:
+    def _turn(self, received: list[Received]) -> None:
         """Newest frame per stream; before it, an older first frame when initial boxes wait for it."""
         received_at = time.time()
-        per_stream: dict[str, list[tuple[dict, zmq.Frame | None]]] = {}
-        for header, part in received:
-            per_stream.setdefault(header["stream"], []).append((header, part))
-        firsts: list[Item] = []
-        newest: list[Item] = []
-        ended = []
-        for stream_id, msgs in per_stream.items():
-            live = self.streams.get(stream_id)
-            if live is None:
-                continue  # removed while its frames were on the way
-            if msgs[-1][0].get("end"):
-                ended.append(stream_id)
-            frames = [(h, p) for h, p in msgs if p is not None]
-            if not frames:
-                continue
-            QUEUE_DEPTH.labels(stream_id).set(len(frames))
-            for h, _ in frames:
-                h["t"]["received"] = received_at
-            live.last = frames[-1]
-            if live.paused:
-                live.paused_frames += len(frames)
-                live.dropped["capture"] += sum(h["dropped"]["capture"] for h, _ in frames)
-                continue
-            # Each message reports the frames lost just before it, so a first frame processed ahead
-            # of the newest one takes the drops up to it, and the newest one the rest.
-            at = next((i for i in range(len(frames) - 2, -1, -1) if frames[i][0].get("first")), None) \
-                if live.pending else None
-            if at is not None:
-                firsts.append(_item(stream_id, frames[:at + 1]))
-            newest.append(_item(stream_id, frames[at + 1 if at is not None else 0:]))
-            skipped = len(frames) - 1 - (at is not None)
-            if skipped:
-                DROPPED.labels(stream_id, "inference").inc(skipped)
-        for items in (firsts, newest):
-            if items:
-                self._process(items)
-        for stream_id in ended:  # after its last results, so the sink closes its video complete
-            messages.send(self.results, {"stream": stream_id, "end": True}, block=True)
+        chosen = select([msg for msg, _ in received],
+                        {sid: Gate(live.paused, bool(live.pending)) for sid, live in self.streams.items()})
+        for stream_id, count in chosen.waiting.items():
+            QUEUE_DEPTH.labels(stream_id).set(count)
+            self.streams[stream_id].last = received[chosen.latest[stream_id]]
+            if dropped := chosen.dropped(stream_id):
+                DROPPED.labels(stream_id, "inference").inc(dropped)
+        for stream_id, (frames, capture_drops) in chosen.paused.items():
+            live = self.streams[stream_id]
+            live.paused_frames += frames
+            live.dropped["capture"] += capture_drops
+        for picks in (chosen.firsts, chosen.newest):
+            if picks:
+                self._process([Item(p, *received[p.index], {**received[p.index][0].t, "received": received_at})
+                               for p in picks])
+        for stream_id in chosen.ended:  # after its last results, so the sink closes its video complete
+            self.link.result(StreamEnd(stream_id), block=True)
 
     def _process(self, items: list[Item]) -> None:
         if self.spec.delay_ms:
@@ -222,7 +157,7 @@ class InferenceStage:
         for item in items:
             self._start_pending(item)
         jobs = [(item, tid, state) for item in items
-                for tid, state in self.streams[item.stream].targets.items() if tid not in item.started]
+                for tid, state in self.streams[item.pick.stream].targets.items() if tid not in item.started]
         batch = self.tracker.search_batch([(item.frame, state) for item, _, state in jobs]) if jobs else None
         pre = time.time()
         picks = self.tracker.infer_batch(batch, [s for _, _, s in jobs]) if jobs else None
@@ -230,92 +165,94 @@ class InferenceStage:
         for i, (item, tid, state) in enumerate(jobs):
             new_state, result = self.tracker.finish(item.frame, state, batch.sides[i], picks.states[i],
                                                     picks.pos_yx[i], picks.scores[i], picks.probs[i])
-            self.streams[item.stream].targets[tid] = new_state
+            self.streams[item.pick.stream].targets[tid] = new_state
             item.results[tid] = result
         for item in items:
-            item.header["t"].update(start=started, pre=pre, infer=inferred)
+            item.stamps.update(start=started, pre=pre, infer=inferred)
             self._publish(item)
 
     def _start_pending(self, item: Item) -> None:
         """Initial boxes start on this frame; a box the tracker cannot start from is reported and dropped."""
-        live = self.streams[item.stream]
+        stream = item.pick.stream
+        live = self.streams[stream]
         for tid, box in list(live.pending.items()):
             del live.pending[tid]
             try:
                 state = self._init(item.frame, box)
             except UserError as exc:
-                self._event({"event": "target_failed", "stream": item.stream, "target": tid, "error": str(exc)})
+                self._event(TargetFailed, stream=stream, target=tid, error=str(exc))
                 continue
             live.targets[tid] = state
             item.started[tid] = start_result(state)
-            self._event({"event": "target_added", "stream": item.stream, "target": tid, "box": list(box),
-                         "frame": item.header["frame"]}, item.frame)
+            self._event(TargetAdded, item.frame, stream=stream, target=tid, box=tuple(box), frame=item.header.frame)
 
     def _publish(self, item: Item) -> None:
-        live = self.streams[item.stream]
-        live.dropped["inference"] += item.skipped
-        live.dropped["capture"] += item.capture
-        h = item.header
+        stream = item.pick.stream
+        live = self.streams[stream]
+        live.dropped["inference"] += item.pick.skipped
+        live.dropped["capture"] += item.pick.capture_drops
         results = {**item.started, **item.results}
-        records = [record(h["frame"], tid, results[tid]) for tid in sorted(results)]
-        h["t"]["post"] = time.time()
-        out = {"stream": item.stream, "frame": h["frame"], "fps": h.get("fps"), "t": h["t"],
-               "width": item.frame.shape[1], "height": item.frame.shape[0],
-               "dropped": dict(live.dropped), "paused_frames": live.paused_frames, "targets": records,
-               "slot": live.slot, "registration": live.registration, "generation": self.spec.generation,
-               "capture_run": h.get("run", 0)}
-        if self.spec.send_frames:
-            out.update(dtype=h["dtype"], shape=h["shape"])
-        if messages.send(self.results, out, item.part if self.spec.send_frames else None):
+        frame_id = item.header.frame
+        item.stamps["post"] = time.time()
+        out = Result(stream, frame_id, item.header.fps, item.stamps, item.frame.shape[1], item.frame.shape[0],
+                     dict(live.dropped), live.paused_frames,
+                     tuple(record(frame_id, tid, results[tid]) for tid in sorted(results)),
+                     live.slot, live.registration, self.generation, item.header.run)
+        if self.link.result(out, item.frame if self.spec.send_frames else None):
             live.dropped = dict(NO_DROPS)
             live.paused_frames = 0
         else:
-            DROPPED.labels(item.stream, "sink").inc()
+            DROPPED.labels(stream, "sink").inc()
             live.dropped["sink"] += 1
-        self._event({"event": "boxes", "stream": item.stream, "frame": h["frame"],
-                     "boxes": {str(t): list(r.box) for t, r in results.items()}}, block=False)
+        self._event(Boxes, block=False, stream=stream, frame=frame_id,
+                    boxes=tuple((t, tuple(r.box)) for t, r in results.items()))
 
     # --- commands -------------------------------------------------------------------------------
 
-    def _command(self, cmd: dict[str, Any]) -> None:
-        name, stream_id = cmd["cmd"], cmd["stream"]
-        live = self.streams.get(stream_id)
-        if name == "add_stream":
-            if live is None:
-                self.streams[stream_id] = LiveStream(cmd["endpoint"], cmd["paused"],
-                                                     {int(t): tuple(b) for t, b in cmd["pending"]},
-                                                     cmd["slot"], cmd["registration"])
-                self.security.connect(self.frames, cmd["endpoint"])
-        elif live is None:
-            if "req" in cmd:
-                self._reply(cmd, error=f"stream '{stream_id}' is not running")
-        elif name == "remove_stream":
-            self.frames.disconnect(live.endpoint)
-            del self.streams[stream_id]
-            messages.send(self.results, {"stream": stream_id, "end": True}, block=True)
-        elif name in ("pause", "resume"):
-            live.paused = name == "pause"
-        elif name == "remove_target":
-            live.targets.pop(cmd["target"], None)
-            live.pending.pop(cmd["target"], None)
-        elif name == "add_target":
-            self._add_target(cmd, live)
+    def _command(self, cmd: Command) -> None:
+        """Dispatch by type; a command for a stream this process does not run is answered, if it
+        waits for an answer, and changes nothing."""
+        if isinstance(cmd, AddStream):
+            self._add_stream(cmd)
+        elif cmd.stream in self.streams:
+            self._handlers[type(cmd)](cmd, self.streams[cmd.stream])
+        elif hasattr(cmd, "req"):
+            self._event(Reply, req=cmd.req, error=f"stream '{cmd.stream}' is not running")
 
-    def _add_target(self, cmd: dict[str, Any], live: LiveStream) -> None:
+    def _add_stream(self, cmd: AddStream) -> None:
+        if cmd.stream not in self.streams:
+            self.streams[cmd.stream] = LiveStream(cmd.endpoint, cmd.paused, dict(cmd.pending), cmd.slot,
+                                                  cmd.registration)
+            self.link.follow(cmd.endpoint)
+
+    def _remove_stream(self, cmd: RemoveStream, live: LiveStream) -> None:
+        self.link.unfollow(live.endpoint)
+        del self.streams[cmd.stream]
+        self.link.result(StreamEnd(cmd.stream), block=True)
+
+    def _set_paused(self, cmd: SetPaused, live: LiveStream) -> None:
+        """Confirmed once in force: from the reply on, no frame of a paused stream is processed."""
+        live.paused = cmd.paused
+        self._event(Reply, req=cmd.req, stream=cmd.stream)
+
+    def _remove_target(self, cmd: RemoveTarget, live: LiveStream) -> None:
+        live.targets.pop(cmd.target, None)
+        live.pending.pop(cmd.target, None)
+
+    def _add_target(self, cmd: AddTarget, live: LiveStream) -> None:
         """Start on the newest frame already seen, so the reply tells at once whether the box fits."""
         if live.last is None:
-            self._reply(cmd, error=f"stream '{cmd['stream']}' has not delivered a frame yet; try again when it is live")
+            self._event(Reply, req=cmd.req,
+                        error=f"stream '{cmd.stream}' has not delivered a frame yet; try again when it is live")
             return
-        header, part = live.last
-        frame = messages.as_array(header, part)
+        header, frame = live.last
         try:
-            state = self._init(frame, cmd["box"])
+            state = self._init(frame, cmd.box)
         except UserError as exc:
-            self._reply(cmd, error=str(exc))
+            self._event(Reply, req=cmd.req, error=str(exc))
             return
-        live.targets[cmd["target"]] = state
-        self._reply(cmd, frame=frame, extra={"box": list(cmd["box"]), "target": cmd["target"],
-                                             "stream": cmd["stream"], "frame": header["frame"]})
+        live.targets[cmd.target] = state
+        self._event(Reply, frame, req=cmd.req, box=cmd.box, target=cmd.target, stream=cmd.stream, frame=header.frame)
 
     def _init(self, frame: np.ndarray, box: Box) -> TargetState:
         """A new target; whatever goes wrong starting it is that target's error, never the process's
@@ -328,23 +265,24 @@ class InferenceStage:
             log("inference", f"starting a target at {list(box)} failed: {type(exc).__name__}: {exc}")
             raise UserError(f"the tracker could not start from box {list(box)}: {type(exc).__name__}") from None
 
-    def _reply(self, cmd: dict[str, Any], error: str | None = None, frame: np.ndarray | None = None,
-               extra: dict | None = None) -> None:
-        self._event({"event": "reply", "req": cmd["req"], "ok": error is None, "error": error, **(extra or {})},
-                    frame)
-
-    def _event(self, header: dict[str, Any], frame: np.ndarray | None = None, block: bool = True) -> None:
-        header["generation"] = self.spec.generation
-        if not messages.send(self.events, header, frame, block=block) and block:
-            log("inference", f"the supervisor did not take event '{header['event']}'")
+    def _event(self, kind: type[Event], pixels: np.ndarray | None = None, block: bool = True, **fields) -> None:
+        event = kind(generation=self.generation, **fields)
+        if not self.link.event(event, pixels, block=block) and block:
+            log("inference", f"the supervisor did not take event '{kind.__name__}'")
 
 
 def run_inference(spec: InferenceSpec) -> None:
-    """Process entry point."""
+    """Process entry point: load the model, open the ZeroMQ link, run the stage."""
     stop = StopFlag()
+    m = spec.model
+    if m.threads and m.engine.startswith("torch"):  # torch and torch-compile
+        import torch
+        torch.set_num_threads(m.threads)
     try:
-        stage = InferenceStage(spec, stop)
+        tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
+                               precision=m.precision)
+        link = ZmqStageLink(spec.link)
     except UserError as exc:
         log("inference", str(exc))
         raise SystemExit(2) from None
-    stage.run()
+    InferenceStage(tracker, link, spec.stage, stop.__bool__).run()

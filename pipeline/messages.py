@@ -1,52 +1,230 @@
-"""The message between stages: a small JSON header and, when there is a frame, its raw pixels as a
-second part sent without copying (the receiver gets a numpy view of ZeroMQ's buffer, not a copy)."""
+"""Every message between stages, typed: a frame from a capture, the supervisor's commands to the
+inference stage, its events back, and its results for the sink. One codec for all of them: a JSON
+header naming the type, then, when there is a frame, its raw pixels as a second part sent without
+copying (the receiver gets a numpy view of ZeroMQ's buffer, not a copy).
+
+Sequences travel as JSON lists and come back as tuples, so a message decodes equal to what was sent."""
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 import zmq
 
-Payload = np.ndarray | zmq.Frame | None
+Box = tuple[float, float, float, float]
+Stamps = dict[str, float]  # wall-clock seconds a frame reached each point (see sink.STAGES)
+PIXELS = "pixels"          # header key of the frame's dtype and shape, beside the message's fields
 
 
-def send(sock: zmq.Socket, header: dict[str, Any], payload: Payload = None, block: bool = False) -> bool:
-    """Send header (+ frame); False when the peer's queue is full (the caller counts the drop).
-    `block` waits for room (up to the socket's SNDTIMEO): for messages that must not be lost."""
+# --- capture -> inference ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """One frame read from a source; its pixels follow as the second part."""
+
+    stream: str
+    frame: int                 # frames read from the source so far (across reconnects and restarts)
+    first: bool                # the source's first frame: where its initial boxes belong
+    fps: float
+    run: int                   # which start of the stream's capture process sent it
+    t: Stamps
+    capture_drops: int         # frames the capture lost since the previous one that got through
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """A file stream ended (capture -> inference), or a stream's last result was sent (-> sink)."""
+
+    stream: str
+
+
+# --- supervisor -> inference (commands) and back (events) ----------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    generation: int = 0        # the inference process it is meant for: earlier ones' are ignored
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddStream(Command):
+    stream: str
+    endpoint: str
+    paused: bool
+    pending: tuple[tuple[int, Box], ...]   # targets to start on the stream's next frame
+    slot: int
+    registration: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveStream(Command):
+    stream: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetPaused(Command):
+    stream: str
+    paused: bool
+    req: int                   # the control request waiting for the stage to confirm
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddTarget(Command):
+    stream: str
+    target: int
+    box: Box
+    req: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveTarget(Command):
+    stream: str
+    target: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    generation: int = 0        # the inference process that sent it: a replaced one's are ignored
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ready(Event):
+    """The model is loaded: captures may start."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Boxes(Event):
+    stream: str
+    frame: int
+    boxes: tuple[tuple[int, Box], ...]     # (target, box) of every target on that frame
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetAdded(Event):
+    """An initial box started; its init frame follows, so a restarted process can rebuild it."""
+
+    stream: str
+    target: int
+    box: Box
+    frame: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetFailed(Event):
+    stream: str
+    target: int
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reply(Event):
+    """The answer to a command with a `req`; an added target's init frame follows."""
+
+    req: int
+    error: str | None = None
+    stream: str = ""
+    target: int = -1
+    box: Box | None = None
+    frame: int = -1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- inference -> sink -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Result:
+    """The targets of one processed frame, with everything the sink needs for the public message
+    and for counting frames that a killed stage took with it (see sink.Accounts)."""
+
+    stream: str
+    frame: int
+    fps: float
+    t: Stamps
+    width: int
+    height: int
+    dropped: dict[str, int]    # capture, inference, sink: frames lost since the stream's last result
+    paused_frames: int
+    targets: tuple[dict[str, Any], ...]    # siammask track --json records, one per target
+    slot: int
+    registration: int
+    generation: int
+    capture_run: int
+
+
+Message = Union[FrameHeader, StreamEnd, AddStream, RemoveStream, SetPaused, AddTarget, RemoveTarget, Ready, Boxes,
+                TargetAdded, TargetFailed, Reply, Result]
+TYPES: dict[str, type] = {cls.__name__: cls for cls in Message.__args__}
+
+
+def encode(msg: Message, pixels: np.ndarray | None = None) -> bytes:
+    """The JSON header of `msg`; with `pixels`, their dtype and shape for the receiver to view them."""
+    header = {"type": type(msg).__name__, **{f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}}
+    if pixels is not None:
+        header[PIXELS] = [pixels.dtype.str, list(pixels.shape)]
+    return json.dumps(header).encode()
+
+
+def decode(raw: bytes) -> tuple[Message, tuple[str, tuple[int, ...]] | None]:
+    """The message and, when pixels follow, their (dtype, shape)."""
+    header = json.loads(raw)
+    cls = TYPES[header.pop("type")]
+    layout = header.pop(PIXELS, None)
+    msg = cls(**{k: _tuples(v) for k, v in header.items()})
+    return msg, (layout[0], tuple(layout[1])) if layout else None
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+Pixels = np.ndarray | None
+Received = tuple[Message, Pixels]
+
+
+def send(sock: zmq.Socket, msg: Message, pixels: Pixels = None, block: bool = False) -> bool:
+    """Send `msg` (+ pixels, without copying); False when the peer's queue is full (the caller counts
+    the drop). `block` waits for room (up to the socket's SNDTIMEO): for messages that must not be lost."""
     flags = 0 if block else zmq.NOBLOCK
-    if payload is not None and not isinstance(payload, zmq.Frame):
-        payload = np.ascontiguousarray(payload)
-        header = {**header, "dtype": payload.dtype.str, "shape": list(payload.shape)}
+    if pixels is not None:
+        pixels = np.ascontiguousarray(pixels)
     try:
-        if payload is None:
-            sock.send(json.dumps(header).encode(), flags)
+        if pixels is None:
+            sock.send(encode(msg), flags)
         else:
-            sock.send(json.dumps(header).encode(), flags | zmq.SNDMORE)
-            sock.send(payload, flags, copy=False)
+            sock.send(encode(msg, pixels), flags | zmq.SNDMORE)
+            sock.send(pixels, flags, copy=False)
     except zmq.Again:
         return False
     return True
 
 
-def recv(sock: zmq.Socket, block: bool = True) -> tuple[dict[str, Any], zmq.Frame | None] | None:
-    """One message as (header, raw frame part or None); None when nothing is waiting and not `block`."""
+def recv(sock: zmq.Socket, block: bool = True) -> Received | None:
+    """One message and its pixels (a read-only view of ZeroMQ's buffer) or None; None when nothing
+    is waiting and not `block`."""
     try:
         parts = sock.recv_multipart(0 if block else zmq.NOBLOCK, copy=False)
     except zmq.Again:
         return None
-    header = json.loads(parts[0].bytes)
-    return header, (parts[1] if len(parts) > 1 else None)
+    msg, layout = decode(parts[0].bytes)
+    if layout is None or len(parts) < 2:
+        return msg, None
+    dtype, shape = layout
+    return msg, np.frombuffer(parts[1].buffer, dtype=np.dtype(dtype)).reshape(shape)
 
 
-def drain(sock: zmq.Socket) -> list[tuple[dict[str, Any], zmq.Frame | None]]:
+def drain(sock: zmq.Socket) -> list[Received]:
     """Everything waiting now, oldest first, so the caller can keep the newest and count the rest."""
     out = []
     while (msg := recv(sock, block=False)) is not None:
         out.append(msg)
     return out
 
-
-def as_array(header: dict[str, Any], part: zmq.Frame) -> np.ndarray:
-    """The frame as a view of the received buffer (no copy); stages only read it."""
-    return np.frombuffer(part.buffer, dtype=np.dtype(header["dtype"])).reshape(header["shape"])

@@ -21,6 +21,8 @@ from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, next_part
 
 from . import messages
 from .config import CurveConfig, OutputsConfig
+from .endpoints import bound_endpoint
+from .messages import Result, StreamEnd
 from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
 from .preview import PreviewServer
 from .process import StopFlag, log
@@ -60,20 +62,20 @@ class Accounts:
         self.shared = shared               # multiprocessing Array of int64: registration, last frame per slot
         self.seen: dict[str, tuple] = {}   # stream -> (inference generation, capture run) of its last message
 
-    def settle(self, result: dict) -> None:
-        stream, slot, frame = result["stream"], result["slot"], result["frame"]
-        origin = (result["generation"], result["capture_run"])
-        if self.shared[2 * slot] == result["registration"]:
-            lost = frame - self.shared[2 * slot + 1] - 1 - result["paused_frames"] \
-                - sum(result["dropped"][k] for k in COUNTED)
+    def settle(self, result: Result) -> None:
+        stream, slot, frame = result.stream, result.slot, result.frame
+        origin = (result.generation, result.capture_run)
+        if self.shared[2 * slot] == result.registration:
+            lost = frame - self.shared[2 * slot + 1] - 1 - result.paused_frames \
+                - sum(result.dropped[k] for k in COUNTED)
             if lost > 0:
                 stage = self._stage(stream, origin)
                 if stage:
-                    result["dropped"][stage] += lost
+                    result.dropped[stage] += lost
                     DROPPED.labels(stream, stage).inc(lost)
                 else:
                     log("sink", f"stream '{stream}': {lost} frame(s) before {frame} lost without a restart")
-        self.shared[2 * slot], self.shared[2 * slot + 1] = result["registration"], frame
+        self.shared[2 * slot], self.shared[2 * slot + 1] = result.registration, frame
         self.seen[stream] = origin
 
     def _stage(self, stream: str, origin: tuple) -> str | None:
@@ -88,20 +90,20 @@ class Accounts:
         self.seen.pop(stream, None)
 
 
-def message(result: dict, published: float, publish_drops: int) -> dict:
+def message(result: Result, published: float, publish_drops: int) -> dict:
     """The public JSON for one processed frame; 'stream' comes first so subscribers can filter on
     the prefix '{"stream": "ID"'. `dropped` counts, per stage, the stream's frames lost since its
     previous message: capture + inference + sink + paused_frames is exactly the frame-id gap minus
     one for every subscriber; 'publish' counts messages some subscriber was too slow to take."""
-    stamps = {**result["t"], "published": published}
-    return {"stream": result["stream"], "frame": result["frame"], "capture_ts": stamps["read"],
+    stamps = {**result.t, "published": published}
+    return {"stream": result.stream, "frame": result.frame, "capture_ts": stamps["read"],
             "latency_ms": round((published - stamps["read"]) * 1000, 3),
             "stages_ms": observe_stages(stamps, STAGES),
-            "dropped": {**result["dropped"], "publish": publish_drops}, "paused_frames": result["paused_frames"],
-            "width": result["width"], "height": result["height"], "targets": result["targets"]}
+            "dropped": {**result.dropped, "publish": publish_drops}, "paused_frames": result.paused_frames,
+            "width": result.width, "height": result.height, "targets": list(result.targets)}
 
 
-def draw(frame: np.ndarray, targets: list[dict]) -> np.ndarray:
+def draw(frame: np.ndarray, targets: tuple[dict, ...]) -> np.ndarray:
     """The frame with every target's mask, polygon and 'id: score' label, as `siammask track --output`."""
     canvas = frame
     for t in targets:
@@ -112,7 +114,7 @@ def draw(frame: np.ndarray, targets: list[dict]) -> np.ndarray:
 
 
 class Sink:
-    def __init__(self, spec: SinkSpec, stack: ExitStack, shared) -> None:
+    def __init__(self, spec: SinkSpec, stack: ExitStack, shared, publish_port) -> None:
         self.spec = spec
         self.accounts = Accounts(shared)
         self.ctx = zmq.Context()
@@ -128,6 +130,10 @@ class Sink:
         self.publish.sndbuf = PUBLISH_SNDBUF
         self.publish.setsockopt(zmq.XPUB_NODROP, 1)
         self.security.bind(self.publish, spec.publish)
+        bound = bound_endpoint(self.publish)
+        if spec.publish.endswith(":*"):  # a restart binds the same port again (see Supervisor._sink_spec)
+            publish_port.value = int(bound.rsplit(":", 1)[1])
+        log("sink", f"publishing results on {bound}")
         stack.callback(self.publish.close, linger=200)
         self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl, append=spec.restart > 0)) \
             if spec.outputs.jsonl else None
@@ -139,12 +145,12 @@ class Sink:
         stack.callback(lambda: [v.release() for v in self.videos.values()])
         self.publish_drops: dict[str, int] = {}
 
-    def handle(self, result: dict, part: zmq.Frame | None) -> None:
-        stream = result["stream"]
-        if result.get("end"):
+    def handle(self, result: Result | StreamEnd, pixels: np.ndarray | None) -> None:
+        stream = result.stream
+        if isinstance(result, StreamEnd):
             self._end(stream)
             return
-        result["t"]["sink"] = time.time()
+        result.t["sink"] = time.time()
         self.accounts.settle(result)
         msg = message(result, time.time(), self.publish_drops.get(stream, 0))
         LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
@@ -153,8 +159,8 @@ class Sink:
         FRAMES.labels(stream, "publish").inc()
         if self.jsonl:
             self.jsonl.write_line(text)
-        if part is not None:
-            self._draw(stream, result, messages.as_array(result, part))
+        if pixels is not None:
+            self._draw(stream, result, pixels)
 
     def _send(self, stream: str, payload: bytes) -> None:
         """Everyone with room gets the message; a subscriber too slow to take it loses it, counted
@@ -174,19 +180,19 @@ class Sink:
         finally:
             self.publish.setsockopt(zmq.XPUB_NODROP, 1)
 
-    def _draw(self, stream: str, result: dict, frame: np.ndarray) -> None:
+    def _draw(self, stream: str, result: Result, frame: np.ndarray) -> None:
         want_video = self.spec.outputs.video is not None
         if self.preview:
             self.preview.add_stream(stream)
         if not (want_video or (self.preview and self.preview.watched)):
             return
-        canvas = draw(frame, result["targets"])
+        canvas = draw(frame, result.targets)
         if want_video:
             if stream not in self.videos:
                 path = self.spec.outputs.video.format(stream=stream)
                 fresh = self.spec.restart == 0 and path not in self.video_paths
                 self.video_paths.add(path)
-                self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=result.get("fps") or 25.0)
+                self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=result.fps or 25.0)
             self.videos[stream].write(canvas)
         if self.preview and self.preview.watched:
             self.preview.update(stream, canvas)
@@ -201,20 +207,21 @@ class Sink:
         self._send(stream, json.dumps({"stream": stream, "end": True}).encode())
 
 
-def run_sink(spec: SinkSpec, shared) -> None:
-    """Process entry point; after SIGTERM it takes what is still queued, then closes every file.
+def run_sink(spec: SinkSpec, shared, publish_port) -> None:
+    """Process entry point (`shared`: see Accounts; `publish_port`: see Supervisor._sink_spec); after
+    SIGTERM it takes what is still queued, then closes every file.
     An output that cannot be written (disk full) stops it with exit status 2: restarting cannot help."""
     stop = StopFlag()
     with ExitStack() as stack:
         try:
-            sink = Sink(spec, stack, shared)
+            sink = Sink(spec, stack, shared, publish_port)
             while not stop:
                 if sink.results.poll(100):
-                    for result, part in messages.drain(sink.results):
-                        sink.handle(result, part)
+                    for result, pixels in messages.drain(sink.results):
+                        sink.handle(result, pixels)
             while sink.results.poll(300):  # the inference stage has stopped: take its last results
-                for result, part in messages.drain(sink.results):
-                    sink.handle(result, part)
+                for result, pixels in messages.drain(sink.results):
+                    sink.handle(result, pixels)
         except UserError as exc:
             log("sink", str(exc))
             raise SystemExit(2) from None

@@ -23,17 +23,19 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
 
-from . import messages
 from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
-from .endpoints import RunDir
-from .inference import Box, InferenceSpec, StreamSpec, TargetSeed
+from .endpoints import RunDir, bound_endpoint
+from .inference import InferenceSpec, StageSpec, TargetSeed
 from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
+from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
+                       TargetAdded, TargetFailed)
 from .metrics import RESTARTS, SummaryLine, registry
 from .process import Backoff, log
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
+from .transport import LinkSpec, SupervisorLink, ZmqSupervisorLink
 
 REQUEST_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -77,10 +79,15 @@ class Child:
 
 @dataclass
 class PendingRequest:
+    """A control request waiting for the inference stage: an added target (its answer depends on the
+    stage), or a change the registry already holds (`reply`, given once the stage confirms it, or
+    when the stage cannot: a new process starts with the change in its spec)."""
+
     envelope: list[bytes]
     deadline: float
     stream: str
-    target: int
+    target: int | None = None
+    reply: dict[str, Any] | None = None
 
 
 class Supervisor:
@@ -96,6 +103,7 @@ class Supervisor:
         self.request_ids = itertools.count(1)
         self.registrations = itertools.count(1)
         self.last_frames = self.mp.Array("q", [-1] * (2 * cfg.max_streams), lock=False)  # see sink.Accounts
+        self.publish_port = self.mp.Value("i", 0, lock=False)  # the port the sink got for a publish port '*'
         self.sink_starts = 0
         self.generation = 0
         self.ready = False                    # the current inference process has loaded its model
@@ -104,7 +112,10 @@ class Supervisor:
         self.cmd_endpoint = self.launcher.endpoint("commands")
         self.events_endpoint = self.launcher.endpoint("events")
         self.results_endpoint = self.launcher.endpoint("results")
-        self.control = self.commands = self.events = None
+        self.control: zmq.Socket | None = None
+        self.link: SupervisorLink | None = None
+        self._on_event_type = {Ready: self._on_ready, Boxes: self._on_boxes, TargetAdded: self._on_target_added,
+                               TargetFailed: self._on_target_failed, Reply: self._on_reply}
         self.http = None
         for stream in cfg.streams:
             self._register(stream)
@@ -140,21 +151,17 @@ class Supervisor:
         self.control.linger = 0
         self.control.maxmsgsize = MAX_REQUEST_BYTES  # ZeroMQ drops a peer that sends more
         self.security.bind(self.control, self.cfg.control)
-        self.commands = self.ctx.socket(zmq.PUSH)  # connects: commands wait in the pipe for a new process
-        self.commands.linger = 0
-        self.commands.sndhwm = 1000
-        self.security.connect(self.commands, self.cmd_endpoint)
-        self.events = self.ctx.socket(zmq.PULL)
-        self.events.linger = 0
-        self.security.bind(self.events, self.events_endpoint)
-        self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames))
+        log("supervisor", f"control on {bound_endpoint(self.control)}")
+        self.link = ZmqSupervisorLink(self.security, self.cmd_endpoint, self.events_endpoint)
+        self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames,
+                                                                  self.publish_port))
         self.children["inference"] = Child("inference", self._spawn_inference)
         for child in self.children.values():
             self._start(child)
 
     def _loop(self) -> None:
         poller = zmq.Poller()
-        for sock in (self.control, self.events):
+        for sock in (self.control, self.link and self.link.pollable):
             if sock is not None:
                 poller.register(sock, zmq.POLLIN)
         summary = SummaryLine(registry(str(self.run_dir.sub("metrics")))) if self.cfg.log_interval_s else None
@@ -170,9 +177,10 @@ class Supervisor:
                     if not self.control.poll(0):
                         break
                     self._on_control(self.control.recv_multipart())
-            if self.events in ready:
-                for header, part in messages.drain(self.events):
-                    self._on_event(header, part)
+            if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
+                for event, pixels in self.link.events():
+                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
+                        self._on_event_type[type(event)](event, pixels)
             self._watch_children()
             self._expire_requests()
             if summary and time.monotonic() >= next_summary:
@@ -255,28 +263,38 @@ class Supervisor:
         RESTARTS.labels(child.stage).inc()
         if child.stage == "inference":
             self.ready = False
-            for req in list(self.requests):
-                self._answer(req, {"ok": False, "error": "the inference process stopped while starting this target "
-                                                         "(see the serve log); the target was not added"})
+            for req, pending in list(self.requests.items()):
+                self._answer(req, pending.reply or {
+                    "ok": False, "error": "the inference process stopped while starting this target "
+                                          "(see the serve log); the target was not added"})
         targets = sum(len(s.targets) for s in self.streams.values())
         log("supervisor", f"{name} {why}; restarting in {wait:g} s"
             + (f" with {targets} target(s)" if child.stage == "inference" else ""))
 
     def _inference_spec(self) -> InferenceSpec:
         cfg = self.cfg
-        streams = tuple(StreamSpec(sid, rec.endpoint, tuple(rec.pending.items()), rec.paused, rec.slot,
-                                   rec.registration) for sid, rec in self.streams.items())
+        streams = tuple(self._add_stream_command(sid) for sid in self.streams)
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid, rec in self.streams.items() for tid, t in rec.targets.items())
-        return InferenceSpec(cfg.model, streams, seeds, self.generation * GENERATION_SPAN, self.cmd_endpoint, self.events_endpoint,
-                             self.results_endpoint, cfg.queue_size, cfg.queue_size + cfg.max_streams,
-                             bool(cfg.outputs.video or cfg.preview_port),
-                             cfg.inference_delay_ms, cfg.curve)
+        stage = StageSpec(streams, seeds, self.generation * GENERATION_SPAN, bool(cfg.outputs.video or cfg.preview_port),
+                          cfg.inference_delay_ms)
+        link = LinkSpec(self.cmd_endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
+                        cfg.queue_size + cfg.max_streams, cfg.curve)
+        return InferenceSpec(cfg.model, stage, link)
+
+    def _add_stream_command(self, stream_id: str) -> AddStream:
+        rec = self.streams[stream_id]
+        return AddStream(stream=stream_id, endpoint=rec.endpoint, paused=rec.paused,
+                         pending=tuple((t, tuple(b)) for t, b in rec.pending.items()), slot=rec.slot,
+                         registration=rec.registration)
 
     def _sink_spec(self) -> SinkSpec:
         cfg = self.cfg
         self.sink_starts += 1
-        return SinkSpec(self.results_endpoint, cfg.publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
+        publish = cfg.publish
+        if self.publish_port.value:  # a restarted sink binds the port the first one was given for '*'
+            publish = publish.rsplit(":", 1)[0] + f":{self.publish_port.value}"
+        return SinkSpec(self.results_endpoint, publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
                         cfg.max_streams, cfg.curve, restart=self.sink_starts - 1)
 
     def _shutdown(self) -> None:
@@ -286,9 +304,10 @@ class Supervisor:
             child = self.children.get(name)
             if child and child.process is not None:
                 _stop(child.process)
-        for sock in (self.control, self.commands, self.events):
-            if sock is not None:
-                sock.close()
+        if self.control is not None:
+            self.control.close()
+        if self.link is not None:
+            self.link.close()
         self.security.close()
         self.ctx.term()
         self.launcher.close()
@@ -308,49 +327,53 @@ class Supervisor:
         self.streams[stream.id] = rec
         return rec
 
-    def _send_command(self, cmd: dict[str, Any]) -> None:
-        """Commands follow the registry change; a process started later gets the change in its spec."""
-        if self.children["inference"].process is not None:
-            messages.send(self.commands, {**cmd, "generation": self.generation * GENERATION_SPAN})
+    def _send_command(self, cmd: Command) -> bool:
+        """Commands follow the registry change; a process started later gets the change in its spec.
+        False when no inference process is running to take it now."""
+        if self.children["inference"].process is None:
+            return False
+        self.link.send(dataclasses.replace(cmd, generation=self.generation * GENERATION_SPAN))
+        return True
 
     # --- events from the inference stage ---------------------------------------------------------
 
-    def _on_event(self, header: dict[str, Any], part: zmq.Frame | None) -> None:
-        if header.get("generation", -1) // GENERATION_SPAN != self.generation:
-            return  # from a process that has since been replaced
-        kind = header["event"]
-        rec = self.streams.get(header.get("stream"))
-        if kind == "ready":
-            self.ready = True
-            for stream_id in self.streams:
-                self._start_capture(stream_id)
-        elif kind == "boxes" and rec:
-            for tid, box in header["boxes"].items():
-                if int(tid) in rec.targets:
-                    rec.targets[int(tid)].box = tuple(box)
-        elif kind == "target_added" and rec and rec.pending.pop(header["target"], None):
-            box = tuple(header["box"])
-            rec.targets[header["target"]] = TargetRecord(box, messages.as_array(header, part).copy(), box)
-        elif kind == "target_failed" and rec:
-            rec.pending.pop(header["target"], None)
-            log("supervisor", f"stream '{header['stream']}': target {header['target']} not started: {header['error']}")
-        elif kind == "reply":
-            self._on_reply(header, part)
+    def _on_ready(self, event: Ready, pixels: np.ndarray | None) -> None:
+        self.ready = True
+        for stream_id in self.streams:
+            self._start_capture(stream_id)
 
-    def _on_reply(self, header: dict[str, Any], part: zmq.Frame | None) -> None:
-        req = self.requests.get(header["req"])
-        if req is None:  # answered already (timed out): the target must not live on unseen
-            if header["ok"]:
-                self._send_command({"cmd": "remove_target", "stream": header["stream"], "target": header["target"]})
+    def _on_boxes(self, event: Boxes, pixels: np.ndarray | None) -> None:
+        rec = self.streams.get(event.stream)
+        for tid, box in event.boxes if rec else ():
+            if tid in rec.targets:
+                rec.targets[tid].box = box
+
+    def _on_target_added(self, event: TargetAdded, pixels: np.ndarray | None) -> None:
+        rec = self.streams.get(event.stream)
+        if rec and rec.pending.pop(event.target, None):
+            rec.targets[event.target] = TargetRecord(event.box, pixels.copy(), event.box)
+
+    def _on_target_failed(self, event: TargetFailed, pixels: np.ndarray | None) -> None:
+        rec = self.streams.get(event.stream)
+        if rec:
+            rec.pending.pop(event.target, None)
+            log("supervisor", f"stream '{event.stream}': target {event.target} not started: {event.error}")
+
+    def _on_reply(self, event: Reply, pixels: np.ndarray | None) -> None:
+        req = self.requests.get(event.req)
+        if req is None:  # answered already (timed out): an added target must not live on unseen
+            if event.ok and event.target >= 0:
+                self._send_command(RemoveTarget(stream=event.stream, target=event.target))
+            return
+        if req.reply is not None:
+            self._answer(event.req, req.reply)
             return
         rec = self.streams.get(req.stream)
-        if header["ok"] and rec is not None:
-            box = tuple(header["box"])
-            rec.targets[req.target] = TargetRecord(box, messages.as_array(header, part).copy(), box)
-            self._answer(header["req"], {"ok": True, "stream": req.stream, "target": req.target,
-                                         "frame": header["frame"]})
+        if event.ok and rec is not None:
+            rec.targets[req.target] = TargetRecord(event.box, pixels.copy(), event.box)
+            self._answer(event.req, {"ok": True, "stream": req.stream, "target": req.target, "frame": event.frame})
         else:
-            self._answer(header["req"], {"ok": False, "error": header["error"] or "stream was removed"})
+            self._answer(event.req, {"ok": False, "error": event.error or "stream was removed"})
 
     # --- control --------------------------------------------------------------------------------
 
@@ -378,8 +401,9 @@ class Supervisor:
         now = time.monotonic()
         for req, pending in list(self.requests.items()):
             if now > pending.deadline:
-                self._answer(req, {"ok": False, "error": f"no answer from the inference stage within "
-                                                         f"{REQUEST_TIMEOUT_S:g} s; target not added"})
+                self._answer(req, pending.reply or {"ok": False, "error": f"no answer from the inference stage "
+                                                                          f"within {REQUEST_TIMEOUT_S:g} s; "
+                                                                          "target not added"})
 
     def _stream(self, stream_id: str) -> StreamRecord:
         if stream_id not in self.streams:
@@ -401,24 +425,30 @@ class Supervisor:
         child = self.children.get(name)
         return child.process if child else None
 
-    def _cmd_pause(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
-        return self._set_paused(stream, True)
+    def _cmd_pause(self, envelope: list[bytes], stream: str) -> dict[str, Any] | None:
+        return self._set_paused(envelope, stream, True)
 
-    def _cmd_resume(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
-        return self._set_paused(stream, False)
+    def _cmd_resume(self, envelope: list[bytes], stream: str) -> dict[str, Any] | None:
+        return self._set_paused(envelope, stream, False)
 
-    def _set_paused(self, stream: str, paused: bool) -> dict[str, Any]:
+    def _set_paused(self, envelope: list[bytes], stream: str, paused: bool) -> dict[str, Any] | None:
+        """Answered once the inference stage confirms: after the reply no frame of a paused stream is
+        processed. Without a running stage the answer is immediate (the next one starts paused)."""
         rec = self._stream(stream)
         rec.paused, rec.hold.value = paused, paused
         capture = self._process(_capture(stream))
         if capture is not None:
             self.launcher.shared_changed(capture, rec.hold)
-        self._send_command({"cmd": "pause" if paused else "resume", "stream": stream})
-        return {"ok": True, "stream": stream, "paused": paused}
+        reply = {"ok": True, "stream": stream, "paused": paused}
+        req = next(self.request_ids)
+        if not self._send_command(SetPaused(stream=stream, paused=paused, req=req)):
+            return reply
+        self.requests[req] = PendingRequest(envelope, time.monotonic() + REQUEST_TIMEOUT_S, stream, reply=reply)
+        return None
 
     def _cmd_add_target(self, envelope: list[bytes], stream: str, box: Box) -> None:
         rec = self._stream(stream)
-        starting = sum(1 for r in self.requests.values() if r.stream == stream)
+        starting = sum(1 for r in self.requests.values() if r.stream == stream and r.target is not None)
         if len(rec.targets) + len(rec.pending) + starting >= self.cfg.max_targets:
             raise UserError(f"stream '{stream}' has its {self.cfg.max_targets} targets (max_targets); remove one first")
         if not self.ready:
@@ -427,8 +457,7 @@ class Supervisor:
             raise UserError(f"stream '{stream}' has {rec.state}")
         req = next(self.request_ids)
         self.requests[req] = PendingRequest(envelope, time.monotonic() + REQUEST_TIMEOUT_S, stream, rec.next_target)
-        self._send_command({"cmd": "add_target", "req": req, "stream": stream, "target": rec.next_target,
-                            "box": list(box)})
+        self._send_command(AddTarget(req=req, stream=stream, target=rec.next_target, box=tuple(box)))
         rec.next_target += 1
 
     def _cmd_remove_target(self, envelope: list[bytes], stream: str, target: int) -> dict[str, Any]:
@@ -438,7 +467,7 @@ class Supervisor:
             raise UserError(f"stream '{stream}' has no target {target}; its targets: {known}")
         rec.targets.pop(target, None)
         rec.pending.pop(target, None)
-        self._send_command({"cmd": "remove_target", "stream": stream, "target": target})
+        self._send_command(RemoveTarget(stream=stream, target=target))
         return {"ok": True, "stream": stream, "target": target}
 
     def _cmd_add_stream(self, envelope: list[bytes], stream: dict) -> dict[str, Any]:
@@ -448,9 +477,7 @@ class Supervisor:
         if config.id in self.streams:
             raise UserError(f"stream '{config.id}' exists; remove it first or pick another id")
         rec = self._register(config)
-        self._send_command({"cmd": "add_stream", "stream": config.id, "endpoint": rec.endpoint, "paused": False,
-                            "pending": [[t, list(b)] for t, b in rec.pending.items()], "slot": rec.slot,
-                            "registration": rec.registration})
+        self._send_command(self._add_stream_command(config.id))
         if self.ready:
             self._start_capture(config.id)
         return {"ok": True, "stream": config.id, "targets": sorted(rec.pending)}
@@ -462,7 +489,7 @@ class Supervisor:
             _stop(child.process)
         del self.streams[stream]
         self.launcher.forget(stream)
-        self._send_command({"cmd": "remove_stream", "stream": stream})
+        self._send_command(RemoveStream(stream=stream))
         return {"ok": True, "stream": stream}
 
 

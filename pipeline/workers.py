@@ -25,6 +25,7 @@ from .cluster import Placement, RayProcess
 from .config import CurveConfig, WorkerConfig
 from .inference import InferenceSpec, run_inference
 from .launch import GENERATION_SPAN
+from .messages import AddStream, Command, RemoveStream
 from .metrics import RESTARTS
 from .process import Backoff, log
 from .security import Security, load_keys
@@ -65,18 +66,18 @@ class WorkerPool:
                  curve: CurveConfig | None, driver_address: str) -> None:
         self.spec, self.config, self.env, self.driver_address = spec, worker, env, driver_address
         first = spec()
-        self.generation = first.generation
+        self.generation = first.stage.generation
         self.ctx = zmq.Context()
         self.security = Security(self.ctx, load_keys(curve) if curve else None)
         self.inbox = self.ctx.socket(zmq.PULL)  # the supervisor's commands, to be routed
         self.inbox.linger = 0
-        self.security.bind(self.inbox, first.cmd_endpoint)
-        count = max(1, math.ceil(len(first.streams) / worker.max_streams))
+        self.security.bind(self.inbox, first.link.cmd_endpoint)
+        count = max(1, math.ceil(len(first.stage.streams) / worker.max_streams))
         self.workers = [Worker(i) for i in range(count)]
         self.numbers = itertools.count(count)
         self.holder: dict[str, Worker] = {}
-        for i, stream in enumerate(first.streams):
-            self._assign(stream.id, self.workers[i % count])
+        for i, stream in enumerate(first.stage.streams):
+            self._assign(stream.stream, self.workers[i % count])
         self.stopping = False
         self._exitcode: int | None = None
         for w in self.workers:
@@ -184,9 +185,10 @@ class WorkerPool:
     def _start(self, w: Worker, endpoint: str) -> None:
         """The stage with this worker's streams and their targets, as the registry has them now."""
         spec = self.spec()
-        mine = dataclasses.replace(spec, streams=tuple(s for s in spec.streams if s.id in w.streams),
-                                   seeds=tuple(t for t in spec.seeds if t.stream in w.streams),
-                                   generation=self._generation(w), cmd_endpoint=endpoint)
+        stage = dataclasses.replace(spec.stage, streams=tuple(s for s in spec.stage.streams if s.stream in w.streams),
+                                    seeds=tuple(t for t in spec.stage.seeds if t.stream in w.streams),
+                                    generation=self._generation(w))
+        mine = dataclasses.replace(spec, stage=stage, link=dataclasses.replace(spec.link, cmd_endpoint=endpoint))
         w.process.start(run_inference, (mine,))
         w.commands = self.ctx.socket(zmq.PUSH)  # connected: commands wait for the stage to bind
         w.commands.linger = 0
@@ -200,12 +202,13 @@ class WorkerPool:
 
     # --- commands ---------------------------------------------------------------------------------
 
-    def _route(self, cmd: dict[str, Any]) -> None:
+    def _route(self, cmd: Command) -> None:
         """To the worker holding the stream; a new stream goes to the worker with the fewest (a new
         worker when every one is full). A worker still starting gets the registry in its spec, so a
-        command it cannot take now is not lost, except an add_target, which times out."""
-        stream = cmd["stream"]
-        if cmd["cmd"] == "add_stream" and stream not in self.holder:
+        command it cannot take now is not lost; only a request waiting for its answer (add_target,
+        pause, resume) times out and is answered with an error."""
+        stream = cmd.stream
+        if isinstance(cmd, AddStream) and stream not in self.holder:
             room = [w for w in self.workers if len(w.streams) < self.config.max_streams]
             if room:
                 self._assign(stream, min(room, key=lambda w: len(w.streams)))
@@ -218,8 +221,8 @@ class WorkerPool:
         if w is None:
             return
         if w.running:
-            messages.send(w.commands, {**cmd, "generation": self._generation(w)})
-        if cmd["cmd"] == "remove_stream":
+            messages.send(w.commands, dataclasses.replace(cmd, generation=self._generation(w)))
+        if isinstance(cmd, RemoveStream):
             w.streams.discard(stream)
             del self.holder[stream]
             if not w.streams and len(self.workers) > 1:

@@ -1,7 +1,9 @@
 """Shared fixtures: checkpoints with seeded random weights (no real weights are needed to test
-loading, the CLI and the pipeline), and small synthetic videos."""
+loading, the CLI and the pipeline), a lite tracker, small synthetic videos; and `--order`, which
+runs the tests reversed or shuffled."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,17 @@ def lite(tmp_path_factory) -> Path:
     return lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
 
 
+@pytest.fixture(scope="module")
+def lite_tracker(lite):
+    """A Tracker on the lite checkpoint, with one torch thread while the module runs (two spinning
+    threads on a busy two-core box are many times slower than one)."""
+    from siammask.api import load_tracker
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_tracker(lite)
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic_frames():
     """12 frames, 160x120, with true boxes and masks."""
@@ -50,3 +63,43 @@ def synthetic_video(tmp_path_factory, synthetic_frames) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_folder(tmp_path_factory, synthetic_frames) -> Path:
     return write_image_folder(synthetic_frames, tmp_path_factory.mktemp("frames") / "seq")
+
+
+# --- test order ---------------------------------------------------------------------------------------
+# Tests must pass alone and in any order. `--order reverse` (what .ci/run checks the pipeline tests
+# with) and `--order shuffle` run them otherwise than written; each module's tests stay together, so
+# a module's shared fixture is still set up once.
+
+def pytest_addoption(parser):
+    parser.addoption("--order", choices=("given", "reverse", "shuffle"), default="given",
+                     help="run the modules, and the tests inside each, as written, reversed or shuffled")
+    parser.addoption("--order-seed", type=int, default=None, help="seed of --order shuffle (default: random)")
+
+
+def pytest_configure(config):
+    if config.getoption("--order") == "shuffle" and config.getoption("--order-seed") is None:
+        config.option.order_seed = random.randrange(10**6)
+
+
+def pytest_report_header(config):
+    if config.getoption("--order") != "given":
+        seed = config.getoption("--order-seed")
+        return f"test order: {config.getoption('--order')}" + (f" (--order-seed {seed})" if seed is not None else "")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = config.getoption("--order")
+    if order == "given":
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    groups = list(modules.values())
+    if order == "reverse":
+        groups = [group[::-1] for group in groups[::-1]]
+    else:
+        rng = random.Random(config.getoption("--order-seed"))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]

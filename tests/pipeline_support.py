@@ -1,10 +1,15 @@
-"""Helpers for the pipeline tests: a lite random-weight checkpoint, free ports, `siammask serve` as a
-real process with its own TMPDIR (so leftover ipc files and folders are visible), a ZeroMQ subscriber,
-the Prometheus text, and the process tree under a pid read from /proc."""
+"""Helpers for the pipeline tests: a lite random-weight checkpoint, `siammask serve` as a real process
+with its own TMPDIR (so leftover ipc files and folders are visible) and the endpoints it bound, a
+ZeroMQ subscriber, the Prometheus text, and the process tree under a pid read from /proc.
+
+ZeroMQ endpoints are bound to port '*' (`ANY_PORT`): ZeroMQ picks a free port and serve logs which;
+`free_port` is only for what ZeroMQ does not bind (HTTP servers, an RTSP server) and for a capture
+host whose port another serve must know before it starts."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +33,9 @@ from siammask.pipeline.control import request
 # One OpenMP thread per process: on a small shared box spinning threads slow every stage down.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 START_TIMEOUT_S = 120  # hang guard only: the first message comes after torch loads in a new process
+ANY_PORT = "tcp://127.0.0.1:*"
+BOUND = {"publish": re.compile(r"\[sink\]: publishing results on (\S+)"),
+         "control": re.compile(r"\[supervisor\]: control on (\S+)")}
 
 
 def lite_checkpoint(path: Path) -> Path:
@@ -100,8 +108,27 @@ class Serve:
                                       str(self.config_path), *args], stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**ENV, "TMPDIR": str(self.tmpdir)}, cwd=tmp)
 
+    def endpoint(self, name: str) -> str:
+        """The `publish` or `control` endpoint serve bound: for port '*', the one its log names."""
+        given = self.config[name]
+        if not given.endswith(":*"):
+            return given
+        end = time.monotonic() + START_TIMEOUT_S
+        while not (found := BOUND[name].search(self.log())):
+            assert self.proc.poll() is None and time.monotonic() < end, f"serve bound no {name} endpoint:\n{self.log()}"
+            time.sleep(0.1)
+        return found.group(1)
+
+    @property
+    def publish(self) -> str:
+        return self.endpoint("publish")
+
+    @property
+    def control(self) -> str:
+        return self.endpoint("control")
+
     def ctl(self, payload: dict, timeout_s: float = 20.0, keys=None) -> dict:
-        return request(self.config["control"], payload, keys, timeout_s)
+        return request(self.control, payload, keys, timeout_s)
 
     def metrics(self) -> dict[str, float]:
         """Prometheus samples as {'name{label="v",...}': value}."""
@@ -180,7 +207,7 @@ class Subscriber:
 
 def collect(serve: Serve, count: int, timeout_s: float = 60, until=None, **options) -> list[dict]:
     """`count` messages from a new subscriber (or until `until(message)` holds)."""
-    sub = Subscriber(serve.config["publish"], **options)
+    sub = Subscriber(serve.publish, **options)
     msgs: list[dict] = []
     try:
         return sub.wait_for(lambda m: msgs.append(m) or (until(m) if until else len(msgs) >= count),

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from siammask.pipeline.control import SCHEMA
 
-from pipeline_support import (ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect, free_port,
-                              raw_request, serving)
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect,
+                              free_port, raw_request, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 STREAMS = ["north", "east", "south", "west"]
@@ -42,7 +42,7 @@ def four(tmp_path_factory, synthetic_video, lite):
         "streams": [{"id": s, "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}
                     for s in STREAMS],
         "model": {"weights": str(lite), "threads": 1},
-        "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
+        "publish": ANY_PORT, "control": ANY_PORT,
         "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
         "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
     }
@@ -78,7 +78,7 @@ def gather(sub: Subscriber, until, what: str, got: dict[str, list[dict]] | None 
 
 def still_publishing(serve: Serve, count: int = 3) -> None:
     """`count` fresh messages of every stream, each stream's accounting exact."""
-    sub = Subscriber(serve.config["publish"])
+    sub = Subscriber(serve.publish)
     try:
         got = gather(sub, lambda g: all(len(g.get(s, [])) >= count for s in STREAMS), "every stream publishing")
     finally:
@@ -109,10 +109,10 @@ def test_degenerate_boxes_and_requests_are_refused_and_nothing_restarts(four):
     replies = {
         "0.01 px box": four.ctl({"cmd": "add_target", "stream": "north", "box": [10, 10, 0.01, 0.01]}),
         "1e6 px box": four.ctl({"cmd": "add_target", "stream": "north", "box": [0, 0, 1e6, 1e6]}),
-        "400-digit x": raw_request(four.config["control"], b'{"cmd":"add_target","stream":"north","box":['
+        "400-digit x": raw_request(four.control, b'{"cmd":"add_target","stream":"north","box":['
                                    + b"1" * 400 + b',1,50,50]}'),
-        "nested": raw_request(four.config["control"], b"[" * 1500 + b"]" * 1500),
-        "NaN": raw_request(four.config["control"], b'{"cmd":"add_target","stream":"north","box":[NaN,1,50,50]}'),
+        "nested": raw_request(four.control, b"[" * 1500 + b"]" * 1500),
+        "NaN": raw_request(four.control, b'{"cmd":"add_target","stream":"north","box":[NaN,1,50,50]}'),
     }
     assert replies["0.01 px box"] == {"ok": False, "error": "box 10,10,0.01,0.01 is smaller than 2 px on a side; "
                                                             "draw the box around the whole target"}
@@ -165,7 +165,7 @@ def test_fuzzed_control_requests_never_stop_or_restart_serve(four, synthetic_vid
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger, sock.rcvtimeo = 0, 30_000
-    sock.connect(four.config["control"])
+    sock.connect(four.control)
     answered = {"ok": 0, "refused": 0}
 
     @settings(max_examples=300, deadline=None, derandomize=True,
@@ -209,7 +209,7 @@ def test_fuzzed_control_requests_never_stop_or_restart_serve(four, synthetic_vid
 def test_killed_inference_keeps_every_frame_gap_counted(four):
     """The frames the killed process held (queued, being tracked) are reported as inference drops, so a
     subscriber's gap across the restart is exactly what the messages report."""
-    sub = Subscriber(four.config["publish"])
+    sub = Subscriber(four.publish)
     try:
         streams = gather(sub, lambda g: len(g) == len(STREAMS), "all streams")
         pid = four.ctl({"cmd": "list"})["processes"]["inference"]
@@ -237,7 +237,7 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
     serve = Serve(tmp_path, {
         "streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
         "model": {"weights": str(lite), "threads": 1}, "publish": f"ipc://{publish}",
-        "control": f"tcp://127.0.0.1:{free_port()}", "metrics_port": free_port(), "log_interval_s": 0,
+        "control": ANY_PORT, "metrics_port": free_port(), "log_interval_s": 0,
         "outputs": {"jsonl": str(jsonl), "video": str(video)}})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

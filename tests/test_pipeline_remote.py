@@ -20,7 +20,7 @@ from siammask.pipeline.config import CurveConfig
 from siammask.pipeline.control import request
 from siammask.pipeline.security import load_keys
 
-from pipeline_support import ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
 
 BOX = [25.0, 19.0, 26.0, 19.0]
 SILENCE_S = 3.0  # how long a client without the right keys is given to receive something
@@ -40,14 +40,14 @@ def keys(tmp_path_factory) -> CurveConfig:
 
 def test_public_endpoint_without_keys_is_refused(tmp_path, synthetic_video):
     done = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video),
-                           "--box", "1,1,20,20", "--publish", f"tcp://0.0.0.0:{free_port()}"],
+                           "--box", "1,1,20,20", "--publish", "tcp://0.0.0.0:*"],
                           capture_output=True, text=True, env=ENV, timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "needs CURVE keys" in done.stderr
 
 
 def start_pair(tmp_path: Path, video: Path, keys: CurveConfig, frames: str,
-               camera_prefix: tuple[str, ...] = ()) -> tuple[Serve, Serve, int]:
+               camera_prefix: tuple[str, ...] = ()) -> tuple[Serve, Serve]:
     """A capture-only serve publishing `video` on the `frames` endpoint (bound), and an inference
     serve reading it from there (connected) and publishing on a tcp port of every address."""
     curve = {"server_key": keys.server_key, "client_key": keys.client_key, "authorized_keys": keys.authorized_keys}
@@ -57,13 +57,17 @@ def start_pair(tmp_path: Path, video: Path, keys: CurveConfig, frames: str,
         "role": "capture", "curve": curve, "metrics_port": 0,
         "streams": [{"id": "cam", "source": str(video), "loop": True, "fps": 25.0, "endpoint": frames}]},
         prefix=camera_prefix)
-    port = free_port()
     inference_host = Serve(tmp_path / "infer", {
         "curve": curve, "metrics_port": 0, "log_interval_s": 0,
         "streams": [{"id": "cam", "remote": True, "endpoint": frames, "boxes": [BOX]}],
         "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
-        "publish": f"tcp://*:{port}", "control": f"tcp://127.0.0.1:{free_port()}"})
-    return camera_host, inference_host, port
+        "publish": "tcp://*:*", "control": ANY_PORT})
+    return camera_host, inference_host
+
+
+def loopback(endpoint: str) -> str:
+    """The 127.0.0.1 address of an endpoint bound on every address."""
+    return f"tcp://127.0.0.1:{endpoint.rsplit(':', 1)[1]}"
 
 
 def keyed_subscriber(endpoint: str, keys: CurveConfig, ctx: zmq.Context) -> Subscriber:
@@ -72,12 +76,13 @@ def keyed_subscriber(endpoint: str, keys: CurveConfig, ctx: zmq.Context) -> Subs
                       curve_publickey=client_keys.client_public, curve_secretkey=client_keys.client_secret)
 
 
+@pytest.mark.slow
 def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
-    camera_host, inference_host, port = start_pair(tmp_path, synthetic_video, keys, f"tcp://127.0.0.1:{free_port()}")
-    endpoint = f"tcp://127.0.0.1:{port}"
+    camera_host, inference_host = start_pair(tmp_path, synthetic_video, keys, f"tcp://127.0.0.1:{free_port()}")
     client_keys = load_keys(keys)
     ctx = zmq.Context()
     try:
+        endpoint = loopback(inference_host.publish)
         keyed = keyed_subscriber(endpoint, keys, ctx)
         msg = keyed.wait_for(lambda m: m["targets"], START_TIMEOUT_S,
                              f"a keyed result; logs:\n{camera_host.log()}\n{inference_host.log()}")[-1]
@@ -90,7 +95,7 @@ def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
         assert stranger.recv(0.5) is None, "a client with unauthorized keys got results"
         assert keyed.recv(10) is not None, "the keyed client stopped getting results"
 
-        control = inference_host.config["control"]
+        control = inference_host.control
         assert request(control, {"cmd": "list"}, client_keys, 20)["ok"]
         with pytest.raises(UserError, match="no reply"):
             request(control, {"cmd": "list"}, None, SILENCE_S)
@@ -124,15 +129,16 @@ def camera_namespace():
         subprocess.run(("ip", "netns", "del", name), capture_output=True, timeout=30)  # takes the veth pair along
 
 
+@pytest.mark.slow
 def test_capture_in_another_network_namespace(tmp_path, synthetic_video, keys, camera_namespace):
     """The camera host binds its frames endpoint on its own address in its own namespace; the
     inference host reaches it over the veth link, as across two machines."""
     name, address = camera_namespace
-    camera_host, inference_host, port = start_pair(tmp_path, synthetic_video, keys, f"tcp://{address}:{free_port()}",
-                                                   camera_prefix=("ip", "netns", "exec", name))
+    camera_host, inference_host = start_pair(tmp_path, synthetic_video, keys, f"tcp://{address}:{free_port()}",
+                                             camera_prefix=("ip", "netns", "exec", name))
     ctx = zmq.Context()
     try:
-        keyed = keyed_subscriber(f"tcp://127.0.0.1:{port}", keys, ctx)
+        keyed = keyed_subscriber(loopback(inference_host.publish), keys, ctx)
         got = keyed.wait_for(lambda m: m["frame"] >= 10, START_TIMEOUT_S,
                              f"results; logs:\n{camera_host.log()}\n{inference_host.log()}")
         assert all(m["stream"] == "cam" and [t["target"] for t in m["targets"]] == [0] for m in got)
@@ -142,6 +148,7 @@ def test_capture_in_another_network_namespace(tmp_path, synthetic_video, keys, c
     assert codes == (0, 0)
 
 
+@pytest.mark.slow
 def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthetic_video, synthetic_frames):
     """`siammask serve --source FILE --box ...` without --loop: every stream ends, so serve stops by itself."""
     box = synthetic_frames[0].box
@@ -150,7 +157,7 @@ def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthe
                            "--box", ",".join(map(str, box)), "--stream-id", "cam", "--json", str(out),
                            "--output", str(video),
                            "--weights", str(lite_checkpoint(tmp_path / "lite.pth")), "--threads", "1",
-                           "--publish", f"tcp://127.0.0.1:{free_port()}", "--control", f"tcp://127.0.0.1:{free_port()}",
+                           "--publish", ANY_PORT, "--control", ANY_PORT,
                            "--metrics-port", "0"], capture_output=True, text=True, env=ENV, timeout=START_TIMEOUT_S,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -1,12 +1,15 @@
 """`siammask serve` end to end: real processes, real ZeroMQ sockets, a real browser.
 
 One pipeline (a looping synthetic video played faster than the slowed-down inference stage can take
-it) serves the tests of this module in order: messages and drop accounting, metrics, a slow
-subscriber, control, the preview page, killing the inference process, and finally SIGTERM. The
-lite model has random weights, so tracking quality means nothing here; structure and invariants do.
+it) serves most tests of this module. None depends on another's effects, so each passes alone and
+in any order: a test that changes the registry does it on a stream of its own and removes it, the
+kill test compares restart counters before and after, and the SIGTERM test stops a pipeline of its
+own. Waits are on replies and observed results, never on sleeps. The lite model has random
+weights, so tracking quality means nothing here; structure and invariants do.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import cv2
@@ -21,7 +25,9 @@ import numpy as np
 import pytest
 import zmq
 
-from pipeline_support import (ENV, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
+from siammask.io.annotate import target_color
+
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
                               free_port, raw_request, serving, survivors)
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
@@ -31,22 +37,44 @@ STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postproces
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 QUEUE_BOUND = 12                # frames that can wait between capture and inference (HWMs + socket buffers)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
+pytestmark = pytest.mark.slow   # every test runs serve's processes
+
+
+def serve_config(tmp: Path, video: Path, lite: Path, streams: tuple[str, ...] = ("a",)) -> dict:
+    return {
+        "streams": [{"id": s, "source": str(video), "loop": True, "fps": 50.0, "boxes": [BOX]} for s in streams],
+        "model": {"weights": str(lite), "threads": 1},
+        "publish": ANY_PORT, "control": ANY_PORT,
+        "metrics_port": free_port(), "preview_port": free_port(),  # HTTP: ZeroMQ cannot pick these
+        "outputs": {"jsonl": str(tmp / "results.jsonl")},
+        "log_interval_s": 1.0,
+        "inference_delay_ms": 30.0,  # slower than the 50 fps source: the inference stage must drop
+    }
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, synthetic_video, lite):
     tmp = tmp_path_factory.mktemp("serve")
-    config = {
-        "streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 50.0, "boxes": [BOX]}],
-        "model": {"weights": str(lite), "threads": 1},
-        "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
-        "metrics_port": free_port(), "preview_port": free_port(),
-        "outputs": {"jsonl": str(tmp / "results.jsonl")},
-        "log_interval_s": 1.0,
-        "inference_delay_ms": 30.0,  # slower than the 50 fps source: the inference stage must drop
-    }
-    with serving(tmp, config) as serve:
+    with serving(tmp, serve_config(tmp, synthetic_video, lite)) as serve:
         yield serve
+
+
+@pytest.fixture
+def own_stream(served, synthetic_video):
+    """A stream of the test's own on the shared pipeline (target 0 on BOX), removed afterwards: the
+    next test starts once its last message has been published."""
+    stream_id = f"t-{uuid.uuid4().hex[:8]}"
+    reply = served.ctl({"cmd": "add_stream", "stream": {"id": stream_id, "source": str(synthetic_video),
+                                                        "loop": True, "fps": 50.0, "boxes": [BOX]}})
+    assert reply["ok"], reply
+    yield stream_id
+    sub = Subscriber(served.publish)
+    try:
+        sub.wait_for(lambda m: True, START_TIMEOUT_S, "a message (the subscription is in place)")
+        assert served.ctl({"cmd": "remove_stream", "stream": stream_id})["ok"]
+        sub.wait_for(lambda m: m == {"stream": stream_id, "end": True}, 30, "the stream's last message")
+    finally:
+        sub.close()
 
 
 def test_one_message_per_processed_frame(served):
@@ -83,8 +111,8 @@ def test_metrics_and_summary_line(served):
 
 def test_slow_subscriber_loses_counted_messages_and_holds_no_one_back(served):
     ctx = zmq.Context()
-    slow = Subscriber(served.config["publish"], ctx=ctx, hwm=1, rcvbuf=4096)  # reads nothing until the end
-    fast = Subscriber(served.config["publish"], ctx=ctx)
+    slow = Subscriber(served.publish, ctx=ctx, hwm=1, rcvbuf=4096)  # reads nothing until the end
+    fast = Subscriber(served.publish, ctx=ctx)
     try:
         fast_msgs = fast.wait_for(lambda m: m["dropped"]["publish"] > 0, 120, "a counted publish drop")
         fast_msgs += fast.wait_for(lambda m: True, 10, "the next message")
@@ -105,74 +133,91 @@ def target_ids(msg: dict) -> list[int]:
     return [t["target"] for t in msg["targets"]]
 
 
-def test_control_targets_pause_and_errors(served):
+def test_control_targets_and_errors(served, own_stream):
     ctl = served.ctl
+    stream = own_stream
     listing = ctl({"cmd": "list"})
-    assert [s["id"] for s in listing["streams"]] == ["a"] and listing["streams"][0]["pending"] == []
-    assert [t["id"] for t in listing["streams"][0]["targets"]] == [0]
-    assert set(listing["processes"]) == {"sink", "inference", "capture a"}
+    mine = next(s for s in listing["streams"] if s["id"] == stream)
+    assert mine["targets"] == [] and mine["pending"] == [0]  # starts on the stream's first frame
+    assert f"capture {stream}" in listing["processes"] and {"sink", "inference"} <= set(listing["processes"])
+    collect(served, 0, timeout_s=START_TIMEOUT_S, until=lambda m: m["stream"] == stream and target_ids(m) == [0])
 
-    added = ctl({"cmd": "add_target", "stream": "a", "box": [100, 60, 30, 30]})
+    added = ctl({"cmd": "add_target", "stream": stream, "box": [100, 60, 30, 30]})
     assert added["ok"] and added["target"] == 1, added
-    collect(served, 0, until=lambda m: target_ids(m) == [0, 1])
-    assert ctl({"cmd": "remove_target", "stream": "a", "target": 0})["ok"]
-    collect(served, 0, until=lambda m: target_ids(m) == [1])
+    collect(served, 0, until=lambda m: m["stream"] == stream and target_ids(m) == [0, 1])
+    assert ctl({"cmd": "remove_target", "stream": stream, "target": 0})["ok"]
+    collect(served, 0, until=lambda m: m["stream"] == stream and target_ids(m) == [1])
 
     errors = {
-        "unknown target": ctl({"cmd": "remove_target", "stream": "a", "target": 99}),
+        "unknown target": ctl({"cmd": "remove_target", "stream": stream, "target": 99}),
         "unknown stream": ctl({"cmd": "pause", "stream": "nope"}),
-        "outside": ctl({"cmd": "add_target", "stream": "a", "box": [500, 500, 10, 10]}),
-        "zero size": ctl({"cmd": "add_target", "stream": "a", "box": [10, 10, 0, 10]}),
-        "bad box": ctl({"cmd": "add_target", "stream": "a", "box": [10, 10, 5]}),
+        "outside": ctl({"cmd": "add_target", "stream": stream, "box": [500, 500, 10, 10]}),
+        "zero size": ctl({"cmd": "add_target", "stream": stream, "box": [10, 10, 0, 10]}),
+        "bad box": ctl({"cmd": "add_target", "stream": stream, "box": [10, 10, 5]}),
         "unknown command": ctl({"cmd": "explode"}),
-        "not json": raw_request(served.config["control"], b"\xff{nonsense"),
+        "not json": raw_request(served.control, b"\xff{nonsense"),
         "bad source": ctl({"cmd": "add_stream", "stream": {"id": "b", "source": "/no/such.avi"}}),
         "bad stream key": ctl({"cmd": "add_stream", "stream": {"id": "b", "source": "0", "colour": 1}}),
+        "existing stream": ctl({"cmd": "add_stream", "stream": {"id": stream, "source": "0"}}),
     }
     for what, reply in errors.items():
         assert reply["ok"] is False and reply["error"], (what, reply)
     assert "no target 99" in errors["unknown target"]["error"]
     assert "outside the 160x120 frame" in errors["outside"]["error"]
     after = ctl({"cmd": "list"})["streams"]
-    assert [t["id"] for s in after for t in s["targets"]] == [1] and [s["id"] for s in after] == ["a"]
+    assert [[t["id"] for t in s["targets"]] for s in after if s["id"] == stream] == [[1]]
+    assert "b" not in [s["id"] for s in after]
 
-    sub = Subscriber(served.config["publish"])
+
+def test_pause_is_confirmed_and_holds_a_file_in_place(served, own_stream):
+    """After the pause reply no frame of the stream is processed: its results already on their way
+    arrive before any result of stream 'a' read after the reply (one ordered queue runs from the
+    inference stage to each subscriber), and none after it."""
+    stream = own_stream
+    sub = Subscriber(served.publish)
     try:
-        last = sub.wait_for(lambda m: True, 30, "results before the pause")[-1]["frame"]
-        assert ctl({"cmd": "pause", "stream": "a"})["paused"] is True
-        time.sleep(1.0)
-        while (msg := sub.recv(0.2)) is not None:  # results already on their way when the pause arrived
-            last = msg["frame"]
-        assert sub.recv(1.5) is None, "a paused stream kept publishing"
-        assert ctl({"cmd": "resume", "stream": "a"})["paused"] is False
-        resumed = sub.wait_for(lambda m: True, 30, "results after resume")[0]
+        last = sub.wait_for(lambda m: m["stream"] == stream, START_TIMEOUT_S, "results before the pause")[-1]["frame"]
+        assert served.ctl({"cmd": "pause", "stream": stream}) == {"ok": True, "stream": stream, "paused": True}
+        confirmed = time.time()
+        in_flight = sub.wait_for(lambda m: m["stream"] == "a" and m["capture_ts"] > confirmed, 30,
+                                 "a result of stream 'a' read after the pause")
+        last = max([last] + [m["frame"] for m in in_flight if m["stream"] == stream])
+        of_a = itertools.count(1)
+        after = sub.wait_for(lambda m: m["stream"] == "a" and next(of_a) >= 10, 30, "10 more results of stream 'a'")
+        assert [m for m in after if m["stream"] == stream] == [], "a paused stream kept publishing"
+        assert served.ctl({"cmd": "resume", "stream": stream})["paused"] is False
+        resumed = sub.wait_for(lambda m: m["stream"] == stream, 30, "results after resume")[-1]
     finally:
         sub.close()
-    # A file holds its place while paused (~3 s = 150 frames at 50 fps): after the last result
-    # published before the pause, only frames that were queued between capture and inference
-    # are skipped (and reported as paused_frames or drops), however long the pause took to land.
+    # A file holds its place while paused (~ the 10 results of 'a' = 0.4 s = 20 frames at 50 fps): after
+    # the last result published before the pause, only frames that were queued between capture and
+    # inference are skipped (and reported as paused_frames or drops).
     assert resumed["frame"] - last <= QUEUE_BOUND + 3, (last, resumed["frame"])  # + the frames being read and tracked
-    assert target_ids(resumed) == [1]
+    assert resumed["paused_frames"] + sum(resumed["dropped"][k] for k in ("capture", "inference", "sink")) \
+        == resumed["frame"] - last - 1
+    assert target_ids(resumed) == [0]
 
 
 def test_control_streams_with_the_ctl_command(served, synthetic_video):
     def ctl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "siammask.cli", "ctl", "--control", served.config["control"],
+        return subprocess.run([sys.executable, "-m", "siammask.cli", "ctl", "--control", served.control,
                                *args], capture_output=True, text=True, timeout=60, env=ENV)
 
-    added = ctl("add-stream", "b", str(synthetic_video), "--loop", "--box", ",".join(map(str, BOX)))
-    assert added.returncode == 0 and json.loads(added.stdout)["targets"] == [0], added.stderr
-    sub = Subscriber(served.config["publish"])
+    stream = f"b-{uuid.uuid4().hex[:8]}"
+    sub = Subscriber(served.publish)
     try:
-        sub.wait_for(lambda m: m["stream"] == "b" and target_ids(m) == [0], START_TIMEOUT_S, "results of stream b")
-        assert ctl("remove-stream", "b").returncode == 0
-        sub.wait_for(lambda m: m == {"stream": "b", "end": True}, 30, "the end of stream b")
+        added = ctl("add-stream", stream, str(synthetic_video), "--loop", "--box", ",".join(map(str, BOX)))
+        assert added.returncode == 0 and json.loads(added.stdout)["targets"] == [0], added.stderr
+        sub.wait_for(lambda m: m["stream"] == stream and target_ids(m) == [0], START_TIMEOUT_S, "results of the stream")
+        assert ctl("remove-stream", stream).returncode == 0
+        sub.wait_for(lambda m: m == {"stream": stream, "end": True}, 30, "the end of the stream")
     finally:
         sub.close()
-    again = ctl("remove-stream", "b")
-    assert again.returncode == 2 and again.stderr.strip() == "siammask: error: no stream 'b'; streams: a"
     listing = json.loads(ctl("list").stdout)
-    assert [s["id"] for s in listing["streams"]] == ["a"] and "capture b" not in listing["processes"]
+    others = ", ".join(s["id"] for s in listing["streams"])
+    again = ctl("remove-stream", stream)
+    assert again.returncode == 2 and again.stderr.strip() == f"siammask: error: no stream '{stream}'; streams: {others}"
+    assert stream not in others and f"capture {stream}" not in listing["processes"]
 
 
 def test_preview_page_in_headless_chromium(served, tmp_path):
@@ -191,39 +236,52 @@ def test_preview_page_in_headless_chromium(served, tmp_path):
             break
     assert image is not None, "chromium wrote no screenshot"
     assert image.std() > 20, "the screenshot is blank"
-    # Target 1 is drawn in target_color(1) = BGR (255, 128, 0): its polygon and mask tint.
+    # Stream a's target 0 is drawn in target_color(0) (its polygon and mask tint), a colour the
+    # synthetic scene does not have.
     assert _drawn_pixels(image) > 30, "no annotation colour in the screenshot"
 
 
-def _drawn_pixels(image: np.ndarray) -> int:
-    b, g, r = (image[..., i].astype(int) for i in range(3))
-    return int(((b > 180) & (r < 90) & (g > 60) & (g < 200)).sum())
+def _drawn_pixels(image: np.ndarray, color: tuple[int, int, int] = target_color(0)) -> int:
+    """Pixels near `color` (BGR) as a JPEG stream shows it: each channel high, middling or low as its
+    value is 255, 128 or 0."""
+    near = np.ones(image.shape[:2], bool)
+    for channel, value in enumerate(color):
+        c = image[..., channel].astype(int)
+        near &= (c > 180) if value == 255 else (c < 90) if value == 0 else ((c > 60) & (c < 200))
+    return int(near.sum())
 
 
 def test_killed_inference_process_is_restarted_with_its_targets(served):
-    before = collect(served, 3)
+    restarts = 'siammask_restarts_total{stage="inference"}'
+    before = collect(served, 3, until=lambda m: m["stream"] == "a")
     ids = target_ids(before[-1])
+    restarted = served.metrics().get(restarts, 0.0)
     pid = served.ctl({"cmd": "list"})["processes"]["inference"]
     os.kill(pid, signal.SIGKILL)
-    after = collect(served, 0, timeout_s=START_TIMEOUT_S, until=lambda m: m["frame"] > before[-1]["frame"] + 5)
+    after = collect(served, 0, timeout_s=START_TIMEOUT_S,
+                    until=lambda m: m["stream"] == "a" and m["frame"] > before[-1]["frame"] + 5)
     assert target_ids(after[-1]) == ids
     assert served.ctl({"cmd": "list"})["processes"]["inference"] != pid
     assert "inference was killed by signal 9; restarting" in served.log()
-    assert served.metrics()['siammask_restarts_total{stage="inference"}'] == 1
+    assert served.metrics()[restarts] == restarted + 1
 
 
-def test_sigterm_stops_everything_and_leaves_complete_outputs(served):
-    live = collect(served, 5)
-    children = descendants(served.proc.pid)
-    assert len(children) >= 3
-    assert served.stop() == 0
-    assert survivors(children) == [], "processes outlived serve"
-    assert served.leftovers() == [], "serve left files in its temporary folder"
-    text = Path(served.config["outputs"]["jsonl"]).read_text()
+def test_sigterm_stops_everything_and_leaves_complete_outputs(tmp_path, synthetic_video, lite):
+    with serving(tmp_path, serve_config(tmp_path, synthetic_video, lite, streams=("a", "b"))) as serve:
+        seen: set[str] = set()
+        live = collect(serve, 0, until=lambda m: seen.add(m["stream"]) or seen == {"a", "b"})
+        children = descendants(serve.proc.pid)
+        assert len(children) >= 4
+        assert serve.stop() == 0
+        assert survivors(children) == [], "processes outlived serve"
+        assert serve.leftovers() == [], "serve left files in its temporary folder"
+    text = Path(serve.config["outputs"]["jsonl"]).read_text()
     assert text.endswith("\n")
     lines = [json.loads(line) for line in text.splitlines()]
     assert {m["stream"] for m in lines} == {"a", "b"}
-    frames = [m["frame"] for m in lines if m["stream"] == "a"]
-    assert frames == sorted(set(frames)), "frame ids in the JSON lines are not increasing"
-    assert {m["frame"] for m in live} <= set(frames), "published results missing from the JSON lines"
+    for stream in ("a", "b"):
+        frames = [m["frame"] for m in lines if m["stream"] == stream]
+        assert frames == sorted(set(frames)), "frame ids in the JSON lines are not increasing"
+        published = {m["frame"] for m in live if m["stream"] == stream}
+        assert published <= set(frames), "published results missing from the JSON lines"
     assert set(lines[-1]) == MESSAGE_KEYS

@@ -1,5 +1,6 @@
 """The pipeline's pieces without processes: the batched tracker step against Tracker.step, config
-checks, the control protocol, message framing, and the latency quantiles of the summary line."""
+checks, the control protocol, message framing and the typed messages' codec, and the latency quantiles of
+the summary line."""
 from __future__ import annotations
 
 import argparse
@@ -7,35 +8,25 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 import zmq
 
-from siammask.api import load_tracker
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
 from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import is_loopback
-from siammask.pipeline.messages import as_array, recv, send
+from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveStream, RemoveTarget,
+                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed, decode, encode,
+                                        recv, send)
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
-
-from pipeline_support import lite_checkpoint
 
 EXAMPLE = CONFIG_DIR / "pipeline" / "example.yaml"
 
 
-@pytest.fixture(scope="module")
-def tracker(tmp_path_factory):
-    weights = lite_checkpoint(tmp_path_factory.mktemp("lite") / "lite.pth")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two spinning threads on a busy two-core box are many times slower than one
-    yield load_tracker(weights)
-    torch.set_num_threads(threads)
-
-
-def test_batch_over_streams_matches_tracker_step(tracker):
+def test_batch_over_streams_matches_tracker_step(lite_tracker):
     """Two streams of different sizes in one engine batch give what Tracker.step gives per stream."""
+    tracker = lite_tracker
     a = make_sequence(num_frames=4, size=(160, 120), seed=3)
     b = make_sequence(num_frames=4, size=(200, 150), seed=5)
     ref_a = tracker.init(a[0].image, [a[0].box])
@@ -130,17 +121,44 @@ def test_control_request_parses():
 def test_frame_travels_as_raw_buffer():
     ctx = zmq.Context()
     push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    pull.bind("inproc://frames")
-    push.connect("inproc://frames")
-    frame = np.arange(120 * 160 * 3, dtype=np.uint8).reshape(120, 160, 3)
-    assert send(push, {"stream": "a", "frame": 7}, frame, block=True)
-    header, part = recv(pull)
-    got = as_array(header, part)
-    assert header["stream"] == "a" and header["shape"] == [120, 160, 3]
+    try:
+        pull.bind("inproc://frames")
+        push.connect("inproc://frames")
+        frame = np.arange(120 * 160 * 3, dtype=np.uint8).reshape(120, 160, 3)
+        header = FrameHeader("a", 7, True, 25.0, 1, {"read": 1.5, "sent": 2.5}, 3)
+        assert send(push, header, frame, block=True)
+        got_header, got = recv(pull)
+    finally:
+        push.close(0), pull.close(0), ctx.term()
+    assert got_header == header
     np.testing.assert_array_equal(got, frame)
-    assert isinstance(part, zmq.Frame)  # received without copying out of ZeroMQ ...
-    assert np.shares_memory(got, np.frombuffer(part.buffer, np.uint8))  # ... and viewed in place
-    push.close(0), pull.close(0), ctx.term()
+    owner = got
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    assert isinstance(owner.obj, zmq.Frame)  # a view of the buffer ZeroMQ received into: no copy
+
+
+MESSAGES = [
+    FrameHeader("cam0", 812, False, 29.97, 2, {"read": 1.25, "sent": 1.5}, 4), StreamEnd("cam0"),
+    AddStream(stream="b", endpoint="ipc:///tmp/x", paused=True, pending=((0, (1.0, 2.0, 30.0, 40.5)),), slot=3,
+              registration=9, generation=2),
+    RemoveStream(stream="b", generation=1), SetPaused(stream="b", paused=False, req=5),
+    AddTarget(stream="b", target=2, box=(1.0, 2.0, 3.0, 4.0), req=6), RemoveTarget(stream="b", target=2),
+    Ready(generation=7), Boxes(stream="a", frame=3, boxes=((0, (1.0, 2.0, 3.0, 4.0)), (4, (5.0, 6.0, 7.0, 8.0)))),
+    TargetAdded(stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=0), TargetFailed(stream="a", target=1, error="no"),
+    Reply(req=4, error="stream 'x' is not running"), Reply(req=5, stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=9),
+    Result("a", 3, 25.0, {"read": 1.0}, 160, 120, {"capture": 1, "inference": 2, "sink": 0}, 4,
+           ({"frame": 3, "box": (1.0, 2.0, 3.0, 4.0), "mask": None, "target": 0},), 0, 1, 1, 0),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_decodes_to_what_was_encoded(msg):
+    assert decode(encode(msg)) == (msg, None)
+
+
+def test_a_reply_is_ok_without_an_error():
+    assert Reply(req=1).ok and not Reply(req=1, error="box lies outside").ok
 
 
 def test_bucket_quantile_interpolates_like_prometheus():

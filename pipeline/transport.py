@@ -1,0 +1,168 @@
+"""How the inference stage and the supervisor reach each other and the other stages. The stage and
+the supervisor hold their logic; a link moves typed messages (pipeline/messages.py). `StageLink` is
+all the inference stage needs, `SupervisorLink` all the supervisor needs to talk to it; the ZeroMQ
+links here are what serve runs, and another transport (actors of a cluster) plugs in by providing
+the same methods, so one stage and one supervisor run over either.
+
+ZeroMQ: frames arrive PULL from each stream's capture endpoint, commands PULL on an endpoint the
+stage binds (commands wait in the supervisor's PUSH pipe for a new process), events PUSH to the
+supervisor, results PUSH to the sink; every queue is bounded."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import zmq
+
+from . import messages
+from .config import CurveConfig
+from .messages import Command, Event, Received, Result, StreamEnd
+from .security import Security, load_keys
+
+REFILL_WAIT_MS = 2  # how long a full queue gets to show what is behind it
+
+
+class StageLink(Protocol):
+    """The inference stage's side."""
+
+    def wait(self, timeout_ms: int) -> bool:
+        """True as soon as a command or a frame waits (False after `timeout_ms`)."""
+
+    def commands(self) -> list[Command]:
+        """Every command waiting, in the order sent."""
+
+    def frames(self, wait_ms: int = 0) -> list[Received]:
+        """Every frame (and stream end) waiting, oldest first, each frame with its pixels; waits up
+        to `wait_ms` for the first."""
+
+    def follow(self, endpoint: str) -> None:
+        """Take frames from a stream's capture at `endpoint` too."""
+
+    def unfollow(self, endpoint: str) -> None:
+        ...
+
+    def event(self, event: Event, pixels: np.ndarray | None = None, block: bool = True) -> bool:
+        """To the supervisor; False when it was not taken (a full queue, or not in time when `block`)."""
+
+    def result(self, msg: Result | StreamEnd, pixels: np.ndarray | None = None, block: bool = False) -> bool:
+        """To the sink; False when its queue is full (the caller counts the drop)."""
+
+    def close(self) -> None:
+        ...
+
+
+class SupervisorLink(Protocol):
+    """The supervisor's side of its link to the inference stage."""
+
+    pollable: zmq.Socket | None   # readable when events wait (None: the supervisor polls `events` each turn)
+
+    def send(self, command: Command) -> None:
+        """Queued for the current inference process, or for the next one if it is starting."""
+
+    def events(self) -> list[Received]:
+        """Every event waiting, with the init frame an added target's event carries."""
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """Where a ZeroMQ stage link binds and connects (the frames' endpoints come with each stream)."""
+
+    cmd_endpoint: str
+    events_endpoint: str
+    results_endpoint: str
+    queue_size: int
+    results_hwm: int          # results queued for the sink: at least one full batch
+    curve: CurveConfig | None
+
+
+class ZmqStageLink:
+    """`StageLink` over ZeroMQ sockets of `ctx` (its own context when none is given)."""
+
+    def __init__(self, spec: LinkSpec, ctx: zmq.Context | None = None) -> None:
+        self.queue_size = spec.queue_size
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.Context()
+        self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
+        self._frames = self._socket(zmq.PULL, rcvhwm=spec.queue_size)
+        self._commands = self._socket(zmq.PULL)
+        # bound here: the supervisor's commands wait for each new process. tcp:// (cluster mode) with
+        # CURVE when keys are configured, like every socket a stage on another machine reaches.
+        self.security.bind(self._commands, spec.cmd_endpoint)
+        self._events = self._socket(zmq.PUSH, sndtimeo=2000)
+        self.security.connect(self._events, spec.events_endpoint)
+        self._results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
+        self.security.connect(self._results, spec.results_endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self._frames, zmq.POLLIN)
+        self._poller.register(self._commands, zmq.POLLIN)
+
+    def _socket(self, kind: int, **options: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.linger = 2000  # results still queued at shutdown reach the sink
+        for name, value in options.items():
+            setattr(sock, name, value)
+        return sock
+
+    def wait(self, timeout_ms: int) -> bool:
+        return bool(self._poller.poll(timeout_ms))
+
+    def commands(self) -> list[Command]:
+        return [msg for msg, _ in messages.drain(self._commands)]
+
+    def frames(self, wait_ms: int = 0) -> list[Received]:
+        """A full queue means older frames may still sit in socket buffers behind it: keep taking
+        while ZeroMQ's I/O thread brings more, so the newest one really is the newest."""
+        if not self._frames.poll(wait_ms):
+            return []
+        received = batch = messages.drain(self._frames)
+        while len(batch) >= self.queue_size and self._frames.poll(REFILL_WAIT_MS):
+            batch = messages.drain(self._frames)
+            received = received + batch
+        return received
+
+    def follow(self, endpoint: str) -> None:
+        self.security.connect(self._frames, endpoint)
+
+    def unfollow(self, endpoint: str) -> None:
+        self._frames.disconnect(endpoint)
+
+    def event(self, event: Event, pixels: np.ndarray | None = None, block: bool = True) -> bool:
+        return messages.send(self._events, event, pixels, block=block)
+
+    def result(self, msg: Result | StreamEnd, pixels: np.ndarray | None = None, block: bool = False) -> bool:
+        return messages.send(self._results, msg, pixels, block=block)
+
+    def close(self) -> None:
+        for sock in (self._frames, self._commands, self._events, self._results):
+            sock.close()
+        self.security.close()
+        if self._own_ctx:
+            self.ctx.term()
+
+
+class ZmqSupervisorLink:
+    """`SupervisorLink` over ZeroMQ: PUSH commands (connected, so they wait for a new process that
+    binds), PULL events (bound)."""
+
+    def __init__(self, security: Security, cmd_endpoint: str, events_endpoint: str) -> None:
+        self._commands = security.ctx.socket(zmq.PUSH)
+        self._commands.linger = 0
+        self._commands.sndhwm = 1000
+        security.connect(self._commands, cmd_endpoint)
+        self.pollable = security.ctx.socket(zmq.PULL)
+        self.pollable.linger = 0
+        security.bind(self.pollable, events_endpoint)
+
+    def send(self, command: Command) -> None:
+        messages.send(self._commands, command)
+
+    def events(self) -> list[Received]:
+        return messages.drain(self.pollable)
+
+    def close(self) -> None:
+        self._commands.close()
+        self.pollable.close()
