@@ -103,10 +103,15 @@ class WorkerPool:
         return self._exitcode
 
     def terminate(self) -> None:
+        """SIGTERM to every running stage (it finishes its frames); a worker still waiting for Ray
+        to place it has nothing to finish and is dropped at once."""
         self.stopping = True
         for w in self.workers:
-            if w.process is not None:
+            if w.process is not None and w.running:
                 w.process.terminate()
+            elif w.process is not None:
+                w.process.kill()
+                w.process = None
 
     def join(self, timeout: float | None = None) -> None:
         end = time.monotonic() + (timeout if timeout is not None else math.inf)
@@ -116,6 +121,8 @@ class WorkerPool:
         self.exitcode  # noqa: B018 - settles the code once every worker has ended
 
     def kill(self) -> None:
+        if self._exitcode is not None:
+            return
         for w in self.workers:
             if w.process is not None:
                 w.process.kill()
