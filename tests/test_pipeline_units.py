@@ -65,6 +65,7 @@ def test_example_config_loads_and_unknown_keys_fail(tmp_path):
     ({"streams": (StreamConfig("a", "missing.avi"),)}, "not found"),
     ({"streams": (StreamConfig("a", "{video}", boxes=((1.0, 2.0, 3.0),)),)}, "4 numbers"),
     ({"streams": (StreamConfig("a", "{video}", endpoint="tcp://10.1.2.3:6000"),)}, "needs CURVE keys"),
+    ({"streams": (StreamConfig("a", "{video}", endpoint="tcp://127.0.0.1:*"),)}, "needs a port number, not '\\*'"),
     ({"streams": (StreamConfig("a", "{video}"), StreamConfig("b", "{video}")),
       "outputs": {"video": "out.mp4"}}, "needs '\\{stream\\}'"),
     ({"role": "capture", "streams": (StreamConfig("a", "{video}"),)}, "tcp:// endpoint"),
@@ -77,6 +78,15 @@ def test_config_mistakes_are_user_errors(change, message, synthetic_video):
         change["outputs"] = dataclasses.replace(PipelineConfig().outputs, **change["outputs"])
     with pytest.raises(UserError, match=message):
         check_config(dataclasses.replace(PipelineConfig(), **change))
+
+
+def test_publish_and_control_may_both_bind_any_port(synthetic_video):
+    """Port '*' twice is two free ports, not one address bound twice."""
+    check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:*",
+                                control="tcp://127.0.0.1:*"))
+    with pytest.raises(UserError, match="must all differ"):
+        check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:9",
+                                    control="tcp://127.0.0.1:9"))
 
 
 def test_command_line_overrides_config(synthetic_video):
