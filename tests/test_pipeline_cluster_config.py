@@ -81,6 +81,18 @@ def test_command_line_refusal_is_one_line_and_exit_2(tmp_path, synthetic_video):
     assert out.stderr.strip().splitlines() == [f"siammask: error: {path}: worker: max_streams must be in [1, 256], got 0"]
 
 
+def test_cluster_without_ray_installed_is_a_one_line_refusal(tmp_path, synthetic_video):
+    """Ray made unimportable (a `ray` package that fails to import, first on the path)."""
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('no Ray here', name='ray')\n")
+    path = config_file(tmp_path, {"streams": [{"id": "a", "source": str(synthetic_video)}]})
+    out = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--config", path, "--cluster", "ray"],
+                         capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "siammask: error: --cluster needs Ray (ray is not installed): pip install 'siammask[cluster]'"]
+
+
 def test_stream_added_at_run_time_with_resources_needs_a_cluster():
     cfg = load_config(None)
     with pytest.raises(UserError, match="asks for Ray resources"):
