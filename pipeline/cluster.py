@@ -46,8 +46,9 @@ def disconnect() -> None:
 class RayLauncher:
     """The supervisor's launcher on a cluster: inference workers are Ray actors (WorkerPool); a
     capture with `resources` runs on a node that offers them; the sink and the other captures stay
-    beside the supervisor. Every socket that a stage on another node reaches is a tcp:// endpoint
-    on the driver node's address (loopback for a cluster started here)."""
+    beside the supervisor. Every socket that a stage on another node reaches is a tcp:// endpoint:
+    on loopback when every node of the cluster is on this machine as serve starts (a test cluster,
+    or `--cluster ray`), else on the driver node's address, which needs CURVE keys."""
 
     def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
         self.local = LocalLauncher(run_dir)
