@@ -29,6 +29,7 @@ def readme_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 @needs_weights
 def test_readme_example_tracks_generated_frames(tmp_path, monkeypatch, capsys):
     truth = make_sequence(num_frames=FRAMES, size=SIZE, seed=SEED)

@@ -166,6 +166,7 @@ def test_every_layout_loads_identical_weights(variant, layout, tmp_path, request
     _assert_same_weights(loaded.model, expected)
 
 
+@pytest.mark.slow
 def test_loaded_model_is_in_eval_mode_and_runs(sharp_checkpoint, sharp_ours):
     loaded = load_checkpoint(sharp_checkpoint, variant="sharp")   # the right variant, named
     model = loaded.model

@@ -31,6 +31,7 @@ from siammask.io.results import decode_mask
 from siammask.model import SiamMask
 from siammask.synthetic import make_sequence, write_image_folder
 
+pytestmark = pytest.mark.slow  # every test runs the command as processes (the runs fixture: minutes)
 NUM_FRAMES = 12
 WIDTH, HEIGHT = 160, 120
 RECORD_KEYS = {"frame", "box", "polygon", "score", "lost", "mask", "target"}

@@ -19,6 +19,7 @@ needs_weights = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shi
 FRAMES = 60
 
 
+@pytest.mark.slow
 @needs_weights
 def test_demo_tracks_the_generated_object(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "siammask.cli", "demo", "--out", str(tmp_path), "--frames",

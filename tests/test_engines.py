@@ -45,6 +45,7 @@ def _engine_outputs(engine, feeds) -> dict[str, np.ndarray]:
     return {"cls": heads.cls, "loc": heads.loc, "mask": mask}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_onnxruntime_engine_matches_torch_engine(export_dirs, variant):
     feeds = random_feeds(random_model(variant), batch=2, seed=7)
@@ -61,6 +62,7 @@ def test_graph_engines_of_the_engines_layer_refuse_a_loaded_model_in_one_line():
             registry.build_engine(name, random_model("lite"))
 
 
+@pytest.mark.slow
 def test_onnxruntime_engine_from_a_loaded_model_and_a_batch_of_targets():
     """export.runtime.build_engine with a model exports on the fly; three targets are one batch, and slicing and
     joining template features keeps them apart."""
@@ -91,6 +93,7 @@ def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
         build_engine("torch", model, precision="int8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["lite", "nano"])
 def test_torch_compile_matches_eager_at_every_position_it_is_given(variant):
     """The compiled engine (inductor, frozen weights) against eager fp32 on a batch of two targets;
@@ -168,6 +171,7 @@ def _track_argv(folder, weights, *extra):
     return ["track", str(folder), "--box", "60,40,30,30", "--weights", str(weights), "--quiet", *extra]
 
 
+@pytest.mark.slow
 def test_corrupt_graph_is_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
     folder = tmp_path / "corrupt"
     shutil.copytree(export_dirs["base"], folder, symlinks=False)
@@ -181,6 +185,7 @@ def test_corrupt_graph_is_one_line(tmp_path, capsys, export_dirs, synthetic_fold
         OnnxRuntimeEngine(folder)
 
 
+@pytest.mark.slow
 def test_mismatched_graphs_are_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
     err = _one_line_error(capsys, _track_argv(synthetic_folder, export_dirs["base"], "--engine", "onnxruntime",
                                               "--variant", "sharp"))
@@ -195,6 +200,7 @@ def test_mismatched_graphs_are_one_line(tmp_path, capsys, export_dirs, synthetic
         OnnxRuntimeEngine(export_dirs["base"], precision="int8")
 
 
+@pytest.mark.slow
 def test_missing_file_sidecar_or_engine_are_one_line(tmp_path, capsys, export_dirs, synthetic_folder):
     missing = _copy_export(export_dirs["base"], tmp_path / "missing")
     (missing / "search.onnx").unlink()
@@ -236,6 +242,7 @@ def _torch_run(weights, frames):
     return results
 
 
+@pytest.mark.slow
 @needs_reference
 @pytest.mark.reference
 def test_cli_onnxruntime_reproduces_the_torch_run_on_tennis(tennis, tmp_path):
@@ -254,6 +261,7 @@ def test_cli_onnxruntime_reproduces_the_torch_run_on_tennis(tennis, tmp_path):
         assert jaccard(decode_mask(line["mask"]), res.mask) >= 0.99, line["frame"]
 
 
+@pytest.mark.slow
 @needs_reference
 @pytest.mark.reference
 def test_torch_bf16_masks_on_tennis(tennis):

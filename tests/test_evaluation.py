@@ -354,6 +354,7 @@ def test_ytbvos_loader_rejects_an_object_without_its_first_annotation(tmp_path):
         load_ytbvos(tmp_path)
 
 
+@pytest.mark.slow
 def test_vos_protocol_starts_late_objects_and_scores_each(tmp_path, sharp_checkpoint):
     from siammask.checkpoint import load_checkpoint
     from siammask.config import load_hp
@@ -418,6 +419,7 @@ def _is_png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_eval_otb_end_to_end_and_resume(tmp_path, sharp_checkpoint, capsys):
     root, out = tmp_path / "otb", tmp_path / "out"
     small = make_sequence(num_frames=4, size=(96, 72), seed=7)
@@ -457,6 +459,7 @@ def test_eval_otb_end_to_end_and_resume(tmp_path, sharp_checkpoint, capsys):
     assert "other settings (weights_sha256)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_davis_end_to_end_with_two_objects(tmp_path, sharp_checkpoint):
     root, out = tmp_path / "davis", tmp_path / "out"
     _davis(root, "2017", objects=2, names=("a",), frames=5)

@@ -61,6 +61,7 @@ def test_gather_crop_equals_slicing(channels, hw, pad, step, size):
     assert torch.equal(crop_at(feature, pad, step, size, pos), _sliced_crop(feature, pad, step, size, pos))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_onnx_graphs_match_the_model(export_dirs, variant):
     """ONNX Runtime on the exported graphs against the model's own template/track/mask_logits, on
@@ -83,6 +84,7 @@ def test_onnx_graphs_match_the_model(export_dirs, variant):
             assert got[0].shape[0] == batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sidecar_describes_the_export(export_dirs, variant):
     folder = export_dirs[variant]
@@ -99,6 +101,7 @@ def test_sidecar_describes_the_export(export_dirs, variant):
     assert read_sidecar(folder, backend="onnx").variant == variant
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_graphs_pass_checker_and_use_only_tensorrt_ops(export_dirs, variant):
     for file in FILES.values():
@@ -138,6 +141,7 @@ def test_verification_fails_loudly_beyond_tolerance():
         check_outputs("search.onnx", {"cls": ref["cls"] * np.nan}, ref, 1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_reduced_precision_exports_are_verified(tmp_path, precision):
     """fp16 (converted graphs) and int8 (QDQ, calibrated on synthetic tracker crops), on the small
@@ -174,6 +178,7 @@ def test_tensorrt_build_matches_onnxruntime(tmp_path):
     assert info.backend == "tensorrt" and "tensorrt-fp32" in info.verification
 
 
+@pytest.mark.slow
 def test_cli_export_writes_a_directory_the_tracker_reads(tmp_path, capsys, synthetic_folder, synthetic_frames):
     """`siammask export` then `siammask track --engine onnxruntime --weights DIR` on the lite model."""
     from siammask.checkpoint import save_checkpoint

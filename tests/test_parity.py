@@ -23,7 +23,7 @@ from siammask.tracker import TargetState, Tracker
 
 from reference import REFERENCE, TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
 
-pytestmark = [needs_reference, pytest.mark.reference]
+pytestmark = [needs_reference, pytest.mark.reference, pytest.mark.slow]
 
 RUNS = {"sharp_davis": ("sharp", "davis"), "sharp_vot": ("sharp", "vot"), "base": ("base", "base")}
 

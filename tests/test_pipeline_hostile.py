@@ -278,6 +278,7 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
 
 # --- serve's own command line ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("box, message", [
     ("500,500,10,10", "box 500,500,10,10 lies outside the 160x120 frame"),
     ("10,10,0.01,0.01", "box '10,10,0.01,0.01' is smaller than 2 px on a side"),

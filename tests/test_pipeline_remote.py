@@ -38,6 +38,7 @@ def keys(tmp_path_factory) -> CurveConfig:
     return CurveConfig(str(out / "server.key_secret"), str(out / "client.key_secret"), str(out / "authorized"))
 
 
+@pytest.mark.slow
 def test_public_endpoint_without_keys_is_refused(tmp_path, synthetic_video):
     done = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video),
                            "--box", "1,1,20,20", "--publish", "tcp://0.0.0.0:*"],

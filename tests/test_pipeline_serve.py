@@ -92,6 +92,8 @@ def test_one_message_per_processed_frame(served):
 
 
 def test_metrics_and_summary_line(served):
+    # the counters below hold once a published message has reported a drop at the inference stage
+    collect(served, 0, until=lambda m: m["stream"] == "a" and m["dropped"]["inference"] > 0)
     metrics = served.metrics()
     assert metrics['siammask_frames_total{stage="publish",stream="a"}'] > 0
     assert metrics['siammask_dropped_frames_total{stage="inference",stream="a"}'] > 0

@@ -127,6 +127,7 @@ def test_pairs_are_reproducible_and_consistent(tiny_set):
     assert not np.array_equal(data[3]["search"], a["search"])
 
 
+@pytest.mark.slow
 def test_a_few_iterations_lower_every_loss(tiny_set):
     cfg = _config(tiny_set)
     data = PairDataset(list(cfg.datasets), load_hp("davis"), SIAMMASK_GEOMETRY, 8, seed=1, negative=0.0)
@@ -145,6 +146,7 @@ def test_a_few_iterations_lower_every_loss(tiny_set):
         assert history[-1][part] < 0.8 * history[0][part], part
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_same_next_loss(tiny_set, tmp_path):
     cfg = _config(tiny_set)
     full = tmp_path / "full"
@@ -162,6 +164,7 @@ def test_resume_reproduces_the_same_next_loss(tiny_set, tmp_path):
     assert final["variant"] == "lite" and final["config"]["hp"] == "davis"
 
 
+@pytest.mark.slow
 def test_changed_config_refuses_to_resume(tiny_set, tmp_path):
     cfg = _config(tiny_set)
     train(cfg, tmp_path, log=lambda *_: None, budget=Budget(iterations=1))
@@ -170,6 +173,7 @@ def test_changed_config_refuses_to_resume(tiny_set, tmp_path):
     shutil.rmtree(tmp_path)
 
 
+@pytest.mark.slow
 def test_init_weights_start_both_stages(tiny_set, tmp_path):
     """init: the base stage starts from the file's weights (its refine module left aside), the
     refine stage from the base result plus the file's refine module; a file of another model is
