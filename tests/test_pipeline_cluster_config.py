@@ -72,6 +72,7 @@ def test_addresses_that_join_a_cluster_pass(tmp_path):
         check_config(load_config(config_file(tmp_path, {"cluster": address})))
 
 
+@pytest.mark.slow  # starts a process
 def test_command_line_refusal_is_one_line_and_exit_2(tmp_path, synthetic_video):
     path = config_file(tmp_path, {"streams": [{"id": "a", "source": str(synthetic_video)}],
                                   "worker": {"max_streams": 0}})
@@ -81,6 +82,7 @@ def test_command_line_refusal_is_one_line_and_exit_2(tmp_path, synthetic_video):
     assert out.stderr.strip().splitlines() == [f"siammask: error: {path}: worker: max_streams must be in [1, 256], got 0"]
 
 
+@pytest.mark.slow  # starts a process
 def test_cluster_without_ray_installed_is_a_one_line_refusal(tmp_path, synthetic_video):
     """Ray made unimportable (a `ray` package that fails to import, first on the path)."""
     (tmp_path / "ray").mkdir()
@@ -99,6 +101,7 @@ def test_stream_added_at_run_time_with_resources_needs_a_cluster():
         check_config(type(cfg)(streams=(StreamConfig("a", "0", resources={"camhost1": 1.0}),)))
 
 
+@pytest.mark.slow  # starts a process
 def test_without_cluster_ray_is_never_imported():
     """Every installed module except the three of cluster mode imports without Ray (so `serve`,
     `track` and the rest never load it); only serve's cluster branch reaches those three."""
