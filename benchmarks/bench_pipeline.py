@@ -52,10 +52,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_mjpeg(frames, path: Path) -> Path:
+def write_mjpeg(frames, path: Path, size: tuple[int, int] = SIZE) -> Path:
     """MJPEG, as cameras send it: decoding costs about 2 ms a 720p frame here (lossless FFV1: about 45 ms,
     which would make every capture process slower than the tracker)."""
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     for frame in frames:
         writer.write(frame.image)

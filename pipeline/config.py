@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from siammask.config import check_ranges, from_dict, load_yaml, ranged
+from siammask.config import Range, check_ranges, from_dict, load_yaml, ranged
 from siammask.errors import UserError
 from siammask.io.results import VideoWriter
 from siammask.io.sources import first_frame_size
@@ -29,6 +30,9 @@ class StreamConfig:
     endpoint: str | None = None        # where the capture process binds (default: private ipc); tcp:// for
                                        # inference on another host
     remote: bool = False               # frames come from `siammask serve --role capture` at `endpoint`
+    resources: dict[str, float] = field(default_factory=dict, metadata={"range": Range(0.0, 1e6, lo_open=True)})
+                                       # cluster mode: Ray custom resources the capture needs ({camhost1: 1}
+                                       # runs it on the node started with that resource)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,16 @@ class CurveConfig:
 
 
 @dataclass(frozen=True)
+class WorkerConfig:
+    """Cluster mode: what each inference worker (a Ray actor) asks of its node, and how many streams
+    it holds; serve starts as many workers as its streams need."""
+
+    num_cpus: float = ranged(0.0, 1024.0, 1.0)
+    num_gpus: float = ranged(0.0, 64.0, 0.0)
+    max_streams: int = ranged(1, 256, 8)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything `siammask serve` runs; see configs/pipeline/example.yaml."""
 
@@ -83,6 +97,9 @@ class PipelineConfig:
     log_interval_s: float = ranged(0.0, 86400.0, 10.0)  # one summary line per interval; 0: off
     inference_delay_ms: float = ranged(0.0, 10000.0, 0.0)  # testing: make the inference stage this much
                                                            # slower per batch
+    cluster: str | None = None              # ray: start a local Ray cluster; HOST:PORT, ray://HOST:PORT or auto:
+                                            # join one (see pipeline/README.md); null: plain processes
+    worker: WorkerConfig = WorkerConfig()   # cluster mode only
 
 
 ROLES = ("all", "capture")
@@ -108,7 +125,7 @@ def apply_cli(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in (("jsonl", args.json), ("video", args.output))
                                                   if v is not None})
     top = {k: getattr(args, k) for k in ("publish", "control", "metrics_port", "preview_port", "role",
-                                         "inference_delay_ms") if getattr(args, k) is not None}
+                                         "inference_delay_ms", "cluster") if getattr(args, k, None) is not None}
     streams = cfg.streams
     if args.source is not None:
         streams = (StreamConfig(id=args.stream_id, source=args.source, boxes=tuple(args.box or ()),
@@ -123,6 +140,7 @@ def check_config(cfg: PipelineConfig) -> None:
     check_ranges(cfg)  # command-line values never went through from_dict
     if cfg.role not in ROLES:
         raise UserError(f"role '{cfg.role}' is not one of {', '.join(ROLES)}")
+    check_cluster(cfg)
     if len(cfg.streams) > cfg.max_streams:
         raise UserError(f"{len(cfg.streams)} streams but max_streams is {cfg.max_streams}; raise max_streams")
     ids = [s.id for s in cfg.streams]
@@ -153,6 +171,20 @@ def check_config(cfg: PipelineConfig) -> None:
             raise UserError(f"curve.authorized_keys '{cfg.curve.authorized_keys}' is not a folder of public keys")
 
 
+def check_cluster(cfg: PipelineConfig) -> None:
+    """The cluster address, and the settings that only mean something on a cluster."""
+    if cfg.cluster is None:
+        if cfg.worker != WorkerConfig():
+            raise UserError("worker: is for cluster mode; add --cluster ray (or cluster: in the config)")
+        return
+    address = re.fullmatch(r"(?:ray://)?[A-Za-z0-9.-]+:(\d{1,5})", cfg.cluster)
+    if cfg.cluster not in ("ray", "auto") and not (address and 0 < int(address.group(1)) < 65536):
+        raise UserError(f"cluster '{cfg.cluster}' is not 'ray' (start one here), 'auto', HOST:PORT or "
+                        "ray://HOST:PORT")
+    if cfg.role != "all":
+        raise UserError("role capture runs no inference; a cluster is for the serve that does (role all)")
+
+
 def check_outputs(outputs: OutputsConfig, stream_ids: list[str]) -> None:
     """Output paths fail here, not in the sink process after the streams have started."""
     if outputs.jsonl and not Path(outputs.jsonl).parent.is_dir():
@@ -170,6 +202,15 @@ def check_stream(stream: StreamConfig, cfg: PipelineConfig) -> None:
     if not stream.id or "/" in stream.id or len(stream.id) > MAX_ID_CHARS or not stream.id.isprintable():
         raise UserError(f"stream id {stream.id[:MAX_ID_CHARS]!r} must be 1 to {MAX_ID_CHARS} printable characters "
                         "without '/'")
+    if stream.resources and cfg.cluster is None:
+        raise UserError(f"stream '{stream.id}' asks for Ray resources; they need --cluster ray (or cluster: in the "
+                        "config)")
+    if stream.remote and cfg.cluster is not None:
+        raise UserError(f"stream '{stream.id}' is a remote capture; in cluster mode pin its capture to the camera's "
+                        "host with resources: instead")
+    if stream.endpoint and cfg.cluster is not None:
+        raise UserError(f"stream '{stream.id}' has an endpoint; in cluster mode serve binds each capture on its "
+                        "node's address itself")
     if stream.remote:
         if not stream.endpoint:
             raise UserError(f"stream '{stream.id}' is remote but has no endpoint to connect to")

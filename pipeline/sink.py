@@ -123,7 +123,7 @@ class Sink:
         stack.callback(self.security.close)
         self.results = self.ctx.socket(zmq.PULL)
         self.results.rcvhwm = spec.queue_size  # the inference side holds a full batch more
-        self.results.bind(spec.results_endpoint)
+        self.security.bind(self.results, spec.results_endpoint)  # tcp with CURVE in cluster mode
         stack.callback(self.results.close, linger=0)
         self.publish = self.ctx.socket(zmq.XPUB)
         self.publish.sndhwm = spec.queue_size + spec.batch

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import logging
 import multiprocessing
 import signal
 import time
@@ -23,17 +22,17 @@ from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
-from siammask.logs import LOGGER
 
-from .capture import ENDED, FAILED, STALLED, CaptureSpec, run_capture
+from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir, bound_endpoint
-from .inference import InferenceSpec, StageSpec, TargetSeed, run_inference
+from .inference import InferenceSpec, StageSpec, TargetSeed
+from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
 from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
                        TargetAdded, TargetFailed)
 from .metrics import RESTARTS, SummaryLine, registry
-from .process import Backoff, log, stage_main
+from .process import Backoff, log
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
 from .transport import LinkSpec, SupervisorLink, ZmqSupervisorLink
@@ -71,8 +70,8 @@ class Child:
     """A stage process and when to start it again."""
 
     stage: str                                # capture, inference or sink (the metrics label)
-    start: Callable[[], multiprocessing.Process]
-    process: multiprocessing.Process | None = None
+    start: Callable[[], StageProcess]
+    process: StageProcess | None = None
     started: float = 0.0
     restart_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
@@ -92,8 +91,9 @@ class PendingRequest:
 
 
 class Supervisor:
-    def __init__(self, cfg: PipelineConfig, run_dir: RunDir) -> None:
+    def __init__(self, cfg: PipelineConfig, run_dir: RunDir, launcher: Launcher | None = None) -> None:
         self.cfg, self.run_dir = cfg, run_dir
+        self.launcher = launcher or LocalLauncher(run_dir)
         self.mp = multiprocessing.get_context("spawn")
         self.ctx = zmq.Context()
         self.security = Security(self.ctx, load_keys(cfg.curve) if cfg.curve else None)
@@ -109,9 +109,9 @@ class Supervisor:
         self.ready = False                    # the current inference process has loaded its model
         self.stopping = False
         self.exit_code = 0
-        self.cmd_endpoint = run_dir.endpoint("commands")
-        self.events_endpoint = run_dir.endpoint("events")
-        self.results_endpoint = run_dir.endpoint("results")
+        self.cmd_endpoint = self.launcher.endpoint("commands")
+        self.events_endpoint = self.launcher.endpoint("events")
+        self.results_endpoint = self.launcher.endpoint("results")
         self.control: zmq.Socket | None = None
         self.link: SupervisorLink | None = None
         self._on_event_type = {Ready: self._on_ready, Boxes: self._on_boxes, TargetAdded: self._on_target_added,
@@ -152,7 +152,7 @@ class Supervisor:
         self.control.maxmsgsize = MAX_REQUEST_BYTES  # ZeroMQ drops a peer that sends more
         self.security.bind(self.control, self.cfg.control)
         log("supervisor", f"control on {bound_endpoint(self.control)}")
-        self.link = ZmqSupervisorLink(self.ctx, self.cmd_endpoint, self.events_endpoint)
+        self.link = ZmqSupervisorLink(self.security, self.cmd_endpoint, self.events_endpoint)
         self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames,
                                                                   self.publish_port))
         self.children["inference"] = Child("inference", self._spawn_inference)
@@ -179,7 +179,7 @@ class Supervisor:
                     self._on_control(self.control.recv_multipart())
             if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
                 for event, pixels in self.link.events():
-                    if event.generation == self.generation:  # else from a process since replaced
+                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
                         self._on_event_type[type(event)](event, pixels)
             self._watch_children()
             self._expire_requests()
@@ -194,16 +194,13 @@ class Supervisor:
 
     # --- stage processes ------------------------------------------------------------------------
 
-    def _spawn(self, target: Callable, *args: Any) -> multiprocessing.Process:
-        level = logging.getLogger(LOGGER).getEffectiveLevel()
-        process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
-        process.start()
-        return process
+    def _spawn(self, target: Callable, *args: Any) -> StageProcess:
+        return self.launcher.spawn(target, args)
 
-    def _spawn_inference(self) -> multiprocessing.Process:
+    def _spawn_inference(self) -> StageProcess:
         self.generation += 1
         self.ready = False
-        return self._spawn(run_inference, self._inference_spec())
+        return self.launcher.inference(self._inference_spec)
 
     def _start(self, child: Child) -> None:
         child.process, child.started, child.restart_at = child.start(), time.monotonic(), None
@@ -215,10 +212,16 @@ class Supervisor:
         spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
                            self.cfg.read_timeout_s, self.cfg.curve)
         runs = itertools.count()
-        child = Child("capture", lambda: self._spawn(run_capture, dataclasses.replace(spec, run=next(runs)),
-                                                     rec.counter, rec.hold))
+        child = Child("capture", lambda: self._spawn_capture(rec, dataclasses.replace(spec, run=next(runs))))
         self.children[_capture(stream_id)] = child
         self._start(child)
+
+    def _spawn_capture(self, rec: StreamRecord, spec: CaptureSpec) -> StageProcess:
+        """Frame ids go on from the last one published: a capture on another node (cluster mode)
+        cannot share the counter, so it starts from the sink's last frame of the stream."""
+        if self.last_frames[2 * rec.slot] == rec.registration:
+            rec.counter.value = max(rec.counter.value, self.last_frames[2 * rec.slot + 1] + 1)
+        return self.launcher.spawn_capture(spec, rec.counter, rec.hold)
 
     def _watch_children(self) -> None:
         now = time.monotonic()
@@ -230,7 +233,8 @@ class Supervisor:
             code = child.process.exitcode
             if code is None:
                 continue
-            mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
+            if child.process.pid is not None:
+                mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
             child.process = None
             if child.stage == "capture":
                 self._capture_exited(name, child, code, now)
@@ -272,7 +276,7 @@ class Supervisor:
         streams = tuple(self._add_stream_command(sid) for sid in self.streams)
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid, rec in self.streams.items() for tid, t in rec.targets.items())
-        stage = StageSpec(streams, seeds, self.generation, bool(cfg.outputs.video or cfg.preview_port),
+        stage = StageSpec(streams, seeds, self.generation * GENERATION_SPAN, bool(cfg.outputs.video or cfg.preview_port),
                           cfg.inference_delay_ms)
         link = LinkSpec(self.cmd_endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
                         cfg.queue_size + cfg.max_streams, cfg.curve)
@@ -306,6 +310,7 @@ class Supervisor:
             self.link.close()
         self.security.close()
         self.ctx.term()
+        self.launcher.close()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -314,7 +319,7 @@ class Supervisor:
     # --- registry -------------------------------------------------------------------------------
 
     def _register(self, stream: StreamConfig) -> StreamRecord:
-        endpoint = stream.endpoint or self.run_dir.endpoint("frames")
+        endpoint = self.launcher.frames_endpoint(stream)
         slot = min(set(range(self.cfg.max_streams)) - {r.slot for r in self.streams.values()})
         rec = StreamRecord(stream, endpoint, self.mp.Value("q", 0, lock=False), self.mp.Value("b", 0, lock=False),
                            {i: tuple(b) for i, b in enumerate(stream.boxes)}, slot, next(self.registrations),
@@ -327,7 +332,7 @@ class Supervisor:
         False when no inference process is running to take it now."""
         if self.children["inference"].process is None:
             return False
-        self.link.send(dataclasses.replace(cmd, generation=self.generation))
+        self.link.send(dataclasses.replace(cmd, generation=self.generation * GENERATION_SPAN))
         return True
 
     # --- events from the inference stage ---------------------------------------------------------
@@ -409,10 +414,16 @@ class Supervisor:
     def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:
         streams = [{"id": sid, "source": rec.config.source, "endpoint": rec.endpoint, "state": rec.state,
                     "paused": rec.paused, "pending": sorted(rec.pending),
-                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())]}
+                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())],
+                    **self.launcher.placement(sid, self._process(_capture(sid)))}
                    for sid, rec in self.streams.items()]
-        processes = {name: c.process.pid for name, c in self.children.items() if c.process is not None}
+        processes = {name: c.process.pid for name, c in self.children.items()
+                     if c.process is not None and c.process.pid is not None}
         return {"ok": True, "streams": streams, "processes": processes}
+
+    def _process(self, name: str) -> StageProcess | None:
+        child = self.children.get(name)
+        return child.process if child else None
 
     def _cmd_pause(self, envelope: list[bytes], stream: str) -> dict[str, Any] | None:
         return self._set_paused(envelope, stream, True)
@@ -425,6 +436,9 @@ class Supervisor:
         processed. Without a running stage the answer is immediate (the next one starts paused)."""
         rec = self._stream(stream)
         rec.paused, rec.hold.value = paused, paused
+        capture = self._process(_capture(stream))
+        if capture is not None:
+            self.launcher.shared_changed(capture, rec.hold)
         reply = {"ok": True, "stream": stream, "paused": paused}
         req = next(self.request_ids)
         if not self._send_command(SetPaused(stream=stream, paused=paused, req=req)):
@@ -474,6 +488,7 @@ class Supervisor:
         if child and child.process is not None:
             _stop(child.process)
         del self.streams[stream]
+        self.launcher.forget(stream)
         self._send_command(RemoveStream(stream=stream))
         return {"ok": True, "stream": stream}
 
@@ -483,7 +498,7 @@ def _capture(stream_id: str) -> str:
     return f"capture {stream_id}"
 
 
-def _stop(process: multiprocessing.Process) -> None:
+def _stop(process: StageProcess) -> None:
     """SIGTERM, then SIGKILL for a process that does not end in time."""
     process.terminate()
     process.join(STOP_TIMEOUT_S)

@@ -89,11 +89,13 @@ class ZmqStageLink:
         self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
         self._frames = self._socket(zmq.PULL, rcvhwm=spec.queue_size)
         self._commands = self._socket(zmq.PULL)
-        self._commands.bind(spec.cmd_endpoint)  # bound here: the supervisor's commands wait for each new process
+        # bound here: the supervisor's commands wait for each new process. tcp:// (cluster mode) with
+        # CURVE when keys are configured, like every socket a stage on another machine reaches.
+        self.security.bind(self._commands, spec.cmd_endpoint)
         self._events = self._socket(zmq.PUSH, sndtimeo=2000)
-        self._events.connect(spec.events_endpoint)
+        self.security.connect(self._events, spec.events_endpoint)
         self._results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
-        self._results.connect(spec.results_endpoint)
+        self.security.connect(self._results, spec.results_endpoint)
         self._poller = zmq.Poller()
         self._poller.register(self._frames, zmq.POLLIN)
         self._poller.register(self._commands, zmq.POLLIN)
@@ -146,14 +148,14 @@ class ZmqSupervisorLink:
     """`SupervisorLink` over ZeroMQ: PUSH commands (connected, so they wait for a new process that
     binds), PULL events (bound)."""
 
-    def __init__(self, ctx: zmq.Context, cmd_endpoint: str, events_endpoint: str) -> None:
-        self._commands = ctx.socket(zmq.PUSH)
+    def __init__(self, security: Security, cmd_endpoint: str, events_endpoint: str) -> None:
+        self._commands = security.ctx.socket(zmq.PUSH)
         self._commands.linger = 0
         self._commands.sndhwm = 1000
-        self._commands.connect(cmd_endpoint)
-        self.pollable = ctx.socket(zmq.PULL)
+        security.connect(self._commands, cmd_endpoint)
+        self.pollable = security.ctx.socket(zmq.PULL)
         self.pollable.linger = 0
-        self.pollable.bind(events_endpoint)
+        security.bind(self.pollable, events_endpoint)
 
     def send(self, command: Command) -> None:
         messages.send(self._commands, command)

@@ -37,6 +37,10 @@ class Range:
     items: tuple[int, int] | None = None   # a tuple field: how many items it may have
 
     def check(self, value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self.check(item, f"{where}.{key}")
+            return
         if isinstance(value, tuple):
             if self.items and not self.items[0] <= len(value) <= self.items[1]:
                 raise UserError(f"{where} must have {self.items[0]} to {self.items[1]} values, got {len(value)}")
@@ -85,6 +89,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             raise UserError(f"{where}: expected a list, got {value!r}")
         inner = typing.get_args(kind)[0]
         return tuple(_coerce(v, inner, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        key_kind, value_kind = typing.get_args(kind)
+        return {_coerce(k, key_kind, f"{where} key"): _coerce(v, value_kind, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
@@ -116,8 +125,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()}  # errors name their key already
     try:
-        obj = cls(**{k: _coerce(v, hints[k], f"{where}: {k}") for k, v in data.items()})
+        obj = cls(**values)
     except TypeError as exc:
         raise UserError(f"{where}: {exc}") from None
     except UserError as exc:  # a check across fields (__post_init__)

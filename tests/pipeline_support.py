@@ -75,11 +75,17 @@ def survivors(processes: dict[int, str], grace_s: float = 5.0) -> list[str]:
     while True:
         left = [p for p, start in processes.items() if (s := _stat(p)) and s[19] == start and s[0] != "Z"]
         if not left or time.monotonic() > end:
-            return [f"{p}: {_cmdline(p)}" for p in left]
+            return [f"{p}: {cmdline(p)}" for p in left]
         time.sleep(0.1)
 
 
-def _cmdline(pid: int) -> str:
+def processes_naming(text: str) -> dict[int, str]:
+    """Every live process whose command line contains `text`, with its start time."""
+    stats = {int(e.name): _stat(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit()}
+    return {p: s[19] for p, s in stats.items() if s and text in cmdline(p)}
+
+
+def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:

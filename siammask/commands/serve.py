@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
+from ..errors import UserError
 from .common import add_model_options
 from .track import parse_box
+
+if TYPE_CHECKING:  # the pipeline is imported when serve runs, not when the CLI starts
+    from siammask.pipeline.config import PipelineConfig
+    from siammask.pipeline.endpoints import RunDir
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,9 +27,26 @@ def run(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
         from siammask.pipeline.supervisor import Supervisor
 
-        return Supervisor(cfg, run_dir).run()
+        if cfg.cluster is None:
+            return Supervisor(cfg, run_dir).run()
+        return _run_on_cluster(cfg, run_dir)
     finally:
         run_dir.remove()
+
+
+def _run_on_cluster(cfg: PipelineConfig, run_dir: RunDir) -> int:
+    """The same supervisor, its stages placed by Ray; a cluster started here stops with serve."""
+    try:
+        from siammask.pipeline import cluster
+    except ImportError as exc:
+        raise UserError(f"--cluster needs Ray ({exc.name} is not installed): pip install 'siammask[cluster]'") from None
+    address = cluster.connect(cfg.cluster)
+    try:
+        from siammask.pipeline.supervisor import Supervisor
+
+        return Supervisor(cfg, run_dir, cluster.RayLauncher(run_dir, cfg, address)).run()
+    finally:
+        cluster.disconnect()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="annotated video ('{stream}' in the name for several streams)")
     p.add_argument("--role", choices=["all", "capture"], help="capture: run only the capture processes, for "
                                                               "inference on another host")
+    p.add_argument("--cluster", help="run on Ray: 'ray' starts a cluster on this machine, HOST:PORT, "
+                   "ray://HOST:PORT or 'auto' joins one (pip install 'siammask[cluster]')")
     p.add_argument("--threads", type=int, help="torch threads in the inference process")
     p.add_argument("--inference-delay-ms", type=float, help=argparse.SUPPRESS)  # tests: a slow stage
     add_model_options(p)

@@ -1,0 +1,116 @@
+"""Cluster mode (`siammask serve --cluster`): start or join a Ray cluster, and the launcher that
+puts the supervisor's stages on its nodes. Only cluster mode imports this module, and with it Ray."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from siammask.errors import UserError
+
+from .capture import CaptureSpec, run_capture
+from .config import PipelineConfig, StreamConfig
+from .endpoints import RunDir, check_bind_endpoint
+from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
+from .launch import LocalLauncher, StageProcess
+from .workers import WorkerPool
+
+LOCAL_OBJECT_STORE_BYTES = 100 * 2**20   # serve sends frames over ZeroMQ, not through Ray's object store
+PLACE_TIMEOUT_S = 30.0                   # a pinned capture's node must be found in this time
+PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # thread limits the stages get on every node
+
+
+def connect(address: str) -> str:
+    """Start a Ray cluster on this machine ('ray') or join one; the driver node's address, where the
+    supervisor binds the sockets that stages on other nodes connect to."""
+    try:
+        if address == "ray":
+            ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot start or join the Ray cluster '{address}': {str(exc).splitlines()[0]}") from None
+    return node_address(ray.get_runtime_context().get_node_id())
+
+
+def disconnect() -> None:
+    """Leave the cluster; a cluster this serve started stops with it."""
+    ray.shutdown()
+
+
+class RayLauncher:
+    """The supervisor's launcher on a cluster: inference workers are Ray actors (WorkerPool); a
+    capture with `resources` runs on a node that offers them; the sink and the other captures stay
+    beside the supervisor. Every socket that a stage on another node reaches is a tcp:// endpoint:
+    on loopback when every node of the cluster is on this machine as serve starts (a test cluster,
+    or `--cluster ray`), else on the driver node's address, which needs CURVE keys."""
+
+    def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
+        self.local = LocalLauncher(run_dir)
+        self.cfg, self.driver_address = cfg, address
+        one_machine = all(n["NodeManagerAddress"] == address for n in ray.nodes() if n["Alive"])
+        self.address = LOOPBACK if one_machine else address
+        check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
+        self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+        self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
+        self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
+        self.pool: WorkerPool | None = None
+
+    def endpoint(self, name: str) -> str:
+        with socket.socket() as s:
+            s.bind((self.address, 0))
+            return f"tcp://{self.address}:{s.getsockname()[1]}"
+
+    def frames_endpoint(self, stream: StreamConfig) -> str:
+        """A pinned capture's host is placed now (its endpoint is on that node) and kept for the
+        stream's life: its camera is there."""
+        if not stream.resources:
+            return self.endpoint("frames")
+        host = RayProcess(Placement(resources=stream.resources), self.env)
+        try:
+            endpoint = ray.get(host.host.free_endpoint.remote(self.driver_address), timeout=PLACE_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(host.host)
+            raise UserError(f"stream '{stream.id}': no node of the cluster offers resources {stream.resources} "
+                            f"(waited {PLACE_TIMEOUT_S:g} s); start one with ray start --resources") from None
+        self.pinned[stream.id] = host
+        return endpoint
+
+    def spawn(self, target: Callable[..., None], args: tuple) -> StageProcess:
+        return self.local.spawn(target, args)
+
+    def spawn_capture(self, spec: CaptureSpec, counter: Any, hold: Any) -> StageProcess:
+        host = self.pinned.get(spec.stream.id)
+        if host is None:
+            return self.local.spawn_capture(spec, counter, hold)
+        process = self.pinned[spec.stream.id] = host.next_on_host()
+        process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
+        return process
+
+    def inference(self, spec: Callable[[], Any]) -> StageProcess:
+        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address)
+        return self.pool
+
+    def shared_changed(self, process: StageProcess, hold: Any) -> None:
+        if isinstance(process, RayProcess):
+            process.set_value("hold", hold.value)
+
+    def placement(self, stream: str, capture: StageProcess | None) -> dict[str, Any]:
+        where = self.pool.placement(stream) if self.pool else {"worker": None, "node": None}
+        if isinstance(capture, RayProcess):
+            where["capture_node"] = (capture.where() or {}).get("node")
+        return where
+
+    def forget(self, stream: str) -> None:
+        host = self.pinned.pop(stream, None)
+        if host is not None:
+            ray.kill(host.host)
+
+    def close(self) -> None:
+        for stream in list(self.pinned):
+            self.forget(stream)

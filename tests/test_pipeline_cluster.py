@@ -1,0 +1,94 @@
+"""`siammask serve --cluster` joined to a real Ray cluster of three nodes on this machine (a head
+without CPUs, where serve's driver runs and stream 'a's camera is, and two worker nodes of one CPU
+each): where streams and captures are placed, a pinned capture's pause, a new worker for an added
+stream, a killed worker. One serve runs these tests; none leaves an effect another depends on.
+Node removal and Ctrl-C need clusters of their own: tests/test_pipeline_cluster_failover.py.
+
+The lite model has random weights: tracking quality means nothing here; placement, ids and
+resumption do."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from cluster_support import placement, ray_cluster, resumed_after, serve_config, serving_all, stream
+from pipeline_support import START_TIMEOUT_S, Subscriber, collect
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster(head_resources={"camhost1": 1}) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, synthetic_video, lite, cluster):
+    """The serve, and where its streams were first placed (later tests may move them)."""
+    config = serve_config([stream("a", synthetic_video, resources={"camhost1": 1}), stream("b", synthetic_video)],
+                          lite, cluster=cluster[0].address)
+    with serving_all(tmp_path_factory.mktemp("cluster"), config) as serve:
+        yield serve, placement(serve)
+
+
+def test_streams_spread_over_both_worker_nodes(served, cluster):
+    serve, first = served
+    c, workers = cluster
+    assert {first["a"]["worker"], first["b"]["worker"]} == {"inference 0", "inference 1"}
+    assert {first["a"]["node"], first["b"]["node"]} == {n.node_id for n in workers}
+    assert first["a"]["capture_node"] == c.head_node.node_id and "capture_node" not in first["b"]
+    msgs = collect(serve, 20)
+    assert {m["stream"] for m in msgs} == {"a", "b"}
+    assert {tuple(t["target"] for t in m["targets"]) for m in msgs} == {(0,)}
+
+
+def test_a_pinned_capture_pauses_and_resumes(served):
+    """The hold flag reaches the capture on its camera host: a paused file stops, then goes on."""
+    serve, _ = served
+    assert serve.ctl({"cmd": "pause", "stream": "a"})["ok"]  # answered once the stage has paused it
+    sub = Subscriber(serve.config["publish"])
+    try:
+        end, seen = time.monotonic() + 3.0, []
+        while (left := end - time.monotonic()) > 0:
+            if (m := sub.recv(left)) is not None:
+                seen.append(m["stream"])
+    finally:
+        sub.close()
+    assert "b" in seen and "a" not in seen
+    assert serve.ctl({"cmd": "resume", "stream": "a"})["ok"]
+    back = collect(serve, 1, until=lambda m: m["stream"] == "a")[-1]
+    assert [t["target"] for t in back["targets"]] == [0]
+
+
+def test_a_stream_added_when_every_worker_is_full_gets_a_new_worker(served, synthetic_video):
+    serve, _ = served
+    before = {s["worker"] for s in placement(serve).values()}
+    assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)}) == \
+        {"ok": True, "stream": "c", "targets": [0]}
+    first = collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "c")[-1]
+    assert [t["target"] for t in first["targets"]] == [0]
+    worker = placement(serve)["c"]["worker"]
+    assert worker not in before
+    assert serve.ctl({"cmd": "remove_stream", "stream": "c"})["ok"]
+    deadline = time.monotonic() + 30.0
+    while f"{worker} holds no stream any more; stopped" not in serve.log():  # its half CPU is free again
+        assert time.monotonic() < deadline, serve.log()
+        time.sleep(0.2)
+
+
+def test_a_killed_worker_comes_back_with_its_streams(served):
+    serve, _ = served
+    before = placement(serve)
+    resume_s = resumed_after(serve, "a", lambda: os.kill(before["a"]["worker_pid"], signal.SIGKILL))
+    print(f"\nstream a resumed {resume_s:.1f} s after its worker process was killed")
+    after = placement(serve)
+    assert after["a"]["worker"] == before["a"]["worker"] and after["a"]["worker_pid"] != before["a"]["worker_pid"]
+    assert [t["id"] for t in after["a"]["targets"]] == [0]
+    assert after["b"]["worker_pid"] == before["b"]["worker_pid"]  # the other worker went on untouched
+    assert f"{before['a']['worker']} was killed by signal 9; starting it again" in serve.log()
+    assert {tuple(t["target"] for t in m["targets"]) for m in collect(serve, 10)} == {(0,)}
