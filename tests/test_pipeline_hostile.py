@@ -248,7 +248,10 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
         os.kill(pid, signal.SIGSTOP)  # results pile up in its queues: the frames it has in flight when killed
         before = jsonl.read_text()
         video_before = video.stat().st_size
-        time.sleep(1.0)
+        full = 'siammask_dropped_frames_total{stage="sink",stream="a"}'
+        while serve.metrics().get(full, 0) == 0:  # its queue is full: the inference stage drops for it
+            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
+            time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)
         while jsonl.read_text().count("\n") < before.count("\n") + 15:
             assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
