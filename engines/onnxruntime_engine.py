@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from siammask.backend import TrackHeads
 from siammask.errors import UserError
@@ -52,7 +53,11 @@ class OnnxRuntimeEngine:
         self.variant, self.precision = info.variant, info.precision
         self.mask_size = mask_size(self.variant)
         providers = providers_for(device)
-        self.sessions = {role: open_session(folder / file, providers) for role, file in info.files.items()}
+        # One thread setting for every back end: ONNX Runtime's intra-op pool takes PyTorch's count,
+        # which --threads, the pipeline's `threads` and OMP_NUM_THREADS (set by Ray for a worker of
+        # num_cpus N) already decide; left alone, it would take every core in each worker process.
+        threads = torch.get_num_threads()
+        self.sessions = {role: open_session(folder / file, providers, threads) for role, file in info.files.items()}
         expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, "mask": mask_io(self.variant)}
         for role, (inputs, outputs) in expected.items():
             _check_io(self.sessions[role], folder / info.files[role], inputs, outputs)

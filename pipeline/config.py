@@ -45,7 +45,7 @@ class ModelConfig:
     engine: str = "auto"
     device: str = "cpu"
     precision: str | None = None
-    threads: int | None = ranged(1, 256, None)  # torch intra-op threads in the inference process (default: torch's)
+    threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (default: torch's)
 
 
 @dataclass(frozen=True)

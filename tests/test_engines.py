@@ -55,6 +55,18 @@ def test_onnxruntime_engine_matches_torch_engine(export_dirs, variant):
         assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
 
 
+def test_onnxruntime_threads_follow_torchs_setting(export_dirs):
+    """--threads / the pipeline's `threads` / a Ray worker's OMP_NUM_THREADS govern ONNX Runtime too."""
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            engine = OnnxRuntimeEngine(export_dirs["nano"])
+            assert {s.get_session_options().intra_op_num_threads for s in engine.sessions.values()} == {threads}
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_graph_engines_of_the_engines_layer_refuse_a_loaded_model_in_one_line():
     """The engines layer runs export directories only: exporting is the layer above's job."""
     for name in ("onnxruntime", "tensorrt"):

@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                               "inference on another host")
     p.add_argument("--cluster", help="run on Ray: 'ray' starts a cluster on this machine, HOST:PORT, "
                    "ray://HOST:PORT or 'auto' joins one (pip install 'siammask[cluster]')")
-    p.add_argument("--threads", type=int, help="torch threads in the inference process")
+    p.add_argument("--threads", type=int, help="inference threads (torch and ONNX Runtime) in the inference process")
     p.add_argument("--inference-delay-ms", type=float, help=argparse.SUPPRESS)  # tests: a slow stage
     add_model_options(p)
     p.set_defaults(func=run, engine=None, device=None)  # None: the config (or its default) decides
