@@ -30,7 +30,7 @@ ENGINE_CHOICES = (AUTO, *registry.ENGINES)
 # graph back end -> the export format it runs
 GRAPH_FORMATS = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
 # export directory back end (sidecar) -> the engine that runs it
-EXPORT_ENGINES = {"onnx": "onnxruntime", "tensorrt": "tensorrt"}
+EXPORT_ENGINES = {fmt: engine for engine, fmt in GRAPH_FORMATS.items()}
 
 
 def resolve_engine(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> str:
@@ -40,6 +40,7 @@ def resolve_engine(name: str, source: ModelSource, device: str = "cpu", precisio
     if name != AUTO:
         return name
     if not isinstance(source, TrackingNet):
+        # an unknown back end goes to onnxruntime, whose own sidecar check refuses it in one line
         return EXPORT_ENGINES.get(read_sidecar(source, check_files=False).backend, "onnxruntime")
     if precision == "int8":
         return "onnxruntime"
