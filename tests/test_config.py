@@ -18,6 +18,7 @@ TABLE = {
     "base": (0.09, 0.39, 0.38, 0.30),
     # NanoTrack V3's published tracking settings; seg_thr ours
     "nano": (0.138, 0.455, 0.348, 0.35),
+    "nano-vos": (0.138, 0.455, 0.348, 0.35),
 }
 
 
@@ -29,8 +30,22 @@ def _one_line_error(fn, *args) -> str:
     return message
 
 
-def test_presets_are_the_four_of_the_table():
-    assert HP_PRESETS == ("davis", "vot", "vot18", "base", "nano")
+def test_presets_are_those_of_the_table():
+    assert HP_PRESETS == ("davis", "vot", "vot18", "base", "nano", "nano-vos")
+
+
+def test_mask_box_is_ours_and_off_but_in_nano_vos():
+    """mask_box (crop scale from the mask) is 0 in every preset but nano-vos, which differs from nano in it alone."""
+    assert {name: load_hp(name).mask_box for name in HP_PRESETS} == {
+        "davis": 0.0, "vot": 0.0, "vot18": 0.0, "base": 0.0, "nano": 0.0, "nano-vos": 0.75}
+    assert dataclasses.replace(load_hp("nano-vos"), mask_box=0.0) == load_hp("nano")
+
+
+def test_mask_box_out_of_range(tmp_path):
+    path = tmp_path / "hp.yaml"
+    path.write_text("penalty_k: 0.1\nwindow_influence: 0.4\nlr: 0.3\nseg_thr: 0.3\nmask_box: 1.5\n")
+    message = _one_line_error(load_hp, str(path))
+    assert "mask_box" in message and "1.5" in message
 
 
 @pytest.mark.parametrize("name", list(TABLE))
