@@ -4,10 +4,14 @@ only), on the same frames with the same thread count, timed alternately in one r
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E]
         [--precision P] [--threads 2] [--passes 3] [--root ../shared/data/OTB --sequence Crossing]
 
-Both trackers follow the sequence from its first ground-truth box; each frame is given to both, and
-which of the two goes first alternates from frame to frame, so that load from other processes falls
-on both alike. Each pass starts both again from the first frame; the first WARMUP steps of the first
-pass are not counted. Prints medians, p90 and the ratio ours / TrackerNano, with the CPU model.
+Both trackers follow the sequence from its first ground-truth box. `--order blocks` (the default):
+each pass runs one tracker over the whole sequence, then the other, the first of the two
+alternating from pass to pass. `--order frames`: each frame is given to both, the first alternating
+from frame to frame, so that load from other processes falls on both alike; but then the thread
+pools of one (ONNX Runtime's spin for a while after a run) are still busy during the other's timed
+call: on 2 cores that slowed TrackerNano's update from ~3.7 to ~5.7 ms and flattered our ratio
+(benchmarks/RESULTS.md). Each pass starts the trackers again from the first frame; the first
+WARMUP steps of each tracker's first run are not counted. Prints medians, p90 and the ratio ours / TrackerNano, with the CPU model.
 Needs ../shared (the sequence and TrackerNano's graphs); machines differ ~2x in absolute speed, so
 compare ratios measured in one run.
 """
@@ -42,22 +46,39 @@ def frames_and_box(root: Path, name: str) -> tuple[list[np.ndarray], tuple[float
     return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sequence.frames], tuple(sequence.boxes[0])
 
 
+def _run(name: str, ours: Tracker, nano: OpenCVTracker, frames: list[np.ndarray], box: tuple[float, ...]):
+    """A generator that steps one tracker a frame each time it is advanced, yielding ms per step.
+    For TrackerNano only OpenCV's own update is timed (nothing of ours around it)."""
+    if name == "ours":
+        states = ours.init(frames[0], [box])
+    else:
+        (started,) = nano.init(frames[0], [box])
+    for frame in frames[1:]:
+        start = time.perf_counter()
+        if name == "ours":
+            states, _ = ours.step(frame, states)
+        else:
+            started.tracker.update(frame)
+        yield (time.perf_counter() - start) * 1000
+
+
 def measure(ours: Tracker, nano: OpenCVTracker, frames: list[np.ndarray], box: tuple[float, ...],
-            passes: int) -> dict[str, list[float]]:
-    """Step both trackers over every frame, alternating which goes first; ms per step of each. For
-    TrackerNano only OpenCV's own update is timed (nothing of ours around it)."""
+            passes: int, order: str = "blocks") -> dict[str, list[float]]:
+    """ms per step of each tracker over `passes` runs through the sequence, interleaved by `order`."""
     samples: dict[str, list[float]] = {"ours": [], "nano": []}
     for p in range(passes):
-        states, (started,) = ours.init(frames[0], [box]), nano.init(frames[0], [box])
-        for i, frame in enumerate(frames[1:], start=1):
-            for name in ("ours", "nano") if i % 2 else ("nano", "ours"):
-                start = time.perf_counter()
-                if name == "ours":
-                    states, _ = ours.step(frame, states)
-                else:
-                    started.tracker.update(frame)
-                if p or i > WARMUP:
-                    samples[name].append((time.perf_counter() - start) * 1000)
+        names = ("ours", "nano") if p % 2 == 0 else ("nano", "ours")
+        runs = {name: _run(name, ours, nano, frames, box) for name in names}
+        if order == "blocks":
+            steps = [(name, t) for name in names for t in runs[name]]
+        else:
+            steps = [(name, next(runs[name])) for i in range(len(frames) - 1)
+                     for name in (names if i % 2 == 0 else names[::-1])]
+        counted: dict[str, int] = {"ours": 0, "nano": 0}
+        for name, ms in steps:
+            counted[name] += 1
+            if p > 0 or counted[name] > WARMUP:
+                samples[name].append(ms)
     return samples
 
 
@@ -68,7 +89,10 @@ def main() -> int:
     parser.add_argument("--root", default=str(DATA / "OTB"), help="OTB-layout folder (default: ../shared/data/OTB)")
     parser.add_argument("--sequence", default="Crossing", help="sequence in --root (default: Crossing)")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch and OpenCV threads (default: 2)")
-    parser.add_argument("--passes", type=int, default=3, help="times through the sequence (default: 3)")
+    parser.add_argument("--passes", type=int, default=4, help="times through the sequence (default: 4)")
+    parser.add_argument("--order", choices=("blocks", "frames"), default="blocks",
+                        help="blocks: one tracker over the whole sequence, then the other (default); "
+                             "frames: alternate frame by frame (see the docstring for its bias)")
     parser.add_argument("--json", help="write the numbers as JSON here")
     args = parser.parse_args()
     if args.threads < 1 or args.passes < 1:
@@ -82,13 +106,13 @@ def main() -> int:
     except UserError as error:
         print(f"bench_vs_nano: {error} (this benchmark needs ../shared)", file=sys.stderr)
         return 2
-    samples = measure(ours, nano, frames, box, args.passes)
+    samples = measure(ours, nano, frames, box, args.passes, args.order)
     stats = {name: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "steps": len(v)}
              for name, v in samples.items()}
     ratio = stats["ours"]["median_ms"] / stats["nano"]["median_ms"]
     height, width = frames[0].shape[:2]
     print(f"{cpu_name()}; {args.threads} threads (torch.set_num_threads, cv2.setNumThreads); "
-          f"{args.sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes; "
+          f"{args.sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order {args.order}; "
           f"engine {args.engine}, precision {args.precision or 'fp32'}\n")
     print("| tracker | median ms | p90 ms | frames/s | steps |\n|---|---|---|---|---|")
     for name, label in (("ours", "SiamMask Tracker.step (mask included)"), ("nano", "OpenCV TrackerNano.update (box)")):
@@ -97,7 +121,7 @@ def main() -> int:
     print(f"\nratio ours / TrackerNano: median {ratio:.2f}x, p90 {stats['ours']['p90_ms'] / stats['nano']['p90_ms']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "sequence": args.sequence,
-                                               "weights": args.weights, "engine": args.engine,
+                                               "weights": args.weights, "engine": args.engine, "order": args.order,
                                                "precision": args.precision, "stats": stats,
                                                "ratio_median": ratio}, indent=2) + "\n")
     return 0

@@ -9,7 +9,8 @@ from siammask.errors import UserError
 
 def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
                  threads: int | None = None):
-    """An ONNX Runtime session on `path` with full graph optimisation; a corrupt or foreign file
+    """An ONNX Runtime session on `path` with full graph optimisation and threads that sleep when
+    idle instead of spinning; a corrupt or foreign file
     becomes a UserError instead of ONNX Runtime's multi-line traceback."""
     import onnxruntime as ort
 
@@ -18,6 +19,10 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     options.log_severity_level = 3  # errors only: the CPU provider warns about every unused initializer
     if threads:
         options.intra_op_num_threads = threads
+    # A tracker runs two or three sessions in turn (search, then mask); the threads of one spinning
+    # after its run took the cores from the next: the nano step took 12-16 ms with spinning and
+    # 8.4 ms without on 2 cores (benchmarks/RESULTS.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # ORT raises several unrelated types for unreadable models

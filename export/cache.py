@@ -3,7 +3,8 @@
 Running a graph back end on a .pth checkpoint needs an export first (~5-10 s on 2 cores with its
 verification). Doing that on every start would make the fast engine the slow one for short jobs,
 so an export is kept under a key of everything that decides its bytes (the weights, the variant,
-the precision, the opset and the versions of torch, onnx and onnxruntime) and reused.
+the precision, the opset, the versions of torch, onnx and onnxruntime, and the source of the code
+that writes the graphs: the networks and this export package) and reused.
 
 Where: $SIAMMASK_CACHE_DIR, else $XDG_CACHE_HOME/siammask, else ~/.cache/siammask. Exports are
 written into a private temporary folder and renamed into place, so processes starting together
@@ -35,12 +36,22 @@ def cache_root() -> Path:
     return Path(base) / "siammask"
 
 
+def _graph_sources() -> list[Path]:
+    """The source files whose change changes an exported graph: the networks and the export code
+    (so a cache made by an older siammask is not reused after an upgrade)."""
+    import siammask.model
+
+    return sorted([*Path(siammask.model.__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.py")])
+
+
 def export_key(model: TrackingNet, precision: str, opset: int) -> str:
     """A digest of the weights (names, shapes, values) and of what else decides the exported graphs."""
     import onnx
     import onnxruntime
 
     digest = hashlib.sha256()
+    for source in _graph_sources():
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
     for part in (model.variant, precision, str(opset), torch.__version__, onnx.__version__, onnxruntime.__version__):
         digest.update(part.encode() + b"\0")
     for name, tensor in model.state_dict().items():

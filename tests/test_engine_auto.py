@@ -66,6 +66,23 @@ def test_the_export_key_follows_the_weights_and_the_precision():
     assert key != export_key(changed, "fp32", OPSET)
 
 
+def test_the_export_key_follows_the_code_that_writes_the_graphs(tmp_path, monkeypatch):
+    """An upgrade that changes how a graph is written must not reuse an older export of the same weights."""
+    from siammask.export import cache as cache_module
+
+    sources = cache_module._graph_sources()
+    assert {"refine.py", "nano.py", "graphs.py"} <= {p.name for p in sources}
+    model = random_model("nano")
+    copies = []
+    for source in sources:
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+    monkeypatch.setattr(cache_module, "_graph_sources", lambda: copies)
+    key = export_key(model, "fp32", OPSET)
+    copies[0].write_bytes(copies[0].read_bytes() + b"# changed\n")
+    assert export_key(model, "fp32", OPSET) != key
+
+
 @pytest.mark.slow  # exports a graph
 def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     model = random_model("nano")

@@ -63,6 +63,9 @@ def test_onnxruntime_threads_follow_torchs_setting(export_dirs):
             torch.set_num_threads(threads)
             engine = OnnxRuntimeEngine(export_dirs["nano"])
             assert {s.get_session_options().intra_op_num_threads for s in engine.sessions.values()} == {threads}
+            # the sessions run in turn: an idle pool sleeps instead of spinning on the next one's cores
+            assert {s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+                    for s in engine.sessions.values()} == {"0"}
     finally:
         torch.set_num_threads(before)
 

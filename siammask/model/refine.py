@@ -15,20 +15,20 @@ def _double_conv(cin: int, mid: int, cout: int) -> nn.Sequential:
 
 def crop_at(feature: torch.Tensor, pad: int, step: int, size: int, pos_yx: torch.Tensor) -> torch.Tensor:
     """Per sample the window [step*y : step*y+size, step*x : step*x+size] of the map zero-padded by
-    `pad`, (B,C,size,size). Positions stay tensors (one Gather of whole pixels at runtime indices,
-    no per-sample Python slicing), so the same code traces into ONNX, compiles without a rebuild
-    per position and needs no device-to-host sync; taps in the padding read pixel 0 times 0."""
+    `pad`, (B,C,size,size). Positions stay tensors (one GatherElements of whole pixels at runtime
+    indices, no per-sample Python slicing), so the same code traces into ONNX, compiles without a
+    rebuild per position and needs no device-to-host sync; taps in the padding read pixel 0 times 0.
+    Only the window is read: no copy of the whole map (a transposed copy of the stride-2 map cost a
+    fifth of the nano mask graph)."""
     c, h, w = (int(n) for n in feature.shape[1:])  # fixed by the input size; only the batch is dynamic
     offsets = torch.arange(size, device=pos_yx.device)
     rows = step * pos_yx[:, 0:1] + offsets - pad                               # (B,size)
     cols = step * pos_yx[:, 1:2] + offsets - pad                               # (B,size)
     inside = (((rows >= 0) & (rows < h))[:, :, None]
-              & ((cols >= 0) & (cols < w))[:, None, :])                        # (B,size,size)
-    sample = torch.arange(pos_yx.shape[0], device=pos_yx.device)[:, None, None]  # batch stays dynamic
-    flat = torch.where(inside, (sample * h + rows[:, :, None]) * w + cols[:, None, :], 0)
-    table = feature.permute(0, 2, 3, 1).reshape(-1, c)                         # (B*h*w, C)
-    picked = table[flat.reshape(-1)] * inside.reshape(-1, 1).to(feature.dtype)
-    return picked.reshape(-1, size, size, c).permute(0, 3, 1, 2)
+              & ((cols >= 0) & (cols < w))[:, None, :]).reshape(-1, 1, size * size)  # (B,1,size*size)
+    flat = torch.where(inside, (rows[:, :, None] * w + cols[:, None, :]).reshape(-1, 1, size * size), 0)
+    picked = torch.gather(feature.reshape(-1, c, h * w), 2, flat.expand(-1, c, -1))
+    return (picked * inside.to(feature.dtype)).reshape(-1, c, size, size)
 
 
 class Refine(nn.Module):
