@@ -72,6 +72,11 @@ class TrackerConfig:
     # tight box of the target's mask (0: the box head alone, as the original; 1: the mask's box).
     # Ours (preset nano-vos); reported boxes stay the box head's.
     mask_box: float = ranged(0.0, 1.0, 0.0)
+    # Ours (preset nano): a guided filter on the frame's colours moves the pasted-back mask's
+    # boundary onto image edges (geometry.masks.guided_refine): its radius in mask pixels (0: off,
+    # as the original) and the guide's noise level as a fraction of the 0-255 range.
+    mask_guide_radius: float = ranged(0.0, 64.0, 0.0)
+    mask_guide_eps: float = ranged(0.0, 1.0, 0.006, lo_open=True)
     exemplar_size: int = ranged(16, 1024, 127)
     instance_size: int = ranged(32, 2048, 255)
     context_amount: float = ranged(0.0, 4.0, 0.5)

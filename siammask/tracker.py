@@ -17,7 +17,8 @@ from .config import TrackerConfig
 from .data.formats.records import mask_box
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
-from .geometry.masks import box_corners, mask_polygon, mask_window, paste_back, paste_matrix
+from .geometry.masks import (box_corners, guided_refine, mask_polygon, mask_window, paste_back,
+                             paste_matrix)
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
 from .validate import box_in_frame
 from .variants import Geometry, variant_spec
@@ -177,6 +178,8 @@ class Tracker:
         window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, geo.stride,
                              geo.base_size)
         full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
+        if cfg.mask_guide_radius > 0:
+            full = guided_refine(full, frame, window, prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
         polygon = mask_polygon(full, cfg.seg_thr)
         if polygon is None:
             polygon = box_corners(*moved.pos, *moved.size)

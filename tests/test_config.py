@@ -41,6 +41,13 @@ def test_mask_box_is_ours_and_off_but_in_nano_vos():
     assert dataclasses.replace(load_hp("nano-vos"), mask_box=0.0) == load_hp("nano")
 
 
+def test_the_mask_guide_is_ours_and_on_for_nano_alone():
+    """The guided mask refinement (geometry.masks.guided_refine) is off for the official models' presets."""
+    assert {name: (load_hp(name).mask_guide_radius, load_hp(name).mask_guide_eps) for name in HP_PRESETS} == {
+        **{name: (0.0, 0.006) for name in ("davis", "vot", "vot18", "base")},
+        "nano": (10.0, 0.006), "nano-vos": (10.0, 0.006)}
+
+
 def test_mask_box_out_of_range(tmp_path):
     path = tmp_path / "hp.yaml"
     path.write_text("penalty_k: 0.1\nwindow_influence: 0.4\nlr: 0.3\nseg_thr: 0.3\nmask_box: 1.5\n")

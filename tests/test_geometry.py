@@ -14,7 +14,8 @@ import pytest
 from siammask.geometry.anchors import anchor_shapes, generate_anchors
 from siammask.geometry.crop import (context_side, crop_and_resize, crop_origin, search_scale,
                                     template_side, to_chw_float)
-from siammask.geometry.masks import box_corners, mask_polygon, mask_window, paste_back, paste_matrix
+from siammask.geometry.masks import (box_corners, guided_refine, mask_polygon, mask_window, paste_back,
+                                     paste_matrix)
 from siammask.geometry.scoring import cosine_window, decode, fg_scores, pick_best, size_penalty
 
 RATIOS = (0.33, 0.5, 1.0, 2.0, 3.0)
@@ -604,3 +605,51 @@ def test_mask_polygon_area_limit_and_threshold():
     assert mask_polygon(big, 0.35) is None
     big[5:45, 5:45] = np.nextafter(0.35, 1.0)
     assert mask_polygon(big, 0.35) is not None
+
+
+# --- guided mask refinement (hp mask_guide_radius) ---------------------------------------------------
+
+def _edge_scene(width: int = 120, edge: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """A frame dark left of column `edge`, bright from it on, and a blurred mask of the bright part
+    whose 0.5 crossing is 5 px too far left (what an upsampled network mask looks like)."""
+    frame = np.full((80, width, 3), 30, np.uint8)
+    frame[:, edge:] = 220
+    ramp = 1 / (1 + np.exp(-(np.arange(width) - (edge - 5)) / 4.0))
+    return frame, np.tile(ramp, (80, 1)).astype(np.float32)
+
+
+def _first_column_above_half(prob: np.ndarray) -> set[int]:
+    return {int(np.argmax(row > 0.5)) for row in prob}
+
+
+def test_guided_refine_moves_the_boundary_onto_the_image_edge():
+    frame, prob = _edge_scene()
+    assert _first_column_above_half(prob) == {46}
+    # a 127-pixel mask over a 100 px window at (10, -10): full resolution, radius 10 mask px = 8 frame px
+    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 127, 10, 0.006)
+    (column,) = _first_column_above_half(out)  # the same in every row
+    assert abs(column - 50) <= 1  # from 4 px off to the edge's own pixel pair
+
+
+def test_guided_refine_at_reduced_resolution_is_within_its_pixel():
+    """A window larger than twice the mask's side is filtered downscaled: the edge is found to the
+    coarser pixel (here 100 / (2*16) = ~3 frame px)."""
+    frame, prob = _edge_scene()
+    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 16, 2, 0.006)
+    (column,) = _first_column_above_half(out)
+    assert abs(column - 50) <= 2
+
+
+def test_guided_refine_touches_only_the_window_and_its_margin():
+    frame, _ = _edge_scene()
+    prob = np.full((80, 120), -1, np.float32)  # paste_back's "outside the window"
+    prob[20:60, 40:80] = 0.8
+    # window x 40..80, y 20..60; radius 5 of 40 mask px over 40 frame px: margin 5 px
+    out = guided_refine(prob, frame, (40.0, 20.0, 40.0), 40, 5, 0.006)
+    changed = out != prob
+    rows, cols = np.nonzero(changed)
+    assert rows.min() >= 15 and rows.max() < 65 and cols.min() >= 35 and cols.max() < 85
+    assert out[15:65, 35:85].min() >= 0 and out[15:65, 35:85].max() <= 1
+    assert np.array_equal(out[~changed], prob[~changed])
+    # a window wholly outside the frame changes nothing
+    assert np.array_equal(guided_refine(prob, frame, (500.0, 500.0, 40.0), 40, 5, 0.006), prob)

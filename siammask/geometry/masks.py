@@ -82,6 +82,36 @@ def box_corners(cx: float, cy: float, w: float, h: float) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64)
 
 
+def guided_refine(prob: np.ndarray, frame: np.ndarray, window: tuple[float, float, float], mask_size: int,
+                  radius: float, eps: float) -> np.ndarray:
+    """Pasted-back mask probabilities (HxW) with the mask window, and `radius` mask pixels around it,
+    passed through a guided filter on the frame's colours (He et al., ECCV 2010), so the boundary moves
+    onto the image's edges. One mask pixel covers window/mask_size frame pixels (4-5 for a large
+    DAVIS object), coarser than the object's outline. The filter runs at twice the mask's resolution
+    at most: finer edges barely change the boundary measure and the cost grows with the area.
+    eps is the guide's noise level as a fraction of the 0-255 range; the region comes back in [0, 1]."""
+    h, w = prob.shape
+    x, y, side = window
+    pad = radius * side / mask_size  # frame pixels
+    x0, y0 = max(0, int(np.floor(x - pad))), max(0, int(np.floor(y - pad)))
+    x1, y1 = min(w, int(np.ceil(x + side + pad))), min(h, int(np.ceil(y + side + pad)))
+    if x1 <= x0 or y1 <= y0:
+        return prob
+    scale = min(1.0, 2 * mask_size / side)
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    guide = frame[y0:y1, x0:x1]
+    region = np.clip(prob[y0:y1, x0:x1], 0, 1).astype(np.float32)
+    if scale < 1:
+        guide = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    filtered = cv2.ximgproc.guidedFilter(guide, region, max(1, round(pad * scale)), (eps * 255) ** 2)
+    if scale < 1:
+        filtered = cv2.resize(filtered, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    out = prob.copy()
+    out[y0:y1, x0:x1] = filtered
+    return out
+
+
 def mask_polygon(mask: np.ndarray, threshold: float, min_area: float = 100.0) -> np.ndarray | None:
     """(4,2) corners of the min-area rectangle around the largest external contour of mask > threshold;
     None when there is no contour larger than min_area."""
