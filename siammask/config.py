@@ -68,10 +68,6 @@ class TrackerConfig:
     lr: float = ranged(0.0, 1.0)
     seg_thr: float = ranged(0.0, 1.0)
     lost_threshold: float = ranged(0.0, 1.0, 0.3)  # score below which a frame's result is flagged lost
-    # How far the size the next search crop is scaled to moves from the box head's size towards the
-    # tight box of the target's mask (0: the box head alone, as the original; 1: the mask's box).
-    # Ours (preset nano-vos); reported boxes stay the box head's.
-    mask_box: float = ranged(0.0, 1.0, 0.0)
     # Ours (preset nano): a guided filter on the frame's colours moves the pasted-back mask's
     # boundary onto image edges (geometry.masks.guided_refine): its radius in mask pixels (0: off,
     # as the original) and the guide's noise level as a fraction of the 0-255 range.
@@ -180,13 +176,13 @@ def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
     return from_dict(cls, data, str(path))
 
 
-HP_PRESETS = ("davis", "vot", "vot18", "base", "nano", "nano-vos")
+HP_PRESETS = ("davis", "vot", "vot18", "base", "nano")
 # The preset a variant tracks with when neither the user nor the checkpoint names one.
 DEFAULT_HP = {name: spec.default_hp for name, spec in VARIANT_SPECS.items()}
 
 
 def load_hp(name_or_path: str) -> TrackerConfig:
-    """A shipped preset (configs/hp: davis, vot, vot18, base, nano, nano-vos) or a path to a YAML file."""
+    """A shipped preset (configs/hp: davis, vot, vot18, base, nano) or a path to a YAML file."""
     if name_or_path in HP_PRESETS:
         return load_yaml(TrackerConfig, CONFIG_DIR / "hp" / f"{name_or_path}.yaml")
     if name_or_path.endswith((".yaml", ".yml")):

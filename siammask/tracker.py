@@ -14,7 +14,6 @@ import numpy as np
 
 from .backend import Engine
 from .config import TrackerConfig
-from .data.formats.records import mask_box
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 from .geometry.masks import (box_corners, guided_refine, mask_polygon, mask_window, paste_back,
@@ -32,14 +31,6 @@ class TargetState:
     size: np.ndarray       # (2,) float64 width, height
     avg_color: np.ndarray  # (3,) float64 BGR mean of the init frame: padding colour for every crop
     features: Any          # the engine's template features for this target (batch of one)
-    # The target size the next search crop is scaled to; None: `size` (the box head's). With the hp
-    # mask_box it leans towards the size of the target's own mask, so a target that grew is not cut
-    # off by the mask window, while the reported box stays the box head's.
-    crop_size: np.ndarray | None = None
-
-    @property
-    def scale_size(self) -> np.ndarray:
-        return self.size if self.crop_size is None else self.crop_size
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,7 @@ class Tracker:
     def search_batch(self, jobs: Sequence[tuple[np.ndarray, TargetState]]) -> SearchBatch:
         """Stage 1: cut every target's search crop from its own frame, as one batch."""
         cfg = self.cfg
-        regions = [search_scale(s.scale_size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
+        regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
         sides = [float(round(s_x)) for s_x, _ in regions]
         crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
                  for (frame, s), side in zip(jobs, sides)]
@@ -183,32 +174,18 @@ class Tracker:
         polygon = mask_polygon(full, cfg.seg_thr)
         if polygon is None:
             polygon = box_corners(*moved.pos, *moved.size)
-        mask = full > cfg.seg_thr
-        if cfg.mask_box > 0:
-            moved = _towards_mask(moved, mask, cfg.mask_box)
         clamped = _clamp(moved, frame_wh)
-        return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold, mask, pos_yx)
+        return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
+                                    full > cfg.seg_thr, pos_yx)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
-def _towards_mask(state: TargetState, mask: np.ndarray, weight: float) -> TargetState:
-    """The state whose next crop is scaled to its size moved `weight` of the way towards the size
-    of the mask's tight box (unchanged when the mask is empty)."""
-    box = mask_box(mask)
-    if box is None:
-        return state
-    x, y, w, h = box
-    crop = (1 - weight) * state.size + weight * np.array([w, h])
-    return TargetState(state.pos, state.size, state.avg_color, state.features, crop)
-
-
 def _clamp(state: TargetState, frame_wh: tuple[int, int]) -> TargetState:
-    """Keep the centre inside the frame and the sizes within [10, frame size]."""
+    """Keep the centre inside the frame and the size within [10, frame size]."""
     w, h = frame_wh
     pos = np.array([max(0, min(w, state.pos[0])), max(0, min(h, state.pos[1]))], np.float64)
-    size, crop = (None if s is None else np.array([max(10, min(w, s[0])), max(10, min(h, s[1]))], np.float64)
-                  for s in (state.size, state.crop_size))
-    return TargetState(pos, size, state.avg_color, state.features, crop)
+    size = np.array([max(10, min(w, state.size[0])), max(10, min(h, state.size[1]))], np.float64)
+    return TargetState(pos, size, state.avg_color, state.features)

@@ -18,7 +18,6 @@ TABLE = {
     "base": (0.09, 0.39, 0.38, 0.30),
     # NanoTrack V3's published tracking settings; seg_thr ours
     "nano": (0.138, 0.455, 0.348, 0.35),
-    "nano-vos": (0.138, 0.455, 0.348, 0.35),
 }
 
 
@@ -31,28 +30,20 @@ def _one_line_error(fn, *args) -> str:
 
 
 def test_presets_are_those_of_the_table():
-    assert HP_PRESETS == ("davis", "vot", "vot18", "base", "nano", "nano-vos")
-
-
-def test_mask_box_is_ours_and_off_but_in_nano_vos():
-    """mask_box (crop scale from the mask) is 0 in every preset but nano-vos, which differs from nano in it alone."""
-    assert {name: load_hp(name).mask_box for name in HP_PRESETS} == {
-        "davis": 0.0, "vot": 0.0, "vot18": 0.0, "base": 0.0, "nano": 0.0, "nano-vos": 0.75}
-    assert dataclasses.replace(load_hp("nano-vos"), mask_box=0.0) == load_hp("nano")
+    assert HP_PRESETS == ("davis", "vot", "vot18", "base", "nano")
 
 
 def test_the_mask_guide_is_ours_and_on_for_nano_alone():
     """The guided mask refinement (geometry.masks.guided_refine) is off for the official models' presets."""
     assert {name: (load_hp(name).mask_guide_radius, load_hp(name).mask_guide_eps) for name in HP_PRESETS} == {
-        **{name: (0.0, 0.006) for name in ("davis", "vot", "vot18", "base")},
-        "nano": (10.0, 0.006), "nano-vos": (10.0, 0.006)}
+        **{name: (0.0, 0.006) for name in ("davis", "vot", "vot18", "base")}, "nano": (10.0, 0.006)}
 
 
-def test_mask_box_out_of_range(tmp_path):
+def test_mask_guide_out_of_range(tmp_path):
     path = tmp_path / "hp.yaml"
-    path.write_text("penalty_k: 0.1\nwindow_influence: 0.4\nlr: 0.3\nseg_thr: 0.3\nmask_box: 1.5\n")
+    path.write_text("penalty_k: 0.1\nwindow_influence: 0.4\nlr: 0.3\nseg_thr: 0.3\nmask_guide_eps: 0\n")
     message = _one_line_error(load_hp, str(path))
-    assert "mask_box" in message and "1.5" in message
+    assert "mask_guide_eps" in message and "(0, 1]" in message
 
 
 @pytest.mark.parametrize("name", list(TABLE))

@@ -11,9 +11,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="checkpoint (.pth): official SiamMask_*.pth or our own, or a directory "
                                      "made by 'siammask export' (default: the project's shipped weights)")
     p.add_argument("--variant", choices=VARIANTS, help="model variant (default: as the checkpoint says)")
-    p.add_argument("--hp", help="hyper-parameters: davis, vot, vot18, base, nano, nano-vos (nano, masks "
-                                "first) or a YAML file (default: as the checkpoint records, else davis for "
-                                "sharp, base for base, nano for nano)")
+    p.add_argument("--hp", help="hyper-parameters: davis, vot, vot18, base, nano or a YAML file (default: "
+                                "as the checkpoint records, else davis for sharp, base for base, nano for nano)")
     p.add_argument("--engine", default="auto",
                    help="inference back end: auto, torch, torch-compile (torch.compile: fastest on CPU with "
                         "--precision bf16, builds for ~30 s at start), onnxruntime, tensorrt (default: auto: "
