@@ -632,10 +632,10 @@ def test_guided_refine_moves_the_boundary_onto_the_image_edge():
 
 
 def test_guided_refine_at_reduced_resolution_is_within_its_pixel():
-    """A window larger than twice the mask's side is filtered downscaled: the edge is found to the
-    coarser pixel (here 100 / (2*16) = ~3 frame px)."""
+    """A window larger than the mask's side is filtered downscaled (here 25 mask pixels over 100
+    frame pixels: 4 frame px each): the edge is found to within half a coarse pixel."""
     frame, prob = _edge_scene()
-    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 16, 2, 0.006)
+    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 25, 2, 0.006)
     (column,) = _first_column_above_half(out)
     assert abs(column - 50) <= 2
 

@@ -87,8 +87,9 @@ def guided_refine(prob: np.ndarray, frame: np.ndarray, window: tuple[float, floa
     """Pasted-back mask probabilities (HxW) with the mask window, and `radius` mask pixels around it,
     passed through a guided filter on the frame's colours (He et al., ECCV 2010), so the boundary moves
     onto the image's edges. One mask pixel covers window/mask_size frame pixels (4-5 for a large
-    DAVIS object), coarser than the object's outline. The filter runs at twice the mask's resolution
-    at most: finer edges barely change the boundary measure and the cost grows with the area.
+    DAVIS object), coarser than the object's outline. The filter runs at the mask's own resolution
+    at most: twice that measured the same on DAVIS-train (J&F 0.637 against 0.635) at 4x the area,
+    and OpenCV's colour-guided filter costs ~5 ms at 290x290 against 0.6 ms at 145x145.
     eps is the guide's noise level as a fraction of the 0-255 range; the region comes back in [0, 1]."""
     h, w = prob.shape
     x, y, side = window
@@ -97,7 +98,7 @@ def guided_refine(prob: np.ndarray, frame: np.ndarray, window: tuple[float, floa
     x1, y1 = min(w, int(np.ceil(x + side + pad))), min(h, int(np.ceil(y + side + pad)))
     if x1 <= x0 or y1 <= y0:
         return prob
-    scale = min(1.0, 2 * mask_size / side)
+    scale = min(1.0, mask_size / side)
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     guide = frame[y0:y1, x0:x1]
     region = np.clip(prob[y0:y1, x0:x1], 0, 1).astype(np.float32)
