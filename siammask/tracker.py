@@ -10,17 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import logging
+
 import numpy as np
 
 from .backend import Engine
 from .config import TrackerConfig
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
-from .geometry.masks import (box_corners, guided_refine, mask_polygon, mask_window, paste_back,
-                             paste_matrix)
+from .geometry.masks import (box_corners, guided_filter_available, guided_refine, mask_polygon, mask_window,
+                             paste_back, paste_matrix)
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
 from .validate import box_in_frame
 from .variants import Geometry, variant_spec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ class Tracker:
             self.grid = generate_anchors(geo.stride, geo.ratios, geo.scales, self.score_size)
         self._decode = decode_points if geo.anchor_free else decode
         self.window = cosine_window(self.score_size, geo.num_anchors)
+        self.guide = config.mask_guide_radius > 0 and guided_filter_available()
+        if config.mask_guide_radius > 0 and not self.guide:
+            log.warning("this OpenCV has no contrib modules (cv2.ximgproc): masks are not refined along image "
+                        "edges (coarser outlines); install opencv-contrib-python-headless (see the README)")
 
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
         """Start one target per box (x, y, w, h) on `frame`; template features computed once here."""
@@ -169,7 +177,7 @@ class Tracker:
         window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, geo.stride,
                              geo.base_size)
         full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
-        if cfg.mask_guide_radius > 0:
+        if self.guide:
             full = guided_refine(full, frame, window, prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
         polygon = mask_polygon(full, cfg.seg_thr)
         if polygon is None:

@@ -3,17 +3,20 @@ covers the command a user runs first: the shipped weights on generated frames, J
 PNGs checked against the frames' truth. (tests/test_cli.py runs the command as processes, slow.)"""
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 
 import cv2
 import numpy as np
 import pytest
 
-from siammask.api import DEFAULT_WEIGHTS
+from siammask.api import DEFAULT_WEIGHTS, load_tracker
 from siammask.cli import main
 from siammask.evaluation.regions import box_iou
 from siammask.evaluation.segmentation import jaccard
 from siammask.synthetic import make_sequence, write_image_folder
+from siammask.tracker import Tracker
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
@@ -33,3 +36,20 @@ def test_track_with_the_shipped_weights_follows_a_generated_object(tmp_path):
     assert len(pngs) == 9  # one per tracked frame; frame 0 has the given box, no mask
     overlap = [jaccard(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0, f.mask) for p, f in zip(pngs, frames[1:])]
     assert np.mean(overlap) > 0.8, overlap
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
+def test_without_opencvs_contrib_modules_masks_are_unrefined_not_an_error(monkeypatch, caplog):
+    """The plain opencv-python build lacks cv2.ximgproc: the guided mask refinement of the nano
+    preset is skipped with one warning, and the masks are those of a config without it."""
+    frames = make_sequence(num_frames=3, size=(320, 240), seed=4)
+    refined = load_tracker(engine="torch")
+    assert refined.guide and refined.cfg.mask_guide_radius > 0
+    plain = Tracker(refined.engine, dataclasses.replace(refined.cfg, mask_guide_radius=0.0))
+    monkeypatch.delattr(cv2, "ximgproc")
+    with caplog.at_level(logging.WARNING, logger="siammask.tracker"):
+        degraded = Tracker(refined.engine, refined.cfg)
+    assert not degraded.guide and "cv2.ximgproc" in caplog.text
+    start = plain.init(frames[0].image, [frames[0].box])
+    (_, (ours,)), (_, (want,)) = degraded.step(frames[1].image, start), plain.step(frames[1].image, start)
+    assert np.array_equal(ours.mask, want.mask) and ours.mask.any() and ours.box == want.box

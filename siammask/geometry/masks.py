@@ -82,6 +82,12 @@ def box_corners(cx: float, cy: float, w: float, h: float) -> np.ndarray:
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64)
 
 
+def guided_filter_available() -> bool:
+    """Whether this OpenCV has its contrib modules (cv2.ximgproc), which guided_refine needs: the
+    plain opencv-python build installs the same `cv2` without them."""
+    return hasattr(cv2, "ximgproc")
+
+
 def guided_refine(prob: np.ndarray, frame: np.ndarray, window: tuple[float, float, float], mask_size: int,
                   radius: float, eps: float) -> np.ndarray:
     """Pasted-back mask probabilities (HxW) with the mask window, and `radius` mask pixels around it,
