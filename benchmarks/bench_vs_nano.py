@@ -1,8 +1,8 @@
 """Our whole `Tracker.step` (one target, mask included) against OpenCV TrackerNano's `update` (box
-only), on the same frames with the same thread count, timed alternately in one run.
+only), on the same frames with the same thread count, in one run.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E]
-        [--precision P] [--threads 2] [--passes 3] [--root ../shared/data/OTB --sequence Crossing]
+    python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E] [--precision P] [--threads 2]
+        [--passes 4] [--order blocks|frames] [--graph-floors] [--root ../shared/data/OTB --sequence Crossing]
 
 Both trackers follow the sequence from its first ground-truth box. `--order blocks` (the default):
 each pass runs one tracker over the whole sequence, then the other, the first of the two
@@ -11,7 +11,8 @@ from frame to frame, so that load from other processes falls on both alike; but 
 pools of one (ONNX Runtime's spin for a while after a run) are still busy during the other's timed
 call: on 2 cores that slowed TrackerNano's update from ~3.7 to ~5.7 ms and flattered our ratio
 (benchmarks/RESULTS.md). Each pass starts the trackers again from the first frame; the first
-WARMUP steps of each tracker's first run are not counted. Prints medians, p90 and the ratio ours / TrackerNano, with the CPU model.
+WARMUP steps of each tracker's first run are not counted. Prints medians, p90 and the ratio
+ours / TrackerNano, with the CPU model. `--graph-floors` adds NanoTrack V3's and V2's own graphs.
 Needs ../shared (the sequence and TrackerNano's graphs); machines differ ~2x in absolute speed, so
 compare ratios measured in one run.
 """
@@ -46,35 +47,67 @@ def frames_and_box(root: Path, name: str) -> tuple[list[np.ndarray], tuple[float
     return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sequence.frames], tuple(sequence.boxes[0])
 
 
-def _run(name: str, ours: Tracker, nano: OpenCVTracker, frames: list[np.ndarray], box: tuple[float, ...]):
+class GraphFloor:
+    """NanoTrack's own published ONNX graphs on ONNX Runtime (search backbone + head, box only, no
+    crop or decoding): the least any tracker on that trunk and head can spend per frame."""
+
+    def __init__(self, folder: Path, version: str, threads: int) -> None:
+        from siammask.engines.onnx_session import open_session
+
+        names = {"v2": "nanotrackv2_nanotrack_{}_sim.onnx", "v3": "nanotrackv3_nanotrack_{}.onnx"}[version]
+        self.backbone, self.head = (open_session(folder / names.format(part), ["CPUExecutionProvider"], threads)
+                                    for part in ("backbone", "head"))
+        self.template: np.ndarray | None = None
+
+    def init(self, frame: np.ndarray) -> None:
+        # The published backbone graph takes 255x255 crops only; any 8x8 map of the right width
+        # serves as the template here, since values do not change the time.
+        self.template = self.backbone.run(None, {"input": self._crop(frame)})[0][:, :, 4:12, 4:12]
+
+    @staticmethod
+    def _crop(frame: np.ndarray) -> np.ndarray:
+        return cv2.resize(frame, (255, 255)).transpose(2, 0, 1)[None].astype(np.float32)
+
+    def step(self, frame: np.ndarray) -> None:
+        search = self.backbone.run(None, {"input": self._crop(frame)})[0]
+        self.head.run(None, {"input1": self.template, "input2": search})
+
+
+def _run(name: str, trackers: dict, frames: list[np.ndarray], box: tuple[float, ...]):
     """A generator that steps one tracker a frame each time it is advanced, yielding ms per step.
     For TrackerNano only OpenCV's own update is timed (nothing of ours around it)."""
+    tracker = trackers[name]
     if name == "ours":
-        states = ours.init(frames[0], [box])
+        states = tracker.init(frames[0], [box])
+    elif name == "nano":
+        (started,) = tracker.init(frames[0], [box])
     else:
-        (started,) = nano.init(frames[0], [box])
+        tracker.init(frames[0])
     for frame in frames[1:]:
         start = time.perf_counter()
         if name == "ours":
-            states, _ = ours.step(frame, states)
-        else:
+            states, _ = tracker.step(frame, states)
+        elif name == "nano":
             started.tracker.update(frame)
+        else:
+            tracker.step(frame)
         yield (time.perf_counter() - start) * 1000
 
 
-def measure(ours: Tracker, nano: OpenCVTracker, frames: list[np.ndarray], box: tuple[float, ...],
-            passes: int, order: str = "blocks") -> dict[str, list[float]]:
-    """ms per step of each tracker over `passes` runs through the sequence, interleaved by `order`."""
-    samples: dict[str, list[float]] = {"ours": [], "nano": []}
+def measure(trackers: dict, frames: list[np.ndarray], box: tuple[float, ...], passes: int,
+            order: str = "blocks") -> dict[str, list[float]]:
+    """ms per step of each tracker over `passes` runs through the sequence, interleaved by `order`
+    (the first tracker of a pass rotates from pass to pass)."""
+    samples: dict[str, list[float]] = {name: [] for name in trackers}
     for p in range(passes):
-        names = ("ours", "nano") if p % 2 == 0 else ("nano", "ours")
-        runs = {name: _run(name, ours, nano, frames, box) for name in names}
+        names = list(trackers)[p % len(trackers):] + list(trackers)[:p % len(trackers)]
+        runs = {name: _run(name, trackers, frames, box) for name in names}
         if order == "blocks":
             steps = [(name, t) for name in names for t in runs[name]]
         else:
             steps = [(name, next(runs[name])) for i in range(len(frames) - 1)
                      for name in (names if i % 2 == 0 else names[::-1])]
-        counted: dict[str, int] = {"ours": 0, "nano": 0}
+        counted = dict.fromkeys(trackers, 0)
         for name, ms in steps:
             counted[name] += 1
             if p > 0 or counted[name] > WARMUP:
@@ -93,6 +126,9 @@ def main() -> int:
     parser.add_argument("--order", choices=("blocks", "frames"), default="blocks",
                         help="blocks: one tracker over the whole sequence, then the other (default); "
                              "frames: alternate frame by frame (see the docstring for its bias)")
+    parser.add_argument("--graph-floors", action="store_true",
+                        help="also time NanoTrack V3's and V2's own published graphs on ONNX Runtime (search "
+                             "backbone + head, no crop, box only): the least a tracker on either trunk spends")
     parser.add_argument("--json", help="write the numbers as JSON here")
     args = parser.parse_args()
     if args.threads < 1 or args.passes < 1:
@@ -102,11 +138,14 @@ def main() -> int:
     cv2.setNumThreads(args.threads)
     try:
         frames, box = frames_and_box(Path(args.root), args.sequence)
-        ours, nano = build_tracker(args), OpenCVTracker("nano", Path(args.nano_dir))
+        trackers = {"ours": build_tracker(args), "nano": OpenCVTracker("nano", Path(args.nano_dir))}
+        for version in ("v3", "v2"):
+            if args.graph_floors:
+                trackers[version] = GraphFloor(Path(args.nano_dir), version, args.threads)
     except UserError as error:
         print(f"bench_vs_nano: {error} (this benchmark needs ../shared)", file=sys.stderr)
         return 2
-    samples = measure(ours, nano, frames, box, args.passes, args.order)
+    samples = measure(trackers, frames, box, args.passes, args.order)
     stats = {name: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "steps": len(v)}
              for name, v in samples.items()}
     ratio = stats["ours"]["median_ms"] / stats["nano"]["median_ms"]
@@ -115,10 +154,17 @@ def main() -> int:
           f"{args.sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order {args.order}; "
           f"engine {args.engine}, precision {args.precision or 'fp32'}\n")
     print("| tracker | median ms | p90 ms | frames/s | steps |\n|---|---|---|---|---|")
-    for name, label in (("ours", "SiamMask Tracker.step (mask included)"), ("nano", "OpenCV TrackerNano.update (box)")):
-        s = stats[name]
+    labels = {"ours": "SiamMask Tracker.step (mask included)", "nano": "OpenCV TrackerNano.update (box)",
+              "v3": "NanoTrack V3 graphs alone, ONNX Runtime (backbone + head)",
+              "v2": "NanoTrack V2 graphs alone, ONNX Runtime (backbone + head)"}
+    for name in stats:
+        s, label = stats[name], labels[name]
         print(f"| {label} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {1000 / s['median_ms']:.1f} | {s['steps']} |")
     print(f"\nratio ours / TrackerNano: median {ratio:.2f}x, p90 {stats['ours']['p90_ms'] / stats['nano']['p90_ms']:.2f}x")
+    for name in ("v3", "v2"):
+        if name in stats:
+            print(f"ratio {labels[name].split(' graphs')[0]} graphs alone / TrackerNano: median "
+                  f"{stats[name]['median_ms'] / stats['nano']['median_ms']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "sequence": args.sequence,
                                                "weights": args.weights, "engine": args.engine, "order": args.order,
