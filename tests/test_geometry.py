@@ -632,8 +632,8 @@ def test_guided_refine_moves_the_boundary_onto_the_image_edge():
 
 
 def test_guided_refine_at_reduced_resolution_is_within_its_pixel():
-    """A window larger than the mask's side is filtered downscaled (here 25 mask pixels over 100
-    frame pixels: 4 frame px each): the edge is found to within half a coarse pixel."""
+    """A window of four times the mask's side is filtered shrunk by 4 (here 25 mask pixels over 100
+    frame pixels): the edge is found to within half a coarse pixel."""
     frame, prob = _edge_scene()
     out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 25, 2, 0.006)
     (column,) = _first_column_above_half(out)
@@ -645,11 +645,13 @@ def test_guided_refine_touches_only_the_window_and_its_margin():
     prob = np.full((80, 120), -1, np.float32)  # paste_back's "outside the window"
     prob[20:60, 40:80] = 0.8
     # window x 40..80, y 20..60; radius 5 of 40 mask px over 40 frame px: margin 5 px
-    out = guided_refine(prob, frame, (40.0, 20.0, 40.0), 40, 5, 0.006)
+    out = guided_refine(prob.copy(), frame, (40.0, 20.0, 40.0), 40, 5, 0.006)
     changed = out != prob
     rows, cols = np.nonzero(changed)
     assert rows.min() >= 15 and rows.max() < 65 and cols.min() >= 35 and cols.max() < 85
     assert out[15:65, 35:85].min() >= 0 and out[15:65, 35:85].max() <= 1
     assert np.array_equal(out[~changed], prob[~changed])
     # a window wholly outside the frame changes nothing
-    assert np.array_equal(guided_refine(prob, frame, (500.0, 500.0, 40.0), 40, 5, 0.006), prob)
+    assert np.array_equal(guided_refine(prob.copy(), frame, (500.0, 500.0, 40.0), 40, 5, 0.006), prob)
+    # in place: the caller's array is the result (no copy of a whole frame per step)
+    assert guided_refine(prob, frame, (40.0, 20.0, 40.0), 40, 5, 0.006) is prob
