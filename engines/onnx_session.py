@@ -10,8 +10,8 @@ from siammask.errors import UserError
 def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
                  threads: int | None = None):
     """An ONNX Runtime session on `path` with full graph optimisation and threads that sleep when
-    idle instead of spinning; a corrupt or foreign file
-    becomes a UserError instead of ONNX Runtime's multi-line traceback."""
+    idle instead of spinning; a corrupt or foreign file becomes a UserError instead of ONNX
+    Runtime's multi-line traceback."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -6,11 +6,10 @@ differs between variants (stride, score-map size, anchors or points) is data (si
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import logging
 
 import numpy as np
 
