@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from siammask.engines.sidecar import SIDECAR
+from siammask.engines.sidecar import SIDECAR, read_sidecar
+from siammask.errors import UserError
 from siammask.model import TrackingNet
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,25 @@ def export_key(model: TrackingNet, precision: str, opset: int) -> str:
     return digest.hexdigest()[:32]
 
 
+def _complete(folder: Path) -> bool:
+    """Whether `folder` holds a whole export: its sidecar, and every file it lists with its checksum."""
+    if not (folder / SIDECAR).is_file():
+        return False
+    try:
+        read_sidecar(folder)
+    except UserError as problem:
+        log.warning("the cached export %s is damaged (%s); exporting it again", folder, problem)
+        return False
+    return True
+
+
 def cached_export(model: TrackingNet, precision: str, opset: int,
                   export: Callable[[Path], object]) -> Path | None:
     """The folder of a finished export of `model`: found in the cache, or made by `export(folder)`
     and stored there. None when the cache cannot be written (the caller exports elsewhere)."""
     root = cache_root() / "exports"
     final = root / export_key(model, precision, opset)
-    if (final / SIDECAR).is_file():
+    if _complete(final):
         log.debug("using the cached export %s", final)
         return final
     try:
@@ -78,11 +91,11 @@ def cached_export(model: TrackingNet, precision: str, opset: int,
     try:
         log.info("exporting the %s model for ONNX Runtime once (kept in %s)", model.variant, root)
         export(work)
-        if final.exists() and not (final / SIDECAR).is_file():
-            shutil.rmtree(final)  # not an export (a folder left by hand): ours replaces it
+        if final.exists() and not _complete(final):
+            shutil.rmtree(final)  # a folder left by hand or a damaged export: ours replaces it
         os.replace(work, final)
     except OSError:
-        if not (final / SIDECAR).is_file():  # not the other process having won the race
+        if not _complete(final):  # not the other process having won the race
             raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

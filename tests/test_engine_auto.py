@@ -106,6 +106,20 @@ def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     assert relative_error(a.loc, ref.loc) <= TOLERANCES["fp32"]
 
 
+@pytest.mark.slow  # exports a graph twice
+def test_a_damaged_cached_export_is_made_again(cache, caplog):
+    """A cached export whose graph was deleted or changed by hand is exported again, not reported
+    as an unusable graph pointing into the cache."""
+    model = random_model("nano")
+    build_engine("auto", model)
+    (folder,) = _finished(cache)
+    (cache / folder / "search.onnx").unlink()
+    engine = build_engine("auto", model)
+    assert engine.name == "onnxruntime" and "damaged" in caplog.text
+    assert _finished(cache) == [folder] and (cache / folder / "search.onnx").is_file()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".partial-")]
+
+
 @pytest.mark.slow  # exports a graph
 def test_an_unwritable_cache_falls_back_to_a_temporary_export(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "not-a-folder"
