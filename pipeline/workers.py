@@ -21,7 +21,7 @@ import ray
 import zmq
 
 from . import messages
-from .cluster import Placement, RayProcess
+from .hosts import Placement, RayProcess
 from .config import CurveConfig, WorkerConfig
 from .inference import InferenceSpec, run_inference
 from .launch import GENERATION_SPAN

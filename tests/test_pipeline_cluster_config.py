@@ -112,3 +112,13 @@ def test_without_cluster_ray_is_never_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow  # starts processes
+@pytest.mark.parametrize("name", sorted(RAY_MODULES))
+def test_each_cluster_module_imports_on_its_own(name):
+    """No import cycle among the three: each imports first in a fresh interpreter."""
+    pytest.importorskip("ray")
+    out = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, env=ENV,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
