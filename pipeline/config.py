@@ -125,7 +125,7 @@ def apply_cli(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in (("jsonl", args.json), ("video", args.output))
                                                   if v is not None})
     top = {k: getattr(args, k) for k in ("publish", "control", "metrics_port", "preview_port", "role",
-                                         "inference_delay_ms", "cluster") if getattr(args, k, None) is not None}
+                                         "inference_delay_ms", "cluster") if getattr(args, k) is not None}
     streams = cfg.streams
     if args.source is not None:
         streams = (StreamConfig(id=args.stream_id, source=args.source, boxes=tuple(args.box or ()),

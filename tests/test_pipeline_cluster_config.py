@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from siammask.errors import UserError
-from siammask.pipeline.config import StreamConfig, WorkerConfig, check_config, load_config
+from siammask.pipeline.config import StreamConfig, WorkerConfig, check_config, load_config, stream_from_dict
 
 from package_layout import module_files
 from pipeline_support import ENV
@@ -96,7 +96,10 @@ def test_cluster_without_ray_installed_is_a_one_line_refusal(tmp_path, synthetic
 
 
 def test_stream_added_at_run_time_with_resources_needs_a_cluster():
+    """What `ctl add-stream` sends goes through stream_from_dict, the supervisor's own check."""
     cfg = load_config(None)
+    with pytest.raises(UserError, match="asks for Ray resources"):
+        stream_from_dict({"id": "a", "source": "0", "resources": {"camhost1": 1}}, cfg)
     with pytest.raises(UserError, match="asks for Ray resources"):
         check_config(type(cfg)(streams=(StreamConfig("a", "0", resources={"camhost1": 1.0}),)))
 

@@ -95,7 +95,7 @@ def test_command_line_overrides_config(synthetic_video):
                               fps=50.0, publish="tcp://127.0.0.1:2", control=None, metrics_port=0,
                               preview_port=None, json=None, output=None, role=None, inference_delay_ms=None,
                               weights="w.pth", variant=None, hp=None, engine=None, device=None, precision=None,
-                              threads=1)
+                              threads=1, cluster=None)
     out = apply_cli(cfg, args)
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
