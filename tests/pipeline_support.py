@@ -33,6 +33,7 @@ from siammask.pipeline.control import request
 # One OpenMP thread per process: on a small shared box spinning threads slow every stage down.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 START_TIMEOUT_S = 120  # hang guard only: the first message comes after torch loads in a new process
+QUEUE_BOUND = 12  # frames that can wait between capture and inference (HWMs + socket buffers)
 ANY_PORT = "tcp://127.0.0.1:*"
 BOUND = {"publish": re.compile(r"\[sink\]: publishing results on (\S+)"),
          "control": re.compile(r"\[supervisor\]: control on (\S+)")}

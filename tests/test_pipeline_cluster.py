@@ -8,6 +8,7 @@ The lite model has random weights: tracking quality means nothing here; placemen
 resumption do."""
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from cluster_support import placement, ray_cluster, resumed_after, serve_config, serving_all, stream
-from pipeline_support import START_TIMEOUT_S, Subscriber, collect
+from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Subscriber, collect
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -48,21 +49,30 @@ def test_streams_spread_over_both_worker_nodes(served, cluster):
 
 
 def test_a_pinned_capture_pauses_and_resumes(served):
-    """The hold flag reaches the capture on its camera host: a paused file stops, then goes on."""
+    """The hold flag reaches the capture on its camera host: a paused file holds its place (only the
+    frames already queued towards inference are skipped, and counted), then goes on. Were the flag
+    lost, the inference stage would still hide the paused stream, but the file would run on: 40
+    frames in the 4 s that stream 'b' takes to publish 40 results."""
     serve, _ = served
-    assert serve.ctl({"cmd": "pause", "stream": "a"})["ok"]  # answered once the stage has paused it
     sub = Subscriber(serve.config["publish"])
     try:
-        end, seen = time.monotonic() + 3.0, []
-        while (left := end - time.monotonic()) > 0:
-            if (m := sub.recv(left)) is not None:
-                seen.append(m["stream"])
+        last = sub.wait_for(lambda m: m["stream"] == "a", START_TIMEOUT_S, "results of 'a' before the pause")[-1]["frame"]
+        assert serve.ctl({"cmd": "pause", "stream": "a"})["ok"]  # answered once the stage has paused it
+        confirmed = time.time()
+        in_flight = sub.wait_for(lambda m: m["stream"] == "b" and m["capture_ts"] > confirmed, 30,
+                                 "a result of 'b' read after the pause")
+        last = max([last] + [m["frame"] for m in in_flight if m["stream"] == "a"])
+        of_b = itertools.count(1)
+        after = sub.wait_for(lambda m: m["stream"] == "b" and next(of_b) >= 40, 60, "40 more results of 'b'")
+        assert [m for m in after if m["stream"] == "a"] == [], "a paused stream kept publishing"
+        assert serve.ctl({"cmd": "resume", "stream": "a"})["ok"]
+        resumed = sub.wait_for(lambda m: m["stream"] == "a", 30, "results of 'a' after resume")[-1]
     finally:
         sub.close()
-    assert "b" in seen and "a" not in seen
-    assert serve.ctl({"cmd": "resume", "stream": "a"})["ok"]
-    back = collect(serve, 1, until=lambda m: m["stream"] == "a")[-1]
-    assert [t["target"] for t in back["targets"]] == [0]
+    assert resumed["frame"] - last <= QUEUE_BOUND + 3, (last, resumed["frame"])
+    assert resumed["paused_frames"] + sum(resumed["dropped"][k] for k in ("capture", "inference", "sink")) \
+        == resumed["frame"] - last - 1
+    assert [t["target"] for t in resumed["targets"]] == [0]
 
 
 def test_a_stream_added_when_every_worker_is_full_gets_a_new_worker(served, synthetic_video):

@@ -27,7 +27,7 @@ import zmq
 
 from siammask.io.annotate import target_color
 
-from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
+from pipeline_support import (ANY_PORT, ENV, QUEUE_BOUND, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
                               free_port, raw_request, serving, survivors)
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
@@ -35,7 +35,6 @@ MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dro
 RECORD_KEYS = {"frame", "box", "polygon", "score", "lost", "mask", "target"}
 STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postprocess", "to_sink", "publish"}
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
-QUEUE_BOUND = 12                # frames that can wait between capture and inference (HWMs + socket buffers)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
 pytestmark = pytest.mark.slow   # every test runs serve's processes
 
