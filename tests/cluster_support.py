@@ -62,13 +62,18 @@ def placement(serve: Serve) -> dict[str, dict]:
 
 
 def resumed_after(serve: Serve, stream_id: str, event: Callable[[], None], timeout_s: float = 60.0) -> float:
-    """Seconds from `event()` to the first result of `stream_id` from a new inference process (a new
-    origin shows as inference drops: the gap the sink attributes to the restart)."""
+    """Seconds from `event()` to the first result of `stream_id` captured after `ctl list` shows it
+    on a new inference process (a new worker_pid): ordinary drops cannot pass for the restart."""
+    before = placement(serve)[stream_id]["worker_pid"]
     sub = Subscriber(serve.config["publish"])
     try:
         start = time.monotonic()
         event()
-        sub.wait_for(lambda m: m["stream"] == stream_id and m["dropped"]["inference"] > 0, timeout_s,
+        while placement(serve)[stream_id]["worker_pid"] in (before, None):
+            assert time.monotonic() - start < timeout_s, f"stream {stream_id} not restarted (see {serve.log_path})"
+            time.sleep(0.05)  # polling ctl under the deadline: the restart has no event to wait on
+        moved = time.time()
+        sub.wait_for(lambda m: m["stream"] == stream_id and m["capture_ts"] > moved, timeout_s,
                      f"stream {stream_id} back (see {serve.log_path})")
         return time.monotonic() - start
     finally:
