@@ -16,6 +16,7 @@ inference turns are fixed, and they alone move that run's added p50 by several m
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import shutil
@@ -59,8 +60,8 @@ def summarise(runs: list[list[tuple[float, dict]]], streams: int, mode: str, fps
     work = [sum(m["stages_ms"][k] for k in ("preprocess", "infer", "postprocess")) for _, m in msgs]
     e2e = [(t - m["capture_ts"]) * 1000 for t, m in msgs]
     added = [a - b for a, b in zip(e2e, work)]
-    per_run = [percentiles([(t - m["capture_ts"]) * 1000 - sum(m["stages_ms"][k] for k in
-                            ("preprocess", "infer", "postprocess")) for t, m in r])["p50"] for r in runs]
+    bounds = list(itertools.accumulate(len(r) for r in runs))  # each run's slice of the pooled lists
+    per_run = [percentiles(added[lo:hi])["p50"] for lo, hi in zip([0, *bounds], bounds)]
     return {"streams": streams, "mode": mode, "runs": len(runs),
             "results_per_s": round(len(msgs) / (seconds * len(runs)), 2), "offered_per_s": streams * fps,
             "dropped": sum(sum(m["dropped"].values()) for _, m in msgs),
