@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from siammask.errors import UserError
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint
+from .endpoints import RunDir, check_bind_endpoint, free_tcp_endpoint
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .launch import LocalLauncher, StageProcess
 from .workers import WorkerPool
@@ -62,9 +61,7 @@ class RayLauncher:
         self.pool: WorkerPool | None = None
 
     def endpoint(self, name: str) -> str:
-        with socket.socket() as s:
-            s.bind((self.address, 0))
-            return f"tcp://{self.address}:{s.getsockname()[1]}"
+        return free_tcp_endpoint(self.address)
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """A pinned capture's host is placed now (its endpoint is on that node) and kept for the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -139,3 +140,11 @@ def _process_alive(owner: str) -> bool:
     except ValueError:
         return False  # unreadable owner file
     return started == "?" or _start_time(pid) == started
+
+
+def free_tcp_endpoint(address: str) -> str:
+    """tcp://ADDRESS:PORT with a port free on `address` now, for a stage started elsewhere to bind
+    (its own bind cannot report a '*' port back to the process that connects to it)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return f"tcp://{address}:{s.getsockname()[1]}"

@@ -24,6 +24,7 @@ import ray
 
 from siammask.logs import LOGGER
 
+from .endpoints import free_tcp_endpoint
 from .process import stage_main
 
 LOOPBACK = "127.0.0.1"
@@ -69,10 +70,7 @@ class StageHost:
         """A tcp endpoint for the stage to bind: on loopback when this node is on the driver's
         machine (Ray gives every node the machine's outside address, even a test cluster's)."""
         address = self.where()["address"]
-        address = LOOPBACK if address == driver_address else address
-        with socket.socket() as s:
-            s.bind((address, 0))
-            return f"tcp://{address}:{s.getsockname()[1]}"
+        return free_tcp_endpoint(LOOPBACK if address == driver_address else address)
 
     def start(self, serial: int, level: int, target: Callable[..., None], args: tuple) -> int:
         args = tuple(self._value(a) if isinstance(a, Shared) else a for a in args)
