@@ -37,7 +37,7 @@ import zmq
 
 from siammask.checkpoint import save_checkpoint
 from siammask.api import load_tracker
-from siammask.io.results import frame_record
+from siammask.io.results import result_record
 from siammask.model import build_model
 from siammask.pipeline import messages
 from siammask.pipeline.control import request
@@ -83,7 +83,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def in_process(weights: Path, frames, box, threads: int, targets: int = 1) -> list[float]:
-    """Milliseconds per frame of Tracker.step + frame_record with mask RLE for `targets` targets."""
+    """Milliseconds per frame of Tracker.step + result_record with mask RLE for `targets` targets."""
     torch.set_num_threads(threads)
     tracker = load_tracker(weights)
     states = tracker.init(frames[0].image, [box] * targets)
@@ -92,7 +92,7 @@ def in_process(weights: Path, frames, box, threads: int, targets: int = 1) -> li
         start = time.perf_counter()
         states, results = tracker.step(frame.image, states)
         for t, r in enumerate(results):
-            json.dumps(frame_record(i, r.box, r.polygon, r.score, r.lost, r.mask, target=t))
+            json.dumps(result_record(i, r, target=t))
         times.append((time.perf_counter() - start) * 1000)
     return times
 

@@ -41,7 +41,7 @@ class StaticBox(Tracker):
             x, y, w, h = state_box(s)
             mask = np.zeros(frame.shape[:2], bool)
             mask[max(0, round(y)):max(0, round(y + h)), max(0, round(x)):max(0, round(x + w))] = True
-            results.append(TrackResult((x, y, w, h), box_corners(*s.pos, *s.size), 1.0, False, mask, (-1, -1)))
+            results.append(TrackResult((x, y, w, h), box_corners(*s.pos, *s.size), 1.0, 1.0, False, mask, (-1, -1)))
         return list(states), results
 
 

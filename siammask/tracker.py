@@ -43,9 +43,11 @@ class TrackResult:
     box: tuple[float, float, float, float]  # x, y, w, h = [cx - w/2, cy - h/2, w, h] of the state
     polygon: np.ndarray                     # (4,2) rotated box corners
     score: float                            # unpenalised foreground score of the chosen anchor
-    lost: bool                              # score below the configured lost_threshold
+    presence: float                         # 0-1: how likely the target is visible in this frame
+    lost: bool                              # the tracker believes the target is not visible
     mask: np.ndarray | None                 # HxW bool, pasted-back probability > seg_thr (None on frame 0)
     pos_yx: tuple[int, int]                 # grid position the mask came from
+    found: bool = False                     # re-acquired on this frame after being lost
 
 
 def state_box(state: TargetState) -> tuple[float, float, float, float]:
@@ -81,7 +83,7 @@ class Picks:
 
 def start_result(state: TargetState) -> TrackResult:
     """What a target reports on the frame it starts on: its box, score 1, no mask."""
-    return TrackResult(state_box(state), box_corners(*state.pos, *state.size), 1.0, False, None, (-1, -1))
+    return TrackResult(state_box(state), box_corners(*state.pos, *state.size), 1.0, 1.0, False, None, (-1, -1))
 
 
 class Tracker:
@@ -182,7 +184,7 @@ class Tracker:
         if polygon is None:
             polygon = box_corners(*moved.pos, *moved.size)
         clamped = _clamp(moved, frame_wh)
-        return clamped, TrackResult(state_box(clamped), polygon, score, score < cfg.lost_threshold,
+        return clamped, TrackResult(state_box(clamped), polygon, score, score, score < cfg.lost_threshold,
                                     full > cfg.seg_thr, pos_yx)
 
 

@@ -24,7 +24,7 @@ from siammask.checkpoint import load_checkpoint, save_checkpoint
 from siammask.config import TrackerConfig, from_dict, load_hp
 from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
-from siammask.io.results import JsonlWriter, frame_record
+from siammask.io.results import JsonlWriter, result_record
 from siammask.model import SiamMask
 from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
 from siammask.pipeline.control import parse_request
@@ -61,7 +61,7 @@ def track_finite(tracker: Tracker, sequence, box) -> list[dict]:
     for index, item in enumerate(sequence[1:], 1):
         states, results = tracker.step(item.image, states)
         for r in results:
-            rec = frame_record(index, r.box, r.polygon, r.score, r.lost, r.mask)
+            rec = result_record(index, r)
             json.dumps(rec, allow_nan=False)
             records.append(rec)
     return records

@@ -36,12 +36,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _write_frame(fr, jsonl, masks, video) -> None:
     """One frame's JSON lines, mask PNGs and annotated video frame, all targets."""
     from ..io.annotate import annotate, target_color
-    from ..io.results import frame_record
+    from ..io.results import result_record
 
     canvas = fr.frame
     for t, r in enumerate(fr.results):
         if jsonl:
-            jsonl.write(frame_record(fr.index, r.box, r.polygon, r.score, r.lost, r.mask, target=t))
+            jsonl.write(result_record(fr.index, r, target=t))
         if masks and r.mask is not None:
             masks[t].write(fr.index, r.mask)
         if video:

@@ -74,7 +74,7 @@ class OpenCVTracker:
             box = tuple(int(v) for v in box) if found else state.box
             score = float(state.tracker.getTrackingScore()) if self.name == "nano" else float(found)
             new_states.append(OpenCVState(state.tracker, box))
-            results.append(TrackResult(tuple(float(v) for v in box), box_polygon(box), score, not found,
+            results.append(TrackResult(tuple(float(v) for v in box), box_polygon(box), score, score, not found,
                                        box_mask(box, frame.shape[:2]), (-1, -1)))
         return new_states, results
 

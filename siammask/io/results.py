@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
+
+if TYPE_CHECKING:
+    from siammask.tracker import TrackResult
 
 _FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
 
@@ -59,6 +62,13 @@ def frame_record(
     }
     record.update({key: _plain(value) for key, value in extra.items()})
     return record
+
+
+def result_record(frame: int, result: "TrackResult", **extra: Any) -> dict:
+    """One target's TrackResult on one frame as its JSON record (`siammask track --json`, serve's
+    results): the frame_record fields plus `presence` and `found` (re-acquired on this frame)."""
+    return frame_record(frame, result.box, result.polygon, result.score, result.lost, result.mask,
+                        presence=float(result.presence), found=bool(result.found), **extra)
 
 
 def _floats(values: Sequence[float] | np.ndarray, count: int, name: str) -> list[float]:
