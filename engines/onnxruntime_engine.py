@@ -69,6 +69,9 @@ class OnnxRuntimeEngine:
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
         return TemplateFeatures.cat(parts)
 
+    def appearance(self, features: TemplateFeatures) -> np.ndarray:
+        return features.appearance()
+
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         cls, loc, corr, p0, p1, p2 = self.sessions["search"].run(None, {
             "x": np.ascontiguousarray(x, np.float32), "k_cls": features.cls, "k_loc": features.loc,

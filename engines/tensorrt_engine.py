@@ -113,6 +113,9 @@ class TensorRTEngine:
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
         return TemplateFeatures.cat(parts)
 
+    def appearance(self, features: TemplateFeatures) -> np.ndarray:
+        return features.appearance()
+
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         out = self.graphs["search"]({"x": self._tensor(x), "k_cls": features.cls, "k_loc": features.loc,
                                      "k_mask": features.mask})

@@ -124,6 +124,9 @@ class TorchEngine:
     def concat(self, parts: Sequence[TemplateFeatures]) -> TemplateFeatures:
         return TemplateFeatures.cat(parts)
 
+    def appearance(self, features: TemplateFeatures) -> np.ndarray:
+        return features.appearance()
+
     @torch.inference_mode()
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
         with self._autocast():

@@ -37,6 +37,9 @@ class _Recorder:
     def concat(self, parts):
         return self.engine.concat(parts)
 
+    def appearance(self, features) -> np.ndarray:
+        return self.engine.appearance(features)
+
     def track(self, x: np.ndarray, features) -> TrackHeads:
         self.feeds["search"].append({"x": x, "k_cls": features.cls, "k_loc": features.loc,
                                      "k_mask": features.mask})

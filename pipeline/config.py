@@ -45,6 +45,7 @@ class ModelConfig:
     engine: str = "auto"
     device: str = "cpu"
     precision: str | None = None
+    redetect: bool | None = None  # None: as the hyper-parameters say
     threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (default: torch's)
 
 
@@ -121,7 +122,8 @@ def stream_from_dict(data: dict, cfg: PipelineConfig) -> StreamConfig:
 def apply_cli(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
     """Command-line values win over the file; --source/--box replace the file's streams."""
     model = dataclasses.replace(cfg.model, **{k: getattr(args, k) for k in (
-        "weights", "variant", "hp", "engine", "device", "precision", "threads") if getattr(args, k) is not None})
+        "weights", "variant", "hp", "engine", "device", "precision", "redetect", "threads")
+        if getattr(args, k) is not None})
     outputs = dataclasses.replace(cfg.outputs, **{k: v for k, v in (("jsonl", args.json), ("video", args.output))
                                                   if v is not None})
     top = {k: getattr(args, k) for k in ("publish", "control", "metrics_port", "preview_port", "role",

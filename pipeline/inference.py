@@ -163,8 +163,7 @@ class InferenceStage:
         picks = self.tracker.infer_batch(batch, [s for _, _, s in jobs]) if jobs else None
         inferred = time.time()
         for i, (item, tid, state) in enumerate(jobs):
-            new_state, result = self.tracker.finish(item.frame, state, batch.sides[i], picks.states[i],
-                                                    picks.pos_yx[i], picks.scores[i], picks.probs[i])
+            new_state, result = self.tracker.finish(item.frame, state, picks[i])
             self.streams[item.pick.stream].targets[tid] = new_state
             item.results[tid] = result
         for item in items:
@@ -280,7 +279,7 @@ def run_inference(spec: InferenceSpec) -> None:
         torch.set_num_threads(m.threads)
     try:
         tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
-                               precision=m.precision)
+                               precision=m.precision, redetect=m.redetect)
         link = ZmqStageLink(spec.link)
     except UserError as exc:
         log("inference", str(exc))

@@ -6,10 +6,11 @@ inference process, so there is one way of loading a model. Above the export laye
 on a .pth checkpoint is exported on the fly."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .config import DEFAULT_HP, load_hp
+from .config import DEFAULT_HP, TrackerConfig, load_hp
 from .engines.sidecar import read_sidecar
 from .errors import UserError
 from .export.runtime import build_engine
@@ -37,7 +38,8 @@ def load_model(weights: str | Path | None = None, variant: str | None = None,
 
 
 def load_tracker(weights: str | Path | None = None, *, variant: str | None = None, hp: str | None = None,
-                 engine: str = "auto", device: str = "cpu", precision: str | None = None) -> Tracker:
+                 engine: str = "auto", device: str = "cpu", precision: str | None = None,
+                 redetect: bool | None = None) -> Tracker:
     """A Tracker on `weights`: an official or siammask .pth checkpoint, an export directory made by
     `siammask export`, or (None) the shipped default weights.
 
@@ -45,13 +47,19 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
     YAML file; None means as the checkpoint or export records, else the variant's default. engine:
     auto (export/runtime.py: onnxruntime for nano on a CPU, else torch), torch, torch-compile,
     onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means
-    fp32, or what an export directory holds. Every problem with what was given is a one-line UserError."""
+    fp32, or what an export directory holds. redetect: search frame-wide for a lost target (True)
+    or only report it lost (False); None means as the hyper-parameters say. Every problem with what
+    was given is a one-line UserError."""
     path = weights_path(weights)
     if path.is_dir():
         info = read_sidecar(path, check_files=False)  # the engine checks the files themselves
         if variant and variant != info.variant:
             raise UserError(f"'{path}' holds an export of the {info.variant} model, but --variant "
                             f"{variant} was asked for")
-        return Tracker(build_engine(engine, path, device, precision), load_hp(hp or info.hp))
+        return Tracker(build_engine(engine, path, device, precision), _with_redetect(load_hp(hp or info.hp), redetect))
     ckpt, hp = load_model(path, variant, hp)
-    return Tracker(build_engine(engine, ckpt.model, device, precision), load_hp(hp))
+    return Tracker(build_engine(engine, ckpt.model, device, precision), _with_redetect(load_hp(hp), redetect))
+
+
+def _with_redetect(config: TrackerConfig, redetect: bool | None) -> TrackerConfig:
+    return config if redetect is None else dataclasses.replace(config, redetect=redetect)

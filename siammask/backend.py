@@ -8,6 +8,7 @@ keeps per target (its template features) is opaque to the tracker.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,17 @@ class TrackHeads:
     cls: np.ndarray
     loc: np.ndarray
     context: Any
+
+    def select(self, rows: Sequence[int]) -> "TrackHeads":
+        """The heads of some crops only (in this order): numpy or framework arrays alike, the
+        context a mapping or a dataclass of them."""
+        context = self.context
+        if isinstance(context, dict):
+            context = {key: value[rows] for key, value in context.items()}
+        else:
+            context = dataclasses.replace(context, **{f.name: getattr(context, f.name)[rows]
+                                                      for f in dataclasses.fields(context)})
+        return TrackHeads(self.cls[rows], self.loc[rows], context)
 
 
 class Engine(Protocol):
@@ -43,3 +55,6 @@ class Engine(Protocol):
 
     def mask(self, heads: TrackHeads, pos_yx: np.ndarray) -> np.ndarray:
         """(B,2) int grid positions (y, x) -> (B,S,S) float32 mask logits."""
+
+    def appearance(self, features: Any) -> np.ndarray:
+        """Template features of B targets -> (B,D) float32 appearance vectors (siammask.presence)."""

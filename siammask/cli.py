@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "siammask.commands.serve",
     "siammask.commands.ctl",
     "siammask.commands.keys",
+    "siammask.commands.presence",
 )
 
 

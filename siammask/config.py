@@ -67,7 +67,18 @@ class TrackerConfig:
     window_influence: float = ranged(0.0, 1.0)
     lr: float = ranged(0.0, 1.0)
     seg_thr: float = ranged(0.0, 1.0)
-    lost_threshold: float = ranged(0.0, 1.0, 0.3)  # score below which a frame's result is flagged lost
+    # Long-term tracking (siammask.presence, README "Lost and found"): a target is lost when its
+    # presence (smoothed: presence_smooth is the weight of the previous value) falls below
+    # lost_threshold; while lost it is searched for over the whole frame (redetect, redetect_tiles
+    # search windows per frame, one engine batch) and found again only when a candidate's presence
+    # reaches found_threshold on confirm_frames frames in a row at the same place.
+    lost_threshold: float = ranged(0.0, 1.0, 0.3)
+    found_threshold: float = ranged(0.0, 1.0, 0.6)
+    presence_smooth: float = ranged(0.0, 0.99, 0.5)
+    memory_rate: float = ranged(0.0, 1.0, 0.05)  # how fast the verified appearance follows the target
+    confirm_frames: int = ranged(1, 30, 2)
+    redetect: bool = True
+    redetect_tiles: int = ranged(1, 256, 8)
     # Ours (preset nano): a guided filter on the frame's colours moves the pasted-back mask's
     # boundary onto image edges (geometry.masks.guided_refine): its radius in mask pixels (0: off,
     # as the original) and the guide's noise level as a fraction of the 0-255 range.
@@ -85,6 +96,9 @@ class TrackerConfig:
         if self.instance_size <= self.exemplar_size:
             raise UserError(f"instance_size ({self.instance_size}) must be larger than exemplar_size "
                             f"({self.exemplar_size}): the search crop holds the template")
+        if self.found_threshold < self.lost_threshold:
+            raise UserError(f"found_threshold ({self.found_threshold}) must not be below lost_threshold "
+                            f"({self.lost_threshold}): a target would be found and lost on the same evidence")
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:

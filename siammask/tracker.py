@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from .backend import Engine
+from .backend import Engine, TrackHeads
 from .config import TrackerConfig
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 from .geometry.masks import (box_corners, guided_filter_available, guided_refine, mask_polygon, mask_window,
                              paste_back, paste_matrix)
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
+from .geometry.tiles import grid_reach, scan_batch, scan_centres
+from .presence import PresenceModel, contrast, load_presence
 from .validate import box_in_frame
 from .variants import Geometry, variant_spec
 
@@ -27,18 +29,38 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Memory:
+    """What a target keeps to tell whether it is in view (siammask.presence) and to find it again."""
+
+    first: np.ndarray           # (d,) unit embedding of the target on its first frame
+    recent: np.ndarray          # (d,) running mean of embeddings on frames where it was verified
+    background: float           # similarity of the first frame's surroundings to the target
+    presence: float             # smoothed presence, what `lost` is decided on
+    lost_frames: int = 0        # frames since it was lost (0: tracking)
+    candidate: np.ndarray | None = None  # (4,) cx, cy, w, h of a re-detection awaiting confirmation
+    confirmations: int = 0      # frames in a row the candidate has passed found_threshold
+
+
+@dataclass(frozen=True)
 class TargetState:
-    """Everything that carries one target from frame to frame."""
+    """Everything that carries one target from frame to frame. While lost, pos and size stay at
+    the last box where the target was seen."""
 
     pos: np.ndarray        # (2,) float64 centre x, y in frame pixels
     size: np.ndarray       # (2,) float64 width, height
     avg_color: np.ndarray  # (3,) float64 BGR mean of the init frame: padding colour for every crop
     features: Any          # the engine's template features for this target (batch of one)
+    memory: Memory
+
+    @property
+    def lost(self) -> bool:
+        return self.memory.lost_frames > 0
 
 
 @dataclass(frozen=True)
 class TrackResult:
-    """What one step reports for one target."""
+    """What one step reports for one target. While lost: box and polygon are the last box where the
+    target was seen, mask is None, score and presence are the best re-detection candidate's."""
 
     box: tuple[float, float, float, float]  # x, y, w, h = [cx - w/2, cy - h/2, w, h] of the state
     polygon: np.ndarray                     # (4,2) rotated box corners
@@ -63,22 +85,37 @@ def validate_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[float
 
 
 @dataclass(frozen=True)
-class SearchBatch:
-    """Stage 1 output: one search crop per (frame, target) job."""
+class Window:
+    """One search crop: which job it serves, where it is cut and at what scale."""
 
-    crops: np.ndarray          # (B,3,S,S) float32 search crops
-    sides: list[float]         # crop side in frame pixels, per target
-    scales: list[np.float64]   # crop pixels per frame pixel, per target
+    job: int
+    centre: np.ndarray  # (2,) frame pixels
+    side: float         # crop side in frame pixels
+    scale: float        # crop pixels per frame pixel
 
 
 @dataclass(frozen=True)
-class Picks:
-    """Stage 2 output: each target moved towards its best anchor (not yet clamped), with its mask."""
+class SearchBatch:
+    """Stage 1 output: the search crops of every (frame, target) job; one for a tracked target,
+    several for a lost one (re-detection windows)."""
 
-    states: list[TargetState]
-    pos_yx: list[tuple[int, int]]  # grid position of the chosen anchor
-    scores: list[float]
-    probs: np.ndarray              # (B,S,S) mask probabilities at those positions
+    crops: np.ndarray          # (N,3,S,S) float32 search crops
+    windows: list[Window]
+    frames: list[np.ndarray]   # each job's frame (verification crops are cut from it)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Stage 2 output for one job: the chosen box, its mask and presence."""
+
+    window: Window             # the crop the box and mask come from
+    moved: TargetState         # tracked: the state moved towards the box (unclamped); lost: unchanged
+    box: np.ndarray            # (4,) cx, cy, w, h in frame pixels of the chosen (or candidate) box
+    pos_yx: tuple[int, int]    # its grid position
+    score: float
+    presence: float            # this frame's presence at the box, not smoothed
+    embedding: np.ndarray      # (d,) unit embedding at the box
+    prob: np.ndarray           # (S,S) mask probabilities at pos_yx
 
 
 def start_result(state: TargetState) -> TrackResult:
@@ -87,16 +124,19 @@ def start_result(state: TargetState) -> TrackResult:
 
 
 class Tracker:
-    """Crops, runs the engine on a batch of targets, decodes, penalises, pastes masks back.
+    """Crops, runs the engine on a batch of targets, decodes, penalises, pastes masks back, and
+    tells whether each target is in view (long-term: lost targets are searched for frame-wide).
 
     step() is the three stages search_batch -> infer_batch -> finish for one frame; the streaming
     pipeline runs the same three stages on targets of many frames at once. Grid positions are
     (y, x) cells of the variant's score map; `grid` holds its anchors or points."""
 
-    def __init__(self, engine: Engine, config: TrackerConfig) -> None:
+    def __init__(self, engine: Engine, config: TrackerConfig, presence: PresenceModel | None = None) -> None:
         self.engine = engine
         self.cfg = config
-        self.geometry: Geometry = variant_spec(engine.variant).geometry
+        spec = variant_spec(engine.variant)
+        self.geometry: Geometry = spec.geometry
+        self.presence = presence or load_presence(spec.presence)
         geo = self.geometry
         self.score_size = geo.score_size(config.exemplar_size, config.instance_size)
         if geo.anchor_free:
@@ -111,17 +151,26 @@ class Tracker:
                         "edges (coarser outlines); install opencv-contrib-python-headless (see the README)")
 
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
-        """Start one target per box (x, y, w, h) on `frame`; template features computed once here."""
+        """Start one target per box (x, y, w, h) on `frame`: template features, and the target's
+        and its surroundings' embeddings (the reference presence is measured against), in one batch."""
         h, w = frame.shape[:2]
         avg = frame.mean(axis=(0, 1))
         starts = []
         for box in boxes:
             x, y, bw, bh = validate_box(box, (w, h))
             starts.append((np.array([x + bw / 2, y + bh / 2]), np.array([bw, bh])))
-        crops = [crop_and_resize(frame, pos, template_side(size, self.cfg.context_amount),
-                                 self.cfg.exemplar_size, avg) for pos, size in starts]
+        crops = []
+        for pos, size in starts:
+            crops += [self._template_crop(frame, centre, size, avg) for centre in surroundings(pos, size)]
         feats = self.engine.template(to_chw_float(crops))
-        return [TargetState(pos, size, avg, feats[i:i + 1]) for i, (pos, size) in enumerate(starts)]
+        embeddings = self._embed(feats)
+        ring = len(surroundings(*starts[0])) if starts else 0
+        states = []
+        for i, (pos, size) in enumerate(starts):
+            own, around = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
+            memory = Memory(own, own, float(np.clip((around @ own).mean(), 0.0, 0.95)), 1.0)
+            states.append(TargetState(pos, size, avg, feats[i * ring:i * ring + 1], memory))
+        return states
 
     def step(self, frame: np.ndarray, states: Sequence[TargetState]) -> tuple[list[TargetState], list[TrackResult]]:
         """Track every target one frame; returns the new states and one result per target."""
@@ -129,63 +178,173 @@ class Tracker:
             return [], []
         batch = self.search_batch([(frame, s) for s in states])
         picks = self.infer_batch(batch, states)
-        out = [self.finish(frame, s, side, moved, yx, score, prob) for s, side, moved, yx, score, prob
-               in zip(states, batch.sides, picks.states, picks.pos_yx, picks.scores, picks.probs)]
+        out = [self.finish(frame, s, p) for s, p in zip(states, picks)]
         return [o[0] for o in out], [o[1] for o in out]
 
     def search_batch(self, jobs: Sequence[tuple[np.ndarray, TargetState]]) -> SearchBatch:
-        """Stage 1: cut every target's search crop from its own frame, as one batch."""
+        """Stage 1: cut every job's search crops from its own frame, as one batch: the window round
+        a tracked target, or the next re-detection windows of a lost one."""
         cfg = self.cfg
-        regions = [search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount) for _, s in jobs]
-        sides = [float(round(s_x)) for s_x, _ in regions]
-        crops = [crop_and_resize(frame, s.pos, side, cfg.instance_size, s.avg_color)
-                 for (frame, s), side in zip(jobs, sides)]
-        return SearchBatch(to_chw_float(crops), sides, [scale for _, scale in regions])
+        windows = []
+        for job, (frame, s) in enumerate(jobs):
+            side, scale = search_scale(s.size, cfg.exemplar_size, cfg.instance_size, cfg.context_amount)
+            side = float(round(side))
+            windows += [Window(job, centre, side, scale) for centre in self._centres(frame, s, side)]
+        crops = [crop_and_resize(jobs[w.job][0], w.centre, w.side, cfg.instance_size, jobs[w.job][1].avg_color)
+                 for w in windows]
+        return SearchBatch(to_chw_float(crops), windows, [frame for frame, _ in jobs])
 
-    def infer_batch(self, batch: "SearchBatch", states: Sequence[TargetState]) -> "Picks":
-        """Engine heads for every crop against its own template, the best anchor, then its mask.
-        The only stage that touches the engine; crops may come from different frames (streams)."""
-        heads = self.engine.track(batch.crops, self.engine.concat([s.features for s in states]))
-        picks = [self._pick(heads.cls[i], heads.loc[i], s, scale)
-                 for i, (s, scale) in enumerate(zip(states, batch.scales))]
-        pos_yx = [yx for _, yx, _ in picks]
-        probs = _sigmoid(self.engine.mask(heads, np.array(pos_yx, np.int64)))
-        return Picks([p[0] for p in picks], pos_yx, [p[2] for p in picks], probs)
+    def _centres(self, frame: np.ndarray, state: TargetState, side: float) -> list[np.ndarray]:
+        """Where to cut a job's crops: round the target, or (lost) the candidate being confirmed and
+        the next windows of the nearest-first scan of the whole frame."""
+        if not (state.lost and self.cfg.redetect):
+            return [state.pos]
+        reach = grid_reach(side, self.score_size, self.geometry.stride, self.cfg.instance_size)
+        frame_wh = (frame.shape[1], frame.shape[0])
+        scan = scan_batch(scan_centres(frame_wh, state.pos, reach), state.memory.lost_frames, self.cfg.redetect_tiles)
+        candidate = state.memory.candidate
+        return ([] if candidate is None else [candidate[:2]]) + list(scan)
+
+    def infer_batch(self, batch: SearchBatch, states: Sequence[TargetState]) -> list[Pick]:
+        """Engine heads for every crop against its target's template, each job's best box, its
+        presence (one template batch for every job's verification crops), then its mask. The only
+        stage that touches the engine; jobs may come from different frames (streams)."""
+        owners = [w.job for w in batch.windows]
+        heads = self.engine.track(batch.crops, self.engine.concat([states[j].features for j in owners]))
+        found = [self._pick(heads.cls[i], heads.loc[i], states[w.job], w) for i, w in enumerate(batch.windows)]
+        chosen = []  # per job: index into the windows of its best box
+        for job, state in enumerate(states):
+            own = [i for i, w in enumerate(batch.windows) if w.job == job]
+            chosen.append(own[0] if len(own) == 1 else max(own, key=lambda i: found[i][2]))
+        verify = [self._template_crop(batch.frames[job], found[i][0][:2], found[i][0][2:], states[job].avg_color)
+                  for job, i in enumerate(chosen)]
+        embeddings = self._embed(self.engine.template(to_chw_float(verify)))
+        probs = _sigmoid(self.engine.mask(_rows(heads, chosen), np.array([found[i][1] for i in chosen], np.int64)))
+        picks = []
+        for job, (state, i) in enumerate(zip(states, chosen)):
+            box, pos_yx, score = found[i]
+            window = batch.windows[i]
+            moved = state if state.lost and self.cfg.redetect else replace(state, pos=box[:2], size=box[2:])
+            picks.append(Pick(window, moved, box, pos_yx, score, self._presence(state.memory, embeddings[job]),
+                              embeddings[job], probs[job]))
+        return picks
 
     def _pick(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
-              scale: np.float64) -> tuple[TargetState, tuple[int, int], float]:
-        """Choose the best anchor (or point) and move the (unclamped) state towards it."""
+              window: Window) -> tuple[np.ndarray, tuple[int, int], float]:
+        """The best anchor (or point) of one crop: (cx, cy, w, h) in frame pixels, its grid cell and
+        unpenalised score. Re-detection windows drop the cosine window (no motion prior)."""
         cfg = self.cfg
         score = fg_scores(cls)
         boxes = self._decode(loc, self.grid)
-        penalty = size_penalty(boxes, state.size * scale, cfg.penalty_k)
-        best = pick_best(score, penalty, self.window, cfg.window_influence)
-        pred = boxes[:, best] / scale
-        if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
-            return state, (self.score_size // 2, self.score_size // 2), 0.0  # no usable output: stay, lost
-        lr = penalty[best] * score[best] * cfg.lr
-        pos = np.array([pred[0] + state.pos[0], pred[1] + state.pos[1]])
-        size = np.array([state.size[0] * (1 - lr) + pred[2] * lr, state.size[1] * (1 - lr) + pred[3] * lr])
+        penalty = size_penalty(boxes, state.size * window.scale, cfg.penalty_k)
+        influence = 0.0 if state.lost and cfg.redetect else cfg.window_influence
+        best = pick_best(score, penalty, self.window, influence)
+        pred = boxes[:, best] / window.scale
         _, y, x = np.unravel_index(best, (self.geometry.num_anchors, self.score_size, self.score_size))
-        return TargetState(pos, size, state.avg_color, state.features), (int(y), int(x)), float(score[best])
+        if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
+            # no usable output: stay where the window is, score 0
+            return np.array([*window.centre, *state.size]), (self.score_size // 2, self.score_size // 2), 0.0
+        lr = penalty[best] * score[best] * cfg.lr  # the size update of a tracked target (_moved)
+        size = state.size * (1 - lr) + pred[2:] * lr
+        box = np.array([pred[0] + window.centre[0], pred[1] + window.centre[1], *size], np.float64)
+        return box, (int(y), int(x)), float(score[best])
 
-    def finish(self, frame: np.ndarray, old: TargetState, side: float, moved: TargetState,
-               pos_yx: tuple[int, int], score: float, prob: np.ndarray) -> tuple[TargetState, TrackResult]:
-        """Stage 3: paste the mask back into the frame, find its polygon, clamp the state to the frame."""
-        cfg, geo = self.cfg, self.geometry
+
+    def _template_crop(self, frame: np.ndarray, centre: np.ndarray, size: np.ndarray,
+                       avg: np.ndarray) -> np.ndarray:
+        return crop_and_resize(frame, centre, template_side(size, self.cfg.context_amount),
+                               self.cfg.exemplar_size, avg)
+
+    def _embed(self, features: Any) -> np.ndarray:
+        return self.presence.embed(self.engine.appearance(features))
+
+    def _presence(self, memory: Memory, embedding: np.ndarray) -> float:
+        """This frame's presence of the target at the box whose embedding is given."""
+        similarity = max(float(embedding @ memory.first), float(embedding @ memory.recent))
+        return float(self.presence.probability(contrast(similarity, memory.background)))
+
+    def finish(self, frame: np.ndarray, old: TargetState, pick: Pick) -> tuple[TargetState, TrackResult]:
+        """Stage 3: decide lost or found, paste the mask back into the frame, find its polygon,
+        clamp the state to the frame."""
+        cfg = self.cfg
         frame_wh = (frame.shape[1], frame.shape[0])
-        crop_xy = (old.pos[0] - side / 2, old.pos[1] - side / 2)
-        window = mask_window(crop_xy, side, pos_yx, cfg.instance_size, cfg.exemplar_size, geo.stride,
-                             geo.base_size)
-        full = paste_back(prob, paste_matrix(window, prob.shape[0], frame_wh), frame_wh)
-        if self.guide:
-            full = guided_refine(full, frame, window, prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
+        if old.lost and cfg.redetect:
+            memory = self._search_memory(old.memory, pick)
+            if memory.lost_frames:  # still lost: the last box where it was seen, no mask
+                kept = replace(old, memory=memory)
+                return kept, TrackResult(state_box(kept), box_corners(*kept.pos, *kept.size), pick.score,
+                                         pick.presence, True, None, (-1, -1))
+            moved = replace(old, pos=pick.box[:2].astype(np.float64), size=pick.box[2:].astype(np.float64),
+                            memory=memory)
+        else:
+            memory = self._tracking_memory(old.memory, pick)
+            moved = replace(pick.moved, memory=memory)
+            if memory.lost_frames and cfg.redetect:  # lost on this frame: back to where it was last seen
+                kept = replace(old, memory=memory)
+                return kept, TrackResult(state_box(kept), box_corners(*kept.pos, *kept.size), pick.score,
+                                         memory.presence, True, None, pick.pos_yx)
+        full = self._paste(frame, pick)
         polygon = mask_polygon(full, cfg.seg_thr)
         if polygon is None:
             polygon = box_corners(*moved.pos, *moved.size)
         clamped = _clamp(moved, frame_wh)
-        return clamped, TrackResult(state_box(clamped), polygon, score, score, score < cfg.lost_threshold,
-                                    full > cfg.seg_thr, pos_yx)
+        return clamped, TrackResult(state_box(clamped), polygon, pick.score, memory.presence, memory.lost_frames > 0,
+                                    full > cfg.seg_thr, pick.pos_yx, found=old.lost and not memory.lost_frames)
+
+    def _paste(self, frame: np.ndarray, pick: Pick) -> np.ndarray:
+        """The pick's mask probabilities pasted back into a frame-sized float map."""
+        cfg, geo = self.cfg, self.geometry
+        frame_wh = (frame.shape[1], frame.shape[0])
+        crop_xy = (pick.window.centre[0] - pick.window.side / 2, pick.window.centre[1] - pick.window.side / 2)
+        window = mask_window(crop_xy, pick.window.side, pick.pos_yx, cfg.instance_size, cfg.exemplar_size,
+                             geo.stride, geo.base_size)
+        full = paste_back(pick.prob, paste_matrix(window, pick.prob.shape[0], frame_wh), frame_wh)
+        if self.guide:
+            full = guided_refine(full, frame, window, pick.prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
+        return full
+
+    def _tracking_memory(self, memory: Memory, pick: Pick) -> Memory:
+        """Smoothed presence with hysteresis: lost below lost_threshold; without re-detection, in view
+        again once the smoothed presence reaches found_threshold. Verified frames refresh `recent`."""
+        cfg = self.cfg
+        presence = cfg.presence_smooth * memory.presence + (1 - cfg.presence_smooth) * pick.presence
+        if memory.lost_frames:  # only without re-detection: tracking goes on, `lost` is a flag
+            lost = 0 if presence >= cfg.found_threshold else memory.lost_frames + 1
+        else:
+            lost = 1 if presence < cfg.lost_threshold else 0
+        recent = memory.recent
+        if not lost and pick.presence >= cfg.found_threshold and cfg.memory_rate > 0:
+            mixed = (1 - cfg.memory_rate) * recent + cfg.memory_rate * pick.embedding
+            recent = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+        return replace(memory, recent=recent, presence=float(presence), lost_frames=lost)
+
+    def _search_memory(self, memory: Memory, pick: Pick) -> Memory:
+        """One re-detection frame: a candidate that passes found_threshold at the same place as the
+        last one counts a confirmation; confirm_frames of them in a row end the search."""
+        if pick.presence < self.cfg.found_threshold:
+            return replace(memory, lost_frames=memory.lost_frames + 1, candidate=None, confirmations=0,
+                           presence=pick.presence)
+        previous = memory.candidate
+        same = previous is not None and np.hypot(*(pick.box[:2] - previous[:2])) <= max(previous[2:])
+        confirmations = memory.confirmations + 1 if same else 1
+        if confirmations >= self.cfg.confirm_frames:
+            return replace(memory, lost_frames=0, candidate=None, confirmations=0, presence=pick.presence)
+        return replace(memory, lost_frames=memory.lost_frames + 1, candidate=pick.box.copy(),
+                       confirmations=confirmations, presence=pick.presence)
+
+
+def surroundings(pos: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
+    """The target's centre, then eight centres one target size away around it (the first frame's
+    background that presence is normalised against)."""
+    offsets = [(0, 0)] + [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
+    return [pos + np.array(o) * size for o in offsets]
+
+
+def _rows(heads: TrackHeads, rows: list[int]) -> TrackHeads:
+    """The heads of the chosen crops only (the mask stage runs on one crop per job)."""
+    if rows == list(range(len(heads.cls))):
+        return heads
+    return heads.select(rows)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -197,4 +356,4 @@ def _clamp(state: TargetState, frame_wh: tuple[int, int]) -> TargetState:
     w, h = frame_wh
     pos = np.array([max(0, min(w, state.pos[0])), max(0, min(h, state.pos[1]))], np.float64)
     size = np.array([max(10, min(w, state.size[0])), max(10, min(h, state.size[1]))], np.float64)
-    return TargetState(pos, size, state.avg_color, state.features)
+    return replace(state, pos=pos, size=size)

@@ -68,6 +68,9 @@ class VariantSpec:
     # What `--engine auto` runs on a CPU in float32: the back end measured faster for this network
     # (benchmarks/RESULTS.md). nano's many small ops cost PyTorch twice ONNX Runtime's time.
     cpu_engine: str = "torch"
+    # The shipped presence model (siammask/weights/FILE, siammask.presence) trained for this network's
+    # template kernels; None: raw kernels and the default curve.
+    presence: str | None = None
 
 
 SIAMMASK_GEOMETRY = Geometry(stride=8, base_size=8)
@@ -93,7 +96,7 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
     "lite-base": VariantSpec("siammask", "lite", 64, False, SIAMMASK_GEOMETRY, None, "base", _RESNET_FLOAT32),
     # Ours: NanoTrack V3's pretrained trunk and box head, with a mask branch and refine trained here.
     "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano",
-                        cpu_engine="onnxruntime"),
+                        cpu_engine="onnxruntime", presence="presence_nano.npz"),
 }
 VARIANTS = tuple(VARIANT_SPECS)
 

@@ -38,8 +38,7 @@ def test_batch_over_streams_matches_tracker_step(lite_tracker):
         frames = [a[t].image] * 1 + [b[t].image] * 2
         batch = tracker.search_batch(list(zip(frames, states)))
         picks = tracker.infer_batch(batch, states)
-        out = [tracker.finish(f, s, batch.sides[i], picks.states[i], picks.pos_yx[i], picks.scores[i],
-                              picks.probs[i]) for i, (f, s) in enumerate(zip(frames, states))]
+        out = [tracker.finish(f, s, picks[i]) for i, (f, s) in enumerate(zip(frames, states))]
         states = [state for state, _ in out]
         for (_, got), want in zip(out, res_a + res_b):
             np.testing.assert_allclose(got.box, want.box, atol=1e-3)
@@ -95,11 +94,11 @@ def test_command_line_overrides_config(synthetic_video):
                               fps=50.0, publish="tcp://127.0.0.1:2", control=None, metrics_port=0,
                               preview_port=None, json=None, output=None, role=None, inference_delay_ms=None,
                               weights="w.pth", variant=None, hp=None, engine=None, device=None, precision=None,
-                              threads=1, cluster=None)
+                              redetect=False, threads=1, cluster=None)
     out = apply_cli(cfg, args)
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
-    assert (out.model.weights, out.model.engine, out.model.threads) == ("w.pth", "auto", 1)
+    assert (out.model.weights, out.model.engine, out.model.threads, out.model.redetect) == ("w.pth", "auto", 1, False)
 
 
 def test_loopback_endpoints():

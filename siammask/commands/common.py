@@ -19,6 +19,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "on a CPU in fp32 the back end measured fastest for the model, onnxruntime for the "
                         "default nano weights (exported once, kept in ~/.cache/siammask), else torch)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--redetect", action=argparse.BooleanOptionalAction, default=None,
+                   help="search the whole frame for a target that is lost and take it up again when it is "
+                        "found (--no-redetect: only flag it lost and keep tracking locally, as short-term "
+                        "trackers and VOT's supervised protocol do) (default: as the hyper-parameters say: "
+                        "on for nano, off for the official models)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32; bf16 (torch, CPU); fp16 (CUDA); int8 (onnxruntime/tensorrt) "
                         "(default: fp32, or what an export directory holds)")
@@ -29,4 +34,5 @@ def build_tracker(args: argparse.Namespace):
     from ..api import load_tracker
 
     return load_tracker(args.weights, variant=args.variant, hp=args.hp, engine=args.engine, device=args.device,
+                        redetect=args.redetect,
                         precision=args.precision)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..presence import appearance
+
 
 @dataclass
 class TemplateFeatures:
@@ -21,6 +23,11 @@ class TemplateFeatures:
     cls: torch.Tensor | np.ndarray
     loc: torch.Tensor | np.ndarray
     mask: torch.Tensor | np.ndarray
+
+    def appearance(self) -> np.ndarray:
+        """(B,D) float32 appearance vectors of the cls and loc kernels (siammask.presence)."""
+        return appearance(*(k.float().cpu().numpy() if isinstance(k, torch.Tensor) else k
+                            for k in (self.cls, self.loc)))
 
     def __getitem__(self, index) -> "TemplateFeatures":
         return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
