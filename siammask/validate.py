@@ -117,3 +117,15 @@ def shorten(value: Any, limit: int = 60) -> str:
     except ValueError:  # an int with more digits than Python prints
         return "(a number too long to show)"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def frame_span(start: int, length: int, frames: int) -> range:
+    """Frames START..START+LENGTH-1, numbered from 1 as image files and ground-truth lines are, inside
+    a sequence of `frames` frames and after its first frame (where a tracker starts); returned as
+    0-based indices."""
+    if length < 1:
+        raise UserError(f"--length {length} must be at least 1")
+    if start < 2 or start + length - 1 > frames:
+        raise UserError(f"--start {start} --length {length} is not inside frames 2..{frames} of the sequence "
+                        "(frame 1 must show the target)")
+    return range(start - 1, start - 1 + length)

@@ -56,6 +56,14 @@ def read_otb_boxes(path: Path) -> np.ndarray:
     return boxes
 
 
+def write_otb_boxes(path: Path, boxes: np.ndarray) -> None:
+    """Write (N, 4) 0-based x,y,w,h as OTB's 1-based rows, NaN rows as NaN,NaN,NaN,NaN: what
+    read_otb_boxes reads back."""
+    rows = (",".join(["NaN"] * 4) if not np.all(np.isfinite(b)) else
+            ",".join(f"{v:.8g}" for v in (b[0] + 1.0, b[1] + 1.0, b[2], b[3])) for b in boxes)
+    path.write_text("".join(f"{row}\n" for row in rows))
+
+
 def region_box(points: np.ndarray) -> Box | None:
     """Axis-aligned box of a region's corners; None when the target is not visible (NaN, all zero)."""
     if not np.all(np.isfinite(points)) or not np.any(points):
