@@ -117,18 +117,22 @@ class _Scripted:
         return states, [TrackResult(box, box_polygon(box), 0.9, 0.1 if lost else 0.9, lost, None, (0, 0))]
 
 
-def test_run_reports_no_box_on_lost_frames():
+def test_run_reports_no_box_on_lost_frames(tmp_path):
     boxes = np.array([[10, 10, 20, 20]] * 6, float)
     boxes[2:4] = np.nan
     seq = BoxSequence("toy", tuple(Path(f"{i}.jpg") for i in range(6)), boxes)
     frames = [np.zeros((60, 80, 3), np.uint8)] * 6
-    record = lt_protocol.run(TimedTracker(_Scripted(boxes, {3, 4})), seq, frames, None)
+    record = lt_protocol.run(TimedTracker(_Scripted(boxes, {3, 4})), seq, frames, tmp_path)
     detail = record["detail"]
     assert [b is None for b in detail["boxes"]] == [F, F, F, T, T, F]
     assert detail["overlap"][:3] == pytest.approx([1.0, 18 / 22, 0.0]) and np.isnan(detail["overlap"][3:5]).all()
     assert detail["presence"] == [None, 0.9, 0.9, 0.1, 0.1, 0.9] and detail["visible"] == [T, T, F, F, T, T]
     assert record["metrics"]["absent_lost"] == 0.5 and record["metrics"]["visible_lost"] == pytest.approx(1 / 3)
     assert record["metrics"]["absences"] == [{"first": 3, "last": 4, "delay": 1, "outcome": "reacquired"}]
+    from PIL import Image
+    masks = sorted(tmp_path.iterdir())  # a result without a mask (lost) is written empty, not skipped
+    assert [p.name for p in masks] == [f"{i}.png" for i in range(1, 6)]
+    assert all(np.asarray(Image.open(p)).shape == (60, 80) and not np.asarray(Image.open(p)).any() for p in masks)
 
 
 # --- layouts: NaN rows, and rows that are neither numbers nor NaN ---------------------------------------

@@ -78,7 +78,7 @@ def occlude(frames: Sequence[np.ndarray], boxes: np.ndarray, start: int, length:
     new_boxes[span.start:span.stop] = np.nan
     height, width = frames[0].shape[:2]
     regions = {t: cover_region(boxes[t], (width, height)) for t in span if np.all(np.isfinite(boxes[t]))}
-    first_other = int(rng.integers(len(other))) if other else 0
+    first_other = int(rng.integers(len(other))) if mode in NEEDS_OTHER else 0
     offset = _patch_offset(frames, regions, (width, height), rng) if mode == "patch" else (0, 0)
     for k, t in enumerate(span):
         if mode == "cut":

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import lt
 from .data import BoxSequence
-from .labels import write_labels
+from .labels import write_result_mask
 from .plots import bar_plot, curve_plot
 from .report import Column
 from .timing import TimedTracker
@@ -44,7 +44,7 @@ def run(tracker: TimedTracker, seq: BoxSequence, frames: Iterable[np.ndarray], m
         lost.append(bool(result.lost))
         found.append(bool(result.found))
         if masks is not None:
-            write_labels(masks / f"{seq.frames[index].stem}.png", result.mask, binary=True)
+            write_result_mask(masks / f"{seq.frames[index].stem}.png", result.mask, frame.shape[:2])
     boxes = np.array([[np.nan] * 4 if b is None else b for b in reported], np.float64)
     overlaps = lt.frame_overlaps(boxes, seq.boxes, size)
     detail = {"boxes": reported, "presence": presence, "lost": lost, "found": found,

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import eao
 from .data import RegionSequence
-from .labels import write_labels
+from .labels import write_result_mask
 from .plots import bar_plot, curve_plot
 from .regions import area_preserving_box, polygon_area, region_overlap
 from .report import Column
@@ -43,7 +43,7 @@ def run(tracker: TimedTracker, seq: RegionSequence, frames: Iterable[np.ndarray]
         polygons.append(result.polygon.reshape(-1).tolist())
         since_init.append(index - init_at)
         if masks is not None:
-            write_labels(masks / f"{seq.frames[index].stem}.png", result.mask, binary=True)
+            write_result_mask(masks / f"{seq.frames[index].stem}.png", result.mask, frame.shape[:2])
         if not np.all(np.isfinite(seq.polygons[index])):  # a NaN row: the target is absent, nothing to score
             overlaps.append(None)
             continue
