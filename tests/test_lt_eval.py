@@ -49,7 +49,7 @@ def test_precision_recall_and_f_of_a_hand_worked_sequence():
     assert precision == pytest.approx([1, 0.8, 0.7, 1.4 / 3, 0.525, 0.46, 0.46])
     assert recall == pytest.approx([0, 0.16, 0.28, 0.28, 0.42, 0.46, 0.46])
     assert lt.best_f(precision, recall) == pytest.approx((7 / 15, 0.525, 0.42))
-    metrics = lt_protocol.metrics([CASE])
+    metrics = lt_protocol.metrics(CASE)
     assert metrics["f_score"] == pytest.approx(7 / 15)
     assert (metrics["precision"], metrics["recall"]) == pytest.approx((0.525, 0.42))
     assert metrics["absent_lost"] == pytest.approx(2 / 3)   # frames 4 and 5 of 3, 4, 5
@@ -65,7 +65,7 @@ def test_overall_averages_the_sequences_curves_not_their_f_scores():
     # B: Pr 1,1,0,0,.5,.5; Re 0,0,0,0,1,1. Mean at .3: Pr .625, Re .875, F = 35/48, the best.
     a = _detail([T, T, T], [F, F, F], [None, 0.9, 0.5], [1.0, 1.0, 0.5])
     b = _detail([T, F, T], [F, F, F], [None, 0.7, 0.3], [1.0, 0.0, 1.0])
-    records = [{"name": n, "detail": d, "metrics": lt_protocol.metrics([d])} for n, d in (("A", a), ("B", b))]
+    records = [{"name": n, "detail": d, "metrics": lt_protocol.metrics(d)} for n, d in (("A", a), ("B", b))]
     assert records[0]["metrics"]["f_score"] == pytest.approx(0.75)   # alone: Pr = Re = .75 at .5
     assert records[1]["metrics"]["f_score"] == pytest.approx(2 / 3)  # alone: Pr .5, Re 1 at .3
     summary = lt_protocol.overall(records)
@@ -74,8 +74,13 @@ def test_overall_averages_the_sequences_curves_not_their_f_scores():
     assert summary["recall_curve"] == pytest.approx([0, 0.25, 0.25, 0.375, 0.875, 0.875])
     assert summary["absent_lost"] == 0.0 and summary["visible_lost"] == 0.0
     assert summary["returns"] == "1 of 1, max 0"  # B's target is found on its return frame
-    assert lt_protocol.overall([{"name": "C", "detail": CASE, "metrics": lt_protocol.metrics([CASE])}])["f_score"] \
-        == pytest.approx(7 / 15)
+    assert summary["absences"] == [{"sequence": "B", "first": 2, "last": 2, "delay": 0, "outcome": "reacquired"}]
+    assert lt_protocol.overall([{"name": "C", "detail": CASE}])["f_score"] == pytest.approx(7 / 15)
+    # Shares pool the frames: 2 of CASE's 3 absent frames and none of B's 1 are flagged lost, 2 of 4
+    # (not the mean of 2/3 and 0); 1 of CASE's 5 visible frames and none of B's 1 (frame 0 unscored).
+    pooled = lt_protocol.overall([{"name": "C", "detail": CASE}, {"name": "B", "detail": b}])
+    assert (pooled["absent_lost"], pooled["visible_lost"], pooled["absent_frames"]) == pytest.approx((0.5, 1 / 6, 4))
+    assert pooled["returns"] == "2 of 2, max 1"
 
 
 def test_reacquisition_delays_missed_and_ended():

@@ -144,9 +144,13 @@ def _patch_offset(frames: Sequence[np.ndarray], regions: dict[int, Rect], size: 
     frame = frames[first].astype(np.float64)
     ring = frame[max(0, y0 - RING):y1 + RING, max(0, x0 - RING):x1 + RING]
     inner = frame[y0:y1, x0:x1]
-    ring_mean = (ring.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / max(1, ring.shape[0] * ring.shape[1] - inner.shape[0] * inner.shape[1])
-    return min(choices, key=lambda d: float(np.abs(frame[y0 + d[1]:y1 + d[1], x0 + d[0]:x1 + d[0]].mean(axis=(0, 1))
-                                                     - ring_mean).sum()))
+    ring_pixels = max(1, ring.shape[0] * ring.shape[1] - inner.shape[0] * inner.shape[1])
+    ring_mean = (ring.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / ring_pixels
+
+    def mismatch(shift: tuple[int, int]) -> float:
+        dx, dy = shift
+        return float(np.abs(frame[y0 + dy:y1 + dy, x0 + dx:x1 + dx].mean(axis=(0, 1)) - ring_mean).sum())
+    return min(choices, key=mismatch)
 
 
 def _inside(rect: Rect, size: tuple[int, int]) -> bool:

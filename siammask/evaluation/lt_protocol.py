@@ -49,25 +49,25 @@ def run(tracker: TimedTracker, seq: BoxSequence, frames: Iterable[np.ndarray], m
     overlaps = lt.frame_overlaps(boxes, seq.boxes, size)
     detail = {"boxes": reported, "presence": presence, "lost": lost, "found": found,
               "visible": lt.visible_rows(seq.boxes).tolist(), "overlap": overlaps.tolist()}
-    return {"metrics": metrics([detail]), "detail": detail}
+    return {"metrics": metrics(detail), "detail": detail}
 
 
 def overall(records: list[dict]) -> dict:
     """Precision and recall curves averaged over sequences at the thresholds of all their
-    confidences; lost shares over all frames of their kind; every absence's delay."""
-    summary = metrics([r["detail"] for r in records])
-    details = [_scored(r["detail"]) for r in records]
-    levels = lt.thresholds(np.concatenate([d["confidence"] for d in details]))
-    curves = [lt.pr_curve(d["overlap"], d["confidence"], d["visible"], levels) for d in details]
+    confidences (JSON null at the ends of `thresholds` stands for +inf and -inf), F at the best
+    of them; lost shares over all frames of their kind; every absence, named by its sequence."""
+    scored = [_scored(r["detail"]) for r in records]
+    levels = lt.thresholds(np.concatenate([s["confidence"] for s in scored]))
+    curves = [lt.pr_curve(s["overlap"], s["confidence"], s["visible"], levels) for s in scored]
     precision = np.nanmean([c[0] for c in curves], axis=0)
     recall = np.nanmean([c[1] for c in curves], axis=0)
-    summary["f_score"], summary["precision"], summary["recall"] = lt.best_f(precision, recall)
-    delays = [a["delay"] for r in records for a in r["metrics"]["absences"]]
-    done = [d for d in delays if d is not None]
-    summary["returns"] = f"{len(done)} of {len(delays)}, max {max(done)}" if done else f"0 of {len(delays)}"
-    summary.update({"thresholds": levels.tolist(), "precision_curve": precision.tolist(),
-                    "recall_curve": recall.tolist()})
-    return summary
+    f, best_precision, best_recall = lt.best_f(precision, recall)
+    gone = [(r["name"], a) for r in records for a in _absences(r["detail"])]
+    done = [a.delay for _, a in gone if a.delay is not None]
+    return {"f_score": f, "precision": best_precision, "recall": best_recall, **_lost_shares(scored),
+            "returns": f"{len(done)} of {len(gone)}" + (f", max {max(done)}" if done else ""),
+            "absences": [{"sequence": name, **_absence_record(a)} for name, a in gone],
+            "thresholds": levels.tolist(), "precision_curve": precision.tolist(), "recall_curve": recall.tolist()}
 
 
 def plot(records: list[dict], summary: dict, out: Path) -> list[Path]:
@@ -84,21 +84,29 @@ def plot(records: list[dict], summary: dict, out: Path) -> list[Path]:
     ]
 
 
-def metrics(details: list[dict]) -> dict:
-    """F-score at the thresholds of these frames' own confidences, lost shares, absences: one
-    sequence's metrics, or the pooled ones of several (whose F overall() replaces)."""
-    scored = [_scored(d) for d in details]
-    overlaps = np.concatenate([s["overlap"] for s in scored])
-    confidence = np.concatenate([s["confidence"] for s in scored])
+def metrics(detail: dict) -> dict:
+    """One sequence's measures: F-score (with its precision and recall) at the thresholds of its
+    own confidences, lost shares, and its absences."""
+    scored = _scored(detail)
+    levels = lt.thresholds(scored["confidence"])
+    f, precision, recall = lt.best_f(*lt.pr_curve(scored["overlap"], scored["confidence"], scored["visible"], levels))
+    gone = _absences(detail)
+    return {"f_score": f, "precision": precision, "recall": recall, **_lost_shares([scored]),
+            "returns": ", ".join(a.shown for a in gone) or "–", "absences": [_absence_record(a) for a in gone]}
+
+
+def _lost_shares(scored: list[dict[str, np.ndarray]]) -> dict:
     visible = np.concatenate([s["visible"] for s in scored])
-    lost = np.concatenate([s["lost"] for s in scored])
-    f, precision, recall = lt.best_f(*lt.pr_curve(overlaps, confidence, visible, lt.thresholds(confidence)))
-    absent_lost, visible_lost = lt.lost_shares(lost, visible)
-    gone = [a for d in details for a in lt.absences(np.array(d["visible"]), _floats(d["overlap"]))]
-    return {"f_score": f, "precision": precision, "recall": recall, "absent_lost": absent_lost,
-            "visible_lost": visible_lost, "absent_frames": int(np.sum(~visible)),
-            "returns": ", ".join(a.shown for a in gone) or "–",
-            "absences": [{"first": a.first, "last": a.last, "delay": a.delay, "outcome": a.outcome} for a in gone]}
+    absent_lost, visible_lost = lt.lost_shares(np.concatenate([s["lost"] for s in scored]), visible)
+    return {"absent_lost": absent_lost, "visible_lost": visible_lost, "absent_frames": int(np.sum(~visible))}
+
+
+def _absences(detail: dict) -> list[lt.Absence]:
+    return lt.absences(np.array(detail["visible"], bool), _floats(detail["overlap"]))
+
+
+def _absence_record(absence: lt.Absence) -> dict:
+    return {"first": absence.first, "last": absence.last, "delay": absence.delay, "outcome": absence.outcome}
 
 
 def _scored(detail: dict) -> dict[str, np.ndarray]:
