@@ -6,7 +6,10 @@
 Each tracker runs through `siammask eval` itself (the same protocols, in this one process, with the
 same thread count for PyTorch and OpenCV): DAVIS (the 12 shared val sequences: J, F, J&F; OpenCV's
 masks are their boxes filled), OTB Crossing and UAV123_10fps person12 / wakeboard7 (one-pass success
-AUC), VOT2016 bag (supervised: failures). Time per frame is the median tracker step over the
+AUC), VOT2016 bag (supervised: failures); and in a second table the long-term clips of LT/ (one
+pass, never reset: VOT-LT tracking F-score, precision and recall with the tracker's presence as its
+confidence, share of absent and of visible frames flagged lost, returns re-acquired within 30
+frames and the longest delay). Time per frame is the median tracker step over the
 one-target sets (OTB, UAV, VOT) and over DAVIS (all objects of a frame in one step). Without
 --weights, ours is the shipped default weights. Results stay in OUT/TRACKER/DATASET (a second run
 reuses them; delete OUT to measure again); the table is also written to OUT/report.md.
@@ -29,10 +32,12 @@ from siammask.evaluation.baselines import DEFAULT_NANO_DIR
 from siammask.evaluation.timing import cpu_name
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {"davis": DATA / "DAVIS", "otb": DATA / "OTB", "uav": DATA / "UAV123_10fps", "vot": DATA / "VOT2016"}
+SETS = {"davis": DATA / "DAVIS", "otb": DATA / "OTB", "uav": DATA / "UAV123_10fps", "vot": DATA / "VOT2016",
+        "lt": DATA / "LT"}
 ONE_TARGET = ("otb", "uav", "vot")
 HEADER = ("tracker", "DAVIS J", "DAVIS F", "DAVIS J&F", "OTB Crossing AUC", "UAV person12 AUC",
           "UAV wakeboard7 AUC", "UAV mean AUC", "VOT bag failures", "ms/frame, 1 target", "ms/frame, DAVIS")
+LT_HEADER = ("tracker", "LT F-score", "LT precision", "LT recall", "absent flagged lost", "visible flagged lost")
 
 
 def evaluate(dataset: str, out: Path, options: list[str]) -> dict:
@@ -45,20 +50,46 @@ def evaluate(dataset: str, out: Path, options: list[str]) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def median_step(out: Path, datasets: tuple[str, ...]) -> float:
+    """Median tracker step (ms) over every sequence of these data sets."""
+    return float(np.median([ms for d in datasets for r in (out / d / "sequences").glob("*.json")
+                            for ms in json.loads(r.read_text())["step_ms"]]))
+
+
 def row(out: Path, results: dict[str, dict]) -> list[str]:
     """The table cells of one tracker."""
     def auc(dataset: str, name: str) -> float:
         return next(s["metrics"]["auc"] for s in results[dataset]["sequences"] if s["name"] == name)
 
-    def median_step(datasets: tuple[str, ...]) -> float:
-        return float(np.median([ms for d in datasets for r in (out / d / "sequences").glob("*.json")
-                                for ms in json.loads(r.read_text())["step_ms"]]))
-
     davis = results["davis"]["overall"]
     return [results["davis"]["tracker"], f"{davis['J_mean']:.3f}", f"{davis['F_mean']:.3f}", f"{davis['JF_mean']:.3f}",
             f"{auc('otb', 'Crossing'):.3f}", f"{auc('uav', 'person12'):.3f}", f"{auc('uav', 'wakeboard7'):.3f}",
             f"{results['uav']['overall']['auc']:.3f}", str(results["vot"]["overall"]["failures"]),
-            f"{median_step(ONE_TARGET):.1f}", f"{median_step(('davis',)):.1f}"]
+            f"{median_step(out, ONE_TARGET):.1f}", f"{median_step(out, ('davis',)):.1f}"]
+
+
+def lt_header(lt: dict) -> tuple[str, ...]:
+    """LT_HEADER, an F-score column per clip, the returns and the step time."""
+    return (*LT_HEADER, *(f"{s['name']} F" for s in lt["sequences"]), "returns re-acquired, max delay",
+            "ms/frame, LT")
+
+
+def lt_row(out: Path, lt: dict) -> list[str]:
+    """The long-term table cells of one tracker ('–' where a share has no frames to count)."""
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    summary = lt["overall"]
+    return [lt["tracker"], *(cell(summary[k]) for k in ("f_score", "precision", "recall", "absent_lost",
+                                                        "visible_lost")),
+            *(cell(s["metrics"]["f_score"]) for s in lt["sequences"]), summary["returns"],
+            f"{median_step(out, ('lt',)):.1f}"]
+
+
+def markdown(rows: list) -> str:
+    """A Markdown table: the first row is the header."""
+    lines = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
 def main() -> int:
@@ -77,12 +108,15 @@ def main() -> int:
     trackers = {"siammask": ["--weights", args.weights] if args.weights else [],
                 "nano": ["--baseline", "nano", "--nano-dir", args.nano_dir],
                 "csrt": ["--baseline", "csrt"]}
-    rows = []
+    rows, lt_rows = [HEADER], []
     for name, options in trackers.items():
         out = Path(args.out) / name
         print(f"report_default: {name} ...", file=sys.stderr)
-        rows.append(row(out, {dataset: evaluate(dataset, out / dataset, options) for dataset in SETS}))
-    table = "\n".join("| " + " | ".join(cells) + " |" for cells in [HEADER, ["---"] * len(HEADER), *rows])
+        results = {dataset: evaluate(dataset, out / dataset, options) for dataset in SETS}
+        rows.append(row(out, results))
+        lt_rows.append(lt_row(out, results["lt"]))
+    lt_table = markdown([lt_header(results["lt"]), *lt_rows])  # every tracker ran the same clips
+    table = f"{markdown(rows)}\n\nLong-term clips (LT/), one pass each:\n\n{lt_table}"
     note = f"{cpu_name()}, {args.threads} threads (PyTorch and OpenCV), torch {torch.__version__}, OpenCV {cv2.__version__}"
     (Path(args.out) / "report.md").write_text(f"{table}\n\n{note}\n")
     print(f"{table}\n\n{note}")

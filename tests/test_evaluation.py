@@ -152,6 +152,20 @@ def test_supervised_run_reinitialises_five_frames_after_a_failure():
     assert record["metrics"] == {"accuracy": pytest.approx(1 / 3), "failures": 1}
 
 
+def test_supervised_run_neither_scores_nor_fails_frames_where_the_target_is_absent():
+    gt = box_polygon((10.0, 10.0, 20.0, 20.0))
+    n = 15
+    absent = np.full((4, 2), np.nan)
+    seq = RegionSequence("lt", tuple(Path(f"{i:08d}.jpg") for i in range(n)), (gt,) * 5 + (absent,) * 3 + (gt,) * 7)
+    frames = [np.full((100, 100, 3), i, np.uint8) for i in range(n)]
+    scripted = _ScriptedTracker(gt, {i: 50.0 for i in range(5, 8)})  # far off while the target is absent
+    record = vot_protocol.run(TimedTracker(scripted), seq, frames, None)
+    assert scripted.inits == [0] and record["metrics"]["failures"] == 0
+    assert record["detail"]["overlaps"][5:8] == [None] * 3
+    assert len(record["detail"]["segments"][0]["overlaps"]) == 11  # 14 tracked frames, 3 not scored
+    assert record["metrics"]["accuracy"] == pytest.approx(1 / 3)  # frames 10-14, each IoU 1/3
+
+
 # --- DAVIS J and F -----------------------------------------------------------------------------------------------
 
 def _square(shift: int = 0) -> np.ndarray:

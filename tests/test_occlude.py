@@ -190,6 +190,8 @@ def test_occlude_command_writes_an_otb_sequence_with_nan_rows_on_the_span(tmp_pa
     (["--start", "11", "--length", "3", "--mode", "grey"], "--start 11 --length 3 is not inside frames 2..12"),
     (["--start", "3", "--length", "3", "--mode", "cut"], "--mode cut: mode 'cut' needs frames of another scene"),
     (["--start", "3", "--length", "3", "--mode", "blur"], "invalid choice: 'blur'"),
+    (["--start", "3", "--length", "3", "--mode", "grey", "--other", "."],
+     "--other is for --mode occluder and cut, not grey"),
 ])
 def test_occlude_command_refuses_bad_spans_and_modes_in_one_line(tmp_path, capsys, extra, message):
     from siammask.cli import main

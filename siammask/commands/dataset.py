@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.occlude import MODES
+from ..data.occlude import MODES, NEEDS_OTHER
 from ..errors import UserError
 
 
@@ -70,6 +70,8 @@ def run_occlude(args: argparse.Namespace) -> int:
     from ..data.occlude import occlude
     from ..validate import frame_span
 
+    if args.other and args.mode not in NEEDS_OTHER:
+        raise UserError(f"--other is for --mode {' and '.join(NEEDS_OTHER)}, not {args.mode}")
     frames, boxes = _read_box_sequence(Path(args.root))
     span = frame_span(args.start, args.length, len(frames))
     other = _read_frames(Path(args.other)) if args.other else None

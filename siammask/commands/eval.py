@@ -1,4 +1,4 @@
-"""`siammask eval`: score the tracker on a benchmark (VOT, DAVIS, OTB, UAV123, YouTube-VOS)."""
+"""`siammask eval`: score the tracker on a benchmark (VOT, DAVIS, OTB, UAV123, YouTube-VOS, long-term clips)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from ..evaluation.eao import VOT2016_INTERVAL
 from ..evaluation.timing import SteppingTracker
 from .common import add_model_options, build_tracker
 
-DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos")
+DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos", "lt")
 
 
 def parse_interval(text: str) -> tuple[int, int]:
@@ -97,12 +97,16 @@ def _fingerprint(weights: Path) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate on a benchmark dataset (VOT, DAVIS, OTB, UAV123, YouTube-VOS)")
+    p = sub.add_parser("eval", help="evaluate on a benchmark dataset (VOT, DAVIS, OTB, UAV123, YouTube-VOS, "
+                                    "long-term clips)")
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="benchmark layout and protocol: vot (supervised, EAO), davis / ytb_vos (J and F), "
-                        "otb / uav (one-pass success and precision)")
+                        "otb / uav (one-pass success and precision), lt (long-term: one pass, VOT-LT "
+                        "precision/recall/F with presence as confidence, lost flags, re-acquisition delays; "
+                        "OTB/UAV or VOT layout with NaN rows where the target is absent)")
     p.add_argument("--root", required=True, help="dataset folder (VOT: holds list.txt; DAVIS: holds JPEGImages/; "
-                                                 "OTB/UAV: holds SEQ/img/; YouTube-VOS: holds meta.json)")
+                                                 "OTB/UAV: holds SEQ/img/; YouTube-VOS: holds meta.json; "
+                                                 "LT: SEQ/img/ or SEQ/groundtruth.txt folders)")
     p.add_argument("--out", required=True, help="results folder; a finished sequence found there is not run again")
     add_model_options(p)
     p.add_argument("--baseline", choices=BASELINES,

@@ -78,7 +78,7 @@ def occlude(frames: Sequence[np.ndarray], boxes: np.ndarray, start: int, length:
     new_boxes[span.start:span.stop] = np.nan
     height, width = frames[0].shape[:2]
     regions = {t: cover_region(boxes[t], (width, height)) for t in span if np.all(np.isfinite(boxes[t]))}
-    first_other = int(rng.integers(len(other))) if other else 0
+    first_other = int(rng.integers(len(other))) if mode in NEEDS_OTHER else 0
     offset = _patch_offset(frames, regions, (width, height), rng) if mode == "patch" else (0, 0)
     for k, t in enumerate(span):
         if mode == "cut":
@@ -144,9 +144,13 @@ def _patch_offset(frames: Sequence[np.ndarray], regions: dict[int, Rect], size: 
     frame = frames[first].astype(np.float64)
     ring = frame[max(0, y0 - RING):y1 + RING, max(0, x0 - RING):x1 + RING]
     inner = frame[y0:y1, x0:x1]
-    ring_mean = (ring.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / max(1, ring.shape[0] * ring.shape[1] - inner.shape[0] * inner.shape[1])
-    return min(choices, key=lambda d: float(np.abs(frame[y0 + d[1]:y1 + d[1], x0 + d[0]:x1 + d[0]].mean(axis=(0, 1))
-                                                     - ring_mean).sum()))
+    ring_pixels = max(1, ring.shape[0] * ring.shape[1] - inner.shape[0] * inner.shape[1])
+    ring_mean = (ring.sum(axis=(0, 1)) - inner.sum(axis=(0, 1))) / ring_pixels
+
+    def mismatch(shift: tuple[int, int]) -> float:
+        dx, dy = shift
+        return float(np.abs(frame[y0 + dy:y1 + dy, x0 + dx:x1 + dx].mean(axis=(0, 1)) - ring_mean).sum())
+    return min(choices, key=mismatch)
 
 
 def _inside(rect: Rect, size: tuple[int, int]) -> bool:

@@ -34,3 +34,9 @@ def write_labels(path: Path, labels: np.ndarray, binary: bool) -> None:
     image = Image.fromarray(labels.astype(np.uint8))
     image.putpalette(voc_palette())  # turns the grey image into a palette image, indices unchanged
     image.save(path)
+
+
+def write_result_mask(path: Path, mask: np.ndarray | None, shape: tuple[int, int]) -> None:
+    """One target's result mask as a 0/255 PNG; an empty one where the tracker gave none (a target
+    it reports lost has no mask), so every frame has its file."""
+    write_labels(path, mask if mask is not None else np.zeros(shape, bool), binary=True)

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import ope
 from .data import BoxSequence
-from .labels import write_labels
+from .labels import write_result_mask
 from .plots import bar_plot, curve_plot
 from .report import Column
 from .timing import TimedTracker
@@ -29,7 +29,7 @@ def run(tracker: TimedTracker, seq: BoxSequence, frames: Iterable[np.ndarray], m
         states, (result,) = tracker.step(frame, states)
         boxes.append(list(result.box))
         if masks is not None:
-            write_labels(masks / f"{seq.frames[index].stem}.png", result.mask, binary=True)
+            write_result_mask(masks / f"{seq.frames[index].stem}.png", result.mask, frame.shape[:2])
     errors = ope.frame_errors(np.array(boxes), seq.boxes)
     return {"metrics": ope.scores(ope.curves(errors)),
             "detail": {"boxes": boxes, **{k: v.tolist() for k, v in errors.items()}}}

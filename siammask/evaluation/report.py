@@ -1,6 +1,7 @@
 """The written results: results.json, results.md (Markdown table) and per-sequence record files.
 
-Non-finite numbers become JSON null (strict JSON has no NaN) and '–' in the table.
+Non-finite numbers become JSON null (strict JSON has no NaN) and '–' in the table; a text metric
+(the long-term re-acquisition delays) is shown as it is.
 """
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def markdown_table(records: list[dict], summary: dict, columns: tuple[Column, ..
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def _number(value: float | int | None, digits: int) -> str:
+def _number(value: float | int | str | None, digits: int) -> str:
+    if isinstance(value, str):
+        return value
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.sources import ImageFolderSource
-from . import ope_protocol, vos_protocol, vot_protocol
-from .data import load_davis, load_otb, load_vot, load_ytbvos
+from . import lt_protocol, ope_protocol, vos_protocol, vot_protocol
+from .data import load_davis, load_lt, load_otb, load_vot, load_ytbvos
 from .report import markdown_table, write_json
 from .timing import SteppingTracker, TimedTracker, speed
 
@@ -64,6 +64,7 @@ BENCHMARKS = {
     "uav": Benchmark(load_otb, ope_protocol),
     "davis": Benchmark(load_davis, vos_protocol),
     "ytb_vos": Benchmark(load_ytbvos, vos_protocol),
+    "lt": Benchmark(load_lt, lt_protocol),
 }
 
 

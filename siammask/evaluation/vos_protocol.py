@@ -37,7 +37,7 @@ def run(tracker: TimedTracker, seq: MaskSequence, frames: Iterable[np.ndarray], 
         if states:
             new_states, results = tracker.step(frame, list(states.values()))
             states = dict(zip(states, new_states))
-            predicted = {obj: (r.mask, r.score) for obj, r in zip(states, results)}
+            predicted = {obj: (r.mask, r.score) for obj, r in zip(states, results) if r.mask is not None}  # lost: none
         starting = [obj for obj, start in seq.starts.items() if start == index]
         if starting:
             given = {obj: gt == obj for obj in starting}

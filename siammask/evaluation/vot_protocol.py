@@ -2,7 +2,8 @@
 
 A failure is a frame whose predicted region (the tracker's rotated box) has zero overlap with the
 ground truth, both cut to the image. The tracker starts from the axis-aligned box with the ground
-truth polygon's area.
+truth polygon's area. A frame whose ground truth is a NaN row (the target absent, as VOT-LT marks it)
+is neither scored nor a failure.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from . import eao
 from .data import RegionSequence
-from .labels import write_labels
+from .labels import write_result_mask
 from .plots import bar_plot, curve_plot
 from .regions import area_preserving_box, polygon_area, region_overlap
 from .report import Column
@@ -39,13 +40,16 @@ def run(tracker: TimedTracker, seq: RegionSequence, frames: Iterable[np.ndarray]
                 init_at, current, since_init[-1] = index, [], 0
             continue
         states, (result,) = tracker.step(frame, states)
-        overlap = region_overlap(seq.polygons[index], result.polygon, (frame.shape[1], frame.shape[0]))
-        current.append(overlap)
         polygons.append(result.polygon.reshape(-1).tolist())
-        overlaps.append(overlap)
         since_init.append(index - init_at)
         if masks is not None:
-            write_labels(masks / f"{seq.frames[index].stem}.png", result.mask, binary=True)
+            write_result_mask(masks / f"{seq.frames[index].stem}.png", result.mask, frame.shape[:2])
+        if not np.all(np.isfinite(seq.polygons[index])):  # a NaN row: the target is absent, nothing to score
+            overlaps.append(None)
+            continue
+        overlap = region_overlap(seq.polygons[index], result.polygon, (frame.shape[1], frame.shape[0]))
+        current.append(overlap)
+        overlaps.append(overlap)
         if overlap <= 0:
             segments.append({"overlaps": current, "failed": True})
             states, next_init = None, index + eao.SKIP_AFTER

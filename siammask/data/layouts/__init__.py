@@ -8,6 +8,9 @@ Rules, one per layout:
   0-based; any other count is an error.
 - OTB / UAV123 ground truth (regions.py, sequences.py): 1-based x,y,w,h; groundtruth_rect.N.txt is
   object N of one video.
+- Absent targets (both): a row of NaN only (NaN,NaN,NaN,NaN as UAV123 and VOT-LT write it) means
+  the target is not in the frame; trainers skip it, evaluations do not score boxes there. A row
+  mixing numbers with NaN, or holding infinity, is an error naming file and line.
 - image folders (images.py): one suffix set, name order, git's text stand-ins for folder symlinks
   followed.
 Every failure is a one-line UserError naming the file.

@@ -1,6 +1,7 @@
 """Ground-truth text files with one region per line (VOT, OTB, UAV123)."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -32,28 +33,42 @@ def read_rows(path: Path, what: str) -> list[list[float]]:
 
 def read_vot_regions(path: Path) -> list[np.ndarray]:
     """One (4, 2) array of 0-based corners per line: 4 values are an axis-aligned x,y,w,h box,
-    8 values a rotated polygon. NaN or all-zero rows (target not visible) are kept as they are."""
+    8 values a rotated polygon. NaN rows (VOT-LT: target absent) and all-zero rows (target not
+    visible) are kept as they are."""
     regions = []
     for number, row in enumerate(read_rows(path, "ground truth"), start=1):
+        if len(row) not in (4, 8):
+            raise UserError(f"{path}:{number}: expected 4 values (x,y,w,h) or 8 (polygon corners), got {len(row)}")
+        _finite_or_absent(path, number, row)
         if len(row) == 4:
             x, y, w, h = row
             regions.append(np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64))
-        elif len(row) == 8:
-            regions.append(np.array(row, np.float64).reshape(4, 2))
         else:
-            raise UserError(f"{path}:{number}: expected 4 values (x,y,w,h) or 8 (polygon corners), got {len(row)}")
+            regions.append(np.array(row, np.float64).reshape(4, 2))
     return regions
 
 
 def read_otb_boxes(path: Path) -> np.ndarray:
-    """(N, 4) 0-based x,y,w,h from OTB's 1-based rows; NaN rows stay NaN."""
+    """(N, 4) 0-based x,y,w,h from OTB's 1-based rows; NaN rows (UAV123, long-term clips: target
+    absent) stay NaN."""
     rows = read_rows(path, "ground truth")
     for number, row in enumerate(rows, start=1):
         if len(row) != 4:
             raise UserError(f"{path}:{number}: expected 4 numbers x,y,w,h, got {len(row)}")
+        _finite_or_absent(path, number, row)
     boxes = np.array(rows, np.float64)
     boxes[:, :2] -= 1.0
     return boxes
+
+
+def _finite_or_absent(path: Path, number: int, row: list[float]) -> None:
+    """A row is all numbers, or all NaN (the target is absent): a half-NaN or infinite row is a
+    broken file, and read as either it would score or train on a box nobody drew."""
+    finite = [math.isfinite(v) for v in row]
+    if not all(finite) and not all(math.isnan(v) for v in row):
+        shown = ",".join(f"{v:g}" for v in row)
+        raise UserError(f"{path}:{number}: '{shown}' mixes numbers with NaN or infinity; a row is all numbers, "
+                        f"or {','.join(['NaN'] * len(row))} where the target is absent")
 
 
 def write_otb_boxes(path: Path, boxes: np.ndarray) -> None:
