@@ -42,7 +42,7 @@ def four(tmp_path_factory, synthetic_video, lite):
         "streams": [{"id": s, "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}
                     for s in STREAMS],
         "model": {"weights": str(lite), "threads": 1},
-        "publish": ANY_PORT, "control": ANY_PORT,
+        "publish": ANY_PORT,
         "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
         "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
     }
@@ -237,7 +237,7 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
     serve = Serve(tmp_path, {
         "streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
         "model": {"weights": str(lite), "threads": 1}, "publish": f"ipc://{publish}",
-        "control": ANY_PORT, "metrics_port": free_port(), "log_interval_s": 0,
+        "metrics_port": free_port(), "log_interval_s": 0,
         "outputs": {"jsonl": str(jsonl), "video": str(video)}})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -158,7 +158,7 @@ def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthe
                            "--box", ",".join(map(str, box)), "--stream-id", "cam", "--json", str(out),
                            "--output", str(video),
                            "--weights", str(lite_checkpoint(tmp_path / "lite.pth")), "--threads", "1",
-                           "--publish", ANY_PORT, "--control", ANY_PORT,
+                           "--publish", ANY_PORT, "--control", f"ipc://{tmp_path}/control",
                            "--metrics-port", "0"], capture_output=True, text=True, env=ENV, timeout=START_TIMEOUT_S,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr

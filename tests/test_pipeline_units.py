@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import shutil
 
 import numpy as np
 import pytest
@@ -12,12 +18,14 @@ import zmq
 
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
-from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
+from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
+                                      load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
-from siammask.pipeline.endpoints import is_loopback
+from siammask.pipeline.endpoints import is_loopback, private_dir
 from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveStream, RemoveTarget,
                                         Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed, decode, encode,
                                         recv, send)
+from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
 
@@ -60,6 +68,11 @@ def test_example_config_loads_and_unknown_keys_fail(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"publish": "tcp://0.0.0.0:5556"}, "needs CURVE keys"),
     ({"control": "tcp://*:5557"}, "needs CURVE keys"),
+    ({"control": "tcp://127.0.0.1:5557"}, "TCP endpoint every local user can reach, so it needs CURVE keys"),
+    ({"streams": (StreamConfig("a", "{video}", endpoint="ipc:///etc/passwd"),)}, "outside serve's private folder"),
+    ({"streams": (StreamConfig("a", "{video}", remote=True, endpoint="ipc:///tmp/../etc/x"),)}, "outside serve's private folder"),
+    ({"streams": (StreamConfig("a", "/dev/zero"),)}, "'/dev/zero' is not a video file, image folder or named pipe"),
+    ({"streams": (StreamConfig("a", "/dev/null"),)}, "'/dev/null' is not a video file, image folder or named pipe"),
     ({"publish": "udp://127.0.0.1:1"}, "not a ZeroMQ endpoint"),
     ({"streams": (StreamConfig("a", "{video}"), StreamConfig("a", "{video}"))}, "more than once"),
     ({"streams": (StreamConfig("a", "missing.avi"),)}, "not found"),
@@ -80,13 +93,59 @@ def test_config_mistakes_are_user_errors(change, message, synthetic_video):
         check_config(dataclasses.replace(PipelineConfig(), **change))
 
 
-def test_publish_and_control_may_both_bind_any_port(synthetic_video):
+def test_publish_and_control_may_both_bind_any_port(synthetic_video, tmp_path):
     """Port '*' twice is two free ports, not one address bound twice."""
+    write_keys(tmp_path)
+    curve = CurveConfig(str(tmp_path / "server.key_secret"), str(tmp_path / "client.key_secret"),
+                        str(tmp_path / "authorized"))
     check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:*",
-                                control="tcp://127.0.0.1:*"))
+                                control="tcp://127.0.0.1:*", curve=curve))
     with pytest.raises(UserError, match="must all differ"):
         check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:9",
-                                    control="tcp://127.0.0.1:9"))
+                                    control="tcp://127.0.0.1:9", curve=curve))
+
+
+@pytest.fixture
+def own_tmpdir(monkeypatch) -> Path:
+    """A TMPDIR of the test's own (short: ipc paths), so the private folder is too."""
+    base = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    yield base
+    shutil.rmtree(base)
+
+
+def test_ipc_stream_endpoints_only_in_the_private_folder_and_never_over_a_file_or_live_socket(own_tmpdir,
+                                                                                             synthetic_video):
+    """What `ctl add-stream` sends: an ipc:// endpoint outside the 0700 private folder is refused;
+    inside it, a path holding a file (binding would delete it) or a socket someone serves on is too."""
+    folder = private_dir()
+    assert folder == own_tmpdir / f"siammask-{os.getuid()}" and folder.stat().st_mode & 0o777 == 0o700
+    cfg = PipelineConfig()
+    video = str(synthetic_video)
+    stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/a.sock"}, cfg)
+    (folder / "note").write_text("keep me")
+    with pytest.raises(UserError, match="exists and is not a socket"):
+        stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/note"}, cfg)
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(folder / "live"))
+        live.listen()
+        with pytest.raises(UserError, match="is in use by a running program"):
+            stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/live"}, cfg)
+    stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/live"}, cfg)  # left over: may go
+    (own_tmpdir / "outside").write_text("keep me")
+    with pytest.raises(UserError, match="outside serve's private folder"):
+        stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/../outside"}, cfg)
+    assert (folder / "note").read_text() == (own_tmpdir / "outside").read_text() == "keep me"
+
+
+def test_a_private_folder_another_user_could_open_is_refused(own_tmpdir):
+    folder = own_tmpdir / f"siammask-{os.getuid()}"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    with pytest.raises(UserError, match="is not a folder that only you can open"):
+        private_dir()
 
 
 def test_command_line_overrides_config(synthetic_video):

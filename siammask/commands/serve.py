@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="play a --source file or folder again at its end")
     p.add_argument("--fps", type=float, help="rate to play a --source file or folder at (default: its own)")
     p.add_argument("--publish", help="ZeroMQ PUB endpoint for results (default: tcp://127.0.0.1:5556)")
-    p.add_argument("--control", help="ZeroMQ endpoint for 'siammask ctl' (default: tcp://127.0.0.1:5557)")
+    p.add_argument("--control", help="ZeroMQ endpoint for 'siammask ctl' (default: an ipc socket in this user's "
+                                     "private folder; tcp:// needs CURVE keys)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: 9557)")
     p.add_argument("--preview-port", type=int, help="live MJPEG preview page on 127.0.0.1:PORT (default: off)")
     p.add_argument("--json", help="JSON-lines file: the published message of every processed frame")

@@ -1,0 +1,114 @@
+"""Who can do what to a running `siammask serve` (issue 23), on a real serve process: another local
+user cannot reach the control socket (so cannot make serve bind over, and delete, a file); the owner
+cannot name an ipc:// stream endpoint outside serve's private folder either; a TCP control endpoint
+without CURVE keys and a source that is a device are refused before anything starts."""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zmq
+
+from pipeline_support import ANY_PORT, ENV, Serve, collect, START_TIMEOUT_S
+
+BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
+ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
+
+
+def request_as(user: str, endpoint: str, payload: dict) -> str:
+    """Send `payload` to `endpoint` from a child process running as `user` (uid and groups dropped);
+    its JSON reply, or why there was none."""
+    entry = pwd.getpwnam(user)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the other user: nothing but pyzmq, already imported
+        outcome = "no reply"
+        try:
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            ctx = zmq.Context()
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(endpoint)
+            sock.send(json.dumps(payload).encode())
+            if sock.poll(int(ATTACK_WAIT_S * 1000)):
+                outcome = sock.recv().decode()
+        except Exception as exc:  # noqa: BLE001 - reported to the test, whatever it is
+            outcome = f"error: {type(exc).__name__}: {exc}"
+        os.write(write, outcome.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        outcome = pipe.read()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_another_user_cannot_make_serve_delete_a_file(tmp_path, synthetic_video, lite):
+    """As uid nobody, add_stream with endpoint ipc://<a root-only file> replaced that file with a
+    socket (the control endpoint was tcp://127.0.0.1, and the capture's bind unlinks what is there).
+    Now control is an ipc:// socket in a 0700 folder: nobody gets no answer and the file survives;
+    the owner is refused an endpoint outside the private folder; `siammask ctl` finds the socket."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
+        "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+        "log_interval_s": 0})
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        attack = {"cmd": "add_stream", "stream": {"id": "evil", "source": str(synthetic_video), "loop": True,
+                                                  "endpoint": f"ipc://{secret}"}}
+        outcome = request_as("nobody", serve.control, attack)
+        assert outcome == "no reply", outcome
+        refused = serve.ctl(attack)
+        listed = subprocess.run([sys.executable, "-m", "siammask.cli", "ctl", "list"], capture_output=True,
+                                text=True, env={**ENV, "TMPDIR": str(serve.tmpdir)}, timeout=60)
+        assert stat.S_ISREG(secret.lstat().st_mode) and secret.read_text() == "root only"
+        assert refused["ok"] is False and "outside serve's private folder" in refused["error"], refused
+        assert serve.control == f"ipc://{serve.private / 'control'}"
+        assert stat.S_IMODE(serve.private.stat().st_mode) == 0o700
+        assert listed.returncode == 0, listed.stderr
+        assert [s["id"] for s in json.loads(listed.stdout)["streams"]] == ["cam"]
+        code = serve.stop()
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()
+    assert code == 0, serve.log()
+    assert serve.leftovers() == []  # the control socket went with a clean stop
+
+
+def refusal(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`siammask serve ARGS` that must stop before anything starts (or hang, as it did)."""
+    try:
+        return subprocess.run([sys.executable, "-m", "siammask.cli", "serve", *args, "--metrics-port", "0"],
+                              capture_output=True, text=True, env=ENV, timeout=90, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve {' '.join(args)} was not refused: it ran for 90 s")
+
+
+@pytest.mark.slow
+def test_tcp_control_without_curve_keys_is_refused_at_start(tmp_path, synthetic_video):
+    done = refusal(tmp_path, "--source", str(synthetic_video), "--control", ANY_PORT)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "every local user can reach, so it needs CURVE keys" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_as_source_is_refused_as_track_does(tmp_path, device):
+    """They exist, so they passed the check and the capture retried them for ever."""
+    done = refusal(tmp_path, "--source", device)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"siammask: error: stream '0': source '{device}' is not a video file, image "
+                                        "folder or named pipe; give one of those, a camera index or a URL"]
