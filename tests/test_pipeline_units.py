@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import socket
 import tempfile
@@ -22,9 +23,9 @@ from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, 
                                       load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import is_loopback, private_dir
-from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveStream, RemoveTarget,
-                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed, decode, encode,
-                                        recv, send)
+from siammask.pipeline.messages import (AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready, RemoveStream,
+                                        RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed,
+                                        decode, decode_frame, encode, recv, send)
 from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
@@ -224,6 +225,50 @@ MESSAGES = [
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_every_message_decodes_to_what_was_encoded(msg):
     assert decode(encode(msg)) == (msg, None)
+
+
+def frame_parts(header: dict | bytes, pixels: bytes | None = None) -> list[zmq.Frame]:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return [zmq.Frame(raw)] + ([zmq.Frame(pixels)] if pixels is not None else [])
+
+
+GOOD = {"type": "FrameHeader", "stream": "a", "frame": 3, "first": False, "fps": 25.0, "run": 0,
+        "t": {"read": 1.0, "sent": 2.0}, "capture_drops": 0, "pixels": ["|u1", [4, 5, 3]]}
+
+
+@pytest.mark.parametrize("parts, why", [
+    (frame_parts(b"\xff garbage"), "is not JSON"),
+    (frame_parts(b"[" * 5000 + b"]" * 5000), "is not JSON"),
+    (frame_parts(b"[1, 2]"), "is not a JSON object"),
+    (frame_parts({**GOOD, "fps": "NaN"}, bytes(60)), "out-of-range"),
+    (frame_parts(json.dumps(GOOD).replace("25.0", "NaN").encode(), bytes(60)), "is not JSON"),
+    (frame_parts(json.dumps(GOOD).replace("25.0", "1e999").encode(), bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "frame": 2**62}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "frame": True}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "t": []}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "extra": 1}, bytes(60)), "out-of-range"),
+    (frame_parts({k: v for k, v in GOOD.items() if k != "run"}, bytes(60)), "out-of-range"),
+    (frame_parts(GOOD), "is not a frame or a stream end"),
+    (frame_parts(GOOD, bytes(59)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["<f8", [4, 5, 3]]}, bytes(480)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["|u1", [1, 20, 3]]}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["|u1", [20, 3]]}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": "x"}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({"type": "Ready", "generation": 1}), "is not a frame or a stream end"),
+    (frame_parts({"type": "StreamEnd", "stream": 5}), "is not a frame or a stream end"),
+    (frame_parts({"type": "StreamEnd", "stream": "a"}, b"x"), "is not a frame or a stream end"),
+])
+def test_a_capture_message_that_does_not_decode_is_a_bad_message(parts, why):
+    """What a remote capture (any host) may send the inference stage: nothing but a BadMessage."""
+    with pytest.raises(BadMessage, match=why):
+        decode_frame(parts)
+
+
+def test_capture_messages_decode_with_their_pixels():
+    header, pixels = decode_frame(frame_parts(GOOD, bytes(range(60))))
+    assert header == FrameHeader("a", 3, False, 25.0, 0, {"read": 1.0, "sent": 2.0}, 0)
+    assert pixels.shape == (4, 5, 3) and pixels.dtype == np.uint8 and pixels[3, 4, 2] == 59
+    assert decode_frame(frame_parts({"type": "StreamEnd", "stream": "a"})) == (StreamEnd("a"), None)
 
 
 def test_a_reply_is_ok_without_an_error():
