@@ -4,6 +4,7 @@ cannot name an ipc:// stream endpoint outside serve's private folder either; a T
 without CURVE keys and a source that is a device are refused before anything starts."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from pipeline_support import ANY_PORT, ENV, Serve, collect, START_TIMEOUT_S
+from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, collect, descendants
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
@@ -112,3 +113,52 @@ def test_a_device_as_source_is_refused_as_track_does(tmp_path, device):
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [f"siammask: error: stream '0': source '{device}' is not a video file, image "
                                         "folder or named pipe; give one of those, a camera index or a URL"]
+
+
+def listening(pids: set[int]) -> dict[str, str]:
+    """Every TCP address some process of `pids` listens on ('ADDRESS:PORT'), with the process's
+    name, from /proc."""
+    inodes = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue  # ended meanwhile
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                raw, port = fields[1].split(":")  # 32-bit words in host (little-endian) order
+                packed = b"".join(bytes.fromhex(raw[i:i + 8])[::-1] for i in range(0, len(raw), 8))
+                found[f"{ipaddress.ip_address(packed)}:{int(port, 16)}"] = inodes[fields[9]]
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+@pytest.mark.slow
+def test_cluster_ray_listens_on_loopback_only(tmp_path, synthetic_video, lite):
+    """`--cluster ray` starts a Ray cluster of this machine alone: its GCS, raylet and workers
+    listened on every interface (Ray's token guards them, but nothing outside needs to reach them)."""
+    pytest.importorskip("ray")
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 10.0, "boxes": [BOX]}],
+        "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+        "log_interval_s": 0, "cluster": "ray", "worker": {"num_cpus": 0.5}})
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        found = listening({serve.proc.pid, *descendants(serve.proc.pid)})
+        code = serve.stop()
+    finally:
+        if serve.proc.poll() is None:
+            serve.kill()
+    assert code == 0, serve.log()
+    assert {"gcs_server", "raylet"} <= set(found.values()), found
+    assert [f"{a} ({name})" for a, name in found.items() if not is_loopback(a)] == []

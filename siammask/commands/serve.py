@@ -34,8 +34,16 @@ def run(args: argparse.Namespace) -> int:
         run_dir.remove()
 
 
+# Ray takes 127.0.0.1 as the node address, and then binds its GCS, raylets and workers to loopback
+# only, when it thinks it runs where clusters are off (its setting for macOS and Windows); read when
+# Ray is imported. A cluster that `--cluster ray` starts here is this machine alone.
+RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def _run_on_cluster(cfg: PipelineConfig, run_dir: RunDir) -> int:
     """The same supervisor, its stages placed by Ray; a cluster started here stops with serve."""
+    if cfg.cluster == "ray":
+        os.environ.update(RAY_LOOPBACK_ENV)
     try:
         from siammask.pipeline import cluster
     except ImportError as exc:
