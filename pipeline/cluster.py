@@ -13,7 +13,7 @@ from siammask.errors import UserError
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint, free_tcp_endpoint
+from .endpoints import RunDir, check_bind_endpoint, check_stage_endpoint, free_tcp_endpoint
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .launch import LocalLauncher, StageProcess
 from .workers import WorkerPool
@@ -71,10 +71,15 @@ class RayLauncher:
         host = RayProcess(Placement(resources=stream.resources), self.env)
         try:
             endpoint = ray.get(host.host.free_endpoint.remote(self.driver_address), timeout=PLACE_TIMEOUT_S)
+            check_stage_endpoint(endpoint, f"stream '{stream.id}': its capture", self.address == LOOPBACK,
+                                 self.cfg.curve)
         except ray.exceptions.GetTimeoutError:
             ray.kill(host.host)
             raise UserError(f"stream '{stream.id}': no node of the cluster offers resources {stream.resources} "
                             f"(waited {PLACE_TIMEOUT_S:g} s); start one with ray start --resources") from None
+        except UserError:
+            ray.kill(host.host)
+            raise
         self.pinned[stream.id] = host
         return endpoint
 
@@ -90,7 +95,8 @@ class RayLauncher:
         return process
 
     def inference(self, spec: Callable[[], Any]) -> StageProcess:
-        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address)
+        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address,
+                               local_only=self.address == LOOPBACK)
         return self.pool
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:

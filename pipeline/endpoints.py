@@ -108,6 +108,18 @@ def check_ipc_free(path: Path, what: str) -> None:
     raise UserError(f"{what} '{path}' is in use by a running program (another serve?); pick another path")
 
 
+def check_stage_endpoint(endpoint: str, what: str, local_only: bool, curve: Any) -> None:
+    """Cluster mode: where a stage on a node would bind. With every node on this machine at start
+    (`local_only`) the stages' sockets are on 127.0.0.1, so a node of another machine that joined
+    since can neither reach them nor be reached without CURVE: its stage is refused; otherwise the
+    usual rule (beyond loopback only with CURVE keys, which every stage socket then uses)."""
+    if local_only and not is_loopback(endpoint):
+        raise UserError(f"{what} was placed on {endpoint.rsplit(':', 1)[0][len('tcp://'):]}, a machine that joined "
+                        "the cluster after serve started, out of reach of serve's sockets on 127.0.0.1: start every "
+                        "node before serve (with curve: keys for nodes on other machines)")
+    check_bind_endpoint(endpoint, what, curve)
+
+
 def check_connect_endpoint(endpoint: str, what: str) -> None:
     """A remote endpoint must at least be well-formed, with a port; the peer enforces its own keys."""
     _split(endpoint, what, any_port=False)

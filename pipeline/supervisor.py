@@ -28,7 +28,7 @@ from .config import PipelineConfig, StreamConfig, control_endpoint, stream_from_
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir, bound_endpoint
 from .inference import InferenceSpec, StageSpec, TargetSeed
-from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
+from .launch import GENERATION_SPAN, SUPERVISOR_GENERATIONS, Launcher, LocalLauncher, StageProcess, fresh_generation
 from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
                        TargetAdded, TargetFailed)
 from .metrics import RESTARTS, SummaryLine, registry
@@ -198,7 +198,7 @@ class Supervisor:
         return self.launcher.spawn(target, args)
 
     def _spawn_inference(self) -> StageProcess:
-        self.generation += 1
+        self.generation = fresh_generation({self.generation}, SUPERVISOR_GENERATIONS)
         self.ready = False
         return self.launcher.inference(self._inference_spec)
 

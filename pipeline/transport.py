@@ -7,8 +7,8 @@ the same methods, so one stage and one supervisor run over either.
 ZeroMQ: frames arrive PULL from each stream's capture endpoint, one socket per stream, so a frame
 is taken only from the socket serving the stream it names (a remote capture cannot speak for
 another stream) and a message that does not decode is dropped, counted and logged once; commands
-PULL on an endpoint the stage binds (commands wait in the supervisor's PUSH pipe for a new process), events PUSH to the
-supervisor, results PUSH to the sink; every queue is bounded."""
+PULL on an endpoint the stage binds (commands wait in the supervisor's PUSH pipe for a new
+process), events PUSH to the supervisor, results PUSH to the sink; every queue is bounded."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,16 +5,21 @@ without CURVE keys and a source that is a device are refused before anything sta
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 import pwd
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import zmq
+
+from siammask.pipeline.launch import GENERATION_SPAN
+from siammask.pipeline.messages import SetPaused, send
 
 from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, collect, descendants
 
@@ -87,6 +92,40 @@ def test_another_user_cannot_make_serve_delete_a_file(tmp_path, synthetic_video,
             serve.kill()
     assert code == 0, serve.log()
     assert serve.leftovers() == []  # the control socket went with a clean stop
+
+
+@pytest.mark.slow
+def test_a_command_with_a_guessed_generation_is_ignored(tmp_path, synthetic_video, lite):
+    """The inference stage obeys commands of its own generation only. It was 65536 for the first
+    start (65536 + 1024 * worker + start in a cluster), so whoever reached the command socket (a
+    cluster worker's was tcp) paused a stream while `ctl list` said it was running. Now it is drawn
+    at random per start: the guessed pause is ignored and the stream goes on."""
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
+        "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+        "log_interval_s": 0})
+    ctx = zmq.Context()
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        [commands] = serve.tmpdir.rglob("*-commands")
+        sock = ctx.socket(zmq.PUSH)
+        sock.linger, sock.sndtimeo = 0, 10_000
+        sock.connect(f"ipc://{commands}")
+        for worker, start in itertools.product(range(4), range(1, 4)):  # the old formula's first guesses
+            send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN + 1024 * worker + start),
+                 block=True)
+        send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN), block=True)
+        sent = time.time()
+        later = []  # results of frames read well after the pause would have been in force
+        collect(serve, 1, 60, until=lambda m: m["capture_ts"] > sent + 1 and later.append(m) is None
+                and len(later) >= 10)
+        assert [m["paused_frames"] for m in later] == [0] * 10
+        code = serve.stop()
+    finally:
+        ctx.destroy(linger=0)
+        if serve.proc.poll() is None:
+            serve.kill()
+    assert code == 0, serve.log()
 
 
 def refusal(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from siammask.errors import UserError
 from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
                                       load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
-from siammask.pipeline.endpoints import is_loopback, private_dir
+from siammask.pipeline.endpoints import check_stage_endpoint, is_loopback, private_dir
 from siammask.pipeline.messages import (AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready, RemoveStream,
                                         RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed,
                                         decode, decode_frame, encode, recv, send)
@@ -71,7 +71,8 @@ def test_example_config_loads_and_unknown_keys_fail(tmp_path):
     ({"control": "tcp://*:5557"}, "needs CURVE keys"),
     ({"control": "tcp://127.0.0.1:5557"}, "TCP endpoint every local user can reach, so it needs CURVE keys"),
     ({"streams": (StreamConfig("a", "{video}", endpoint="ipc:///etc/passwd"),)}, "outside serve's private folder"),
-    ({"streams": (StreamConfig("a", "{video}", remote=True, endpoint="ipc:///tmp/../etc/x"),)}, "outside serve's private folder"),
+    ({"streams": (StreamConfig("a", "{video}", remote=True, endpoint="ipc:///tmp/../etc/x"),)},
+     "outside serve's private folder"),
     ({"streams": (StreamConfig("a", "/dev/zero"),)}, "'/dev/zero' is not a video file, image folder or named pipe"),
     ({"streams": (StreamConfig("a", "/dev/null"),)}, "'/dev/null' is not a video file, image folder or named pipe"),
     ({"publish": "udp://127.0.0.1:1"}, "not a ZeroMQ endpoint"),
@@ -160,6 +161,18 @@ def test_command_line_overrides_config(synthetic_video):
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
     assert (out.model.weights, out.model.engine, out.model.threads) == ("w.pth", "auto", 1)
+
+
+def test_a_stage_on_a_machine_that_joined_late_is_refused():
+    """Cluster mode: every node was on this machine at start, so the stage sockets are on loopback;
+    a worker or capture placed on a node of another machine would bind its address without CURVE
+    (and could not reach serve): refused. With nodes elsewhere from the start, CURVE keys decide."""
+    check_stage_endpoint("tcp://127.0.0.1:7000", "inference 1", local_only=True, curve=None)
+    with pytest.raises(UserError, match="inference 1 was placed on 10.0.0.9, a machine that joined the cluster"):
+        check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=True, curve=None)
+    with pytest.raises(UserError, match="needs CURVE keys"):
+        check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=False, curve=None)
+    check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=False, curve=object())
 
 
 def test_loopback_endpoints():
