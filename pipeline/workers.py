@@ -66,10 +66,12 @@ class WorkerPool:
     """The inference stage as Ray actors, answering the supervisor's process calls."""
 
     def __init__(self, spec: Callable[[], InferenceSpec], worker: WorkerConfig, env: dict[str, str],
-                 curve: CurveConfig | None, driver_address: str, local_only: bool) -> None:
+                 curve: CurveConfig | None, driver_address: str, local_only: bool,
+                 private: Callable[[str], str] | None) -> None:
         self.spec, self.config, self.env, self.driver_address = spec, worker, env, driver_address
         self.curve, self.local_only = curve, local_only  # what a worker's node must satisfy (check_stage_endpoint)
         self.refusals: set[str] = set()      # each reason for refusing a worker's node is logged once
+        self.private = private                # ipc:// endpoints in the run folder (RayLauncher.private)
         first = spec()
         self.generation = first.stage.generation
         self.ctx = zmq.Context()
@@ -151,7 +153,8 @@ class WorkerPool:
     def _place(self, w: Worker) -> None:
         """A new actor; its stage starts once Ray has placed it (see _look_after)."""
         w.process = RayProcess(Placement(self.config.num_cpus, self.config.num_gpus, spread=True), self.env)
-        w.endpoint = w.process.host.free_endpoint.remote(self.driver_address)
+        w.endpoint = w.process.host.free_endpoint.remote(self.driver_address,
+                                                         self.private and self.private("commands"))
         w.serial = fresh_generation({o.serial for o in self.workers}, GENERATION_SPAN)
         w.started, w.restart_at = time.monotonic(), None
 

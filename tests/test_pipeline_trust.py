@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,25 +28,18 @@ BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
 
 
-def request_as(user: str, endpoint: str, payload: dict) -> str:
-    """Send `payload` to `endpoint` from a child process running as `user` (uid and groups dropped);
-    its JSON reply, or why there was none."""
+def as_user(user: str, action: Callable[[zmq.Context], str]) -> str:
+    """What `action` returns, run in a child process as `user` (uid and groups dropped) with a new
+    ZeroMQ context: nothing but pyzmq, imported already; an exception is returned as text."""
     entry = pwd.getpwnam(user)
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the other user: nothing but pyzmq, already imported
-        outcome = "no reply"
+    if pid == 0:
         try:
             os.setgroups([])
             os.setgid(entry.pw_gid)
             os.setuid(entry.pw_uid)
-            ctx = zmq.Context()
-            sock = ctx.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.connect(endpoint)
-            sock.send(json.dumps(payload).encode())
-            if sock.poll(int(ATTACK_WAIT_S * 1000)):
-                outcome = sock.recv().decode()
+            outcome = action(zmq.Context())
         except Exception as exc:  # noqa: BLE001 - reported to the test, whatever it is
             outcome = f"error: {type(exc).__name__}: {exc}"
         os.write(write, outcome.encode())
@@ -55,6 +49,34 @@ def request_as(user: str, endpoint: str, payload: dict) -> str:
         outcome = pipe.read()
     os.waitpid(pid, 0)
     return outcome
+
+
+def request(endpoint: str, payload: dict) -> Callable[[zmq.Context], str]:
+    """Send `payload` to a control endpoint: its reply, or 'no reply'."""
+    def send(ctx: zmq.Context) -> str:
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(endpoint)
+        sock.send(json.dumps(payload).encode())
+        return sock.recv().decode() if sock.poll(int(ATTACK_WAIT_S * 1000)) else "no reply"
+    return send
+
+
+def pull(endpoints: list[str]) -> Callable[[zmq.Context], str]:
+    """Connect one PULL socket to every endpoint: how many pipeline messages (a frame, a result, a
+    command...) it took ('0' for none). Ray's HTTP servers answer ZeroMQ's greeting with bytes that
+    it reads as messages of the old protocol: those are not the pipeline's."""
+    def take(ctx: zmq.Context) -> str:
+        sock = ctx.socket(zmq.PULL)
+        sock.linger = 0
+        for endpoint in endpoints:
+            sock.connect(endpoint)
+        taken, end = 0, time.monotonic() + ATTACK_WAIT_S
+        while (left := end - time.monotonic()) > 0:
+            if sock.poll(int(left * 1000)):
+                taken += sock.recv_multipart()[0].startswith(b'{"type": ')
+        return str(taken)
+    return take
 
 
 @pytest.mark.slow
@@ -75,7 +97,7 @@ def test_another_user_cannot_make_serve_delete_a_file(tmp_path, synthetic_video,
         collect(serve, 1, START_TIMEOUT_S)
         attack = {"cmd": "add_stream", "stream": {"id": "evil", "source": str(synthetic_video), "loop": True,
                                                   "endpoint": f"ipc://{secret}"}}
-        outcome = request_as("nobody", serve.control, attack)
+        outcome = as_user("nobody", request(serve.control, attack))
         assert outcome == "no reply", outcome
         refused = serve.ctl(attack)
         listed = subprocess.run([sys.executable, "-m", "siammask.cli", "ctl", "list"], capture_output=True,
@@ -172,20 +194,24 @@ def listening(pids: set[int]) -> dict[str, str]:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
                 raw, port = fields[1].split(":")  # 32-bit words in host (little-endian) order
-                packed = b"".join(bytes.fromhex(raw[i:i + 8])[::-1] for i in range(0, len(raw), 8))
-                found[f"{ipaddress.ip_address(packed)}:{int(port, 16)}"] = inodes[fields[9]]
+                ip = ipaddress.ip_address(b"".join(bytes.fromhex(raw[i:i + 8])[::-1] for i in range(0, len(raw), 8)))
+                ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+                found[f"{ip}:{int(port, 16)}" if ip.version == 4 else f"[{ip}]:{int(port, 16)}"] = inodes[fields[9]]
     return found
 
 
 def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
-    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+    return ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]")).is_loopback
 
 
 @pytest.mark.slow
-def test_cluster_ray_listens_on_loopback_only(tmp_path, synthetic_video, lite):
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_cluster_ray_listens_on_loopback_only_and_no_stranger_takes_frames(tmp_path, synthetic_video, lite):
     """`--cluster ray` starts a Ray cluster of this machine alone: its GCS, raylet and workers
-    listened on every interface (Ray's token guards them, but nothing outside needs to reach them)."""
+    listened on every interface (Ray's token guards them, but nothing outside needs to reach them),
+    and the stage sockets were tcp on 127.0.0.1, where any local user's PULL socket took frames from
+    a capture. Now Ray listens on loopback only and the stage sockets are ipc:// in the private
+    folder: uid nobody, connected to every port serve's processes listen on, gets nothing."""
     pytest.importorskip("ray")
     serve = Serve(tmp_path, {
         "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 10.0, "boxes": [BOX]}],
@@ -194,6 +220,7 @@ def test_cluster_ray_listens_on_loopback_only(tmp_path, synthetic_video, lite):
     try:
         collect(serve, 1, START_TIMEOUT_S)
         found = listening({serve.proc.pid, *descendants(serve.proc.pid)})
+        taken = as_user("nobody", pull([f"tcp://{a}" for a in found]))
         code = serve.stop()
     finally:
         if serve.proc.poll() is None:
@@ -201,3 +228,4 @@ def test_cluster_ray_listens_on_loopback_only(tmp_path, synthetic_video, lite):
     assert code == 0, serve.log()
     assert {"gcs_server", "raylet"} <= set(found.values()), found
     assert [f"{a} ({name})" for a, name in found.items() if not is_loopback(a)] == []
+    assert taken == "0", f"a stranger took {taken} messages from {found}"
