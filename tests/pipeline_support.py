@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 import zmq
@@ -39,6 +40,32 @@ QUEUE_BOUND = 12  # frames that can wait between capture and inference (HWMs + s
 ANY_PORT = "tcp://127.0.0.1:*"
 BOUND = {"publish": re.compile(r"\[sink\]: publishing results on (\S+)"),
          "control": re.compile(r"\[supervisor\]: control on (\S+)")}
+
+
+@contextmanager
+def network_namespace(prefix: str, subnet: int) -> Iterator[tuple[str, str]]:
+    """A network namespace linked to this one by a veth pair, as another machine on its own network
+    (10.SUBNET.x.2, routed through this one's 10.SUBNET.x.1): (namespace name, its address). Skips
+    the test where namespaces cannot be made (needs root and iproute2)."""
+    name, net = f"{prefix}{os.getpid()}", f"10.{subnet}.{os.getpid() % 200 + 10}"
+    inside = ("ip", "netns", "exec", name)
+    steps = [("ip", "netns", "add", name),
+             ("ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}c"),
+             ("ip", "link", "set", f"{name}c", "netns", name),
+             ("ip", "addr", "add", f"{net}.1/24", "dev", f"{name}h"), ("ip", "link", "set", f"{name}h", "up"),
+             (*inside, "ip", "addr", "add", f"{net}.2/24", "dev", f"{name}c"),
+             (*inside, "ip", "link", "set", f"{name}c", "up"), (*inside, "ip", "link", "set", "lo", "up"),
+             (*inside, "ip", "route", "add", "default", "via", f"{net}.1")]
+    if shutil.which("ip") is None:
+        pytest.skip("the ip command (iproute2) is missing")
+    try:
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=30)
+            if done.returncode:
+                pytest.skip(f"cannot make a network namespace here ({' '.join(step)}: {done.stderr.strip()})")
+        yield name, f"{net}.2"
+    finally:
+        subprocess.run(("ip", "netns", "del", name), capture_output=True, timeout=30)  # takes the veth pair along
 
 
 def lite_checkpoint(path: Path) -> Path:

@@ -22,7 +22,9 @@ import zmq
 from siammask.pipeline.launch import GENERATION_SPAN
 from siammask.pipeline.messages import SetPaused, send
 
-from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, collect, descendants
+from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
+                              network_namespace)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
@@ -229,3 +231,37 @@ def test_cluster_ray_listens_on_loopback_only_and_no_stranger_takes_frames(tmp_p
     assert {"gcs_server", "raylet"} <= set(found.values()), found
     assert [f"{a} ({name})" for a, name in found.items() if not is_loopback(a)] == []
     assert taken == "0", f"a stranger took {taken} messages from {found}"
+
+
+@pytest.mark.slow
+def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, synthetic_video, lite):
+    """serve on a cluster of this machine (two 1-CPU nodes, a worker on each); then a node of another
+    machine (a network namespace) joins and a third worker can only go there: it bound its command
+    socket on that machine's address without CURVE (a stranger there could pause streams). Now it
+    is refused before any stage process starts there, with one line in the log; the others go on."""
+    pytest.importorskip("ray")
+    with network_namespace("smlate", 232) as (namespace, address), ray_cluster() as (cluster, _):
+        config = serve_config([stream("a", synthetic_video), stream("b", synthetic_video)], lite,
+                              cluster=cluster.address, worker={"num_cpus": 1, "max_streams": 1})
+        with serving_all(tmp_path, config) as serve:
+            late = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                                     "from ray.scripts.scripts import main; main()", "start", "--block",
+                                     f"--address={cluster.address}", f"--node-ip-address={address}",
+                                     "--num-cpus=1", "--object-store-memory=104857600"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+            try:
+                assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
+                refusal = f"was placed on {address}, a machine that joined the cluster after serve started"
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while refusal not in serve.log():
+                    assert time.monotonic() < deadline and late.poll() is None, serve.log()
+                    time.sleep(0.5)
+                in_namespace = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
+                stages = [cmdline(int(p)) for p in in_namespace.stdout.split() if "spawn_main" in cmdline(int(p))]
+                collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "a")
+                collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "b")
+            finally:
+                late.terminate()
+                late.wait(60)
+        assert stages == [], "a stage process ran on the machine that joined late"
+        assert serve.log().count(refusal) == 1, serve.log()
