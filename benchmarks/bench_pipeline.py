@@ -41,6 +41,7 @@ from siammask.io.results import result_record
 from siammask.model import build_model
 from siammask.pipeline import messages
 from siammask.pipeline.control import request
+from siammask.pipeline.endpoints import default_control
 from siammask.synthetic import make_sequence
 
 SIZE = (1280, 720)
@@ -107,7 +108,7 @@ class Served:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "siammask.cli", "serve", "--config", str(path)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.control = config["control"]
+        self.control = default_control()  # the private ipc socket: serve runs with this environment
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -138,7 +139,7 @@ class Served:
 
 def serve_config(streams: list[dict], weights: Path, threads: int) -> dict:
     return {"streams": streams, "model": {"weights": str(weights), "threads": threads},
-            "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
+            "publish": f"tcp://127.0.0.1:{free_port()}",
             "metrics_port": 0, "log_interval_s": 0}
 
 

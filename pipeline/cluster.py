@@ -13,7 +13,7 @@ from siammask.errors import UserError
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint, free_tcp_endpoint
+from .endpoints import RunDir, check_bind_endpoint, check_stage_endpoint, free_tcp_endpoint
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .launch import LocalLauncher, StageProcess
 from .workers import WorkerPool
@@ -46,8 +46,10 @@ class RayLauncher:
     """The supervisor's launcher on a cluster: inference workers are Ray actors (WorkerPool); a
     capture with `resources` runs on a node that offers them; the sink and the other captures stay
     beside the supervisor. Every socket that a stage on another node reaches is a tcp:// endpoint:
-    on loopback when every node of the cluster is on this machine as serve starts (a test cluster,
-    or `--cluster ray`), else on the driver node's address, which needs CURVE keys."""
+    on loopback when every node of the cluster is on this machine as serve starts (a test cluster),
+    else on the driver node's address, which needs CURVE keys. A cluster serve started itself
+    (`--cluster ray`) is serve's own processes on this machine: its sockets are ipc:// in the run
+    folder, as without a cluster, out of other local users' reach."""
 
     def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
         self.local = LocalLauncher(run_dir)
@@ -57,11 +59,12 @@ class RayLauncher:
         check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
+        self.private = run_dir.endpoint if cfg.cluster == "ray" else None  # ipc:// endpoints, see above
         self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
         self.pool: WorkerPool | None = None
 
     def endpoint(self, name: str) -> str:
-        return free_tcp_endpoint(self.address)
+        return self.private(name) if self.private else free_tcp_endpoint(self.address)
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """A pinned capture's host is placed now (its endpoint is on that node) and kept for the
@@ -70,11 +73,17 @@ class RayLauncher:
             return self.endpoint("frames")
         host = RayProcess(Placement(resources=stream.resources), self.env)
         try:
-            endpoint = ray.get(host.host.free_endpoint.remote(self.driver_address), timeout=PLACE_TIMEOUT_S)
+            private = self.private and self.private("frames")
+            endpoint = ray.get(host.host.free_endpoint.remote(self.driver_address, private), timeout=PLACE_TIMEOUT_S)
+            check_stage_endpoint(endpoint, f"stream '{stream.id}': its capture", self.address == LOOPBACK,
+                                 self.cfg.curve)
         except ray.exceptions.GetTimeoutError:
             ray.kill(host.host)
             raise UserError(f"stream '{stream.id}': no node of the cluster offers resources {stream.resources} "
                             f"(waited {PLACE_TIMEOUT_S:g} s); start one with ray start --resources") from None
+        except UserError:
+            ray.kill(host.host)
+            raise
         self.pinned[stream.id] = host
         return endpoint
 
@@ -90,7 +99,8 @@ class RayLauncher:
         return process
 
     def inference(self, spec: Callable[[], Any]) -> StageProcess:
-        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address)
+        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address,
+                               local_only=self.address == LOOPBACK, private=self.private)
         return self.pool
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:

@@ -14,7 +14,8 @@ from siammask.io.results import VideoWriter
 from siammask.io.sources import first_frame_size
 from siammask.validate import box_in_frame, box_values
 
-from .endpoints import check_bind_endpoint, check_connect_endpoint
+from .endpoints import (check_bind_endpoint, check_connect_endpoint, check_control_endpoint, check_stream_endpoint,
+                        default_control)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class StreamConfig:
     fps: float | None = ranged(0.0, 1000.0, None, lo_open=True)  # files and folders are played at this rate
                                        # (default: their own, or 25)
     endpoint: str | None = None        # where the capture process binds (default: private ipc); tcp:// for
-                                       # inference on another host
+                                       # inference on another host; an ipc:// path only in the private folder
     remote: bool = False               # frames come from `siammask serve --role capture` at `endpoint`
     resources: dict[str, float] = field(default_factory=dict, metadata={"range": Range(0.0, 1e6, lo_open=True)})
                                        # cluster mode: Ray custom resources the capture needs ({camhost1: 1}
@@ -83,7 +84,8 @@ class PipelineConfig:
     streams: tuple[StreamConfig, ...] = ()
     model: ModelConfig = ModelConfig()
     publish: str = "tcp://127.0.0.1:5556"   # ZeroMQ PUB: one JSON message per processed frame
-    control: str = "tcp://127.0.0.1:5557"   # ZeroMQ ROUTER for `siammask ctl`
+    control: str | None = None              # ZeroMQ ROUTER for `siammask ctl`; null: ipc socket in this user's
+                                            # private folder (see control_endpoint); tcp:// only with curve
     metrics_port: int | None = ranged(0, 65535, 9557)   # Prometheus on 127.0.0.1; 0 or null: off
     preview_port: int | None = ranged(0, 65535, None)   # MJPEG preview page on 127.0.0.1; 0 or null: off
     outputs: OutputsConfig = OutputsConfig()
@@ -110,6 +112,11 @@ MAX_ID_CHARS = 64
 def load_config(path: str | None) -> PipelineConfig:
     """The YAML file, or the defaults when there is none."""
     return load_yaml(PipelineConfig, path) if path else PipelineConfig()
+
+
+def control_endpoint(cfg: PipelineConfig) -> str:
+    """Where serve answers `siammask ctl`: the config's endpoint, else this user's private socket."""
+    return cfg.control or default_control()
 
 
 def stream_from_dict(data: dict, cfg: PipelineConfig) -> StreamConfig:
@@ -160,7 +167,7 @@ def check_config(cfg: PipelineConfig) -> None:
                             "tcp:// endpoint for the inference host to connect to")
     if cfg.role == "all":
         check_bind_endpoint(cfg.publish, "publish", cfg.curve)
-        check_bind_endpoint(cfg.control, "control", cfg.curve)
+        check_control_endpoint(cfg.control, cfg.curve)
         if cfg.model.weights and not Path(cfg.model.weights).exists():
             raise UserError(f"weights '{cfg.model.weights}' not found; pass a .pth checkpoint or an export folder")
     check_outputs(cfg.outputs, [s.id for s in cfg.streams])
@@ -219,9 +226,16 @@ def check_stream(stream: StreamConfig, cfg: PipelineConfig) -> None:
         check_connect_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint")
     elif not stream.source:
         raise UserError(f"stream '{stream.id}' has no source; give a video file, image folder, camera or URL")
-    elif "://" not in stream.source and not stream.source.isdigit() and not Path(stream.source).expanduser().exists():
-        raise UserError(f"stream '{stream.id}': source '{stream.source}' not found; give a video file, image folder, "
-                        "camera index or URL")
+    elif "://" not in stream.source and not stream.source.isdigit():
+        where = Path(stream.source).expanduser()
+        if not where.exists():
+            raise UserError(f"stream '{stream.id}': source '{stream.source}' not found; give a video file, image "
+                            "folder, camera index or URL")
+        if not (where.is_file() or where.is_dir() or where.is_fifo()):  # what open_source reads, as `track`
+            raise UserError(f"stream '{stream.id}': source '{stream.source}' is not a video file, image folder or "
+                            "named pipe; give one of those, a camera index or a URL")
+    if stream.endpoint:
+        check_stream_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint")
     if stream.endpoint and not stream.remote:
         check_bind_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint", cfg.curve)
         check_connect_endpoint(stream.endpoint, f"stream '{stream.id}' endpoint")  # the inference stage connects

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,9 @@ def parse_request(raw: bytes) -> Request:
 def request(endpoint: str, payload: dict[str, Any], keys: CurveKeys | None, timeout_s: float) -> dict[str, Any]:
     """Send one request and wait for its reply (what `siammask ctl` does)."""
     check_connect_endpoint(endpoint, "control endpoint")
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
+        raise UserError(f"no control socket at '{endpoint[len('ipc://'):]}': is 'siammask serve' running as this "
+                        "user? (else give --control, or --config with the serve's config)")
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0

@@ -1,5 +1,6 @@
-"""Where sockets live: private ipc:// files for stages on one host, and the rule that anything
-reachable beyond loopback must be protected by CURVE keys."""
+"""Where sockets live: this user's private folder (the default control socket, each run's ipc://
+files for stages on one host), the rule that anything reachable beyond loopback must be protected
+by CURVE keys, and the rule that binding an ipc:// path never replaces anything but a dead socket."""
 from __future__ import annotations
 
 import ipaddress
@@ -19,6 +20,7 @@ from siammask.errors import UserError
 SCHEMES = ("tcp", "ipc")
 MAX_TMPDIR_CHARS = 60
 RUN_PREFIX = "siammask-serve-"
+CONTROL_SOCKET = "control"    # the default control endpoint: this file in the private folder
 OWNER_FILE = "owner"          # pid and start time of the serve that made the folder
 UNOWNED_GRACE_S = 60.0        # a folder without an owner file older than this is left over, not being made
 
@@ -52,11 +54,70 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:
-    """Binding beyond loopback without CURVE keys would let anyone on the network in."""
-    _split(endpoint, what)
+    """Binding beyond loopback without CURVE keys would let anyone on the network in; binding over
+    a file or a live socket would take it from its owner."""
+    scheme, rest = _split(endpoint, what)
+    if scheme == "ipc":
+        check_ipc_free(Path(rest), what)
     if curve is None and not is_loopback(endpoint):
         raise UserError(f"{what} '{endpoint}' is reachable beyond this host and needs CURVE keys: "
                         "run 'siammask keys --out DIR' and set curve: in the config (or bind to 127.0.0.1)")
+
+
+def check_control_endpoint(endpoint: str | None, curve: Any) -> None:
+    """The control endpoint changes what serve runs: TCP (any local user reaches loopback) only with
+    CURVE keys; unset, it is the ipc:// socket in this user's private folder."""
+    if endpoint is None:
+        return
+    check_bind_endpoint(endpoint, "control", curve)
+    if curve is None and endpoint.startswith("tcp://"):
+        raise UserError(f"control '{endpoint}' is a TCP endpoint every local user can reach, so it needs CURVE "
+                        "keys: run 'siammask keys --out DIR' and set curve: in the config (or leave control unset "
+                        "for the private ipc socket)")
+
+
+def check_stream_endpoint(endpoint: str, what: str) -> None:
+    """A stream's endpoint (config or `ctl add-stream`): a TCP address, or an ipc:// path in this
+    user's private folder: never an arbitrary file that a capture's bind would replace."""
+    scheme, rest = _split(endpoint, what)
+    folder = os.path.realpath(private_dir(create=False))
+    if scheme == "ipc" and not os.path.realpath(rest).startswith(folder + os.sep):
+        raise UserError(f"{what} '{endpoint}' is outside serve's private folder; an ipc:// stream endpoint "
+                        f"must be a path in {folder}/ (or use tcp://)")
+
+
+def check_ipc_free(path: Path, what: str) -> None:
+    """Binding an ipc:// path first removes whatever is there: only a socket left by a process that
+    ended may go (a file would be deleted; a live socket taken from the program serving on it)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"{what} '{path}': {exc.strerror}") from None
+    if not stat.S_ISSOCK(info.st_mode):
+        raise UserError(f"{what} '{path}' exists and is not a socket; binding would delete it, so pick a new path")
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return  # nobody listens: left over
+        except OSError:
+            pass
+    raise UserError(f"{what} '{path}' is in use by a running program (another serve?); pick another path")
+
+
+def check_stage_endpoint(endpoint: str, what: str, local_only: bool, curve: Any) -> None:
+    """Cluster mode: where a stage on a node would bind. With every node on this machine at start
+    (`local_only`) the stages' sockets are on 127.0.0.1, so a node of another machine that joined
+    since can neither reach them nor be reached without CURVE: its stage is refused; otherwise the
+    usual rule (beyond loopback only with CURVE keys, which every stage socket then uses)."""
+    if local_only and not is_loopback(endpoint):
+        raise UserError(f"{what} was placed on {endpoint.rsplit(':', 1)[0][len('tcp://'):]}, a machine that joined "
+                        "the cluster after serve started, out of reach of serve's sockets on 127.0.0.1: start every "
+                        "node before serve (with curve: keys for nodes on other machines)")
+    check_bind_endpoint(endpoint, what, curve)
 
 
 def check_connect_endpoint(endpoint: str, what: str) -> None:
@@ -69,14 +130,40 @@ def bound_endpoint(sock: zmq.Socket) -> str:
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
+def private_dir(create: bool = True) -> Path:
+    """This user's folder for serve: $XDG_RUNTIME_DIR/siammask, else siammask-UID in TMPDIR (or /tmp).
+    Only its owner can open it (0700), so only the same user reaches the control socket in it, as
+    with Docker's. `create`: make it, and refuse one that another user made or can open."""
+    # ipc:// paths must fit in a unix socket address (about 107 bytes): a deep folder falls back to /tmp.
+    runtime, tmp = os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir()
+    if runtime.startswith("/") and len(runtime) <= MAX_TMPDIR_CHARS:
+        path = Path(runtime) / "siammask"
+    else:
+        path = Path(tmp if len(tmp) <= MAX_TMPDIR_CHARS else "/tmp") / f"siammask-{os.getuid()}"
+    if create:
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+            info = path.lstat()
+        except OSError as exc:
+            raise UserError(f"cannot make serve's private folder '{path}': {exc.strerror}") from None
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise UserError(f"'{path}' is not a folder that only you can open (owner uid {info.st_uid}, mode "
+                            f"{stat.filemode(info.st_mode)}); serve keeps its control socket there: remove it")
+    return path
+
+
+def default_control() -> str:
+    """Where serve's control socket is when the config names none (and where `siammask ctl` looks)."""
+    return f"ipc://{private_dir(create=False) / CONTROL_SOCKET}"
+
+
 class RunDir:
-    """A private (0700) temporary folder for this run's ipc sockets and metrics files, removed at the
-    end. A serve killed with SIGKILL cannot remove its own: the next one does (folders whose owner
-    process is gone), so they never pile up."""
+    """A temporary folder in the private folder for this run's ipc sockets and metrics files,
+    removed at the end. A serve killed with SIGKILL cannot remove its own: the next one does (folders
+    whose owner process is gone), so they never pile up."""
 
     def __init__(self) -> None:
-        # ipc:// paths must fit in a unix socket address (about 107 bytes): a deep TMPDIR falls back to /tmp.
-        base = Path(tempfile.gettempdir() if len(tempfile.gettempdir()) <= MAX_TMPDIR_CHARS else "/tmp")
+        base = private_dir()
         remove_stale_run_dirs(base)
         self.path = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=base))
         (self.path / OWNER_FILE).write_text(process_id(os.getpid()))

@@ -66,9 +66,13 @@ class StageHost:
         node = ray.get_runtime_context().get_node_id()
         return {"node": node, "address": node_address(node), "host": socket.gethostname()}
 
-    def free_endpoint(self, driver_address: str) -> str:
+    def free_endpoint(self, driver_address: str, private: str | None = None) -> str:
         """A tcp endpoint for the stage to bind: on loopback when this node is on the driver's
-        machine (Ray gives every node the machine's outside address, even a test cluster's)."""
+        machine (Ray gives every node the machine's outside address, even a test cluster's); or
+        `private`, an ipc:// path in serve's run folder, in a cluster serve started itself. Answered
+        once Ray has placed this host."""
+        if private is not None:
+            return private
         address = self.where()["address"]
         return free_tcp_endpoint(LOOPBACK if address == driver_address else address)
 

@@ -63,7 +63,6 @@ class InferenceSpec:
 
 @dataclass
 class LiveStream:
-    endpoint: str
     paused: bool
     pending: dict[int, Box]
     slot: int                              # where the sink keeps the stream's last frame (see sink.Accounts)
@@ -220,12 +219,12 @@ class InferenceStage:
 
     def _add_stream(self, cmd: AddStream) -> None:
         if cmd.stream not in self.streams:
-            self.streams[cmd.stream] = LiveStream(cmd.endpoint, cmd.paused, dict(cmd.pending), cmd.slot,
+            self.streams[cmd.stream] = LiveStream(cmd.paused, dict(cmd.pending), cmd.slot,
                                                   cmd.registration)
-            self.link.follow(cmd.endpoint)
+            self.link.follow(cmd.stream, cmd.endpoint)
 
     def _remove_stream(self, cmd: RemoveStream, live: LiveStream) -> None:
-        self.link.unfollow(live.endpoint)
+        self.link.unfollow(cmd.stream)
         del self.streams[cmd.stream]
         self.link.result(StreamEnd(cmd.stream), block=True)
 

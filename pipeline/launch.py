@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import secrets
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -21,8 +22,18 @@ from .process import stage_main
 
 # An inference process's generation is the supervisor's times this span, plus which start of a
 # cluster worker it is: the supervisor keeps events whose generation // span is its own, the sink
-# sees every new process as a new origin.
+# sees every new process as a new origin. Both parts are drawn at random for each start, so a
+# command is obeyed only from whoever was told the generation (a guessable one let a stranger that
+# reached a command socket pause a stream).
 GENERATION_SPAN = 1 << 16
+SUPERVISOR_GENERATIONS = 1 << 31
+
+
+def fresh_generation(used: set[int], below: int) -> int:
+    """A random number in [0, below) that is not in `used`."""
+    while (drawn := secrets.randbelow(below)) in used:
+        pass
+    return drawn
 
 
 class StageProcess(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -17,6 +18,8 @@ import zmq
 Box = tuple[float, float, float, float]
 Stamps = dict[str, float]  # wall-clock seconds a frame reached each point (see sink.STAGES)
 PIXELS = "pixels"          # header key of the frame's dtype and shape, beside the message's fields
+MIN_SIDE = 2               # px: the tracker's crop divides by a side minus one
+MAX_FRAME_ID = 2**62       # frame ids go through the shared int64 table of last frames (sink.Accounts)
 
 
 # --- capture -> inference ------------------------------------------------------------------------
@@ -176,6 +179,59 @@ def decode(raw: bytes) -> tuple[Message, tuple[str, tuple[int, ...]] | None]:
     layout = header.pop(PIXELS, None)
     msg = cls(**{k: _tuples(v) for k, v in header.items()})
     return msg, (layout[0], tuple(layout[1])) if layout else None
+
+
+class BadMessage(ValueError):
+    """Bytes that are not a well-formed message of what the socket carries (see `decode_frame`)."""
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value < MAX_FRAME_ID
+
+
+def _finite(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+FRAME_FIELDS = {"stream": lambda v: type(v) is str, "frame": _count, "first": lambda v: type(v) is bool,
+                "fps": lambda v: _finite(v) and v > 0, "run": _count, "capture_drops": _count,
+                "t": lambda v: type(v) is dict and all(_finite(x) for x in v.values())}
+
+
+def _is_image(layout: Any, size: int) -> bool:
+    """[dtype, shape] of an HxWx3 uint8 image of `size` bytes, each side at least MIN_SIDE."""
+    if not (isinstance(layout, list) and len(layout) == 2 and layout[0] == np.dtype(np.uint8).str):
+        return False
+    shape = layout[1]
+    return (isinstance(shape, list) and len(shape) == 3 and shape[2] == 3
+            and all(_count(n) and n >= MIN_SIDE for n in shape) and math.prod(shape) == size)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def decode_frame(parts: list[zmq.Frame]) -> Received:
+    """A capture's message: a FrameHeader and its BGR pixels, or a StreamEnd. Captures can be on
+    other hosts (remote streams), so every field is checked here and anything else is a BadMessage
+    for the receiver to drop, never an error further in."""
+    try:
+        header = json.loads(parts[0].bytes, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise BadMessage("is not JSON") from None
+    if not isinstance(header, dict):
+        raise BadMessage("is not a JSON object")
+    kind, layout = header.pop("type", None), header.pop(PIXELS, None)
+    if kind == "StreamEnd" and len(parts) == 1 and layout is None and list(header) == ["stream"] \
+            and type(header["stream"]) is str:
+        return StreamEnd(header["stream"]), None
+    if kind != "FrameHeader" or len(parts) != 2:
+        raise BadMessage(f"is not a frame or a stream end (type {str(kind)[:40]!r}, {len(parts)} parts)")
+    if set(header) != set(FRAME_FIELDS) or not all(FRAME_FIELDS[k](v) for k, v in header.items()):
+        raise BadMessage("has a frame header with missing, unknown or out-of-range fields")
+    if not _is_image(layout, len(parts[1].buffer)):
+        raise BadMessage(f"has pixels that are not the HxWx3 8-bit image (sides >= {MIN_SIDE}) its header declares")
+    return FrameHeader(**header), np.frombuffer(parts[1].buffer, dtype=np.uint8).reshape(layout[1])
 
 
 def _tuples(value: Any) -> Any:

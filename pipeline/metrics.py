@@ -23,6 +23,8 @@ DROPPED = Counter("siammask_dropped_frames", "Frames dropped because the next st
                   ["stream", "stage"])
 QUEUE_DEPTH = Gauge("siammask_queue_depth", "Frames found waiting at the inference stage per stream",
                     ["stream"], multiprocess_mode="livemax")
+REJECTED = Counter("siammask_rejected_messages", "Messages on a stream's frame socket dropped: undecodable, or "
+                   "naming another stream", ["stream", "reason"])
 RESTARTS = Counter("siammask_restarts", "Stage processes restarted after a crash or stall", ["stage"])
 
 

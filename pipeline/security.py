@@ -15,6 +15,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from siammask.errors import UserError
 
 from .config import CurveConfig
+from .endpoints import check_ipc_free
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,16 @@ class Security:
             sock.curve_secretkey = self.keys.server_secret
             sock.curve_publickey = self.keys.server_public
             sock.curve_server = True
+        ipc = Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+        if ipc is not None:
+            check_ipc_free(ipc, "cannot bind")
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
             raise UserError(f"cannot bind '{endpoint}': {exc}; is another program (or serve) using it?") from None
-        if endpoint.startswith("ipc://"):
-            self._ipc_files.append(Path(endpoint[len("ipc://"):]))
+        if ipc is not None and ipc.exists():  # (not an abstract-namespace '@name')
+            ipc.chmod(0o600)  # only this user connects, wherever the socket is
+            self._ipc_files.append(ipc)
 
     def connect(self, sock: zmq.Socket, endpoint: str) -> None:
         if self.keys and endpoint.startswith("tcp://"):

@@ -24,11 +24,11 @@ from prometheus_client.multiprocess import mark_process_dead
 from siammask.errors import UserError
 
 from .capture import ENDED, FAILED, STALLED, CaptureSpec
-from .config import PipelineConfig, StreamConfig, stream_from_dict
+from .config import PipelineConfig, StreamConfig, control_endpoint, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir, bound_endpoint
 from .inference import InferenceSpec, StageSpec, TargetSeed
-from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
+from .launch import GENERATION_SPAN, SUPERVISOR_GENERATIONS, Launcher, LocalLauncher, StageProcess, fresh_generation
 from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
                        TargetAdded, TargetFailed)
 from .metrics import RESTARTS, SummaryLine, registry
@@ -150,7 +150,7 @@ class Supervisor:
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.linger = 0
         self.control.maxmsgsize = MAX_REQUEST_BYTES  # ZeroMQ drops a peer that sends more
-        self.security.bind(self.control, self.cfg.control)
+        self.security.bind(self.control, control_endpoint(self.cfg))
         log("supervisor", f"control on {bound_endpoint(self.control)}")
         self.link = ZmqSupervisorLink(self.security, self.cmd_endpoint, self.events_endpoint)
         self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames,
@@ -198,7 +198,7 @@ class Supervisor:
         return self.launcher.spawn(target, args)
 
     def _spawn_inference(self) -> StageProcess:
-        self.generation += 1
+        self.generation = fresh_generation({self.generation}, SUPERVISOR_GENERATIONS)
         self.ready = False
         return self.launcher.inference(self._inference_spec)
 

@@ -4,9 +4,11 @@ all the inference stage needs, `SupervisorLink` all the supervisor needs to talk
 links here are what serve runs, and another transport (actors of a cluster) plugs in by providing
 the same methods, so one stage and one supervisor run over either.
 
-ZeroMQ: frames arrive PULL from each stream's capture endpoint, commands PULL on an endpoint the
-stage binds (commands wait in the supervisor's PUSH pipe for a new process), events PUSH to the
-supervisor, results PUSH to the sink; every queue is bounded."""
+ZeroMQ: frames arrive PULL from each stream's capture endpoint, one socket per stream, so a frame
+is taken only from the socket serving the stream it names (a remote capture cannot speak for
+another stream) and a message that does not decode is dropped, counted and logged once; commands
+PULL on an endpoint the stage binds (commands wait in the supervisor's PUSH pipe for a new
+process), events PUSH to the supervisor, results PUSH to the sink; every queue is bounded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +19,9 @@ import zmq
 
 from . import messages
 from .config import CurveConfig
-from .messages import Command, Event, Received, Result, StreamEnd
+from .messages import BadMessage, Command, Event, Received, Result, StreamEnd, decode_frame
+from .metrics import REJECTED
+from .process import log
 from .security import Security, load_keys
 
 REFILL_WAIT_MS = 2  # how long a full queue gets to show what is behind it
@@ -36,10 +40,10 @@ class StageLink(Protocol):
         """Every frame (and stream end) waiting, oldest first, each frame with its pixels; waits up
         to `wait_ms` for the first."""
 
-    def follow(self, endpoint: str) -> None:
-        """Take frames from a stream's capture at `endpoint` too."""
+    def follow(self, stream: str, endpoint: str) -> None:
+        """Take frames of `stream` from its capture at `endpoint` (and only from there)."""
 
-    def unfollow(self, endpoint: str) -> None:
+    def unfollow(self, stream: str) -> None:
         ...
 
     def event(self, event: Event, pixels: np.ndarray | None = None, block: bool = True) -> bool:
@@ -87,7 +91,8 @@ class ZmqStageLink:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
-        self._frames = self._socket(zmq.PULL, rcvhwm=spec.queue_size)
+        self._frames: dict[str, zmq.Socket] = {}   # stream -> PULL connected to its capture alone
+        self._reported: set[tuple[str, str]] = set()  # (stream, reason) of rejected messages already logged
         self._commands = self._socket(zmq.PULL)
         # bound here: the supervisor's commands wait for each new process. tcp:// (cluster mode) with
         # CURVE when keys are configured, like every socket a stage on another machine reaches.
@@ -96,9 +101,9 @@ class ZmqStageLink:
         self.security.connect(self._events, spec.events_endpoint)
         self._results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
         self.security.connect(self._results, spec.results_endpoint)
-        self._poller = zmq.Poller()
-        self._poller.register(self._frames, zmq.POLLIN)
+        self._poller = zmq.Poller()        # commands and frames
         self._poller.register(self._commands, zmq.POLLIN)
+        self._frame_poller = zmq.Poller()
 
     def _socket(self, kind: int, **options: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -116,19 +121,54 @@ class ZmqStageLink:
     def frames(self, wait_ms: int = 0) -> list[Received]:
         """A full queue means older frames may still sit in socket buffers behind it: keep taking
         while ZeroMQ's I/O thread brings more, so the newest one really is the newest."""
-        if not self._frames.poll(wait_ms):
-            return []
-        received = batch = messages.drain(self._frames)
-        while len(batch) >= self.queue_size and self._frames.poll(REFILL_WAIT_MS):
-            batch = messages.drain(self._frames)
-            received = received + batch
+        ready = dict(self._frame_poller.poll(wait_ms)) if self._frames else {}
+        received: list[Received] = []
+        for stream, sock in self._frames.items():
+            if sock not in ready:
+                continue
+            batch = self._take(stream, sock)
+            received += batch
+            while len(batch) >= self.queue_size and sock.poll(REFILL_WAIT_MS):
+                batch = self._take(stream, sock)
+                received += batch
         return received
 
-    def follow(self, endpoint: str) -> None:
-        self.security.connect(self._frames, endpoint)
+    def _take(self, stream: str, sock: zmq.Socket) -> list[Received]:
+        """Everything waiting on `stream`'s socket that decodes and names `stream`; the rest is dropped."""
+        out = []
+        while True:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return out
+            try:
+                msg, pixels = decode_frame(parts)
+            except BadMessage as exc:
+                self._reject(stream, "undecodable", f"a message that {exc}")
+                continue
+            if msg.stream != stream:
+                self._reject(stream, "other_stream", f"a message for stream {msg.stream[:64]!r}")
+                continue
+            out.append((msg, pixels))
 
-    def unfollow(self, endpoint: str) -> None:
-        self._frames.disconnect(endpoint)
+    def _reject(self, stream: str, reason: str, what: str) -> None:
+        REJECTED.labels(stream, reason).inc()
+        if (stream, reason) not in self._reported:
+            self._reported.add((stream, reason))
+            log("inference", f"stream '{stream}': dropped {what} from its endpoint; more are only counted "
+                             f"(siammask_rejected_messages_total{{reason=\"{reason}\"}})")
+
+    def follow(self, stream: str, endpoint: str) -> None:
+        sock = self._frames[stream] = self._socket(zmq.PULL, rcvhwm=self.queue_size)
+        self.security.connect(sock, endpoint)
+        for poller in (self._poller, self._frame_poller):
+            poller.register(sock, zmq.POLLIN)
+
+    def unfollow(self, stream: str) -> None:
+        sock = self._frames.pop(stream)
+        for poller in (self._poller, self._frame_poller):
+            poller.unregister(sock)
+        sock.close()
 
     def event(self, event: Event, pixels: np.ndarray | None = None, block: bool = True) -> bool:
         return messages.send(self._events, event, pixels, block=block)
@@ -137,7 +177,7 @@ class ZmqStageLink:
         return messages.send(self._results, msg, pixels, block=block)
 
     def close(self) -> None:
-        for sock in (self._frames, self._commands, self._events, self._results):
+        for sock in (*self._frames.values(), self._commands, self._events, self._results):
             sock.close()
         self.security.close()
         if self._own_ctx:

@@ -20,11 +20,14 @@ from typing import Any
 import ray
 import zmq
 
+from siammask.errors import UserError
+
 from . import messages
 from .hosts import Placement, RayProcess
 from .config import CurveConfig, WorkerConfig
+from .endpoints import check_stage_endpoint
 from .inference import InferenceSpec, run_inference
-from .launch import GENERATION_SPAN
+from .launch import GENERATION_SPAN, fresh_generation
 from .messages import AddStream, Command, RemoveStream
 from .metrics import RESTARTS
 from .process import Backoff, log
@@ -44,7 +47,7 @@ class Worker:
     process: RayProcess | None = None
     endpoint: ray.ObjectRef | None = None   # the command endpoint on its node, until it has started
     commands: zmq.Socket | None = None
-    starts: int = 0
+    serial: int = 0                         # this start's part of its generation (random, see launch.py)
     started: float = 0.0
     restart_at: float | None = None
     retire_at: float | None = None          # set when its last stream is removed
@@ -63,8 +66,12 @@ class WorkerPool:
     """The inference stage as Ray actors, answering the supervisor's process calls."""
 
     def __init__(self, spec: Callable[[], InferenceSpec], worker: WorkerConfig, env: dict[str, str],
-                 curve: CurveConfig | None, driver_address: str) -> None:
+                 curve: CurveConfig | None, driver_address: str, local_only: bool,
+                 private: Callable[[str], str] | None) -> None:
         self.spec, self.config, self.env, self.driver_address = spec, worker, env, driver_address
+        self.curve, self.local_only = curve, local_only  # what a worker's node must satisfy (check_stage_endpoint)
+        self.refusals: set[str] = set()      # each reason for refusing a worker's node is logged once
+        self.private = private                # ipc:// endpoints in the run folder (RayLauncher.private)
         first = spec()
         self.generation = first.stage.generation
         self.ctx = zmq.Context()
@@ -146,8 +153,9 @@ class WorkerPool:
     def _place(self, w: Worker) -> None:
         """A new actor; its stage starts once Ray has placed it (see _look_after)."""
         w.process = RayProcess(Placement(self.config.num_cpus, self.config.num_gpus, spread=True), self.env)
-        w.endpoint = w.process.host.free_endpoint.remote(self.driver_address)
-        w.starts += 1
+        w.endpoint = w.process.host.free_endpoint.remote(self.driver_address,
+                                                         self.private and self.private("commands"))
+        w.serial = fresh_generation({o.serial for o in self.workers}, GENERATION_SPAN)
         w.started, w.restart_at = time.monotonic(), None
 
     def _look_after(self, w: Worker) -> None:
@@ -160,14 +168,26 @@ class WorkerPool:
             return
         if w.endpoint is not None and ray.wait([w.endpoint], timeout=0)[0]:
             try:
-                self._start(w, ray.get(w.endpoint))
+                endpoint = ray.get(w.endpoint)
+                check_stage_endpoint(endpoint, w.name, self.local_only, self.curve)
+                self._start(w, endpoint)
             except ray.exceptions.RayError:
                 pass  # the host died while being placed: exitcode says so below
+            except UserError as exc:  # its node may not host it: never started there, placed again later
+                w.endpoint = None
+                w.process.kill()
+                self._restart_later(w, None if str(exc) in self.refusals else f"was refused its node: {exc}")
+                self.refusals.add(str(exc))
+                return
             w.endpoint = None
         code = w.process.exitcode
         if code is None:
             return
-        lost = w.process.host_lost
+        self._restart_later(w, "lost its actor (node gone or actor killed)" if w.process.host_lost else (
+            f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"))
+
+    def _restart_later(self, w: Worker, why: str | None) -> None:
+        """Its process is gone: a new one after the backoff (logged with `why`, unless None)."""
         if w.commands is not None:
             w.commands.close()
             w.commands = None
@@ -175,10 +195,9 @@ class WorkerPool:
         wait = w.backoff.next(time.monotonic() - w.started)
         w.restart_at = time.monotonic() + wait
         RESTARTS.labels("inference").inc()
-        why = "lost its actor (node gone or actor killed)" if lost else (
-            f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
-        log("supervisor", f"{w.name} {why}; starting it again in {wait:g} s with stream(s) "
-                          f"{', '.join(sorted(w.streams)) or 'none'}")
+        if why is not None:
+            log("supervisor", f"{w.name} {why}; starting it again in {wait:g} s with stream(s) "
+                              f"{', '.join(sorted(w.streams)) or 'none'}")
 
     def _retire(self, w: Worker) -> None:
         """Stop a worker without streams for good (its actor ends, freeing its resources)."""
@@ -204,8 +223,7 @@ class WorkerPool:
 
     def _generation(self, w: Worker) -> int:
         """Unique per start of each worker, within the supervisor's generation (see launch.py)."""
-        serial = w.number * 1024 + w.starts
-        return self.generation + serial % GENERATION_SPAN
+        return self.generation + w.serial
 
     # --- commands ---------------------------------------------------------------------------------
 

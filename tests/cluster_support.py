@@ -37,7 +37,7 @@ def stream(name: str, video: Path, **extra) -> dict:
 def serve_config(streams: list[dict], weights: Path, **extra) -> dict:
     """One worker per stream (max_streams 1) of half a CPU, so one 1-CPU node can take two."""
     return {"streams": streams, "model": {"weights": str(weights), "threads": 1},
-            "publish": f"tcp://127.0.0.1:{free_port()}", "control": f"tcp://127.0.0.1:{free_port()}",
+            "publish": f"tcp://127.0.0.1:{free_port()}",
             "metrics_port": 0, "log_interval_s": 0, "worker": {"num_cpus": 0.5, "max_streams": 1}, **extra}
 
 

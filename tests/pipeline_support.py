@@ -1,5 +1,6 @@
 """Helpers for the pipeline tests: a lite random-weight checkpoint, `siammask serve` as a real process
-with its own TMPDIR (so leftover ipc files and folders are visible) and the endpoints it bound, a
+with its own TMPDIR (so leftover ipc files and folders are visible, and its private folder, with the
+default control socket, is its own) and the endpoints it bound, a
 ZeroMQ subscriber, the Prometheus text, and the process tree under a pid read from /proc.
 
 ZeroMQ endpoints are bound to port '*' (`ANY_PORT`): ZeroMQ picks a free port and serve logs which;
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 import zmq
@@ -30,13 +32,40 @@ from siammask.checkpoint import save_checkpoint
 from siammask.model import SiamMask
 from siammask.pipeline.control import request
 
-# One OpenMP thread per process: on a small shared box spinning threads slow every stage down.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# One OpenMP thread per process: on a small shared box spinning threads slow every stage down. No
+# XDG_RUNTIME_DIR: each serve's private folder (endpoints.private_dir) is then in its own TMPDIR.
+ENV = {**{k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}, "OMP_NUM_THREADS": "1"}
 START_TIMEOUT_S = 120  # hang guard only: the first message comes after torch loads in a new process
 QUEUE_BOUND = 12  # frames that can wait between capture and inference (HWMs + socket buffers)
 ANY_PORT = "tcp://127.0.0.1:*"
 BOUND = {"publish": re.compile(r"\[sink\]: publishing results on (\S+)"),
          "control": re.compile(r"\[supervisor\]: control on (\S+)")}
+
+
+@contextmanager
+def network_namespace(prefix: str, subnet: int) -> Iterator[tuple[str, str]]:
+    """A network namespace linked to this one by a veth pair, as another machine on its own network
+    (10.SUBNET.x.2, routed through this one's 10.SUBNET.x.1): (namespace name, its address). Skips
+    the test where namespaces cannot be made (needs root and iproute2)."""
+    name, net = f"{prefix}{os.getpid()}", f"10.{subnet}.{os.getpid() % 200 + 10}"
+    inside = ("ip", "netns", "exec", name)
+    steps = [("ip", "netns", "add", name),
+             ("ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}c"),
+             ("ip", "link", "set", f"{name}c", "netns", name),
+             ("ip", "addr", "add", f"{net}.1/24", "dev", f"{name}h"), ("ip", "link", "set", f"{name}h", "up"),
+             (*inside, "ip", "addr", "add", f"{net}.2/24", "dev", f"{name}c"),
+             (*inside, "ip", "link", "set", f"{name}c", "up"), (*inside, "ip", "link", "set", "lo", "up"),
+             (*inside, "ip", "route", "add", "default", "via", f"{net}.1")]
+    if shutil.which("ip") is None:
+        pytest.skip("the ip command (iproute2) is missing")
+    try:
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=30)
+            if done.returncode:
+                pytest.skip(f"cannot make a network namespace here ({' '.join(step)}: {done.stderr.strip()})")
+        yield name, f"{net}.2"
+    finally:
+        subprocess.run(("ip", "netns", "del", name), capture_output=True, timeout=30)  # takes the veth pair along
 
 
 def lite_checkpoint(path: Path) -> Path:
@@ -110,9 +139,10 @@ class Serve:
                                      env={**ENV, "TMPDIR": str(self.tmpdir)}, cwd=tmp)
 
     def endpoint(self, name: str) -> str:
-        """The `publish` or `control` endpoint serve bound: for port '*', the one its log names."""
-        given = self.config[name]
-        if not given.endswith(":*"):
+        """The `publish` or `control` endpoint serve bound: for port '*' or the default control
+        socket, the one its log names."""
+        given = self.config.get(name)
+        if given and not given.endswith(":*"):
             return given
         end = time.monotonic() + START_TIMEOUT_S
         while not (found := BOUND[name].search(self.log())):
@@ -154,12 +184,20 @@ class Serve:
             self._close()
 
     def leftovers(self) -> list[Path]:
-        """What serve left in its TMPDIR (nothing, after a clean stop)."""
-        return self._left if self._log.closed else list(self.tmpdir.iterdir())
+        """What serve left in its TMPDIR (nothing, after a clean stop, but its empty private folder)."""
+        return self._left if self._log.closed else self._files()
+
+    def _files(self) -> list[Path]:
+        return [p for p in self.tmpdir.rglob("*") if p != self.private]
+
+    @property
+    def private(self) -> Path:
+        """serve's private folder (endpoints.private_dir under this TMPDIR)."""
+        return self.tmpdir / f"siammask-{os.getuid()}"
 
     def _close(self) -> None:
         self._log.close()
-        self._left = list(self.tmpdir.iterdir())
+        self._left = self._files()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def kill(self) -> None:

@@ -42,7 +42,7 @@ def four(tmp_path_factory, synthetic_video, lite):
         "streams": [{"id": s, "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}
                     for s in STREAMS],
         "model": {"weights": str(lite), "threads": 1},
-        "publish": ANY_PORT, "control": ANY_PORT,
+        "publish": ANY_PORT,
         "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
         "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
     }
@@ -203,6 +203,68 @@ def test_fuzzed_control_requests_never_stop_or_restart_serve(four, synthetic_vid
     assert restarts(four) == before, four.log()
 
 
+# --- what a remote stream sends -------------------------------------------------------------------------
+
+def rogue_capture(ctx: zmq.Context) -> tuple[zmq.Socket, str]:
+    """A capture host of our own making: a real PUSH socket that serve's inference stage connects to."""
+    sock = ctx.socket(zmq.PUSH)
+    sock.linger, sock.sndtimeo = 0, int(START_TIMEOUT_S * 1000)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    sock.bind(endpoint)
+    return sock, endpoint
+
+
+@pytest.mark.slow
+def test_a_rogue_remote_stream_cannot_speak_for_another_or_stop_the_inference_stage(four):
+    """A remote stream whose sender names 'north' in its headers (frame ids from 10^9), sends a
+    StreamEnd for 'north' and garbage: before, north published the rogue's frames and an end while
+    it kept running, and garbage crash-looped the inference stage (every stream at 0 fps). Now each
+    message is dropped and counted against the rogue, logged once per reason, and north's frame ids
+    keep the gap rule."""
+    before = restarts(four)
+    rejected = 'siammask_rejected_messages_total{reason="%s",stream="rogue"}'
+    ctx = zmq.Context()
+    sub = Subscriber(four.publish, ctx=ctx, hwm=100_000)  # holds everything while the test waits on metrics
+    sock, endpoint = rogue_capture(ctx)
+    spoofed = [json.dumps({"type": "FrameHeader", "stream": "north", "frame": 10**9 + i, "first": False, "fps": 20.0,
+                           "run": 0, "t": {"read": time.time(), "sent": time.time()}, "capture_drops": 0,
+                           "pixels": ["|u1", [120, 160, 3]]}).encode() for i in range(20)]
+    red = bytes([0, 0, 255]) * (120 * 160)
+    garbage = [b"\xff\x00 not a header", b"[" * 5000 + b"]" * 5000, b'{"type": "Ready", "generation": 1}',
+               spoofed[0].replace(b"20.0", b"NaN"), spoofed[0].replace(b"120, 160", b"1, 160")]
+    try:
+        assert four.ctl({"cmd": "add_stream", "stream": {"id": "rogue", "remote": True, "endpoint": endpoint}})["ok"]
+        for header in spoofed[:10]:
+            sock.send_multipart([header, red])
+        sock.send(b'{"type": "StreamEnd", "stream": "north"}')
+        for raw in garbage:
+            sock.send_multipart([raw, red] if raw.startswith(b'{"type": "FrameHeader"') else [raw])
+        for header in spoofed[10:]:
+            sock.send_multipart([header, red])
+        want = {"other_stream": len(spoofed) + 1, "undecodable": len(garbage)}
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while {r: four.metrics().get(rejected % r) for r in want} != want:
+            assert time.monotonic() < deadline, (four.metrics(), four.log())
+            time.sleep(0.2)
+        seen: list[dict] = []  # since before the rogue sent anything
+        sub.wait_for(lambda m: seen.append(m) or all(len(by_stream(seen).get(s, [])) >= 20 for s in STREAMS),
+                     START_TIMEOUT_S, "every stream publishing")
+        assert four.ctl({"cmd": "remove_stream", "stream": "rogue"})["ok"]
+    finally:
+        sub.close()
+        sock.close()
+        ctx.term()
+    got = by_stream(seen)
+    assert all(m["frame"] < 10**9 for m in got["north"]), "north published the rogue's frames"
+    assert "rogue" not in got and [m for m in seen if m.get("end")] == [], "the rogue ended a stream"
+    check_accounting(got["north"])
+    log = four.log()
+    assert log.count("stream 'rogue': dropped a message for stream 'north'") == 1, log
+    assert log.count("stream 'rogue': dropped a message that") == 1, log
+    assert restarts(four) == before, log
+    still_publishing(four)
+
+
 # --- killed stages --------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -237,7 +299,7 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
     serve = Serve(tmp_path, {
         "streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
         "model": {"weights": str(lite), "threads": 1}, "publish": f"ipc://{publish}",
-        "control": ANY_PORT, "metrics_port": free_port(), "log_interval_s": 0,
+        "metrics_port": free_port(), "log_interval_s": 0,
         "outputs": {"jsonl": str(jsonl), "video": str(video)}})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

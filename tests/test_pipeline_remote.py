@@ -5,8 +5,6 @@ nothing); binding beyond loopback without keys refused; the one-line command for
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,8 @@ from siammask.pipeline.config import CurveConfig
 from siammask.pipeline.control import request
 from siammask.pipeline.security import load_keys
 
-from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint,
+                              network_namespace)
 
 BOX = [25.0, 19.0, 26.0, 19.0]
 SILENCE_S = 3.0  # how long a client without the right keys is given to receive something
@@ -108,26 +107,9 @@ def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
 
 @pytest.fixture
 def camera_namespace():
-    """A network namespace linked to this one by a veth pair, as a camera host on its own network:
-    (namespace name, its address). Skips where namespaces cannot be made (needs root)."""
-    name, net = f"smcam{os.getpid()}", f"10.231.{os.getpid() % 200 + 10}"
-    inside = ("ip", "netns", "exec", name)
-    steps = [("ip", "netns", "add", name),
-             ("ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}c"),
-             ("ip", "link", "set", f"{name}c", "netns", name),
-             ("ip", "addr", "add", f"{net}.1/24", "dev", f"{name}h"), ("ip", "link", "set", f"{name}h", "up"),
-             (*inside, "ip", "addr", "add", f"{net}.2/24", "dev", f"{name}c"),
-             (*inside, "ip", "link", "set", f"{name}c", "up"), (*inside, "ip", "link", "set", "lo", "up")]
-    if shutil.which("ip") is None:
-        pytest.skip("the ip command (iproute2) is missing")
-    try:
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=30)
-            if done.returncode:
-                pytest.skip(f"cannot make a network namespace here ({' '.join(step)}: {done.stderr.strip()})")
-        yield name, f"{net}.2"
-    finally:
-        subprocess.run(("ip", "netns", "del", name), capture_output=True, timeout=30)  # takes the veth pair along
+    """A camera host on its own network: (namespace name, its address)."""
+    with network_namespace("smcam", 231) as made:
+        yield made
 
 
 @pytest.mark.slow
@@ -158,7 +140,7 @@ def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthe
                            "--box", ",".join(map(str, box)), "--stream-id", "cam", "--json", str(out),
                            "--output", str(video),
                            "--weights", str(lite_checkpoint(tmp_path / "lite.pth")), "--threads", "1",
-                           "--publish", ANY_PORT, "--control", ANY_PORT,
+                           "--publish", ANY_PORT, "--control", f"ipc://{tmp_path}/control",
                            "--metrics-port", "0"], capture_output=True, text=True, env=ENV, timeout=START_TIMEOUT_S,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -54,7 +54,7 @@ def test_rtsp_stream_is_tracked_and_reconnected(tmp_path, frames):
     serve = Serve(tmp_path, {
         "streams": [{"id": "door", "source": f"rtsp://127.0.0.1:{port}/test", "boxes": [BOX]}],
         "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
-        "publish": ANY_PORT, "control": ANY_PORT,
+        "publish": ANY_PORT,
         "metrics_port": 0, "log_interval_s": 0, "open_timeout_s": 3.0, "read_timeout_s": 3.0})
     sub = Subscriber(serve.publish)
     try:

@@ -43,7 +43,7 @@ def serve_config(tmp: Path, video: Path, lite: Path, streams: tuple[str, ...] = 
     return {
         "streams": [{"id": s, "source": str(video), "loop": True, "fps": 50.0, "boxes": [BOX]} for s in streams],
         "model": {"weights": str(lite), "threads": 1},
-        "publish": ANY_PORT, "control": ANY_PORT,
+        "publish": ANY_PORT,
         "metrics_port": free_port(), "preview_port": free_port(),  # HTTP: ZeroMQ cannot pick these
         "outputs": {"jsonl": str(tmp / "results.jsonl")},
         "log_interval_s": 1.0,

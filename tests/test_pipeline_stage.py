@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zmq
+from prometheus_client import REGISTRY
 
 from siammask.pipeline.inference import InferenceStage, StageSpec
 from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveTarget, Reply, Result,
@@ -186,3 +187,28 @@ def test_run_announces_ready_finishes_waiting_frames_and_ends_streams(harness, c
     events, results = drain(h.events), drain(h.results)
     assert events[0][0] == Ready(generation=GENERATION)
     assert [type(r) for r, _ in results] == [Result, StreamEnd] and results[0][0].frame == 0
+
+
+def rejected(stream: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("siammask_rejected_messages_total", {"stream": stream, "reason": reason}) or 0.0
+
+
+def test_a_stream_speaks_only_for_itself_and_garbage_is_dropped(harness, clip):
+    """What arrives on b's socket naming 'a' (a frame, an end) or not decoding at all is dropped
+    and counted against b; a goes on as if b had sent nothing, and the stage keeps turning."""
+    h = harness(stream("a"), stream("b", pending=()))
+    before = {r: rejected("b", r) for r in ("other_stream", "undecodable")}
+    h.frame("a", 0, clip[0].image, first=True)
+    spoof = FrameHeader("a", 10**9, False, 25.0, 0, {"read": 1.0, "sent": 2.0}, 0)
+    assert send(h.captures["b"], spoof, np.zeros_like(clip[1].image), block=True)
+    assert send(h.captures["b"], StreamEnd("a"), block=True)
+    h.captures["b"].send_multipart([b"\xff garbage"])
+    h.captures["b"].send_multipart([b'{"type": "FrameHeader", "stream": "b"}', b"xyz"])
+    results, _ = h.turn()
+    assert [(type(r).__name__, r.stream, getattr(r, "frame", None)) for r, _ in results] == [("Result", "a", 0)]
+    assert rejected("b", "other_stream") - before["other_stream"] == 2
+    assert rejected("b", "undecodable") - before["undecodable"] == 2
+    h.frame("a", 1, clip[1].image)
+    h.frame("b", 0, clip[0].image, first=True)
+    results, _ = h.turn()
+    assert sorted((r.stream, r.frame) for r, _ in results) == [("a", 1), ("b", 0)]

@@ -52,7 +52,7 @@ def test_stalled_capture_is_restarted_and_the_stream_then_tracked(tmp_path):
     serve = Serve(tmp_path, {
         "streams": [{"id": "pipe", "source": str(pipe), "boxes": [BOX]}],
         "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
-        "publish": ANY_PORT, "control": ANY_PORT,
+        "publish": ANY_PORT,
         "metrics_port": free_port(), "log_interval_s": 0, "open_timeout_s": 1.0, "read_timeout_s": 1.0})
     sub = Subscriber(serve.publish)
     writer = PipeWriter(pipe, video)

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import shutil
 
 import numpy as np
 import pytest
@@ -12,12 +19,14 @@ import zmq
 
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
-from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config, load_config
+from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
+                                      load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
-from siammask.pipeline.endpoints import is_loopback
-from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveStream, RemoveTarget,
-                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed, decode, encode,
-                                        recv, send)
+from siammask.pipeline.endpoints import check_stage_endpoint, is_loopback, private_dir
+from siammask.pipeline.messages import (AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready, RemoveStream,
+                                        RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed,
+                                        decode, decode_frame, encode, recv, send)
+from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
 
@@ -59,6 +68,12 @@ def test_example_config_loads_and_unknown_keys_fail(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"publish": "tcp://0.0.0.0:5556"}, "needs CURVE keys"),
     ({"control": "tcp://*:5557"}, "needs CURVE keys"),
+    ({"control": "tcp://127.0.0.1:5557"}, "TCP endpoint every local user can reach, so it needs CURVE keys"),
+    ({"streams": (StreamConfig("a", "{video}", endpoint="ipc:///etc/passwd"),)}, "outside serve's private folder"),
+    ({"streams": (StreamConfig("a", "{video}", remote=True, endpoint="ipc:///tmp/../etc/x"),)},
+     "outside serve's private folder"),
+    ({"streams": (StreamConfig("a", "/dev/zero"),)}, "'/dev/zero' is not a video file, image folder or named pipe"),
+    ({"streams": (StreamConfig("a", "/dev/null"),)}, "'/dev/null' is not a video file, image folder or named pipe"),
     ({"publish": "udp://127.0.0.1:1"}, "not a ZeroMQ endpoint"),
     ({"streams": (StreamConfig("a", "{video}"), StreamConfig("a", "{video}"))}, "more than once"),
     ({"streams": (StreamConfig("a", "missing.avi"),)}, "not found"),
@@ -79,13 +94,59 @@ def test_config_mistakes_are_user_errors(change, message, synthetic_video):
         check_config(dataclasses.replace(PipelineConfig(), **change))
 
 
-def test_publish_and_control_may_both_bind_any_port(synthetic_video):
+def test_publish_and_control_may_both_bind_any_port(synthetic_video, tmp_path):
     """Port '*' twice is two free ports, not one address bound twice."""
+    write_keys(tmp_path)
+    curve = CurveConfig(str(tmp_path / "server.key_secret"), str(tmp_path / "client.key_secret"),
+                        str(tmp_path / "authorized"))
     check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:*",
-                                control="tcp://127.0.0.1:*"))
+                                control="tcp://127.0.0.1:*", curve=curve))
     with pytest.raises(UserError, match="must all differ"):
         check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:9",
-                                    control="tcp://127.0.0.1:9"))
+                                    control="tcp://127.0.0.1:9", curve=curve))
+
+
+@pytest.fixture
+def own_tmpdir(monkeypatch) -> Path:
+    """A TMPDIR of the test's own (short: ipc paths), so the private folder is too."""
+    base = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    yield base
+    shutil.rmtree(base)
+
+
+def test_ipc_stream_endpoints_only_in_the_private_folder_and_never_over_a_file_or_live_socket(own_tmpdir,
+                                                                                             synthetic_video):
+    """What `ctl add-stream` sends: an ipc:// endpoint outside the 0700 private folder is refused;
+    inside it, a path holding a file (binding would delete it) or a socket someone serves on is too."""
+    folder = private_dir()
+    assert folder == own_tmpdir / f"siammask-{os.getuid()}" and folder.stat().st_mode & 0o777 == 0o700
+    cfg = PipelineConfig()
+    video = str(synthetic_video)
+    stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/a.sock"}, cfg)
+    (folder / "note").write_text("keep me")
+    with pytest.raises(UserError, match="exists and is not a socket"):
+        stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/note"}, cfg)
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(folder / "live"))
+        live.listen()
+        with pytest.raises(UserError, match="is in use by a running program"):
+            stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/live"}, cfg)
+    stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/live"}, cfg)  # left over: may go
+    (own_tmpdir / "outside").write_text("keep me")
+    with pytest.raises(UserError, match="outside serve's private folder"):
+        stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/../outside"}, cfg)
+    assert (folder / "note").read_text() == (own_tmpdir / "outside").read_text() == "keep me"
+
+
+def test_a_private_folder_another_user_could_open_is_refused(own_tmpdir):
+    folder = own_tmpdir / f"siammask-{os.getuid()}"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    with pytest.raises(UserError, match="is not a folder that only you can open"):
+        private_dir()
 
 
 def test_command_line_overrides_config(synthetic_video):
@@ -99,6 +160,18 @@ def test_command_line_overrides_config(synthetic_video):
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
     assert (out.model.weights, out.model.engine, out.model.threads, out.model.redetect) == ("w.pth", "auto", 1, False)
+
+
+def test_a_stage_on_a_machine_that_joined_late_is_refused():
+    """Cluster mode: every node was on this machine at start, so the stage sockets are on loopback;
+    a worker or capture placed on a node of another machine would bind its address without CURVE
+    (and could not reach serve): refused. With nodes elsewhere from the start, CURVE keys decide."""
+    check_stage_endpoint("tcp://127.0.0.1:7000", "inference 1", local_only=True, curve=None)
+    with pytest.raises(UserError, match="inference 1 was placed on 10.0.0.9, a machine that joined the cluster"):
+        check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=True, curve=None)
+    with pytest.raises(UserError, match="needs CURVE keys"):
+        check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=False, curve=None)
+    check_stage_endpoint("tcp://10.0.0.9:7000", "inference 1", local_only=False, curve=object())
 
 
 def test_loopback_endpoints():
@@ -164,6 +237,50 @@ MESSAGES = [
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_every_message_decodes_to_what_was_encoded(msg):
     assert decode(encode(msg)) == (msg, None)
+
+
+def frame_parts(header: dict | bytes, pixels: bytes | None = None) -> list[zmq.Frame]:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return [zmq.Frame(raw)] + ([zmq.Frame(pixels)] if pixels is not None else [])
+
+
+GOOD = {"type": "FrameHeader", "stream": "a", "frame": 3, "first": False, "fps": 25.0, "run": 0,
+        "t": {"read": 1.0, "sent": 2.0}, "capture_drops": 0, "pixels": ["|u1", [4, 5, 3]]}
+
+
+@pytest.mark.parametrize("parts, why", [
+    (frame_parts(b"\xff garbage"), "is not JSON"),
+    (frame_parts(b"[" * 5000 + b"]" * 5000), "is not JSON"),
+    (frame_parts(b"[1, 2]"), "is not a JSON object"),
+    (frame_parts({**GOOD, "fps": "NaN"}, bytes(60)), "out-of-range"),
+    (frame_parts(json.dumps(GOOD).replace("25.0", "NaN").encode(), bytes(60)), "is not JSON"),
+    (frame_parts(json.dumps(GOOD).replace("25.0", "1e999").encode(), bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "frame": 2**62}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "frame": True}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "t": []}, bytes(60)), "out-of-range"),
+    (frame_parts({**GOOD, "extra": 1}, bytes(60)), "out-of-range"),
+    (frame_parts({k: v for k, v in GOOD.items() if k != "run"}, bytes(60)), "out-of-range"),
+    (frame_parts(GOOD), "is not a frame or a stream end"),
+    (frame_parts(GOOD, bytes(59)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["<f8", [4, 5, 3]]}, bytes(480)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["|u1", [1, 20, 3]]}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": ["|u1", [20, 3]]}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({**GOOD, "pixels": "x"}, bytes(60)), "HxWx3 8-bit image"),
+    (frame_parts({"type": "Ready", "generation": 1}), "is not a frame or a stream end"),
+    (frame_parts({"type": "StreamEnd", "stream": 5}), "is not a frame or a stream end"),
+    (frame_parts({"type": "StreamEnd", "stream": "a"}, b"x"), "is not a frame or a stream end"),
+])
+def test_a_capture_message_that_does_not_decode_is_a_bad_message(parts, why):
+    """What a remote capture (any host) may send the inference stage: nothing but a BadMessage."""
+    with pytest.raises(BadMessage, match=why):
+        decode_frame(parts)
+
+
+def test_capture_messages_decode_with_their_pixels():
+    header, pixels = decode_frame(frame_parts(GOOD, bytes(range(60))))
+    assert header == FrameHeader("a", 3, False, 25.0, 0, {"read": 1.0, "sent": 2.0}, 0)
+    assert pixels.shape == (4, 5, 3) and pixels.dtype == np.uint8 and pixels[3, 4, 2] == 59
+    assert decode_frame(frame_parts({"type": "StreamEnd", "stream": "a"})) == (StreamEnd("a"), None)
 
 
 def test_a_reply_is_ok_without_an_error():

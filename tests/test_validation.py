@@ -28,7 +28,7 @@ from siammask.io.results import JsonlWriter, result_record
 from siammask.model import SiamMask
 from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
 from siammask.pipeline.control import parse_request
-from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, process_id
+from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, private_dir, process_id
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker, validate_box
 from siammask.validate import MAX_JSON_BYTES, box_text, json_object
@@ -298,9 +298,11 @@ def test_jsonl_on_a_full_disk_is_one_user_error():
 # --- leftovers ---------------------------------------------------------------------------------------
 
 def test_run_folders_of_dead_serves_are_removed_at_start(monkeypatch):
-    base = Path(tempfile.mkdtemp(prefix="rundirs-", dir="/tmp"))  # short: RunDir wants ipc-sized paths
-    monkeypatch.setenv("TMPDIR", str(base))
+    tmp = Path(tempfile.mkdtemp(prefix="rundirs-", dir="/tmp"))  # short: RunDir wants ipc-sized paths
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp))
     monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    base = private_dir()  # run folders live in the user's private folder
     try:
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         stale = base / f"{RUN_PREFIX}stale"
@@ -317,4 +319,4 @@ def test_run_folders_of_dead_serves_are_removed_at_start(monkeypatch):
         assert sorted(p.name for p in base.iterdir()) == sorted([alive.name, run.path.name])
         run.remove()
     finally:
-        shutil.rmtree(base)
+        shutil.rmtree(tmp)

@@ -7,8 +7,6 @@ import json
 from ..errors import UserError
 from .track import parse_box
 
-DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
-
 
 def _payload(args: argparse.Namespace) -> dict:
     if args.action == "list":
@@ -25,12 +23,12 @@ def _payload(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siammask.pipeline.config import load_config
+    from siammask.pipeline.config import control_endpoint, load_config
     from siammask.pipeline.control import request
     from siammask.pipeline.security import load_keys
 
     cfg = load_config(args.config)
-    endpoint = args.control or (cfg.control if args.config else DEFAULT_CONTROL)
+    endpoint = args.control or control_endpoint(cfg)
     keys = load_keys(cfg.curve) if cfg.curve else None
     reply = request(endpoint, _payload(args), keys, args.timeout)
     if not reply.get("ok"):
@@ -42,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="control a running 'siammask serve'")
     p.add_argument("--config", help="the serve config: its control endpoint and CURVE keys")
-    p.add_argument("--control", help=f"control endpoint (default: the config's, else {DEFAULT_CONTROL})")
+    p.add_argument("--control", help="control endpoint (default: the config's, else the ipc socket that "
+                                        "serve opens in this user's private folder)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default: 10)")
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="streams, targets and stage processes")

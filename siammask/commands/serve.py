@@ -34,8 +34,16 @@ def run(args: argparse.Namespace) -> int:
         run_dir.remove()
 
 
+# Ray takes 127.0.0.1 as the node address, and then binds its GCS, raylets and workers to loopback
+# only, when it thinks it runs where clusters are off (its setting for macOS and Windows); read when
+# Ray is imported. A cluster that `--cluster ray` starts here is this machine alone.
+RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def _run_on_cluster(cfg: PipelineConfig, run_dir: RunDir) -> int:
     """The same supervisor, its stages placed by Ray; a cluster started here stops with serve."""
+    if cfg.cluster == "ray":
+        os.environ.update(RAY_LOOPBACK_ENV)
     try:
         from siammask.pipeline import cluster
     except ImportError as exc:
@@ -60,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="play a --source file or folder again at its end")
     p.add_argument("--fps", type=float, help="rate to play a --source file or folder at (default: its own)")
     p.add_argument("--publish", help="ZeroMQ PUB endpoint for results (default: tcp://127.0.0.1:5556)")
-    p.add_argument("--control", help="ZeroMQ endpoint for 'siammask ctl' (default: tcp://127.0.0.1:5557)")
+    p.add_argument("--control", help="ZeroMQ endpoint for 'siammask ctl' (default: an ipc socket in this user's "
+                                     "private folder; tcp:// needs CURVE keys)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: 9557)")
     p.add_argument("--preview-port", type=int, help="live MJPEG preview page on 127.0.0.1:PORT (default: off)")
     p.add_argument("--json", help="JSON-lines file: the published message of every processed frame")
