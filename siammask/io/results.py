@@ -168,15 +168,24 @@ class JsonlWriter:
         self.close()
 
 
+def make_output_folder(folder: str | Path, what: str) -> Path:
+    """Create an output folder (and its parents): a path that cannot be one (a file, /proc/...) is a
+    UserError naming it, not an OSError from deep inside a run."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"cannot create {what} folder '{folder}': a file has that name; pick another path") from None
+    except OSError as error:
+        raise UserError(f"cannot create {what} folder '{folder}': {error.strerror}; pick a writable path") from None
+    return folder
+
+
 class MaskDirWriter:
     """Writes each frame's mask as NNNNN.png (0/255, single channel) into a folder it creates."""
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create mask folder '{self.folder}': {error.strerror}; pick a writable path") from error
+        self.folder = make_output_folder(folder, "mask")
         self.count = 0
 
     def path_for(self, frame_index: int) -> Path:
