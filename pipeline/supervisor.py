@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import numpy as np
 import zmq
-from prometheus_client import start_http_server
 from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
@@ -27,6 +26,7 @@ from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir, bound_endpoint
+from .httpserve import serve_metrics
 from .inference import InferenceSpec, StageSpec, TargetSeed
 from .launch import GENERATION_SPAN, Launcher, LocalLauncher, StageProcess
 from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
@@ -138,8 +138,7 @@ class Supervisor:
     def _open(self) -> None:
         if self.cfg.metrics_port:
             try:
-                self.http, _ = start_http_server(self.cfg.metrics_port, addr="127.0.0.1",
-                                                 registry=registry(str(self.run_dir.sub("metrics"))))
+                self.http = serve_metrics(self.cfg.metrics_port, registry(str(self.run_dir.sub("metrics"))))
             except OSError as exc:
                 raise UserError(f"cannot serve metrics on 127.0.0.1:{self.cfg.metrics_port}: {exc.strerror}; "
                                 "pick another metrics_port") from None
