@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -134,7 +135,8 @@ class JsonlWriter:
             self._file = open_output(self.path, "ab" if append else "wb")
         except OSError as error:
             raise UserError(f"cannot write results '{self.path}': {error.strerror}; pick a writable path") from error
-        self._seekable = self._file.seekable()  # a regular file, not a pipe: a half line can be cut off
+        # a half line can be cut off a regular file, not a pipe's or a device's
+        self._regular = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         self.count = 0
 
     def write(self, record: dict) -> None:
@@ -145,7 +147,7 @@ class JsonlWriter:
         """Append a record already encoded as JSON (no newline inside), e.g. what was just published.
         A line the disk took only part of is cut off again, so the file ends with a complete line."""
         data = (text + "\n").encode("utf-8")
-        start = self._file.tell() if self._seekable else None
+        start = self._file.tell() if self._regular else None
         try:
             written = self._file.write(data)
             while written < len(data):  # a full disk takes part of a line, then fails
