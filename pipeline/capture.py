@@ -54,29 +54,41 @@ class Grabbed:
 
 class Slot:
     """A one-frame mailbox. Live sources overwrite an untaken frame (newest wins, counted as a
-    drop); paced files wait instead, so a file's frames are only ever dropped downstream."""
+    drop); paced files wait instead, so a file's frames are only ever dropped downstream, or here
+    when the source could not read them (`lose`). Each frame is taken with the count of frames lost
+    before it, so a header never carries a loss that happened after its frame."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._item: Grabbed | None = None
-        self.overwritten = 0
+        self._lost = 0          # frames that never reached the sender: overwritten or unreadable
+        self._lost_before = 0   # of those, the ones lost before the frame in the slot
+        self._taken_lost = 0    # of those, the ones handed out with a frame already
+
+    def lose(self, count: int) -> None:
+        with self._cond:
+            self._lost += count
 
     def put(self, item: Grabbed, wait: bool, stop: StopFlag) -> None:
         with self._cond:
             while wait and self._item is not None and not stop:
                 self._cond.wait(0.1)
             if self._item is not None:
-                self.overwritten += 1
-            self._item = item
+                self._lost += 1
+            self._item, self._lost_before = item, self._lost
             self._cond.notify_all()
 
-    def take(self, timeout: float) -> Grabbed | None:
+    def take(self, timeout: float) -> tuple[Grabbed | None, int]:
+        """The waiting frame (None after `timeout`) and the frames lost before it since the last one."""
         with self._cond:
             if self._item is None:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
+            lost = 0
+            if item is not None:
+                lost, self._taken_lost = self._lost_before - self._taken_lost, self._lost_before
             self._cond.notify_all()
-            return item
+            return item, lost
 
 
 class Reader(threading.Thread):
@@ -92,13 +104,23 @@ class Reader(threading.Thread):
         self.finite = where.is_file() or where.is_dir()  # cameras, URLs and named pipes are live
 
     def run(self) -> None:
+        """A mistake the reading does not expect ends the stream with one line, never a silent thread
+        death (the process would wait for frames forever)."""
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the stream ends with a line saying so
+            log(f"capture {self.spec.stream.id}", f"reading the source failed ({type(exc).__name__}: {exc}); "
+                                                  "the stream ends")
+            self.result = FAILED
+
+    def _run(self) -> None:
         backoff = Backoff()
         spec = self.spec
         while not self.stop:
             started = time.monotonic()
             try:
                 source = self._call(lambda: open_source(spec.stream.source, open_timeout_s=spec.open_timeout_s,
-                                                        read_timeout_s=spec.read_timeout_s))
+                                                        read_timeout_s=spec.read_timeout_s, skip_unreadable=True))
             except UserError as exc:
                 if self.finite:
                     log(f"capture {self.spec.stream.id}", str(exc))
@@ -126,12 +148,17 @@ class Reader(threading.Thread):
         due = time.monotonic()
         first = True
         frames: Iterator[np.ndarray] = iter(source)
+        skipped = source.skipped
         while not self.stop:
             if self.finite and self.hold.value:
                 time.sleep(0.05)
                 due = time.monotonic()
                 continue
             frame = self._call(lambda: next(frames, None))
+            if source.skipped > skipped:  # unreadable images: their ids are lost at the capture
+                self.counter.value += source.skipped - skipped
+                self.slot.lose(source.skipped - skipped)
+                skipped = source.skipped
             if frame is None:
                 return
             if period:
@@ -185,18 +212,15 @@ def run_capture(spec: CaptureSpec, counter, hold) -> None:
     reader = Reader(spec, counter, hold, stop)
     reader.start()
     dropped = 0  # since the last frame that got through: reported in its header
-    reported_overwrites = 0
     code = ENDED
     while not stop:
         if reader.stalled():
             log(name, "the source stopped answering within its timeouts; restarting the capture process")
             os._exit(STALLED)  # a thread stuck inside cv2 cannot be stopped any other way
-        item = reader.slot.take(0.1)
-        overwrites = reader.slot.overwritten - reported_overwrites
-        if overwrites:
-            DROPPED.labels(spec.stream.id, "capture").inc(overwrites)
-            dropped += overwrites
-            reported_overwrites += overwrites
+        item, lost = reader.slot.take(0.1)
+        if lost:
+            DROPPED.labels(spec.stream.id, "capture").inc(lost)
+            dropped += lost
         if item is None:
             if reader.result is not None:
                 code = reader.result

@@ -3,12 +3,17 @@ process writes its own files under PROMETHEUS_MULTIPROC_DIR, which must be set b
 first imported; the supervisor serves their sum), and the periodic one-line summary."""
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.metrics_core import Metric
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 DROP_STAGES = ("capture", "inference", "sink", "publish")
@@ -28,11 +33,65 @@ REJECTED = Counter("siammask_rejected_messages", "Messages on a stream's frame s
 RESTARTS = Counter("siammask_restarts", "Stage processes restarted after a crash or stall", ["stage"])
 
 
-def registry(multiproc_dir: str) -> CollectorRegistry:
-    """The sum over all stage processes, past and present, for the HTTP endpoint."""
-    reg = CollectorRegistry()
-    MultiProcessCollector(reg, path=multiproc_dir)
-    return reg
+ARCHIVED = ("counter", "histogram")  # what outlives its process (a gauge of a dead process means nothing)
+
+
+class StageMetrics:
+    """The sum over all stage processes, past and present, of the streams still registered: the
+    registry behind /metrics and the summary line.
+
+    A process's values live in its own files (prometheus-client's multiprocess mode). When a stage
+    dies, `process_died` folds its counters and histograms into one archive file per type and
+    removes its files, so restarts do not pile up files; a removed stream's series leave /metrics
+    at once and the archive at the next fold (`streams` names the registered ones). Folding and
+    reading take one lock: a scrape never sees a dead process counted twice or not at all."""
+
+    def __init__(self, multiproc_dir: str, streams: Callable[[], Collection[str]]) -> None:
+        self.path = Path(multiproc_dir)
+        self._streams = streams
+        self._lock = threading.Lock()
+        self._files = MultiProcessCollector(None, path=multiproc_dir)
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            metrics = list(self._files.collect())
+        keep = set(self._streams())
+        for metric in metrics:
+            metric.samples = [s for s in metric.samples if "stream" not in s.labels or s.labels["stream"] in keep]
+            yield metric
+
+    def process_died(self, pid: int) -> None:
+        with self._lock:
+            mark_process_dead(pid, str(self.path))
+            for kind in ARCHIVED:
+                dead = self.path / f"{kind}_{pid}.db"
+                if dead.exists():
+                    self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
+                    dead.unlink()
+
+    def stream_removed(self) -> None:
+        """Rewrite the archives without the series of streams no longer registered."""
+        with self._lock:
+            for kind in ARCHIVED:
+                archive = self.path / f"{kind}_archive.db"
+                if archive.exists():
+                    values = list(MmapedDict.read_all_values_from_file(str(archive)))
+                    archive.unlink()
+                    self._fold(kind, values)
+
+    def _fold(self, kind: str, values: Iterable[tuple]) -> None:
+        keep = set(self._streams())
+        archive = MmapedDict(str(self.path / f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _ in values:
+                stream = json.loads(key)[2].get("stream")
+                if stream is None or stream in keep:
+                    before, _ = archive.read_value(key)
+                    archive.write_value(key, before + value, timestamp)
+        finally:
+            archive.close()
 
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

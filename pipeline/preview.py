@@ -6,10 +6,12 @@ from __future__ import annotations
 import html
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import cv2
 import numpy as np
+
+from .httpserve import BoundedHTTPServer
 
 BOUNDARY = "siammaskframe"
 
@@ -21,8 +23,7 @@ class PreviewServer:
         self._streams: list[str] = []
         self._viewers = 0
         self._closed = False
-        self._http = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._http.daemon_threads = True
+        self._http = BoundedHTTPServer(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
         self._thread.start()
 
@@ -113,13 +114,10 @@ def _handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-cache")
             self.end_headers()
-            try:
-                for jpeg in server.frames(stream):
-                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                     f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the viewer went away
+            for jpeg in server.frames(stream):  # a viewer that leaves: see BoundedThreads.handle_error
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                self.wfile.flush()
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             return  # no access log on stderr

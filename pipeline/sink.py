@@ -121,11 +121,14 @@ class Sink:
         self.security = Security(self.ctx, load_keys(spec.curve) if spec.curve else None)
         stack.callback(self.ctx.term)
         stack.callback(self.security.close)
+        # Each socket is closed before ctx.term, from the moment it exists: a bind that fails (a busy
+        # port) must end the process, not leave ctx.term waiting for an open socket.
         self.results = self.ctx.socket(zmq.PULL)
+        stack.callback(self.results.close, linger=0)
         self.results.rcvhwm = spec.queue_size  # the inference side holds a full batch more
         self.security.bind(self.results, spec.results_endpoint)  # tcp with CURVE in cluster mode
-        stack.callback(self.results.close, linger=0)
         self.publish = self.ctx.socket(zmq.XPUB)
+        stack.callback(self.publish.close, linger=200)
         self.publish.sndhwm = spec.queue_size + spec.batch
         self.publish.sndbuf = PUBLISH_SNDBUF
         self.publish.setsockopt(zmq.XPUB_NODROP, 1)
@@ -134,7 +137,9 @@ class Sink:
         if spec.publish.endswith(":*"):  # a restart binds the same port again (see Supervisor._sink_spec)
             publish_port.value = int(bound.rsplit(":", 1)[1])
         log("sink", f"publishing results on {bound}")
-        stack.callback(self.publish.close, linger=200)
+        if spec.outputs.video and spec.restart == 0 and spec.outputs.video.lower().endswith(".mp4"):
+            log("sink", f"video '{spec.outputs.video}' is MP4: its index is written when a part closes, so a "
+                        "killed sink leaves that part unreadable; .avi parts keep every frame on disk")
         self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl, append=spec.restart > 0)) \
             if spec.outputs.jsonl else None
         self.video_paths: set[str] = set()  # opened by this process: a second opening is a new part
@@ -188,14 +193,26 @@ class Sink:
             return
         canvas = draw(frame, result.targets)
         if want_video:
-            if stream not in self.videos:
-                path = self.spec.outputs.video.format(stream=stream)
-                fresh = self.spec.restart == 0 and path not in self.video_paths
-                self.video_paths.add(path)
-                self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=result.fps or 25.0)
-            self.videos[stream].write(canvas)
+            self._video(stream, canvas, result.fps).write(canvas)
         if self.preview and self.preview.watched:
             self.preview.update(stream, canvas)
+
+    def _video(self, stream: str, canvas: np.ndarray, fps: float | None) -> VideoWriter:
+        """The stream's video writer; a new part when this process has written the path before, or
+        when a live source changed its frame size (a video holds one size)."""
+        video = self.videos.get(stream)
+        size = (canvas.shape[1], canvas.shape[0])
+        if video is not None and video.size not in (None, size):
+            log("sink", f"stream '{stream}': frames are now {size[0]}x{size[1]}, not {video.size[0]}x"
+                        f"{video.size[1]}; its video goes on in a new part")
+            video.release()
+            video = None
+        if video is None:
+            path = self.spec.outputs.video.format(stream=stream)
+            fresh = self.spec.restart == 0 and path not in self.video_paths
+            self.video_paths.add(path)
+            video = self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=fps or 25.0)
+        return video
 
     def _end(self, stream: str) -> None:
         self.accounts.end(stream)

@@ -18,8 +18,6 @@ from typing import Any, Callable
 
 import numpy as np
 import zmq
-from prometheus_client import start_http_server
-from prometheus_client.multiprocess import mark_process_dead
 
 from siammask.errors import UserError
 
@@ -27,11 +25,12 @@ from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, control_endpoint, stream_from_dict
 from .control import MAX_REQUEST_BYTES, parse_request
 from .endpoints import RunDir, bound_endpoint
+from .httpserve import serve_metrics
 from .inference import InferenceSpec, StageSpec, TargetSeed
 from .launch import GENERATION_SPAN, SUPERVISOR_GENERATIONS, Launcher, LocalLauncher, StageProcess, fresh_generation
 from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
                        TargetAdded, TargetFailed)
-from .metrics import RESTARTS, SummaryLine, registry
+from .metrics import RESTARTS, StageMetrics, SummaryLine
 from .process import Backoff, log
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
@@ -117,6 +116,7 @@ class Supervisor:
         self._on_event_type = {Ready: self._on_ready, Boxes: self._on_boxes, TargetAdded: self._on_target_added,
                                TargetFailed: self._on_target_failed, Reply: self._on_reply}
         self.http = None
+        self.metrics = StageMetrics(str(run_dir.sub("metrics")), lambda: tuple(self.streams))
         for stream in cfg.streams:
             self._register(stream)
 
@@ -138,8 +138,7 @@ class Supervisor:
     def _open(self) -> None:
         if self.cfg.metrics_port:
             try:
-                self.http, _ = start_http_server(self.cfg.metrics_port, addr="127.0.0.1",
-                                                 registry=registry(str(self.run_dir.sub("metrics"))))
+                self.http = serve_metrics(self.cfg.metrics_port, self.metrics.registry)
             except OSError as exc:
                 raise UserError(f"cannot serve metrics on 127.0.0.1:{self.cfg.metrics_port}: {exc.strerror}; "
                                 "pick another metrics_port") from None
@@ -164,7 +163,7 @@ class Supervisor:
         for sock in (self.control, self.link and self.link.pollable):
             if sock is not None:
                 poller.register(sock, zmq.POLLIN)
-        summary = SummaryLine(registry(str(self.run_dir.sub("metrics")))) if self.cfg.log_interval_s else None
+        summary = SummaryLine(self.metrics.registry) if self.cfg.log_interval_s else None
         next_summary = time.monotonic() + self.cfg.log_interval_s
         while not self.stopping:
             if poller.sockets:
@@ -234,7 +233,7 @@ class Supervisor:
             if code is None:
                 continue
             if child.process.pid is not None:
-                mark_process_dead(child.process.pid, str(self.run_dir.sub("metrics")))
+                self.metrics.process_died(child.process.pid)
             child.process = None
             if child.stage == "capture":
                 self._capture_exited(name, child, code, now)
@@ -488,6 +487,9 @@ class Supervisor:
         if child and child.process is not None:
             _stop(child.process)
         del self.streams[stream]
+        if child and child.process is not None and child.process.pid is not None:
+            self.metrics.process_died(child.process.pid)
+        self.metrics.stream_removed()
         self.launcher.forget(stream)
         self._send_command(RemoveStream(stream=stream))
         return {"ok": True, "stream": stream}

@@ -19,6 +19,7 @@ from .nanotrack_checkpoint import is_nanotrack
 
 FORMAT = "siammask-checkpoint"
 FORMAT_VERSION = 1
+MAX_INFLATION = 2.0  # declared contents over file size a checkpoint may have (torch.save: about 1)
 
 # Official key prefix -> our module path, first match wins.
 OFFICIAL_KEY_MAP: tuple[tuple[str, str], ...] = (
@@ -61,9 +62,24 @@ def ours_to_official(key: str) -> str:
     raise KeyError(key)
 
 
+def _check_declared_size(path: Path) -> None:
+    """torch.save stores tensors uncompressed, so its archive declares about the bytes it holds. One
+    declaring far more (a small file inflating to gigabytes) is refused before anything is unpacked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (an old-style checkpoint) or a broken one: torch.load says which
+    on_disk = path.stat().st_size
+    if declared > MAX_INFLATION * on_disk + (1 << 20):
+        raise UserError(f"'{path}' declares {declared / 2**20:.0f} MiB of contents in {on_disk / 2**20:.1f} MiB: "
+                        "torch.save does not compress, so it is not a checkpoint; pass a .pth file saved by torch.save")
+
+
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' not found; pass an existing .pth file with --weights")
+    _check_declared_size(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage bytes make the unpickler raise almost anything

@@ -17,6 +17,7 @@ MIN_BOX_SIDE = 2.0         # px: below this the crop and mask geometry degenerat
 MAX_BOX_FRAMES = 1.0       # a box side may be at most this many frame sides (the tracker clamps to 1 anyway)
 MAX_JSON_BYTES = 64 * 1024  # a control request; a real one is well under 1 KiB
 MAX_JSON_DEPTH = 8          # nesting of a control request; add_stream needs 3 (request, stream, boxes)
+MAX_WAIT_S = 86400.0        # the longest wait a command takes (a day): beyond it, a typo
 
 
 def box_values(values: Sequence[Any], what: str = "box", shown: str | None = None) -> Box:
@@ -62,6 +63,17 @@ def box_text(text: str, what: str = "box") -> Box:
     if len(values) != 4:
         raise UserError(f"{what} {shorten(text)} is not X,Y,W,H (four numbers separated by commas)")
     return box_values(values, what, shorten(text))
+
+
+def seconds_text(text: str, what: str, most: float = MAX_WAIT_S) -> float:
+    """A wait in seconds as typed on a command line: a finite number in (0, most]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= most:  # NaN fails both
+        raise UserError(f"{what} {shorten(text)} must be a number of seconds in (0, {most:g}]")
+    return value
 
 
 def json_object(raw: bytes, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:

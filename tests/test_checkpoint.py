@@ -245,6 +245,22 @@ def test_truncated_checkpoint(tmp_path, sharp_checkpoint):
     assert "truncated or corrupt" in _user_error(empty)
 
 
+def test_zip_bomb_is_refused_before_unpacking(tmp_path):
+    """A real torch.save archive of a 256 MiB tensor, deflated to well under 1 MiB: before, torch.load
+    unpacked all of it (2 GiB of tensor in 2 MB took 2.5 GB of memory) before any check."""
+    import zipfile
+    plain = tmp_path / "plain.pth"
+    torch.save({"w": torch.zeros(64 << 20)}, plain)
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    plain.unlink()
+    assert bomb.stat().st_size < 1 << 20
+    message = _user_error(bomb)
+    assert message.startswith(f"'{bomb}' declares 256 MiB of contents in 0.") and "not a checkpoint" in message
+
+
 @pytest.mark.parametrize("obj", [{"epoch": 3, "arch": "Custom"}, {}, [1, 2, 3], {"state_dict": {"a": 1}},
                                  {"a": torch.zeros(2), "b": 3}])
 def test_no_tensors(tmp_path, obj):

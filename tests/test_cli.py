@@ -590,3 +590,29 @@ def test_ctl_with_a_malformed_endpoint_is_one_line():
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["siammask: error: control endpoint 'foo://bar' is not a ZeroMQ endpoint; "
                                         "use tcp://HOST:PORT or ipc:///path"]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "1e308", "0"])
+def test_ctl_timeout_out_of_range_is_one_line(value):
+    """Before: a traceback from ZeroMQ's receive timeout (nan, 1e308) or a wait that never was (-1)."""
+    proc = subprocess.run([*PYTHON_CLI, "ctl", f"--timeout={value}", "list"], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"siammask: error: --timeout '{value}' must be a number of seconds in "
+                                        "(0, 86400]"]
+
+
+@pytest.mark.parametrize("command", [["export"], ["train", "--config", "configs/train/lite.yaml"]])
+def test_out_that_cannot_be_a_folder_is_one_line(tmp_path, command):
+    """`--out` on /proc/x or on an existing file: before, a traceback from mkdir."""
+    root = Path(__file__).resolve().parents[1]
+    existing = tmp_path / "existing"
+    existing.write_text("keep me\n")
+    what = "export" if command[0] == "export" else "run"
+    for out, why in (("/proc/x", "No such file or directory; pick a writable path"),
+                     (str(existing), "a file has that name; pick another path")):
+        proc = subprocess.run([*PYTHON_CLI, *command, "--out", out], capture_output=True, text=True, cwd=root,
+                              timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [f"siammask: error: cannot create {what} folder '{out}': {why}"]
+    assert existing.read_text() == "keep me\n"

@@ -21,6 +21,8 @@ from siammask.io.results import (
     frame_record,
 )
 
+from disk_support import small_disk
+
 # pycocotools' Cython RLE objects predate numpy 2's __array__(copy=...) protocol.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -258,3 +260,59 @@ def test_video_writer_rejects_size_change(tmp_path) -> None:
         writer.write(np.zeros((16, 16, 3), np.uint8))
         with pytest.raises(ValueError):
             writer.write(np.zeros((16, 32, 3), np.uint8))
+
+
+# --- a full disk ------------------------------------------------------------------------------------------
+
+def test_jsonl_writer_on_a_full_disk_keeps_only_complete_lines(tmp_path) -> None:
+    """The disk takes part of the last line, then fails: that part is cut off again (it stayed in
+    the file), so every line left parses and the count is what was written."""
+    record = {"frame": 0, "pad": "x" * 1000}  # 1,000-odd bytes: lines straddle the tmpfs's 4 KiB pages
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        with JsonlWriter(disk / "out.jsonl") as writer:
+            with pytest.raises(UserError, match="cannot write results .*No space left on device"):
+                for frame in range(1000):
+                    writer.write({**record, "frame": frame})
+        text = (disk / "out.jsonl").read_bytes().decode()
+    assert writer.count > 40  # most of the 64 KiB was used
+    assert text.endswith("\n"), text[-80:]
+    assert [json.loads(line)["frame"] for line in text.splitlines()] == list(range(writer.count))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_writer_on_a_full_disk_raises_user_error(tmp_path, suffix: str) -> None:
+    """OpenCV only logs a failed write; the writer notices the disk is full and says so, once."""
+    rng = np.random.default_rng(0)
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        with pytest.raises(UserError, match="cannot write video .*No space left on device"):
+            with VideoWriter(disk / f"out{suffix}", fps=10) as writer:
+                for _ in range(2000):  # noise compresses badly: about 20 KiB a frame either way
+                    writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    assert 10 < writer.count < 2000, writer.count
+
+
+def test_jsonl_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:
+    """open(2) on a named pipe waits for its reader: forever, before; now PIPE_READER_WAIT_S."""
+    import os
+
+    from siammask.io import results
+    monkeypatch.setattr(results, "PIPE_READER_WAIT_S", 0.5)
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="no program opened the named pipe for reading within 0.5 s"):
+        JsonlWriter(fifo)
+
+
+def test_jsonl_writer_on_a_pipe_with_a_reader(tmp_path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    with JsonlWriter(fifo) as writer:
+        writer.write({"frame": 1})
+    reader.join(30)
+    assert got == ['{"frame": 1}\n']

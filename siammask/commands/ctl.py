@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..errors import UserError
+from ..validate import seconds_text
 from .track import parse_box
 
 
@@ -42,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="the serve config: its control endpoint and CURVE keys")
     p.add_argument("--control", help="control endpoint (default: the config's, else the ipc socket that "
                                         "serve opens in this user's private folder)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default: 10)")
+    p.add_argument("--timeout", type=lambda text: seconds_text(text, "--timeout"), default=10.0,
+                   help="seconds to wait for the reply (default: 10)")
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="streams, targets and stage processes")
     for name in ("pause", "resume", "remove-stream"):

@@ -28,9 +28,10 @@ def _calibration(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..api import load_model
     from ..export.exporter import export_model
+    from ..io.results import make_output_folder
 
+    out = make_output_folder(args.out, "export")
     ckpt, hp = load_model(args.weights, args.variant, args.hp)
-    out = Path(args.out)
     info = export_model(ckpt.model, out, fmt=args.format, precision=args.precision, hp=hp, opset=args.opset,
                         calibration=_calibration(args), max_batch=args.max_batch)
     for check, result in info.verification.items():

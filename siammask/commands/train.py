@@ -7,12 +7,15 @@ import argparse
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from ..io.results import make_output_folder
     from ..training.config import load_train_config
     from ..training.loop import Budget, train
 
+    cfg = load_train_config(args.config)
+    make_output_folder(args.out, "run")
     budget = Budget(iterations=args.max_iterations,
                     deadline=time.monotonic() + args.time_limit * 60 if args.time_limit else None)
-    final = train(load_train_config(args.config), args.out, budget=budget)
+    final = train(cfg, args.out, budget=budget)
     if final is None:
         print(f"siammask: stopped at the budget; run the same command to resume from {args.out}")
         return 0

@@ -6,7 +6,11 @@ with-block ends, including on Ctrl-C, so a long live run can be stopped at any t
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
 _FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
+PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
+MIN_FREE_BYTES = 1 << 20    # a video write with less room left on its disk counts as failed (see VideoWriter)
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -94,6 +100,27 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise UserError(f"cannot write {what} '{path}': folder '{folder}' does not exist; create it or pick another path")
 
 
+def open_output(path: Path, mode: str):
+    """The file unbuffered. A named pipe opens only once a program reads it (open(2) would block
+    forever): its reader gets PIPE_READER_WAIT_S, else TimeoutError, an OSError saying so."""
+    if not path.is_fifo():
+        return open(path, mode, buffering=0)
+    deadline = time.monotonic() + PIPE_READER_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(errno.ETIMEDOUT, f"no program opened the named pipe for reading within "
+                                                f"{PIPE_READER_WAIT_S:g} s")
+        time.sleep(0.1)
+    os.set_blocking(fd, True)
+    return open(fd, "wb", buffering=0)
+
+
 class JsonlWriter:
     """Writes one JSON record per line, each with a single write(2) straight to the file (no buffer),
     so an interruption, even kill -9, keeps every finished line and never leaves half of one.
@@ -105,9 +132,11 @@ class JsonlWriter:
         self.path = Path(path)
         check_output_folder(self.path, "results")
         try:
-            self._file = open(self.path, "ab" if append else "wb", buffering=0)
+            self._file = open_output(self.path, "ab" if append else "wb")
         except OSError as error:
             raise UserError(f"cannot write results '{self.path}': {error.strerror}; pick a writable path") from error
+        # a half line can be cut off a regular file, not a pipe's or a device's
+        self._regular = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         self.count = 0
 
     def write(self, record: dict) -> None:
@@ -115,13 +144,17 @@ class JsonlWriter:
         self.write_line(json.dumps(record, allow_nan=False))
 
     def write_line(self, text: str) -> None:
-        """Append a record already encoded as JSON (no newline inside), e.g. what was just published."""
+        """Append a record already encoded as JSON (no newline inside), e.g. what was just published.
+        A line the disk took only part of is cut off again, so the file ends with a complete line."""
         data = (text + "\n").encode("utf-8")
+        start = self._file.tell() if self._regular else None
         try:
             written = self._file.write(data)
-            while written < len(data):  # regular files take it all at once; a pipe or device may not
+            while written < len(data):  # a full disk takes part of a line, then fails
                 written += self._file.write(data[written:])
         except OSError as error:
+            if start is not None:
+                self._file.truncate(start)
             raise UserError(f"cannot write results '{self.path}': {error.strerror}; free space or pick another "
                             "path") from None
         self.count += 1
@@ -137,15 +170,24 @@ class JsonlWriter:
         self.close()
 
 
+def make_output_folder(folder: str | Path, what: str) -> Path:
+    """Create an output folder (and its parents): a path that cannot be one (a file, /proc/...) is a
+    UserError naming it, not an OSError from deep inside a run."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"cannot create {what} folder '{folder}': a file has that name; pick another path") from None
+    except OSError as error:
+        raise UserError(f"cannot create {what} folder '{folder}': {error.strerror}; pick a writable path") from None
+    return folder
+
+
 class MaskDirWriter:
     """Writes each frame's mask as NNNNN.png (0/255, single channel) into a folder it creates."""
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create mask folder '{self.folder}': {error.strerror}; pick a writable path") from error
+        self.folder = make_output_folder(folder, "mask")
         self.count = 0
 
     def path_for(self, frame_index: int) -> Path:
@@ -182,7 +224,13 @@ def next_part(path: str | Path) -> Path:
 
 
 class VideoWriter:
-    """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases."""
+    """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases.
+
+    OpenCV reports a failed write only as a log line, so after each frame the writer checks the room
+    left on the video's disk: under MIN_FREE_BYTES (FFmpeg holds encoded frames in buffers of up to
+    a few hundred KiB: the next flush would fail, or just did) it raises UserError, as JsonlWriter
+    does for a write that fails. MJPG .avi parts stay readable up to their last frame on disk when
+    the process is killed; an .mp4 needs its index, written when it is released."""
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
         self.path = Path(path)
@@ -208,6 +256,15 @@ class VideoWriter:
             raise ValueError(f"frame size {width}x{height} differs from the video's {self._size[0]}x{self._size[1]}")
         self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
         self.count += 1
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            raise UserError(f"cannot write video '{self.path}': {os.strerror(errno.ENOSPC)} (under "
+                            f"{MIN_FREE_BYTES >> 20} MiB free); free space or pick another path")
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of its frames; None before the first."""
+        return self._size
 
     def _open(self, size: tuple[int, int]) -> None:
         writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)

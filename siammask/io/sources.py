@@ -36,6 +36,7 @@ class FrameSource(ABC):
     name: str
     fps: float | None
     frame_size: tuple[int, int]  # width, height of the first frame (read when the source opens)
+    skipped: int = 0             # frames left out because they could not be read (see ImageFolderSource)
 
     @abstractmethod
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -104,11 +105,15 @@ class ImageFolderSource(FrameSource):
     """A folder of jpg/jpeg/png/bmp images taken as frames in natural file-name order.
 
     A file that does not decode, or whose size differs from the first frame, raises
-    `UserError` naming it: silently skipping a frame would shift every later result.
+    `UserError` naming it: silently skipping a frame would shift every later result. With
+    `skip_unreadable` (a live pipeline, which must go on) it is a warning instead, the frame is left
+    out and counted in `skipped`.
     """
 
-    def __init__(self, folder: Path, files: list[Path]) -> None:
+    def __init__(self, folder: Path, files: list[Path], skip_unreadable: bool = False) -> None:
         self._files = files
+        self._skip_unreadable = skip_unreadable
+        self.skipped = 0
         self._shape: tuple[int, ...] = _read_image(files[0]).shape
         self.frame_size = (self._shape[1], self._shape[0])
         self.name = f"image folder '{folder}' ({len(files)} images)"
@@ -116,13 +121,22 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for path in self._files:
-            image = _read_image(path)
-            if image.shape != self._shape:
-                raise UserError(
-                    f"image '{path}' is {_size(image.shape)} but the first frame is "
-                    f"{_size(self._shape)}; make every image in the folder the same size"
-                )
-            yield image
+            try:
+                yield self._read(path)
+            except UserError as err:
+                if not self._skip_unreadable:
+                    raise
+                self.skipped += 1
+                log.warning("frame skipped: %s", err)
+
+    def _read(self, path: Path) -> np.ndarray:
+        image = _read_image(path)
+        if image.shape != self._shape:
+            raise UserError(
+                f"image '{path}' is {_size(image.shape)} but the first frame is "
+                f"{_size(self._shape)}; make every image in the folder the same size"
+            )
+        return image
 
     def close(self) -> None:
         """Nothing stays open between frames."""
@@ -131,17 +145,19 @@ class ImageFolderSource(FrameSource):
         return len(self._files)
 
 
-def open_source(spec: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0) -> FrameSource:
+def open_source(spec: str, *, open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
+                skip_unreadable: bool = False) -> FrameSource:
     """Open a video file, image folder, camera index ("0") or rtsp/http(s) URL as a FrameSource.
 
     The timeouts apply to cameras and URLs, so a dead stream raises `UserError` instead of hanging.
+    `skip_unreadable`: a folder's corrupt image is a warning and left out (see ImageFolderSource).
     """
     spec = spec.strip()
     if not spec:
         raise UserError(f"no video source given; {_SPEC_HELP}")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _open_folder(path)
+        return _open_folder(path, skip_unreadable)
     if path.is_file():
         return _open_video(path)
     timeouts = [
@@ -163,7 +179,7 @@ def first_frame_size(spec: str) -> tuple[int, int]:
         return source.frame_size
 
 
-def _open_folder(folder: Path) -> ImageFolderSource:
+def _open_folder(folder: Path, skip_unreadable: bool) -> ImageFolderSource:
     try:
         entries = list(folder.iterdir())
     except OSError as err:
@@ -177,7 +193,7 @@ def _open_folder(folder: Path) -> ImageFolderSource:
             f"image folder '{folder}' has no .jpg, .jpeg, .png, .bmp or .webp images; "
             "pass a folder of frames or a video file"
         )
-    return ImageFolderSource(folder, files)
+    return ImageFolderSource(folder, files, skip_unreadable)
 
 
 def _open_video(path: Path) -> CaptureSource:
