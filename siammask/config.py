@@ -77,8 +77,9 @@ class TrackerConfig:
     presence_smooth: float = ranged(0.0, 0.99, 0.5)
     memory_rate: float = ranged(0.0, 1.0, 0.05)  # how fast the verified appearance follows the target
     confirm_frames: int = ranged(1, 30, 2)
-    redetect: bool = True
+    redetect: bool = False  # on in the nano preset
     redetect_tiles: int = ranged(1, 256, 8)
+    redetect_peaks: int = ranged(1, 16, 3)  # distinct places per re-detection window whose presence is checked
     # Ours (preset nano): a guided filter on the frame's colours moves the pasted-back mask's
     # boundary onto image edges (geometry.masks.guided_refine): its radius in mask pixels (0: off,
     # as the original) and the guide's noise level as a fraction of the 0-255 range.

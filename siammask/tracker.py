@@ -19,7 +19,7 @@ from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 from .geometry.masks import (box_corners, guided_filter_available, guided_refine, mask_polygon, mask_window,
                              paste_back, paste_matrix)
-from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty
+from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty, top_peaks
 from .geometry.tiles import grid_reach, scan_batch, scan_centres
 from .presence import PresenceModel, contrast, load_presence
 from .validate import box_in_frame
@@ -211,43 +211,54 @@ class Tracker:
         stage that touches the engine; jobs may come from different frames (streams)."""
         owners = [w.job for w in batch.windows]
         heads = self.engine.track(batch.crops, self.engine.concat([states[j].features for j in owners]))
-        found = [self._pick(heads.cls[i], heads.loc[i], states[w.job], w) for i, w in enumerate(batch.windows)]
-        chosen = []  # per job: index into the windows of its best box
-        for job, state in enumerate(states):
-            own = [i for i, w in enumerate(batch.windows) if w.job == job]
-            chosen.append(own[0] if len(own) == 1 else max(own, key=lambda i: found[i][2]))
-        verify = [self._template_crop(batch.frames[job], found[i][0][:2], found[i][0][2:], states[job].avg_color)
-                  for job, i in enumerate(chosen)]
+        # (window, box, grid cell, score) of every place worth a look; a lost target's windows all
+        # score near 1 on clutter, so only presence can tell which of them (if any) holds the target.
+        found = [(i, *c) for i, w in enumerate(batch.windows)
+                 for c in self._candidates(heads.cls[i], heads.loc[i], states[w.job], w)]
+        jobs = [batch.windows[f[0]].job for f in found]
+        verify = [self._template_crop(batch.frames[job], box[:2], box[2:], states[job].avg_color)
+                  for job, (_, box, _, _) in zip(jobs, found)]
         embeddings = self._embed(self.engine.template(to_chw_float(verify)))
-        probs = _sigmoid(self.engine.mask(_rows(heads, chosen), np.array([found[i][1] for i in chosen], np.int64)))
+        presence = [self._presence(states[job].memory, e) for job, e in zip(jobs, embeddings)]
+        chosen = [max((k for k in range(len(found)) if jobs[k] == job), key=lambda k: (presence[k], found[k][3]))
+                  for job in range(len(states))]
+        rows = [found[k][0] for k in chosen]
+        probs = _sigmoid(self.engine.mask(_rows(heads, rows), np.array([found[k][2] for k in chosen], np.int64)))
         picks = []
-        for job, (state, i) in enumerate(zip(states, chosen)):
-            box, pos_yx, score = found[i]
-            window = batch.windows[i]
+        for job, (state, k) in enumerate(zip(states, chosen)):
+            window, box, pos_yx, score = found[k]
             moved = state if state.lost and self.cfg.redetect else replace(state, pos=box[:2], size=box[2:])
-            picks.append(Pick(window, moved, box, pos_yx, score, self._presence(state.memory, embeddings[job]),
-                              embeddings[job], probs[job]))
+            picks.append(Pick(batch.windows[window], moved, box, pos_yx, score, presence[k], embeddings[k],
+                              probs[job]))
         return picks
 
-    def _pick(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
-              window: Window) -> tuple[np.ndarray, tuple[int, int], float]:
-        """The best anchor (or point) of one crop: (cx, cy, w, h) in frame pixels, its grid cell and
-        unpenalised score. Re-detection windows drop the cosine window (no motion prior)."""
+    def _candidates(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
+                    window: Window) -> list[tuple[np.ndarray, tuple[int, int], float]]:
+        """The boxes of one crop worth a look, as (cx, cy, w, h) in frame pixels, grid cell and
+        unpenalised score: for a tracked target its best anchor (or point) under the cosine window;
+        in a re-detection window (no motion prior) the redetect_peaks strongest distinct places."""
         cfg = self.cfg
         score = fg_scores(cls)
         boxes = self._decode(loc, self.grid)
         penalty = size_penalty(boxes, state.size * window.scale, cfg.penalty_k)
-        influence = 0.0 if state.lost and cfg.redetect else cfg.window_influence
-        best = pick_best(score, penalty, self.window, influence)
-        pred = boxes[:, best] / window.scale
-        _, y, x = np.unravel_index(best, (self.geometry.num_anchors, self.score_size, self.score_size))
-        if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
-            # no usable output: stay where the window is, score 0
-            return np.array([*window.centre, *state.size]), (self.score_size // 2, self.score_size // 2), 0.0
-        lr = penalty[best] * score[best] * cfg.lr  # the size update of a tracked target (_moved)
-        size = state.size * (1 - lr) + pred[2:] * lr
-        box = np.array([pred[0] + window.centre[0], pred[1] + window.centre[1], *size], np.float64)
-        return box, (int(y), int(x)), float(score[best])
+        searching = state.lost and cfg.redetect
+        if searching:
+            bests = top_peaks(penalty * score, self.geometry.num_anchors, self.score_size, cfg.redetect_peaks)
+        else:
+            bests = [pick_best(score, penalty, self.window, cfg.window_influence)]
+        out = []
+        for best in bests:
+            pred = boxes[:, best] / window.scale
+            _, y, x = np.unravel_index(best, (self.geometry.num_anchors, self.score_size, self.score_size))
+            if not (np.isfinite(score[best]) and np.isfinite(pred).all() and np.isfinite(penalty[best])):
+                continue
+            # A tracked target's size follows the head slowly (lr); a re-detection takes the head's size.
+            lr = 1.0 if searching else penalty[best] * score[best] * cfg.lr
+            size = state.size * (1 - lr) + pred[2:] * lr
+            box = np.array([pred[0] + window.centre[0], pred[1] + window.centre[1], *size], np.float64)
+            out.append((box, (int(y), int(x)), float(score[best])))
+        # no usable output: stay where the window is, score 0
+        return out or [(np.array([*window.centre, *state.size]), (self.score_size // 2, self.score_size // 2), 0.0)]
 
 
     def _template_crop(self, frame: np.ndarray, centre: np.ndarray, size: np.ndarray,
@@ -261,7 +272,8 @@ class Tracker:
     def _presence(self, memory: Memory, embedding: np.ndarray) -> float:
         """This frame's presence of the target at the box whose embedding is given."""
         similarity = max(float(embedding @ memory.first), float(embedding @ memory.recent))
-        return float(self.presence.probability(contrast(similarity, memory.background)))
+        presence = float(self.presence.probability(contrast(similarity, memory.background)))
+        return presence if np.isfinite(presence) else 0.0  # non-finite features (a broken export): not seen
 
     def finish(self, frame: np.ndarray, old: TargetState, pick: Pick) -> tuple[TargetState, TrackResult]:
         """Stage 3: decide lost or found, paste the mask back into the frame, find its polygon,
@@ -308,6 +320,8 @@ class Tracker:
         again once the smoothed presence reaches found_threshold. Verified frames refresh `recent`."""
         cfg = self.cfg
         presence = cfg.presence_smooth * memory.presence + (1 - cfg.presence_smooth) * pick.presence
+        if pick.score == 0.0:  # no usable network output (_candidates): not seen, at once
+            presence = 0.0
         if memory.lost_frames:  # only without re-detection: tracking goes on, `lost` is a flag
             lost = 0 if presence >= cfg.found_threshold else memory.lost_frames + 1
         else:

@@ -59,3 +59,19 @@ def pick_best(score: np.ndarray, penalty: np.ndarray, window: np.ndarray,
     pscore = penalty * score
     pscore = pscore * (1 - window_influence) + window * window_influence
     return int(np.argmax(pscore))
+
+
+def top_peaks(values: np.ndarray, num_anchors: int, score_size: int, count: int, radius: int = 2) -> list[int]:
+    """Indices of up to `count` maxima of an (A*S*S,) score, strongest first, each at least
+    radius+1 cells (in y or x, over every anchor) from the ones before it: a few distinct places to
+    look at, not one blob counted many times. Non-finite values are never picked."""
+    grid = np.where(np.isfinite(values), values, -np.inf).reshape(num_anchors, score_size, score_size).copy()
+    picked = []
+    for _ in range(count):
+        best = int(np.argmax(grid))
+        a, y, x = np.unravel_index(best, grid.shape)
+        if not np.isfinite(grid[a, y, x]):
+            break
+        picked.append(best)
+        grid[:, max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = -np.inf
+    return picked
