@@ -10,10 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
-from ..evaluation.segmentation import jaccard
 from .common import add_model_options, build_tracker
 from .track import parse_box, track_to_outputs
 
@@ -23,6 +20,9 @@ DEMO_SEED = 11
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..evaluation.segmentation import jaccard
     from ..synthetic import make_sequence, write_video
 
     out = Path(args.out)
