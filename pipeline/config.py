@@ -10,8 +10,6 @@ from pathlib import Path
 
 from siammask.config import Range, check_ranges, from_dict, load_yaml, ranged
 from siammask.errors import UserError
-from siammask.io.results import VideoWriter
-from siammask.io.sources import first_frame_size
 from siammask.validate import box_in_frame, box_values
 
 from .endpoints import (check_bind_endpoint, check_connect_endpoint, check_control_endpoint, check_stream_endpoint,
@@ -196,6 +194,8 @@ def check_cluster(cfg: PipelineConfig) -> None:
 
 def check_outputs(outputs: OutputsConfig, stream_ids: list[str]) -> None:
     """Output paths fail here, not in the sink process after the streams have started."""
+    from siammask.io.results import VideoWriter  # OpenCV: not for `siammask ctl`, which reads this module too
+
     if outputs.jsonl and not Path(outputs.jsonl).parent.is_dir():
         raise UserError(f"outputs.jsonl '{outputs.jsonl}': folder '{Path(outputs.jsonl).parent}' does not exist")
     if outputs.video:
@@ -208,6 +208,8 @@ def check_outputs(outputs: OutputsConfig, stream_ids: list[str]) -> None:
 def check_stream(stream: StreamConfig, cfg: PipelineConfig) -> None:
     """A stream's own fields: an id, a source or a remote endpoint, boxes that fit its first frame
     (files and folders are opened to see it; a live source's boxes are checked on its first frame)."""
+    from siammask.io.sources import first_frame_size  # OpenCV, as in check_outputs
+
     if not stream.id or "/" in stream.id or len(stream.id) > MAX_ID_CHARS or not stream.id.isprintable():
         raise UserError(f"stream id {stream.id[:MAX_ID_CHARS]!r} must be 1 to {MAX_ID_CHARS} printable characters "
                         "without '/'")

@@ -1,5 +1,5 @@
-"""The Python API: the README's example runs as written on generated frames with the shipped
-weights, and load_tracker takes what the commands take."""
+"""The Python API: the README's example runs as written, after `siammask demo`, on the video the
+demo generates, with the shipped weights; and load_tracker takes what the commands take."""
 from __future__ import annotations
 
 import re
@@ -12,13 +12,12 @@ from siammask.api import DEFAULT_WEIGHTS
 from siammask.config import load_hp
 from siammask.errors import UserError
 from siammask.evaluation.regions import box_iou
-from siammask.synthetic import make_sequence, write_image_folder
+from siammask.commands.demo import DEMO_INPUT, DEMO_OUT, write_demo_input
 
 from package_layout import ROOT
 
 needs_weights = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
-# The frames the README's example box belongs to: its object's first box is (192, 127, 81, 95).
-FRAMES, SIZE, SEED = 20, (640, 360), 2
+FRAMES = 20  # the demo's video, shortened: the same object on the same first frame
 
 
 def readme_example() -> str:
@@ -31,12 +30,12 @@ def readme_example() -> str:
 
 @pytest.mark.slow
 @needs_weights
-def test_readme_example_tracks_generated_frames(tmp_path, monkeypatch, capsys):
-    truth = make_sequence(num_frames=FRAMES, size=SIZE, seed=SEED)
+def test_readme_example_tracks_the_demos_video(tmp_path, monkeypatch, capsys):
+    truth = write_demo_input(tmp_path / DEMO_OUT, FRAMES)[1]  # what `siammask demo` leaves behind
     code = readme_example()
+    assert f'open_source("{DEMO_OUT}/{DEMO_INPUT}")' in code
     box = tuple(float(v) for v in re.search(r"tracker\.init\(frame, \[\(([^)]*)\)\]", code).group(1).split(","))
-    assert np.allclose(box, truth[0].box, atol=1.0)  # the README's box is this sequence's object
-    write_image_folder(truth, tmp_path / "frames")
+    assert np.allclose(box, truth[0].box, atol=1.0)  # the README's box is the demo's object
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
@@ -50,7 +49,7 @@ def test_readme_example_tracks_generated_frames(tmp_path, monkeypatch, capsys):
     ious = box_iou(np.array(boxes), np.array([f.box for f in truth[1:]]))
     assert ious.mean() > 0.7, ious
     last = namespace["results"][0]
-    assert last.mask.shape == (SIZE[1], SIZE[0]) and last.mask.dtype == bool and not last.lost
+    assert last.mask.shape == truth[0].mask.shape and last.mask.dtype == bool and not last.lost
 
 
 @needs_weights

@@ -103,6 +103,44 @@ def test_truncated_video_ends_early_with_a_warning(tmp_path, video, frames, capl
                                "declares; the file is probably truncated"]
 
 
+def test_a_video_one_frame_short_of_its_header_is_not_called_truncated(tmp_path, video, frames, caplog):
+    data = video.read_bytes()
+    last_chunk = data.rindex(b"00dc", data.index(b"movi"), data.index(b"idx1"))  # the last frame's AVI chunk
+    short = tmp_path / "short.avi"
+    short.write_bytes(data[:last_chunk])  # header and index still say 12 frames; 11 decode
+    with caplog.at_level(logging.WARNING, logger="siammask.io.sources"):
+        with open_source(str(short)) as source:
+            assert source.total == len(frames)
+            assert len(list(source)) == len(frames) - 1
+    assert caplog.messages == []
+
+
+def test_a_truncated_video_opened_again_is_reported_once(tmp_path, video, frames, caplog):
+    """A looping serve stream reopens its file on every loop: one warning, not one per loop."""
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    counts = []
+    with caplog.at_level(logging.WARNING, logger="siammask.io.sources"):
+        for _ in range(3):
+            with open_source(str(cut)) as source:
+                counts.append(len(list(source)))
+    assert len(set(counts)) == 1 and counts[0] < len(frames) - 1
+    assert caplog.messages == [f"video '{cut}' ended after {counts[0]} of the {len(frames)} frames its header "
+                               "declares; the file is probably truncated"]
+
+
+def test_files_and_folders_promise_their_frame_count_streams_none(tmp_path, video, frames, http_root):
+    folder = write_image_folder(frames, tmp_path / "folder")
+    with open_source(str(video)) as source:
+        assert source.total == len(frames)
+    with open_source(str(folder)) as source:
+        assert source.total == len(frames)
+    with open_source(f"{http_root}/{video.name}") as source:  # a stream (cameras, pipes, URLs) may not end
+        assert source.total is None
+        assert len(list(source)) == len(frames)
+
+
 def test_video_without_a_decodable_frame_is_a_user_error(tmp_path, video):
     data = video.read_bytes()
     first_chunk = data.index(b"00dc", data.index(b"movi"))  # the first video frame's AVI chunk

@@ -15,7 +15,7 @@ from siammask.api import DEFAULT_WEIGHTS, load_tracker
 from siammask.cli import main
 from siammask.evaluation.regions import box_iou
 from siammask.evaluation.segmentation import jaccard
-from siammask.synthetic import make_sequence, write_image_folder
+from siammask.synthetic import make_sequence, write_image_folder, write_video
 from siammask.tracker import Tracker
 
 
@@ -53,3 +53,13 @@ def test_without_opencvs_contrib_modules_masks_are_unrefined_not_an_error(monkey
     start = plain.init(frames[0].image, [frames[0].box])
     (_, (ours,)), (_, (want,)) = degraded.step(frames[1].image, start), plain.step(frames[1].image, start)
     assert np.array_equal(ours.mask, want.mask) and ours.mask.any() and ours.box == want.box
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
+def test_progress_on_a_video_file_shows_its_total(tmp_path, capsys):
+    frames = make_sequence(num_frames=8, size=(320, 240), seed=4)
+    video = write_video(frames, tmp_path / "clip.avi", fps=25.0)
+    box = ",".join(str(round(v)) for v in frames[0].box)
+    assert main(["track", str(video), "--box", box, "--engine", "torch"]) == 0
+    err = capsys.readouterr().err
+    assert "8/8" in err and "100%" in err, err  # a bar with its end, not a bare count of frames

@@ -16,11 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
-from ..evaluation.timing import cpu_name
-from ..model import VARIANTS, variant_spec
+from ..variants import VARIANTS, variant_spec
 from .common import PRECISIONS
 
 FRAME_WH = (854, 480)
@@ -81,6 +78,8 @@ def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[
 
 def _time_step(c: Candidate, frame0: np.ndarray, frame1: np.ndarray, record: bool) -> None:
     """template, track and mask of the engine alone, then one whole Tracker.step from the init state."""
+    import numpy as np
+
     from ..geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
 
     tracker, engine = c.tracker, c.tracker.engine
@@ -104,6 +103,8 @@ def _time_step(c: Candidate, frame0: np.ndarray, frame1: np.ndarray, record: boo
 
 
 def _summary(c: Candidate, device: str) -> dict:
+    import numpy as np
+
     stages = {s: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90))}
               for s, v in c.samples.items()}
     return {"engine": c.engine, "device": device, "precision": c.precision,
@@ -124,6 +125,8 @@ def _table(records: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    from ..evaluation.timing import cpu_name
 
     if args.steps < 1:
         raise UserError("--steps must be at least 1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..engines.precision import PRECISIONS
-from ..model import VARIANTS
+from ..variants import VARIANTS
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

@@ -7,10 +7,8 @@ from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from ..data.occlude import MODES, NEEDS_OTHER
+from ..data.formats import FORMAT_NAMES
+from ..data.names import MODES, NEEDS_OTHER
 from ..errors import UserError
 
 
@@ -64,6 +62,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
 def run_occlude(args: argparse.Namespace) -> int:
     import json
 
+    import cv2
     import numpy as np
 
     from ..data.layouts.regions import write_otb_boxes
@@ -113,6 +112,8 @@ def _read_frames(folder: Path) -> list:
 
 
 def _load_images(paths: tuple[Path, ...]) -> list:
+    import cv2
+
     images = []
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -130,13 +131,11 @@ def _empty_folder(path: Path) -> Path:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..data.formats import FORMATS
-
     p = sub.add_parser("dataset", help="prepare training data")
     actions = p.add_subparsers(dest="action", required=True)
     b = actions.add_parser("build", help="crop every annotated object of a dataset into a training set "
                                          "(OUT/index.json + OUT/crops/)")
-    b.add_argument("--format", required=True, choices=sorted(FORMATS), help="layout of the source dataset")
+    b.add_argument("--format", required=True, choices=sorted(FORMAT_NAMES), help="layout of the source dataset")
     b.add_argument("--root", required=True, help="the source dataset's folder")
     b.add_argument("--out", required=True, help="folder for the training set (new or empty)")
     b.add_argument("--crop-size", type=_at_least(127), default=511,

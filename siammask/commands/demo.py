@@ -10,27 +10,36 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
-from ..evaluation.segmentation import jaccard
 from .common import add_model_options, build_tracker
 from .track import parse_box, track_to_outputs
 
 DEMO_FRAMES = 150
 DEMO_SIZE = (640, 360)
 DEMO_SEED = 11
+DEMO_OUT = "siammask-demo"
+DEMO_INPUT = "input.avi"  # the generated video, kept beside the outputs (the README's Python example reads it)
+
+
+def write_demo_input(out: Path, frames: int) -> tuple[Path, list]:
+    """The video the demo tracks, written into `out`, and its truth (SyntheticFrame per frame)."""
+    from ..synthetic import make_sequence, write_video
+
+    truth = make_sequence(num_frames=frames, size=DEMO_SIZE, seed=DEMO_SEED)
+    return write_video(truth, out / DEMO_INPUT), truth
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthetic import make_sequence, write_video
+    import numpy as np
+
+    from ..evaluation.segmentation import jaccard
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     truth = None
     if args.source is None:
-        truth = make_sequence(num_frames=args.frames, size=DEMO_SIZE, seed=DEMO_SEED)
-        source = str(write_video(truth, out / "input.avi"))
+        video, truth = write_demo_input(out, args.frames)
+        source = str(video)
         boxes = [truth[0].box]
         print(f"siammask: generated {source} ({args.frames} frames, {DEMO_SIZE[0]}x{DEMO_SIZE[1]})",
               file=sys.stderr)
@@ -57,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="track an object in a generated video (or --source) with the shipped weights")
     p.add_argument("--source", help="video file, image folder, camera index or URL instead of the generated video")
     p.add_argument("--box", action="append", type=parse_box, help="first-frame box X,Y,W,H (with --source)")
-    p.add_argument("--out", default="siammask-demo", help="output folder (default: ./siammask-demo)")
+    p.add_argument("--out", default=DEMO_OUT, help=f"output folder (default: ./{DEMO_OUT})")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the generated video")
     add_model_options(p)
     p.set_defaults(func=run)

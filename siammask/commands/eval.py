@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..evaluation.baselines import BASELINES, DEFAULT_NANO_DIR
-from ..evaluation.eao import VOT2016_INTERVAL
-from ..evaluation.timing import SteppingTracker
+from ..evaluation.names import BASELINES, DEFAULT_NANO_DIR, VOT2016_INTERVAL
 from .common import add_model_options, build_tracker
+
+if TYPE_CHECKING:
+    from ..evaluation.timing import SteppingTracker
 
 DATASETS = ("vot", "davis", "otb", "uav", "ytb_vos", "lt")
 

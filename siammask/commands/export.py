@@ -6,7 +6,7 @@ import sys
 from itertools import islice
 from pathlib import Path
 
-from ..model import VARIANTS
+from ..variants import VARIANTS
 from .track import parse_box
 
 

@@ -76,7 +76,7 @@ def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, vi
                  for t in range(len(boxes))] if masks_dir else None
         video = stack.enter_context(VideoWriter(video_path, fps=source.fps or 25.0)) if video_path else None
         jsonl = stack.enter_context(JsonlWriter(json_path)) if json_path else None
-        bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=getattr(source, "__len__", lambda: None)(),
+        bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=source.total,
                                        disable=quiet, file=sys.stderr))
         with _stop_on_signals() as stop:
             for fr in track_frames(source, tracker, boxes):

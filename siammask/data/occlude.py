@@ -31,8 +31,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-MODES = ("grey", "noise", "patch", "occluder", "cut", "exit")
-NEEDS_OTHER = ("occluder", "cut")
+from .names import MODES, NEEDS_OTHER
+
 GREY = 128
 PAD = 0.1      # of the box side, on each side
 PAD_PX = 2.0   # pixels on each side, on top of PAD

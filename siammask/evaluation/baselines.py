@@ -16,13 +16,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..tracker import TrackResult, validate_box
+from .names import BASELINES, DEFAULT_NANO_DIR
 from .regions import box_polygon
 
-BASELINES = ("csrt", "kcf", "nano")
 LABELS = {"csrt": "OpenCV CSRT", "kcf": "OpenCV KCF", "nano": "OpenCV TrackerNano"}
 # The NanoTrack V2 graphs OpenCV's TrackerNano runs: backbone, then the neck and head.
 NANO_FILES = ("nanotrackv2_nanotrack_backbone_sim.onnx", "nanotrackv2_nanotrack_head_sim.onnx")
-DEFAULT_NANO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "pretrained" / "nanotrack"
 
 Box = tuple[int, int, int, int]
 

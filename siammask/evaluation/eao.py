@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VOT2016_INTERVAL = (108, 371)
+from .names import VOT2016_INTERVAL
 BURN_IN = 10     # frames from each initialisation (itself included) left out of accuracy
 SKIP_AFTER = 5   # a failed tracker restarts this many frames after the failure
 

@@ -27,7 +27,12 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})  # the on
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SPEC_HELP = "pass an existing video file, image folder, named pipe, camera index or rtsp:// URL"
 WRITER_POLL_MS = 100  # how often the wait for a pipe's writer lets signal handlers (Ctrl-C) run
+# A file's header count is an index or an estimate (duration x rate), and containers often declare
+# a frame more than FFmpeg decodes (1,700 declared, 1,699 read): a file ending early is reported as
+# truncated only when more than 1% of its declared frames, and more than one, are missing.
+TRUNCATED_FRACTION = 0.01
 log = logging.getLogger(__name__)
+_warned_truncated: set[str] = set()  # sources already reported: a looping stream reopens its file
 
 
 class FrameSource(ABC):
@@ -37,6 +42,7 @@ class FrameSource(ABC):
     fps: float | None
     frame_size: tuple[int, int]  # width, height of the first frame (read when the source opens)
     skipped: int = 0             # frames left out because they could not be read (see ImageFolderSource)
+    total: int | None = None     # frames a file's header or a folder's listing promises; None when live
 
     @abstractmethod
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -70,7 +76,7 @@ class CaptureSource(FrameSource):
                  fd: int | None = None) -> None:
         self._capture = capture
         self._pending: np.ndarray | None = first
-        self._declared = declared  # frames a file's header promises; None for live sources
+        self.total = declared      # frames a file's header promises; None for live sources
         self._fd = fd              # a pipe's descriptor, which FFmpeg reads but does not close
         self.name = name
         self.frame_size = (first.shape[1], first.shape[0])
@@ -86,12 +92,18 @@ class CaptureSource(FrameSource):
         while self._capture.isOpened():
             ok, frame = self._capture.read()
             if not ok:  # end of file, or a stream that stopped: both just end the sequence
-                if self._declared and read < self._declared:
-                    log.warning("%s ended after %d of the %d frames its header declares; the file is probably "
-                                "truncated", self.name, read, self._declared)
+                self._check_complete(read)
                 return
             read += 1
             yield _to_bgr(frame)
+
+    def _check_complete(self, read: int) -> None:
+        """Warn, once per source per process, when a file ended clearly short of its header's count."""
+        missing = (self.total or 0) - read
+        if missing > max(1, TRUNCATED_FRACTION * (self.total or 0)) and self.name not in _warned_truncated:
+            _warned_truncated.add(self.name)
+            log.warning("%s ended after %d of the %d frames its header declares; the file is probably "
+                        "truncated", self.name, read, self.total)
 
     def close(self) -> None:
         self._pending = None
@@ -112,6 +124,7 @@ class ImageFolderSource(FrameSource):
 
     def __init__(self, folder: Path, files: list[Path], skip_unreadable: bool = False) -> None:
         self._files = files
+        self.total = len(files)
         self._skip_unreadable = skip_unreadable
         self.skipped = 0
         self._shape: tuple[int, ...] = _read_image(files[0]).shape

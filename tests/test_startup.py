@@ -1,0 +1,63 @@
+"""The quick commands stay quick: `siammask --help`, `ctl` and `keys` (and building the whole
+parser) import none of the heavy libraries, checked in a fresh interpreter each. (How long they
+take is benchmarks/bench_startup.py's, not a test's.)"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "cv2", "onnx", "onnxruntime", "ray", "matplotlib", "pycocotools")
+SUBPROCESS_TIMEOUT_S = 120  # hang guard only
+
+
+def imported_after(code: str, cwd=None) -> dict:
+    """Run `code` in a fresh interpreter; which of HEAVY (and numpy) it left in sys.modules, and what
+    it printed."""
+    probe = (f"import json, sys\n{code}\n"
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'numpy'}!r})))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd,
+                          timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    *printed, modules = proc.stdout.splitlines()
+    return {"modules": json.loads(modules), "stdout": "\n".join(printed), "stderr": proc.stderr}
+
+
+def run_cli(argv: list[str]) -> str:
+    """The command as the console script runs it, its exit status kept (help exits with 0)."""
+    return (f"import siammask.cli\ntry:\n    status = siammask.cli.main({argv!r})\nexcept SystemExit as exit:\n"
+            "    status = exit.code\nprint('status', status)")
+
+
+def test_building_the_whole_parser_imports_nothing_heavy():
+    found = imported_after("import siammask.cli\nparser = siammask.cli.make_parser()\n"
+                           "print(json.dumps(sorted(parser._subparsers._group_actions[0].choices)))")
+    assert found["modules"] == []  # numpy neither: it alone is ~0.1 s of the 0.3 s budget
+    assert {"track", "serve", "ctl", "keys", "eval", "dataset", "export", "bench", "demo"} <= set(
+        json.loads(found["stdout"]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ctl", "--help"], ["ctl", "add-stream", "--help"], ["keys", "--help"]])
+def test_help_imports_nothing_heavy(argv):
+    found = imported_after(run_cli(argv))
+    assert found["stdout"].endswith("status 0") and "usage: siammask" in found["stdout"]
+    assert found["modules"] == []
+
+
+def test_ctl_and_keys_run_without_the_heavy_libraries(tmp_path):
+    refused = imported_after(run_cli(["ctl", "--control", f"ipc://{tmp_path}/no-serve", "list"]))
+    assert refused["stdout"] == "status 2"
+    assert refused["stderr"].startswith(f"siammask: error: no control socket at '{tmp_path}/no-serve'")
+    assert set(refused["modules"]).isdisjoint(HEAVY)
+    made = imported_after(run_cli(["keys", "--out", str(tmp_path / "keys")]))
+    assert made["stdout"].endswith("status 0") and (tmp_path / "keys" / "server.key_secret").is_file()
+    assert set(made["modules"]).isdisjoint(HEAVY)
+
+
+def test_import_siammask_is_light_and_keeps_its_api():
+    found = imported_after("import siammask\nprint(callable(siammask.load_tracker))")
+    assert found["stdout"] == "True"  # the attribute loads the API (and its back ends) when asked for
+    light = imported_after("import siammask")
+    assert set(light["modules"]).isdisjoint(HEAVY)
