@@ -1,0 +1,156 @@
+"""Long-term tracking with the shipped weights: presence falls when the target disappears and comes
+back when it returns, a lost target is found again elsewhere in the frame, --no-redetect keeps
+short-term tracking; and the presence model's own pieces (curve fit, projection, file checks)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from siammask.api import load_tracker
+from siammask.data.occlude import occlude
+from siammask.errors import UserError
+from siammask.geometry.scoring import top_peaks
+from siammask.presence import PresenceModel, contrast, read_presence, save_presence
+from siammask.synthetic import make_sequence
+from siammask.training.presence import fit_curve, fit_projection
+
+SPAN = (20, 12)  # the target is absent on frames 20..31
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    return load_tracker()  # the shipped nano weights and their presence model, long-term preset
+
+
+@pytest.fixture(scope="module")
+def clips():
+    seq, other = make_sequence(50, seed=3), make_sequence(50, seed=8)
+    frames, boxes = [f.image for f in seq], np.array([f.box for f in seq])
+    return frames, boxes, [f.image for f in other]
+
+
+def _run(tracker, frames, boxes):
+    states = tracker.init(frames[0], [boxes[0]])
+    results = []
+    for frame in frames[1:]:
+        states, out = tracker.step(frame, states)
+        results.append(out[0])
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["cut", "patch", "noise", "occluder"])
+def test_presence_falls_while_the_target_is_gone_and_it_is_found_again(tracker, clips, mode):
+    frames, boxes, other = clips
+    frames, boxes = occlude(frames, boxes, *SPAN, mode, np.random.default_rng(0), other)
+    results = _run(tracker, frames, boxes)
+    absent = [r for r, b in zip(results, boxes[1:]) if np.isnan(b).any()]
+    before = results[:SPAN[0] - 1]
+    print(mode, [round(r.presence, 2) for r in results])
+    assert min(r.presence for r in before) > 0.8 and not any(r.lost for r in before)
+    assert sum(r.lost for r in absent) >= 0.8 * len(absent)
+    assert all(r.mask is None for r in absent if r.lost)
+    back = SPAN[0] + SPAN[1] - 1  # index into results of the first frame the target is back
+    found = next(i for i in range(back, len(results)) if results[i].found)
+    assert found - back <= 10
+    after = results[found:]
+    assert not any(r.lost for r in after) and min(r.presence for r in after) > 0.6
+    assert min(_iou(r.box, b) for r, b in zip(after, boxes[found + 1:])) > 0.5
+
+
+@pytest.mark.slow
+def test_a_target_that_comes_back_on_the_other_side_is_found_there(tracker, clips):
+    frames, boxes, other = clips
+    frames, boxes = occlude(frames, boxes, *SPAN, "cut", np.random.default_rng(0), other)
+    frames, boxes = list(frames), boxes.copy()
+    width = frames[0].shape[1]
+    for i in range(sum(SPAN), len(frames)):  # after the cut the camera looks half a frame further
+        frames[i] = np.roll(frames[i], width // 2, axis=1)
+        boxes[i, 0] = (boxes[i, 0] + width // 2) % width
+    results = _run(tracker, frames, boxes)
+    last_seen = results[SPAN[0] - 2].box
+    found = next(i for i, r in enumerate(results) if r.found)
+    assert found - (sum(SPAN) - 1) <= 10
+    assert abs(results[found].box[0] - last_seen[0]) > width / 4  # really elsewhere
+    assert _iou(results[-1].box, boxes[-1]) > 0.5 and not results[-1].lost
+
+
+@pytest.mark.slow
+def test_no_redetect_flags_lost_but_tracks_on_as_short_term(clips):
+    frames, boxes, other = clips
+    frames, boxes = occlude(frames, boxes, *SPAN, "cut", np.random.default_rng(0), other)
+    short = load_tracker(redetect=False)
+    assert not short.cfg.redetect
+    results = _run(short, frames, boxes)
+    assert any(r.lost for r in results[SPAN[0]:sum(SPAN)])
+    assert not any(r.found and r.lost for r in results)
+    assert all(r.mask is not None for r in results)  # the local search goes on: a mask every frame
+
+
+def test_top_peaks_are_distinct_places_strongest_first():
+    values = np.zeros((1, 7, 7))
+    values[0, 3, 3], values[0, 3, 4], values[0, 0, 6], values[0, 6, 0] = 0.9, 0.8, 0.7, np.nan
+    assert top_peaks(values.ravel(), 1, 7, 3, radius=1) == [3 * 7 + 3, 0 * 7 + 6, 0]
+    two = np.zeros((2, 5, 5))
+    two[1, 2, 2], two[0, 2, 3] = 0.9, 0.8  # the second anchor's peak hides the first's neighbour
+    assert top_peaks(two.ravel(), 2, 5, 2, radius=1)[0] == 25 + 12
+    assert top_peaks(two.ravel(), 2, 5, 2, radius=1)[1] != 13
+
+
+def test_contrast_maps_surroundings_to_zero_and_the_target_to_one():
+    assert contrast(0.4, 0.4) == 0.0 and contrast(1.0, 0.4) == pytest.approx(1.0)
+    assert contrast(0.7, 0.4) == pytest.approx(0.5)
+
+
+def test_fit_curve_recovers_a_known_curve():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 2, 20000)
+    present = rng.random(20000) < 1 / (1 + np.exp(-6.0 * (x - 0.5)))
+    slope, offset = fit_curve(x, present, np.ones_like(present))
+    assert slope == pytest.approx(6.0, rel=0.1) and offset == pytest.approx(0.5, abs=0.03)
+
+
+def test_projection_keeps_what_tells_objects_apart():
+    """Objects differ along 3 of 50 directions; the shared nuisance is 10x larger along the rest:
+    after the fit, views of one object are closer to each other than to any other object."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 3)) * 1.0
+    ids = np.repeat(np.arange(40), 5)
+    x = np.concatenate([centres[ids] + rng.normal(size=(200, 3)) * 0.1, rng.normal(size=(200, 47)) * 10], 1)
+    mean, projection = fit_projection(x.astype(np.float32), ids, dims=3)
+    e = PresenceModel(mean, projection).embed(x)
+    same = np.mean([e[i] @ e[j] for i in range(200) for j in range(200) if ids[i] == ids[j] and i != j])
+    other = np.mean([e[i] @ e[j] for i in range(0, 200, 7) for j in range(0, 200, 11) if ids[i] != ids[j]])
+    assert same > 0.9 and other < 0.3
+
+
+def test_presence_files_round_trip_and_damaged_ones_are_one_line(tmp_path):
+    model = PresenceModel(np.ones(6, np.float32), np.eye(6, 2, dtype=np.float32), 7.5, 0.25)
+    back = read_presence(save_presence(model, tmp_path / "p.npz"))
+    assert (back.slope, back.offset) == (7.5, 0.25)
+    np.testing.assert_array_equal(back.projection, model.projection)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="is not a presence model") as info:
+        read_presence(tmp_path / "bad.npz")
+    assert "\n" not in str(info.value)
+    np.savez(tmp_path / "nan.npz", mean=np.ones(6), projection=np.full((6, 2), np.nan), curve=np.array([1.0, 0.0]))
+    with pytest.raises(UserError, match="malformed presence model"):
+        read_presence(tmp_path / "nan.npz")
+
+
+def test_hp_thresholds_are_ranged_and_ordered():
+    from siammask.config import TrackerConfig, from_dict, load_hp
+    cfg = dataclasses.asdict(load_hp("nano"))
+    with pytest.raises(UserError, match="found_threshold .* must not be below lost_threshold"):
+        from_dict(TrackerConfig, {**cfg, "lost_threshold": 0.7, "found_threshold": 0.5})
+    with pytest.raises(UserError, match="redetect_tiles must be in"):
+        from_dict(TrackerConfig, {**cfg, "redetect_tiles": 0})
+    assert load_hp("nano").redetect and not load_hp("davis").redetect and not load_hp("vot").redetect
