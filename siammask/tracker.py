@@ -27,6 +27,8 @@ from .variants import Geometry, variant_spec
 
 log = logging.getLogger(__name__)
 
+LOOK_ALIKES = 4   # look-alikes remembered per target
+
 
 @dataclass(frozen=True)
 class Memory:
@@ -36,6 +38,7 @@ class Memory:
     recent: np.ndarray          # (d,) running mean of embeddings on frames where it was verified
     background: float           # similarity of the first frame's surroundings to the target
     presence: float             # smoothed presence, what `lost` is decided on
+    look_alikes: np.ndarray     # (k,d) embeddings of places of the first frame that resemble the target
     lost_frames: int = 0        # frames since it was lost (0: tracking)
     candidate: np.ndarray | None = None  # (4,) cx, cy, w, h of a re-detection awaiting confirmation
     confirmations: int = 0      # frames in a row the candidate has passed found_threshold
@@ -168,9 +171,34 @@ class Tracker:
         states = []
         for i, (pos, size) in enumerate(starts):
             own, around = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
-            memory = Memory(own, own, float(np.clip((around @ own).mean(), 0.0, 0.95)), 1.0)
+            memory = Memory(own, own, float(np.clip((around @ own).mean(), 0.0, 0.95)), 1.0, own[:0])
             states.append(TargetState(pos, size, avg, feats[i * ring:i * ring + 1], memory))
-        return states
+        return self._with_look_alikes(frame, states) if self.cfg.redetect and states else states
+
+    def _with_look_alikes(self, frame: np.ndarray, states: list[TargetState]) -> list[TargetState]:
+        """Remember what on the first frame resembles each target (another car of the same colour,
+        another player of the same team): the first re-detection windows (the nearest to the target)
+        searched as for a lost target; places clear of the target's box that pass found_threshold
+        themselves (LOOK_ALIKES at most). A re-detection that looks more like one of them than like
+        the target is not taken for it."""
+        jobs = [(frame, replace(s, memory=replace(s.memory, lost_frames=1))) for s in states]
+        batch = self.search_batch(jobs)
+        heads = self.engine.track(batch.crops, self.engine.concat([states[w.job].features for w in batch.windows]))
+        found = [(w.job, box) for i, w in enumerate(batch.windows)
+                 for box, _, _ in self._candidates(heads.cls[i], heads.loc[i], jobs[w.job][1], w)
+                 if _iou_cxcywh(box, np.array([*states[w.job].pos, *states[w.job].size])) < 0.1]
+        if not found:
+            return states
+        crops = [self._template_crop(frame, box[:2], box[2:], states[job].avg_color) for job, box in found]
+        embeddings = self._embed(self.engine.template(to_chw_float(crops)))
+        out = []
+        for job, state in enumerate(states):
+            mine = [e for (j, _), e in zip(found, embeddings) if j == job]
+            alike = sorted(mine, key=lambda e: -float(e @ state.memory.first))[:LOOK_ALIKES]
+            alike = [e for e in alike if self._presence(state.memory, e) >= self.cfg.found_threshold]
+            out.append(replace(state, memory=replace(state.memory, look_alikes=np.array(alike).reshape(
+                -1, state.memory.first.shape[0]))) if alike else state)
+        return out
 
     def step(self, frame: np.ndarray, states: Sequence[TargetState]) -> tuple[list[TargetState], list[TrackResult]]:
         """Track every target one frame; returns the new states and one result per target."""
@@ -219,7 +247,8 @@ class Tracker:
         verify = [self._template_crop(batch.frames[job], box[:2], box[2:], states[job].avg_color)
                   for job, (_, box, _, _) in zip(jobs, found)]
         embeddings = self._embed(self.engine.template(to_chw_float(verify)))
-        presence = [self._presence(states[job].memory, e) for job, e in zip(jobs, embeddings)]
+        presence = [self._presence(states[job].memory, e, states[job].lost and self.cfg.redetect)
+                    for job, e in zip(jobs, embeddings)]
         chosen = [max((k for k in range(len(found)) if jobs[k] == job), key=lambda k: (presence[k], found[k][3]))
                   for job in range(len(states))]
         rows = [found[k][0] for k in chosen]
@@ -269,9 +298,12 @@ class Tracker:
     def _embed(self, features: Any) -> np.ndarray:
         return self.presence.embed(self.engine.appearance(features))
 
-    def _presence(self, memory: Memory, embedding: np.ndarray) -> float:
-        """This frame's presence of the target at the box whose embedding is given."""
+    def _presence(self, memory: Memory, embedding: np.ndarray, searching: bool = False) -> float:
+        """This frame's presence of the target at the box whose embedding is given; while searching,
+        0 where the place looks more like one of the first frame's look-alikes than like the target."""
         similarity = max(float(embedding @ memory.first), float(embedding @ memory.recent))
+        if searching and len(memory.look_alikes) and float((memory.look_alikes @ embedding).max()) > similarity:
+            return 0.0
         presence = float(self.presence.probability(contrast(similarity, memory.background)))
         return presence if np.isfinite(presence) else 0.0  # non-finite features (a broken export): not seen
 
@@ -345,6 +377,14 @@ class Tracker:
             return replace(memory, lost_frames=0, candidate=None, confirmations=0, presence=pick.presence)
         return replace(memory, lost_frames=memory.lost_frames + 1, candidate=pick.box.copy(),
                        confirmations=confirmations, presence=pick.presence)
+
+
+def _iou_cxcywh(a: np.ndarray, b: np.ndarray) -> float:
+    """Overlap of two (cx, cy, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2))
+    iy = max(0.0, min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def surroundings(pos: np.ndarray, size: np.ndarray) -> list[np.ndarray]:

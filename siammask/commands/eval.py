@@ -59,11 +59,13 @@ def _siammask(args: argparse.Namespace) -> tuple[SteppingTracker, str, dict]:
         raise UserError("--nano-dir is for --baseline nano")
     from ..api import weights_path
 
+    if args.dataset == "vot" and args.redetect is None:
+        args.redetect = False  # VOT's supervised protocol restarts a failed tracker itself: short-term
     tracker = build_tracker(args)
     weights = weights_path(args.weights).resolve()
     return tracker, f"SiamMask ({weights.name})", {
         "weights": str(weights), "weights_sha256": _fingerprint(weights), "variant": args.variant, "hp": args.hp,
-        "engine": args.engine, "device": args.device, "precision": args.precision}
+        "engine": args.engine, "device": args.device, "precision": args.precision, "redetect": tracker.cfg.redetect}
 
 
 def _opencv_baseline(args: argparse.Namespace) -> tuple[SteppingTracker, str, dict]:
