@@ -32,7 +32,7 @@ from pipeline_support import (ANY_PORT, ENV, QUEUE_BOUND, START_TIMEOUT_S, Subsc
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
                 "height", "targets"}
-RECORD_KEYS = {"frame", "box", "polygon", "score", "lost", "mask", "target"}
+RECORD_KEYS = {"frame", "box", "polygon", "score", "presence", "lost", "found", "mask", "target"}
 STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postprocess", "to_sink", "publish"}
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
@@ -84,6 +84,9 @@ def test_one_message_per_processed_frame(served):
         assert [t["target"] for t in m["targets"]] == [0]
         record = m["targets"][0]
         assert set(record) == RECORD_KEYS and record["frame"] == m["frame"]
+        assert 0.0 <= record["presence"] <= 1.0 and type(record["lost"]) is type(record["found"]) is bool
+        assert not (record["lost"] and record["found"])
+        # the lite checkpoint's hp (davis) keeps re-detection off: `lost` is a flag, tracking and the mask go on
         assert record["mask"]["size"] == [120, 160] and len(record["polygon"]) == 8
     check_accounting(msgs)
     assert sum(m["dropped"]["inference"] for m in msgs) > 0, "the slowed inference stage dropped nothing"

@@ -23,9 +23,9 @@ from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, 
                                       load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import check_stage_endpoint, is_loopback, private_dir
-from siammask.pipeline.messages import (AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready, RemoveStream,
-                                        RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed,
-                                        decode, decode_frame, encode, recv, send)
+from siammask.pipeline.messages import (LOST, AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready,
+                                        RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded,
+                                        TargetChanged, TargetFailed, decode, decode_frame, encode, recv, send)
 from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
 from siammask.synthetic import make_sequence
@@ -226,7 +226,10 @@ MESSAGES = [
               registration=9, generation=2),
     RemoveStream(stream="b", generation=1), SetPaused(stream="b", paused=False, req=5),
     AddTarget(stream="b", target=2, box=(1.0, 2.0, 3.0, 4.0), req=6), RemoveTarget(stream="b", target=2),
-    Ready(generation=7), Boxes(stream="a", frame=3, boxes=((0, (1.0, 2.0, 3.0, 4.0)), (4, (5.0, 6.0, 7.0, 8.0)))),
+    Ready(generation=7), Boxes(stream="a", frame=3, boxes=((0, (1.0, 2.0, 3.0, 4.0)), (4, (5.0, 6.0, 7.0, 8.0))),
+                               states=((0, 0.9, 0.8, False), (4, 0.4, 0.1, True))),
+    TargetChanged(stream="a", target=4, frame=3, time=1.25, change=LOST, box=(5.0, 6.0, 7.0, 8.0), score=0.4,
+                  presence=0.1, generation=2),
     TargetAdded(stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=0), TargetFailed(stream="a", target=1, error="no"),
     Reply(req=4, error="stream 'x' is not running"), Reply(req=5, stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=9),
     Result("a", 3, 25.0, {"read": 1.0}, 160, 120, {"capture": 1, "inference": 2, "sink": 0}, 4,
