@@ -218,13 +218,14 @@ class InferenceStage:
         self._event(Boxes, block=False, stream=stream, frame=frame_id,
                     boxes=tuple((t, tuple(r.box)) for t, r in results.items()),
                     states=tuple((t, float(r.score), float(r.presence), bool(r.lost)) for t, r in results.items()))
+        self._count_lost(stream)
         for tid, kind in item.changes.items():
             self._changed(item, tid, kind)
-        self._count_lost(stream)
 
     def _changed(self, item: Item, target: int, kind: str) -> None:
-        """A lost or found target: to the supervisor, and after the frame's result to the sink, which
-        publishes it. Both wait for room: these are rare and must not be lost in a busy queue."""
+        """A lost or found target: counted, then to the supervisor, then after the frame's result to
+        the sink, which publishes it; so once a subscriber has it, the metrics count it and the
+        supervisor has it queued. Both sends wait for room: these are rare and must not be lost."""
         r = item.results[target]
         event = TargetChanged(generation=self.generation, stream=item.pick.stream, target=target,
                               frame=item.header.frame, time=item.stamps["read"], change=kind,
@@ -232,11 +233,11 @@ class InferenceStage:
                               presence=float(r.presence))
         if kind == FOUND:
             REACQUIRED.labels(item.pick.stream).inc()
+        if not self.link.event(event):
+            log("inference", "the supervisor did not take event 'TargetChanged'")
         if not self.link.result(event, block=True):
             log("inference", f"the sink did not take the '{kind}' event of target {target} on stream "
                              f"'{item.pick.stream}'")
-        if not self.link.event(event):
-            log("inference", "the supervisor did not take event 'TargetChanged'")
 
     def _count_lost(self, stream: str) -> None:
         LOST_TARGETS.labels(stream).set(sum(state.lost for state in self.streams[stream].targets.values()))

@@ -184,15 +184,16 @@ class Supervisor:
             else:  # role capture: no sockets, only children to watch
                 ready = {}
                 time.sleep(0.1)
+            # events first: requests of this turn are answered from a registry that has them
+            if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
+                for event, pixels in self.link.events():
+                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
+                        self._on_event_type[type(event)](event, pixels)
             if self.control in ready:
                 for _ in range(REQUESTS_PER_TURN):
                     if not self.control.poll(0):
                         break
                     self._on_control(self.control.recv_multipart())
-            if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
-                for event, pixels in self.link.events():
-                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
-                        self._on_event_type[type(event)](event, pixels)
             self._watch_children()
             self._expire_requests()
             if summary and time.monotonic() >= next_summary:

@@ -19,6 +19,9 @@ import zmq
 
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
+from siammask.geometry.masks import box_corners
+from siammask.io.annotate import draw_target
+from siammask.io.results import result_record
 from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
                                       load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
@@ -28,7 +31,9 @@ from siammask.pipeline.messages import (LOST, AddStream, AddTarget, BadMessage, 
                                         TargetChanged, TargetFailed, decode, decode_frame, encode, recv, send)
 from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
+from siammask.pipeline.sink import draw, event_message
 from siammask.synthetic import make_sequence
+from siammask.tracker import TrackResult
 
 EXAMPLE = CONFIG_DIR / "pipeline" / "example.yaml"
 
@@ -296,3 +301,18 @@ def test_bucket_quantile_interpolates_like_prometheus():
     assert bucket_quantile(0.7, buckets) == pytest.approx(0.015)
     assert bucket_quantile(0.99, buckets) == pytest.approx(0.047)
     assert bucket_quantile(0.5, [(0.01, 0.0)]) is None
+
+
+def test_the_sink_publishes_an_event_by_stream_and_draws_a_lost_target_as_track_does():
+    event = TargetChanged(stream="cam0", target=2, frame=9, time=1.5, change=LOST, box=(5.0, 6.0, 30.0, 20.0),
+                          score=0.4, presence=0.1, generation=7)
+    text = json.dumps(event_message(event))
+    assert text.startswith('{"stream": "cam0"')  # a stream's prefix subscription gets its events
+    assert json.loads(text) == {"stream": "cam0", "event": "lost", "target": 2, "frame": 9, "time": 1.5,
+                                "box": [5.0, 6.0, 30.0, 20.0], "score": 0.4, "presence": 0.1}
+    frame = np.full((60, 80, 3), 30, np.uint8)
+    corners = box_corners(20.0, 16.0, 30.0, 20.0)
+    lost = result_record(9, TrackResult((5.0, 6.0, 30.0, 20.0), corners, 0.4, 0.1, True, None, (-1, -1)), target=2)
+    drawn = draw(frame, (lost,))
+    np.testing.assert_array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=True))
+    assert not np.array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=False))
