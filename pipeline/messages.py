@@ -104,7 +104,7 @@ class Boxes(Event):
     stream: str
     frame: int
     boxes: tuple[tuple[int, Box], ...]     # (target, box) of every target on that frame
-    states: tuple[tuple[int, float, float, bool], ...] = ()  # (target, score, presence, lost), same order
+    states: tuple[tuple[int, float, float, bool], ...]    # (target, score, presence, lost), same order
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,6 +43,7 @@ def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, 
             assert added["ok"], added
             published = f'siammask_frames_total{{stage="publish",stream="{stream}"}}'
             _wait(serve, lambda: serve.metrics().get(published, 0) > 3, f"results of {stream}")
+            assert f'siammask_lost_targets{{stream="{stream}"}}' in serve.metrics()  # set on every processed frame
             assert serve.ctl({"cmd": "remove_stream", "stream": stream})["ok"]
             left = [name for name in serve.metrics() if f'stream="{stream}"' in name]
             assert left == [], left
