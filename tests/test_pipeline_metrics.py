@@ -33,7 +33,7 @@ def _files_of_dead_processes(serve) -> list[str]:
 
 def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, synthetic_video, lite):
     config = {"streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
-              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "control": ANY_PORT,
+              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT,
               "metrics_port": free_port(), "log_interval_s": 0}
     with serving(tmp_path, config) as serve:
         for n in range(CYCLES):
