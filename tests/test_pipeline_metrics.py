@@ -26,7 +26,7 @@ def _wait(serve, condition, what: str):
 
 def _files_of_dead_processes(serve) -> list[str]:
     """Metrics files named for a pid that is no longer a process of this serve."""
-    folder = next(serve.tmpdir.glob("siammask-serve-*")) / "metrics"
+    folder = next(serve.private.glob("siammask-serve-*")) / "metrics"  # endpoints.RunDir
     alive = {str(p) for p in descendants(serve.proc.pid)} | {str(serve.proc.pid)}
     return sorted(f.name for f in folder.glob("*.db") if f.stem.rsplit("_", 1)[1] not in alive | {"archive"})
 
