@@ -8,6 +8,7 @@ boxes go back as events. The tracker and the link to the other stages are given 
 drives a stage in-process with a real Tracker and real sockets."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from siammask.errors import UserError
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from .config import ModelConfig
-from .messages import (AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, Ready, Received, RemoveStream,
-                       RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed)
-from .metrics import DROPPED, QUEUE_DEPTH
+from .messages import (FOUND, LOST, AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, Ready, Received,
+                       RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged,
+                       TargetFailed)
+from .metrics import DROPPED, LOST_TARGETS, QUEUE_DEPTH, REACQUIRED
 from .postprocess import record
 from .process import StopFlag, log
 from .selection import Gate, Pick, select
@@ -83,13 +85,22 @@ class Item:
     stamps: dict[str, float]
     started: dict[int, TrackResult] = field(default_factory=dict)
     results: dict[int, TrackResult] = field(default_factory=dict)
+    changes: dict[int, str] = field(default_factory=dict)   # target -> LOST or FOUND on this frame
 
 
 def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
-    """Template from the init frame and box, position and size from the last known box."""
+    """Template (and presence memory) from the init frame and box, position and size from the last
+    known box; it starts tracking there, and is found lost again if it is still out of view."""
     state = tracker.init(seed.init_frame, [seed.init_box])[0]
     x, y, w, h = seed.box
-    return TargetState(np.array([x + w / 2, y + h / 2]), np.array([w, h]), state.avg_color, state.features)
+    return dataclasses.replace(state, pos=np.array([x + w / 2, y + h / 2]), size=np.array([w, h], np.float64))
+
+
+def change(was_lost: bool, result: TrackResult) -> str | None:
+    """LOST on the frame a target is lost, FOUND on the frame it is re-acquired, else None."""
+    if result.found:
+        return FOUND
+    return LOST if result.lost and not was_lost else None
 
 
 class InferenceStage:
@@ -165,6 +176,8 @@ class InferenceStage:
             new_state, result = self.tracker.finish(item.frame, state, picks[i])
             self.streams[item.pick.stream].targets[tid] = new_state
             item.results[tid] = result
+            if kind := change(state.lost, result):
+                item.changes[tid] = kind
         for item in items:
             item.stamps.update(start=started, pre=pre, infer=inferred)
             self._publish(item)
@@ -203,7 +216,31 @@ class InferenceStage:
             DROPPED.labels(stream, "sink").inc()
             live.dropped["sink"] += 1
         self._event(Boxes, block=False, stream=stream, frame=frame_id,
-                    boxes=tuple((t, tuple(r.box)) for t, r in results.items()))
+                    boxes=tuple((t, tuple(r.box)) for t, r in results.items()),
+                    states=tuple((t, float(r.score), float(r.presence), bool(r.lost)) for t, r in results.items()))
+        self._count_lost(stream)
+        for tid, kind in item.changes.items():
+            self._changed(item, tid, kind)
+
+    def _changed(self, item: Item, target: int, kind: str) -> None:
+        """A lost or found target: counted, then to the supervisor, then after the frame's result to
+        the sink, which publishes it; so once a subscriber has it, the metrics count it and the
+        supervisor has it queued. Both sends wait for room: these are rare and must not be lost."""
+        r = item.results[target]
+        event = TargetChanged(generation=self.generation, stream=item.pick.stream, target=target,
+                              frame=item.header.frame, time=item.stamps["read"], change=kind,
+                              box=tuple(float(v) for v in r.box), score=float(r.score),
+                              presence=float(r.presence))
+        if kind == FOUND:
+            REACQUIRED.labels(item.pick.stream).inc()
+        if not self.link.event(event):
+            log("inference", "the supervisor did not take event 'TargetChanged'")
+        if not self.link.result(event, block=True):
+            log("inference", f"the sink did not take the '{kind}' event of target {target} on stream "
+                             f"'{item.pick.stream}'")
+
+    def _count_lost(self, stream: str) -> None:
+        LOST_TARGETS.labels(stream).set(sum(state.lost for state in self.streams[stream].targets.values()))
 
     # --- commands -------------------------------------------------------------------------------
 
@@ -226,6 +263,7 @@ class InferenceStage:
     def _remove_stream(self, cmd: RemoveStream, live: LiveStream) -> None:
         self.link.unfollow(cmd.stream)
         del self.streams[cmd.stream]
+        LOST_TARGETS.labels(cmd.stream).set(0)  # a stream added again with this id starts with none lost
         self.link.result(StreamEnd(cmd.stream), block=True)
 
     def _set_paused(self, cmd: SetPaused, live: LiveStream) -> None:
@@ -236,6 +274,7 @@ class InferenceStage:
     def _remove_target(self, cmd: RemoveTarget, live: LiveStream) -> None:
         live.targets.pop(cmd.target, None)
         live.pending.pop(cmd.target, None)
+        self._count_lost(cmd.stream)
 
     def _add_target(self, cmd: AddTarget, live: LiveStream) -> None:
         """Start on the newest frame already seen, so the reply tells at once whether the box fits."""

@@ -99,9 +99,12 @@ class Ready(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Boxes(Event):
+    """Where every target of a stream is after a frame, and how sure the tracker is (for `ctl list`)."""
+
     stream: str
     frame: int
     boxes: tuple[tuple[int, Box], ...]     # (target, box) of every target on that frame
+    states: tuple[tuple[int, float, float, bool], ...]    # (target, score, presence, lost), same order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +124,25 @@ class TargetFailed(Event):
     error: str
 
 
+LOST, FOUND = "lost", "found"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetChanged(Event):
+    """A target lost (the tracker believes it is out of view) or found again on `frame`. Sent to the
+    supervisor (its registry, its log) and, the same message, to the sink, which publishes it (see
+    sink.event_message)."""
+
+    stream: str
+    target: int
+    frame: int
+    time: float                # wall-clock seconds the frame was read (its result's capture_ts)
+    change: str                # LOST or FOUND
+    box: Box                   # lost: the last box where it was seen; found: where it was found
+    score: float
+    presence: float
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reply(Event):
     """The answer to a command with a `req`; an added target's init frame follows."""
@@ -137,7 +159,7 @@ class Reply(Event):
         return self.error is None
 
 
-# --- inference -> sink -----------------------------------------------------------------------------
+# --- inference -> sink (and TargetChanged above) -------------------------------------------------
 
 @dataclass(frozen=True)
 class Result:
@@ -160,7 +182,7 @@ class Result:
 
 
 Message = Union[FrameHeader, StreamEnd, AddStream, RemoveStream, SetPaused, AddTarget, RemoveTarget, Ready, Boxes,
-                TargetAdded, TargetFailed, Reply, Result]
+                TargetAdded, TargetFailed, TargetChanged, Reply, Result]
 TYPES: dict[str, type] = {cls.__name__: cls for cls in Message.__args__}
 
 

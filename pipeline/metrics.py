@@ -30,6 +30,9 @@ QUEUE_DEPTH = Gauge("siammask_queue_depth", "Frames found waiting at the inferen
                     ["stream"], multiprocess_mode="livemax")
 REJECTED = Counter("siammask_rejected_messages", "Messages on a stream's frame socket dropped: undecodable, or "
                    "naming another stream", ["stream", "reason"])
+LOST_TARGETS = Gauge("siammask_lost_targets", "Targets the tracker believes are out of view (searching for them), "
+                     "per stream", ["stream"], multiprocess_mode="livesum")
+REACQUIRED = Counter("siammask_reacquired_targets", "Lost targets found again, per stream", ["stream"])
 RESTARTS = Counter("siammask_restarts", "Stage processes restarted after a crash or stall", ["stage"])
 
 

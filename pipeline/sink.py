@@ -16,13 +16,13 @@ import numpy as np
 import zmq
 
 from siammask.errors import UserError
-from siammask.io.annotate import annotate, target_color
+from siammask.io.annotate import draw_target
 from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, next_part
 
 from . import messages
 from .config import CurveConfig, OutputsConfig
 from .endpoints import bound_endpoint
-from .messages import Result, StreamEnd
+from .messages import Result, StreamEnd, TargetChanged
 from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
 from .preview import PreviewServer
 from .process import StopFlag, log
@@ -103,13 +103,19 @@ def message(result: Result, published: float, publish_drops: int) -> dict:
             "width": result.width, "height": result.height, "targets": list(result.targets)}
 
 
+def event_message(event: TargetChanged) -> dict:
+    """The public JSON of a target lost or found again, published right after its frame's message;
+    'stream' first, like every message, so a stream's subscribers get its events too."""
+    return {"stream": event.stream, "event": event.change, "target": event.target, "frame": event.frame,
+            "time": event.time, "box": list(event.box), "score": event.score, "presence": event.presence}
+
+
 def draw(frame: np.ndarray, targets: tuple[dict, ...]) -> np.ndarray:
-    """The frame with every target's mask, polygon and 'id: score' label, as `siammask track --output`."""
+    """The frame with every target drawn as `siammask track --output` draws it (a lost one differently)."""
     canvas = frame
     for t in targets:
         mask = decode_mask(t["mask"]) if t["mask"] else None
-        canvas = annotate(canvas, t["polygon"], mask, color=target_color(t["target"]),
-                          label=f"{t['target']}: {t['score']:.2f}")
+        canvas = draw_target(canvas, t["target"], t["polygon"], mask, t["score"], t["lost"])
     return canvas
 
 
@@ -150,32 +156,36 @@ class Sink:
         stack.callback(lambda: [v.release() for v in self.videos.values()])
         self.publish_drops: dict[str, int] = {}
 
-    def handle(self, result: Result | StreamEnd, pixels: np.ndarray | None) -> None:
+    def handle(self, result: Result | StreamEnd | TargetChanged, pixels: np.ndarray | None) -> None:
         stream = result.stream
         if isinstance(result, StreamEnd):
             self._end(stream)
+            return
+        if isinstance(result, TargetChanged):
+            self._send(stream, json.dumps(event_message(result), allow_nan=False).encode())
             return
         result.t["sink"] = time.time()
         self.accounts.settle(result)
         msg = message(result, time.time(), self.publish_drops.get(stream, 0))
         LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
         text = json.dumps(msg, allow_nan=False)  # encoded once, for subscribers and the JSON-lines file alike
-        self._send(stream, text.encode())
+        if self._send(stream, text.encode()):
+            self.publish_drops[stream] = 0  # this message reported them
         FRAMES.labels(stream, "publish").inc()
         if self.jsonl:
             self.jsonl.write_line(text)
         if pixels is not None:
             self._draw(stream, result, pixels)
 
-    def _send(self, stream: str, payload: bytes) -> None:
+    def _send(self, stream: str, payload: bytes) -> bool:
         """Everyone with room gets the message; a subscriber too slow to take it loses it, counted
-        (XPUB_NODROP makes a full subscriber visible as EAGAIN instead of a silent drop)."""
+        (XPUB_NODROP makes a full subscriber visible as EAGAIN instead of a silent drop) until a
+        frame's message reports the count. True when every subscriber took it."""
         while self.publish.poll(0):
             self.publish.recv()  # subscriptions: XPUB hands them to us; nothing to do with them
         try:
             self.publish.send(payload, zmq.NOBLOCK)
-            self.publish_drops[stream] = 0
-            return
+            return True
         except zmq.Again:
             DROPPED.labels(stream, "publish").inc()
             self.publish_drops[stream] = self.publish_drops.get(stream, 0) + 1
@@ -184,6 +194,7 @@ class Sink:
             self.publish.send(payload, zmq.NOBLOCK)
         finally:
             self.publish.setsockopt(zmq.XPUB_NODROP, 1)
+        return False
 
     def _draw(self, stream: str, result: Result, frame: np.ndarray) -> None:
         want_video = self.spec.outputs.video is not None

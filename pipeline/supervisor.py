@@ -28,8 +28,8 @@ from .endpoints import RunDir, bound_endpoint
 from .httpserve import serve_metrics
 from .inference import InferenceSpec, StageSpec, TargetSeed
 from .launch import GENERATION_SPAN, SUPERVISOR_GENERATIONS, Launcher, LocalLauncher, StageProcess, fresh_generation
-from .messages import (AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply, SetPaused,
-                       TargetAdded, TargetFailed)
+from .messages import (LOST, AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply,
+                       SetPaused, TargetAdded, TargetChanged, TargetFailed)
 from .metrics import RESTARTS, StageMetrics, SummaryLine
 from .process import Backoff, log
 from .security import Security, load_keys
@@ -47,6 +47,18 @@ class TargetRecord:
     init_box: Box
     init_frame: np.ndarray
     box: Box
+    frame: int                                # the last frame it was tracked on (box and the rest: there)
+    score: float = 1.0
+    presence: float = 1.0
+    lost: bool = False                        # the tracker believes it is out of view; box: where last seen
+
+    def update(self, frame: int, box: Box, score: float, presence: float, lost: bool) -> None:
+        self.frame, self.box, self.score, self.presence, self.lost = frame, box, score, presence, lost
+
+    def listing(self, target: int) -> dict[str, Any]:
+        """Its entry in `ctl list`."""
+        return {"id": target, "box": list(self.box), "state": "lost" if self.lost else "tracking",
+                "presence": self.presence, "score": self.score, "frame": self.frame}
 
 
 @dataclass
@@ -114,7 +126,8 @@ class Supervisor:
         self.control: zmq.Socket | None = None
         self.link: SupervisorLink | None = None
         self._on_event_type = {Ready: self._on_ready, Boxes: self._on_boxes, TargetAdded: self._on_target_added,
-                               TargetFailed: self._on_target_failed, Reply: self._on_reply}
+                               TargetFailed: self._on_target_failed, TargetChanged: self._on_target_changed,
+                               Reply: self._on_reply}
         self.http = None
         self.metrics = StageMetrics(str(run_dir.sub("metrics")), lambda: tuple(self.streams))
         for stream in cfg.streams:
@@ -171,15 +184,16 @@ class Supervisor:
             else:  # role capture: no sockets, only children to watch
                 ready = {}
                 time.sleep(0.1)
+            # events first: requests of this turn are answered from a registry that has them
+            if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
+                for event, pixels in self.link.events():
+                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
+                        self._on_event_type[type(event)](event, pixels)
             if self.control in ready:
                 for _ in range(REQUESTS_PER_TURN):
                     if not self.control.poll(0):
                         break
                     self._on_control(self.control.recv_multipart())
-            if self.link is not None and (self.link.pollable is None or self.link.pollable in ready):
-                for event, pixels in self.link.events():
-                    if event.generation // GENERATION_SPAN == self.generation:  # else from a process since replaced
-                        self._on_event_type[type(event)](event, pixels)
             self._watch_children()
             self._expire_requests()
             if summary and time.monotonic() >= next_summary:
@@ -343,14 +357,23 @@ class Supervisor:
 
     def _on_boxes(self, event: Boxes, pixels: np.ndarray | None) -> None:
         rec = self.streams.get(event.stream)
-        for tid, box in event.boxes if rec else ():
+        for (tid, box), (_, score, presence, lost) in zip(event.boxes, event.states) if rec else ():
             if tid in rec.targets:
-                rec.targets[tid].box = box
+                rec.targets[tid].update(event.frame, box, score, presence, lost)
+
+    def _on_target_changed(self, event: TargetChanged, pixels: np.ndarray | None) -> None:
+        """Also kept in the registry: the frame's Boxes event may have been dropped (a full queue)."""
+        rec = self.streams.get(event.stream)
+        if rec and event.target in rec.targets:
+            rec.targets[event.target].update(event.frame, event.box, event.score, event.presence,
+                                             event.change == LOST)
+        log("supervisor", f"stream '{event.stream}': target {event.target} {event.change} on frame {event.frame} "
+                          f"(presence {event.presence:.2f})")
 
     def _on_target_added(self, event: TargetAdded, pixels: np.ndarray | None) -> None:
         rec = self.streams.get(event.stream)
         if rec and rec.pending.pop(event.target, None):
-            rec.targets[event.target] = TargetRecord(event.box, pixels.copy(), event.box)
+            rec.targets[event.target] = TargetRecord(event.box, pixels.copy(), event.box, event.frame)
 
     def _on_target_failed(self, event: TargetFailed, pixels: np.ndarray | None) -> None:
         rec = self.streams.get(event.stream)
@@ -369,7 +392,7 @@ class Supervisor:
             return
         rec = self.streams.get(req.stream)
         if event.ok and rec is not None:
-            rec.targets[req.target] = TargetRecord(event.box, pixels.copy(), event.box)
+            rec.targets[req.target] = TargetRecord(event.box, pixels.copy(), event.box, event.frame)
             self._answer(event.req, {"ok": True, "stream": req.stream, "target": req.target, "frame": event.frame})
         else:
             self._answer(event.req, {"ok": False, "error": event.error or "stream was removed"})
@@ -413,7 +436,7 @@ class Supervisor:
     def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:
         streams = [{"id": sid, "source": rec.config.source, "endpoint": rec.endpoint, "state": rec.state,
                     "paused": rec.paused, "pending": sorted(rec.pending),
-                    "targets": [{"id": tid, "box": list(t.box)} for tid, t in sorted(rec.targets.items())],
+                    "targets": [t.listing(tid) for tid, t in sorted(rec.targets.items())],
                     **self.launcher.placement(sid, self._process(_capture(sid)))}
                    for sid, rec in self.streams.items()]
         processes = {name: c.process.pid for name, c in self.children.items()

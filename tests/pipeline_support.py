@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -72,6 +73,23 @@ def lite_checkpoint(path: Path) -> Path:
     """The lite variant (about 20x faster than sharp on a CPU) with seeded random weights."""
     torch.manual_seed(0)
     return save_checkpoint(SiamMask("lite").eval(), path, config={"hp": "davis"})
+
+
+# A target that goes away and comes back (siammask.data.occlude's `patch`: background from
+# elsewhere in the frame covers it, so the scene looks as if it had gone). With the shipped default
+# weights it is lost on frame 21 and found again on frame 36 (Tracker.step, checked by hand and by
+# tests/test_pipeline_stage.py); tests take the margins around those frames.
+GONE = range(20, 35)           # frames where the target is absent
+FOUND_BY = 45                  # it is found again before this frame
+
+
+def disappearing_clip(num_frames: int = 60) -> list[np.ndarray]:
+    """160x120 frames of the synthetic object of seed 3 (box BOX on frame 0), absent on GONE."""
+    from siammask.data.occlude import occlude
+    from siammask.synthetic import make_sequence
+    seq = make_sequence(num_frames=num_frames, size=(160, 120), seed=3)
+    boxes = np.array([f.box for f in seq])
+    return occlude([f.image for f in seq], boxes, GONE.start, len(GONE), "patch", np.random.default_rng(0)).frames
 
 
 def free_port() -> int:
@@ -212,9 +230,13 @@ class Serve:
 
 
 class Subscriber:
-    """A SUB socket on the publish endpoint; `recv` returns one decoded message or None."""
+    """A SUB socket on the publish endpoint; `recv` returns one decoded message or None. A target's
+    lost/found event messages are passed over unless `events` (the lite model's random weights lose
+    their targets within a few frames: tests of frame messages see frame and end messages only)."""
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, hwm: int = 1000, **options) -> None:
+    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, hwm: int = 1000, events: bool = False,
+                 **options) -> None:
+        self.events = events
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.linger = 0
@@ -225,9 +247,12 @@ class Subscriber:
         self.sock.connect(endpoint)
 
     def recv(self, timeout_s: float) -> dict | None:
-        if not self.sock.poll(int(timeout_s * 1000)):
-            return None
-        return json.loads(self.sock.recv())
+        end = time.monotonic() + timeout_s
+        while self.sock.poll(max(0, int((end - time.monotonic()) * 1000))):
+            msg = json.loads(self.sock.recv())
+            if self.events or "event" not in msg:
+                return msg
+        return None
 
     def wait_for(self, predicate, timeout_s: float, what: str) -> list[dict]:
         """Messages until one satisfies `predicate`; fails the test with `what` after the timeout."""

@@ -34,7 +34,7 @@ from siammask.synthetic import make_sequence, write_image_folder
 pytestmark = pytest.mark.slow  # every test runs the command as processes (the runs fixture: minutes)
 NUM_FRAMES = 12
 WIDTH, HEIGHT = 160, 120
-RECORD_KEYS = {"frame", "box", "polygon", "score", "lost", "mask", "target"}
+RECORD_KEYS = {"frame", "box", "polygon", "score", "presence", "lost", "found", "mask", "target"}
 LOST_THRESHOLD = 0.3  # TrackerConfig default; no preset overrides it
 SECOND_BOX = (100.0, 70.0, 30.0, 25.0)
 DEFAULT_WEIGHTS = Path(siammask.__file__).resolve().parent / "weights" / "default.pth"
@@ -89,24 +89,36 @@ def check_records(records: list[dict], boxes, num_frames: int = NUM_FRAMES) -> N
     targets = len(boxes)
     assert len(records) == num_frames * targets
     assert [(r["frame"], r["target"]) for r in records] == [(f, t) for f in range(num_frames) for t in range(targets)]
+    previous: dict[int, dict] = {}
     for r in records:
         assert set(r) == RECORD_KEYS, r.keys()
         assert len(r["box"]) == 4 and all(type(v) is float for v in r["box"])
         assert len(r["polygon"]) == 8 and all(type(v) is float for v in r["polygon"])
         assert type(r["score"]) is float and type(r["lost"]) is bool
+        assert type(r["presence"]) is float and 0.0 <= r["presence"] <= 1.0 and type(r["found"]) is bool
+        before, previous[r["target"]] = previous.get(r["target"]), r
         if r["frame"] == 0:
             given = [float(v) for v in boxes[r["target"]]]
             assert r["box"] == given  # exactly the --box values
             assert r["polygon"] == pytest.approx(corners(given), abs=1e-9)
             assert r["mask"] is None
-            assert r["score"] == 1.0 and r["lost"] is False
+            assert r["score"] == 1.0 and r["presence"] == 1.0 and r["lost"] is False and r["found"] is False
             continue
+        assert 0.0 <= r["score"] <= 1.0
+        # lost when the (smoothed) presence falls below lost_threshold; found on the first frame after
+        # a lost one that is not lost
+        if before["lost"]:
+            assert r["found"] is not r["lost"]
+        else:
+            assert r["found"] is False and r["lost"] == (r["presence"] < LOST_THRESHOLD)
         mask = r["mask"]
+        if mask is None:  # re-detection on: a lost target stays at the last box where it was seen
+            assert r["lost"] and r["box"] == before["box"]
+            assert r["polygon"] == pytest.approx(corners(r["box"]), abs=1e-9)
+            continue
         assert set(mask) == {"size", "counts"} and mask["size"] == [HEIGHT, WIDTH]
         assert isinstance(mask["counts"], str)
         assert decode_mask(mask).shape == (HEIGHT, WIDTH)
-        assert 0.0 <= r["score"] <= 1.0
-        assert r["lost"] == (r["score"] < LOST_THRESHOLD)
         # the tracker clamps the centre into the frame and the size into [10, frame size]
         x, y, w, h = r["box"]
         assert 10 <= w <= WIDTH and 10 <= h <= HEIGHT

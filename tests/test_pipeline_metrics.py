@@ -26,14 +26,14 @@ def _wait(serve, condition, what: str):
 
 def _files_of_dead_processes(serve) -> list[str]:
     """Metrics files named for a pid that is no longer a process of this serve."""
-    folder = next(serve.tmpdir.glob("siammask-serve-*")) / "metrics"
+    folder = next(serve.private.glob("siammask-serve-*")) / "metrics"  # endpoints.RunDir
     alive = {str(p) for p in descendants(serve.proc.pid)} | {str(serve.proc.pid)}
     return sorted(f.name for f in folder.glob("*.db") if f.stem.rsplit("_", 1)[1] not in alive | {"archive"})
 
 
 def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, synthetic_video, lite):
     config = {"streams": [{"id": "a", "source": str(synthetic_video), "loop": True, "fps": 25.0, "boxes": [BOX]}],
-              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "control": ANY_PORT,
+              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT,
               "metrics_port": free_port(), "log_interval_s": 0}
     with serving(tmp_path, config) as serve:
         for n in range(CYCLES):
@@ -43,6 +43,7 @@ def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, 
             assert added["ok"], added
             published = f'siammask_frames_total{{stage="publish",stream="{stream}"}}'
             _wait(serve, lambda: serve.metrics().get(published, 0) > 3, f"results of {stream}")
+            assert f'siammask_lost_targets{{stream="{stream}"}}' in serve.metrics()  # set on every processed frame
             assert serve.ctl({"cmd": "remove_stream", "stream": stream})["ok"]
             left = [name for name in serve.metrics() if f'stream="{stream}"' in name]
             assert left == [], left

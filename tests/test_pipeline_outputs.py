@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow   # every test runs serve's processes
 
 def config(source: Path, lite: Path, loop: bool = True, **extra) -> dict:
     return {"streams": [{"id": "a", "source": str(source), "loop": loop, "fps": 25.0, "boxes": [BOX]}],
-            "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "control": ANY_PORT,
+            "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT,
             "metrics_port": free_port(), "log_interval_s": 0, **extra}
 
 

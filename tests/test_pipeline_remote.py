@@ -149,7 +149,8 @@ def test_simple_command_line_serves_a_file_and_exits_at_its_end(tmp_path, synthe
     first = lines[0]
     assert first["frame"] == 0 and first["stream"] == "cam"
     assert first["targets"] == [{"frame": 0, "box": list(box), "polygon": first["targets"][0]["polygon"],
-                                 "score": 1.0, "lost": False, "mask": None, "target": 0}]
+                                 "score": 1.0, "presence": 1.0, "lost": False, "found": False, "mask": None,
+                                 "target": 0}]
     assert [m["frame"] for m in lines] == sorted({m["frame"] for m in lines})
     assert max(m["frame"] for m in lines) < len(synthetic_frames)
     capture = cv2.VideoCapture(str(video))

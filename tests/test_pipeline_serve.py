@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import zmq
 
+from siammask.config import CONFIG_DIR
 from siammask.io.annotate import target_color
 
 from pipeline_support import (ANY_PORT, ENV, QUEUE_BOUND, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
@@ -32,7 +33,7 @@ from pipeline_support import (ANY_PORT, ENV, QUEUE_BOUND, START_TIMEOUT_S, Subsc
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
                 "height", "targets"}
-RECORD_KEYS = {"frame", "box", "polygon", "score", "lost", "mask", "target"}
+RECORD_KEYS = {"frame", "box", "polygon", "score", "presence", "lost", "found", "mask", "target"}
 STAGES = {"capture", "to_inference", "queue", "preprocess", "infer", "postprocess", "to_sink", "publish"}
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 SLOW_BACKLOG_BOUND = 400        # messages a stuck subscriber can have queued (HWMs + 64 KiB + 4 KiB of buffers)
@@ -40,9 +41,13 @@ pytestmark = pytest.mark.slow   # every test runs serve's processes
 
 
 def serve_config(tmp: Path, video: Path, lite: Path, streams: tuple[str, ...] = ("a",)) -> dict:
+    # davis with lost_threshold 0: the random weights' presence would flag the target lost within a few
+    # frames (then drawn dashed grey without its mask); these tests want it drawn tracked, in its colour
+    hp = tmp / "tracking.yaml"
+    hp.write_text((CONFIG_DIR / "hp" / "davis.yaml").read_text() + "lost_threshold: 0.0\n")
     return {
         "streams": [{"id": s, "source": str(video), "loop": True, "fps": 50.0, "boxes": [BOX]} for s in streams],
-        "model": {"weights": str(lite), "threads": 1},
+        "model": {"weights": str(lite), "hp": str(hp), "threads": 1},
         "publish": ANY_PORT,
         "metrics_port": free_port(), "preview_port": free_port(),  # HTTP: ZeroMQ cannot pick these
         "outputs": {"jsonl": str(tmp / "results.jsonl")},
@@ -84,6 +89,8 @@ def test_one_message_per_processed_frame(served):
         assert [t["target"] for t in m["targets"]] == [0]
         record = m["targets"][0]
         assert set(record) == RECORD_KEYS and record["frame"] == m["frame"]
+        assert 0.0 <= record["presence"] <= 1.0 and type(record["lost"]) is type(record["found"]) is bool
+        assert record["lost"] is record["found"] is False  # lost_threshold 0 (serve_config)
         assert record["mask"]["size"] == [120, 160] and len(record["polygon"]) == 8
     check_accounting(msgs)
     assert sum(m["dropped"]["inference"] for m in msgs) > 0, "the slowed inference stage dropped nothing"

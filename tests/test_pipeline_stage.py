@@ -3,19 +3,30 @@ sockets over inproc://, driven one turn at a time with `InferenceStage.step`; th
 captures, the supervisor and the sink on the other ends. No processes, no sleeps."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import zmq
 from prometheus_client import REGISTRY
 
-from siammask.pipeline.inference import InferenceStage, StageSpec
-from siammask.pipeline.messages import (AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveTarget, Reply, Result,
-                                        SetPaused, StreamEnd, TargetAdded, drain, send)
+from siammask.pipeline.inference import InferenceStage, StageSpec, TargetSeed
+from siammask.pipeline.messages import (FOUND, LOST, AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveTarget,
+                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged, drain, send)
 from siammask.pipeline.transport import LinkSpec, ZmqStageLink
 from siammask.synthetic import make_sequence
 
+from pipeline_support import FOUND_BY, GONE, disappearing_clip
+
 BOX = (25.0, 19.0, 26.0, 19.0)  # the synthetic object on frame 0 (seed 3, 160x120)
 GENERATION = 3
+
+
+@pytest.fixture(scope="module")
+def default_tracker():
+    """The shipped default weights: their presence estimate is the trained one."""
+    from siammask.api import load_tracker
+    return load_tracker()
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +38,8 @@ class Harness:
     """The stage's surroundings on inproc:// sockets of one context: a capture per stream (PUSH,
     bound), the supervisor's command pipe and event queue, and the sink's result queue."""
 
-    def __init__(self, tracker, streams: tuple[AddStream, ...], send_frames: bool = False) -> None:
+    def __init__(self, tracker, streams: tuple[AddStream, ...], send_frames: bool = False,
+                 seeds: tuple[TargetSeed, ...] = ()) -> None:
         self.ctx = zmq.Context()
         self.events = self._bound(zmq.PULL, "inproc://events")
         self.results = self._bound(zmq.PULL, "inproc://results")
@@ -35,7 +47,7 @@ class Harness:
         link = ZmqStageLink(LinkSpec("inproc://commands", "inproc://events", "inproc://results", queue_size=8,
                                      results_hwm=16, curve=None), self.ctx)
         self.stopped = False
-        self.stage = InferenceStage(tracker, link, StageSpec(streams, (), GENERATION, send_frames),
+        self.stage = InferenceStage(tracker, link, StageSpec(streams, seeds, GENERATION, send_frames),
                                     lambda: self.stopped)
         self.commands = self.ctx.socket(zmq.PUSH)
         self.commands.connect("inproc://commands")
@@ -93,7 +105,7 @@ def test_first_frame_starts_the_targets_and_the_newest_frame_is_tracked(harness,
     start, tracked = results[0][0], results[1][0]
     assert start.frame == 0 and start.dropped == {"capture": 0, "inference": 0, "sink": 0}
     assert start.targets == ({"frame": 0, "box": BOX, "polygon": start.targets[0]["polygon"], "score": 1.0,
-                              "lost": False, "mask": None, "target": 0},)
+                              "presence": 1.0, "lost": False, "found": False, "mask": None, "target": 0},)
     # frame 1 skipped, frame 2 lost by the capture: both reported with frame 3
     assert tracked.frame == 3 and tracked.dropped == {"capture": 1, "inference": 1, "sink": 0}
     assert (tracked.width, tracked.height, tracked.generation) == (160, 120, GENERATION)
@@ -107,6 +119,9 @@ def test_first_frame_starts_the_targets_and_the_newest_frame_is_tracked(harness,
     np.testing.assert_array_equal(added[0][1], clip[0].image)  # the init frame, for a restarted process
     boxes = [e for e, _ in events if isinstance(e, Boxes)]
     assert [b.frame for b in boxes] == [0, 3] and boxes[1].boxes == ((0, tuple(want[0].box)),)
+    assert boxes[0].states == ((0, 1.0, 1.0, False),)
+    assert boxes[1].states == ((0, pytest.approx(want[0].score, abs=1e-4), pytest.approx(want[0].presence, abs=1e-4),
+                                want[0].lost),)
 
 
 def test_added_target_starts_on_the_newest_frame_and_is_answered(harness, clip):
@@ -212,3 +227,69 @@ def test_a_stream_speaks_only_for_itself_and_garbage_is_dropped(harness, clip):
     h.frame("b", 0, clip[0].image, first=True)
     results, _ = h.turn()
     assert sorted((r.stream, r.frame) for r, _ in results) == [("a", 1), ("b", 0)]
+
+
+def test_a_new_process_restores_each_target_at_its_last_box(harness, clip, lite_tracker):
+    """A restarted inference process gets every target as a seed: template from the init frame and
+    box, tracking on from the last box the supervisor saw."""
+    last = (40.0, 25.0, 28.0, 20.0)
+    h = Harness(lite_tracker, (stream(pending=()),), seeds=(TargetSeed("a", 0, BOX, clip[0].image, last),))
+    try:
+        h.frame("a", 5, clip[5].image)
+        results, _ = h.turn()
+    finally:
+        h.close()
+    start = lite_tracker.init(clip[0].image, [BOX])[0]
+    at_last = dataclasses.replace(start, pos=np.array([54.0, 35.0]), size=np.array([28.0, 20.0]))
+    _, want = lite_tracker.step(clip[5].image, [at_last])
+    (got,) = results[0][0].targets
+    np.testing.assert_allclose(got["box"], want[0].box, atol=1e-3)
+    assert got["score"] == pytest.approx(want[0].score, abs=1e-4)
+
+
+def metric(name: str, stream: str) -> float:
+    return REGISTRY.get_sample_value(name, {"stream": stream}) or 0.0
+
+
+def test_lost_and_found_go_to_the_sink_after_their_frame_and_to_the_supervisor(default_tracker):
+    """The shipped tracker on a target that is covered for GONE and comes back. Two targets on it:
+    one is removed while lost, so the gauge of lost targets counts only what is tracked."""
+    frames = disappearing_clip()
+    h = Harness(default_tracker, (stream("lt", pending=((0, BOX), (1, BOX))),))
+    reacquired = metric("siammask_reacquired_targets_total", "lt")
+    sent, told, lost_gauge, records = [], [], {}, {}
+    try:
+        for index, image in enumerate(frames):
+            h.frame("lt", index, image, first=index == 0)
+            results, events = h.turn()
+            sent += [msg for msg, _ in results]
+            told += [e for e, _ in events if isinstance(e, TargetChanged)]
+            records.update({(r.frame, t["target"]): t for r, _ in results if isinstance(r, Result) for t in r.targets})
+            lost_gauge[index] = metric("siammask_lost_targets", "lt")
+            if told and told[-1].change == LOST and told[-1].target == 1:
+                h.command(RemoveTarget(stream="lt", target=1, generation=GENERATION))
+    finally:
+        h.close()
+    lost, found = [e for e in told if e.change == LOST], [e for e in told if e.change == FOUND]
+    assert [e.target for e in lost] == [0, 1] and lost[0].frame == lost[1].frame and lost[0].frame in GONE
+    assert [e.target for e in found] == [0] and GONE.stop <= found[0].frame < FOUND_BY
+    gone_at, back_at = lost[0].frame, found[0].frame
+    # the sink gets the same messages, each right after its frame's result
+    changes = [m for m in sent if isinstance(m, TargetChanged)]
+    assert changes == told
+    for event in changes:
+        before = sent[sent.index(event) - 1]
+        assert isinstance(before, (Result, TargetChanged)) and before.frame == event.frame
+        assert event.stream == "lt" and event.time == 1.0 and event.generation == GENERATION  # frame read at 1.0
+    # an event says what its frame's record says: lost at the last box where it was seen, found where it is
+    assert lost[0].box == tuple(records[(gone_at - 1, 0)]["box"]) == tuple(records[(gone_at, 0)]["box"])
+    assert records[(gone_at, 0)]["lost"] and not records[(gone_at - 1, 0)]["lost"]
+    assert lost[0].presence == records[(gone_at, 0)]["presence"] < default_tracker.cfg.lost_threshold
+    assert records[(back_at, 0)]["found"] and found[0].box == tuple(records[(back_at, 0)]["box"])
+    assert found[0].presence == records[(back_at, 0)]["presence"] >= default_tracker.cfg.found_threshold
+    assert [t for (f, t) in records if f > gone_at] and all(t == 0 for (f, t) in records if f > gone_at)
+    # the gauge: both lost, then target 1 removed (the command is taken before the next frame), then found
+    assert lost_gauge[gone_at - 1] == 0 and lost_gauge[gone_at] == 2
+    assert all(lost_gauge[f] == 1 for f in range(gone_at + 1, back_at))
+    assert all(lost_gauge[f] == 0 for f in range(back_at, len(frames)))
+    assert metric("siammask_reacquired_targets_total", "lt") == reacquired + 1

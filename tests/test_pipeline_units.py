@@ -19,16 +19,21 @@ import zmq
 
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
+from siammask.geometry.masks import box_corners
+from siammask.io.annotate import draw_target
+from siammask.io.results import result_record
 from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
                                       load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import check_stage_endpoint, is_loopback, private_dir
-from siammask.pipeline.messages import (AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready, RemoveStream,
-                                        RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetFailed,
-                                        decode, decode_frame, encode, recv, send)
+from siammask.pipeline.messages import (LOST, AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready,
+                                        RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded,
+                                        TargetChanged, TargetFailed, decode, decode_frame, encode, recv, send)
 from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
+from siammask.pipeline.sink import draw, event_message
 from siammask.synthetic import make_sequence
+from siammask.tracker import TrackResult
 
 EXAMPLE = CONFIG_DIR / "pipeline" / "example.yaml"
 
@@ -226,7 +231,10 @@ MESSAGES = [
               registration=9, generation=2),
     RemoveStream(stream="b", generation=1), SetPaused(stream="b", paused=False, req=5),
     AddTarget(stream="b", target=2, box=(1.0, 2.0, 3.0, 4.0), req=6), RemoveTarget(stream="b", target=2),
-    Ready(generation=7), Boxes(stream="a", frame=3, boxes=((0, (1.0, 2.0, 3.0, 4.0)), (4, (5.0, 6.0, 7.0, 8.0)))),
+    Ready(generation=7), Boxes(stream="a", frame=3, boxes=((0, (1.0, 2.0, 3.0, 4.0)), (4, (5.0, 6.0, 7.0, 8.0))),
+                               states=((0, 0.9, 0.8, False), (4, 0.4, 0.1, True))),
+    TargetChanged(stream="a", target=4, frame=3, time=1.25, change=LOST, box=(5.0, 6.0, 7.0, 8.0), score=0.4,
+                  presence=0.1, generation=2),
     TargetAdded(stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=0), TargetFailed(stream="a", target=1, error="no"),
     Reply(req=4, error="stream 'x' is not running"), Reply(req=5, stream="a", target=1, box=(1.0, 2.0, 3.0, 4.0), frame=9),
     Result("a", 3, 25.0, {"read": 1.0}, 160, 120, {"capture": 1, "inference": 2, "sink": 0}, 4,
@@ -293,3 +301,18 @@ def test_bucket_quantile_interpolates_like_prometheus():
     assert bucket_quantile(0.7, buckets) == pytest.approx(0.015)
     assert bucket_quantile(0.99, buckets) == pytest.approx(0.047)
     assert bucket_quantile(0.5, [(0.01, 0.0)]) is None
+
+
+def test_the_sink_publishes_an_event_by_stream_and_draws_a_lost_target_as_track_does():
+    event = TargetChanged(stream="cam0", target=2, frame=9, time=1.5, change=LOST, box=(5.0, 6.0, 30.0, 20.0),
+                          score=0.4, presence=0.1, generation=7)
+    text = json.dumps(event_message(event))
+    assert text.startswith('{"stream": "cam0"')  # a stream's prefix subscription gets its events
+    assert json.loads(text) == {"stream": "cam0", "event": "lost", "target": 2, "frame": 9, "time": 1.5,
+                                "box": [5.0, 6.0, 30.0, 20.0], "score": 0.4, "presence": 0.1}
+    frame = np.full((60, 80, 3), 30, np.uint8)
+    corners = box_corners(20.0, 16.0, 30.0, 20.0)
+    lost = result_record(9, TrackResult((5.0, 6.0, 30.0, 20.0), corners, 0.4, 0.1, True, None, (-1, -1)), target=2)
+    drawn = draw(frame, (lost,))
+    np.testing.assert_array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=True))
+    assert not np.array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=False))

@@ -11,7 +11,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
-from siammask.io.annotate import annotate, target_color
+from siammask.io.annotate import LOST_COLOR, annotate, draw_target, target_color
 from siammask.io.results import (
     JsonlWriter,
     MaskDirWriter,
@@ -197,6 +197,28 @@ def test_annotate_several_targets_and_no_mask() -> None:
     np.testing.assert_array_equal(lost, frame)
     assert target_color(0) != target_color(1)
     assert len({target_color(i) for i in range(8)}) == 8
+
+
+def test_a_lost_target_is_its_last_box_dashed_in_grey_with_no_mask() -> None:
+    """Box x 10..30, y 30..42 on a black frame. Each side from its first corner (clockwise): 6 points
+    drawn, 4 left out, ...; each point paints the 2x2 square right of and below it."""
+    frame = np.zeros((56, 64, 3), np.uint8)
+    mask = np.zeros((56, 64), bool)
+    mask[30:43, 10:31] = True  # a mask passed with a lost target is not drawn
+    polygon = [10, 30, 30, 30, 30, 42, 10, 42]
+    out = draw_target(frame, 3, polygon, mask, 0.42, lost=True)
+    want = np.zeros((56, 64), bool)
+    want[30:32, 10:17] = want[30:32, 20:27] = want[30:32, 30:32] = True   # top, rightwards: x 10-15, 20-25, 30
+    want[30:37, 30:32] = want[40:44, 30:32] = True                        # right, downwards: y 30-35, 40-42
+    want[42:44, 25:32] = want[42:44, 15:22] = want[42:44, 10:12] = True   # bottom, leftwards: x 30-25, 20-15, 10
+    want[37:44, 10:12] = want[30:34, 10:12] = True                        # left, upwards: y 42-37, 32-30
+    box = out[30:]  # the label ends on row 29, the last above the box
+    np.testing.assert_array_equal(box.any(axis=2), want[30:])
+    assert LOST_COLOR == (160, 160, 160) and (box[want[30:]] == LOST_COLOR).all()
+    label = out[:30]  # '3: lost' just above the box, anti-aliased grey on black
+    assert label.any() and (label[..., 0] == label[..., 1]).all() and (label[..., 1] == label[..., 2]).all()
+    tracked = draw_target(frame, 3, polygon, mask, 0.42, lost=False)
+    assert (tracked[35, 20] == np.rint(0.4 * np.array(target_color(3)))).all()  # its mask tint, in its colour
 
 
 def test_annotate_rejects_mismatched_mask() -> None:

@@ -35,7 +35,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def _write_frame(fr, jsonl, masks, video) -> None:
     """One frame's JSON lines, mask PNGs and annotated video frame, all targets."""
-    from ..io.annotate import annotate, target_color
+    from ..io.annotate import draw_target
     from ..io.results import result_record
 
     canvas = fr.frame
@@ -45,7 +45,7 @@ def _write_frame(fr, jsonl, masks, video) -> None:
         if masks and r.mask is not None:
             masks[t].write(fr.index, r.mask)
         if video:
-            canvas = annotate(canvas, r.polygon, r.mask, color=target_color(t), label=f"{t}: {r.score:.2f}")
+            canvas = draw_target(canvas, t, r.polygon, r.mask, r.score, r.lost)
     if video:
         video.write(canvas)
 

@@ -21,6 +21,8 @@ _PALETTE: tuple[tuple[int, int, int], ...] = (
 
 MASK_ALPHA = 0.4
 _THICKNESS = 2
+LOST_COLOR = (160, 160, 160)  # BGR grey: a lost target's last box and label, whatever its own colour
+DASH, GAP = 6, 4              # px along each side of a lost target's box: drawn, then left out
 
 
 def target_color(index: int) -> tuple[int, int, int]:
@@ -52,6 +54,37 @@ def annotate(
     if label:
         _draw_label(out, label, _label_anchor(polygon, box), color)
     return out
+
+
+def draw_target(frame: np.ndarray, target: int, polygon: Sequence[float] | np.ndarray, mask: np.ndarray | None,
+                score: float, lost: bool) -> np.ndarray:
+    """One target as the annotated videos draw it (`track --output`, serve's video and preview):
+    tracked, its mask tint and polygon in its colour with 'ID: score'; lost (the tracker believes it
+    is out of view), its last box dashed in LOST_COLOR with 'ID: lost' and no mask, so a box on the
+    picture is never mistaken for a target that is there."""
+    if not lost:
+        return annotate(frame, polygon, mask, color=target_color(target), label=f"{target}: {score:.2f}")
+    out = frame.copy()
+    points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    for start, end in zip(points, np.roll(points, -1, axis=0)):
+        _dashed_line(out, start, end, LOST_COLOR)
+    _draw_label(out, f"{target}: lost", _label_anchor(points, None), LOST_COLOR)
+    return out
+
+
+def _dashed_line(image: np.ndarray, start: np.ndarray, end: np.ndarray, color: tuple[int, int, int]) -> None:
+    """From `start`, one point per pixel of length: DASH points drawn, GAP left out, and so on; each
+    drawn point (rounded) paints the _THICKNESS x _THICKNESS square right of and below it, in place."""
+    steps = max(int(np.ceil(np.hypot(*(end - start)))), 1)
+    index = np.arange(steps + 1)
+    drawn = index[index % (DASH + GAP) < DASH]
+    xs, ys = np.rint(start[:, None] + (end - start)[:, None] * drawn / steps).astype(np.int64)
+    height, width = image.shape[:2]
+    for dy in range(_THICKNESS):
+        for dx in range(_THICKNESS):
+            x, y = xs + dx, ys + dy
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            image[y[inside], x[inside]] = color
 
 
 def _blend_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> None:
