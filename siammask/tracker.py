@@ -20,6 +20,7 @@ from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_
 from .geometry.masks import (box_corners, guided_filter_available, guided_refine, mask_polygon, mask_window,
                              paste_back, paste_matrix)
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty, top_peaks
+from .evaluation.regions import box_iou
 from .geometry.tiles import grid_reach, scan_batch, scan_centres
 from .presence import PresenceModel, contrast, load_presence
 from .validate import box_in_frame
@@ -186,7 +187,7 @@ class Tracker:
         heads = self.engine.track(batch.crops, self.engine.concat([states[w.job].features for w in batch.windows]))
         found = [(w.job, box) for i, w in enumerate(batch.windows)
                  for box, _, _ in self._candidates(heads.cls[i], heads.loc[i], jobs[w.job][1], w)
-                 if _iou_cxcywh(box, np.array([*states[w.job].pos, *states[w.job].size])) < 0.1]
+                 if box_iou(_xywh(box), _xywh([*states[w.job].pos, *states[w.job].size]))[0] < 0.1]
         if not found:
             return states
         crops = [self._template_crop(frame, box[:2], box[2:], states[job].avg_color) for job, box in found]
@@ -379,12 +380,10 @@ class Tracker:
                        confirmations=confirmations, presence=pick.presence)
 
 
-def _iou_cxcywh(a: np.ndarray, b: np.ndarray) -> float:
-    """Overlap of two (cx, cy, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2))
-    iy = max(0.0, min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+def _xywh(box: Sequence[float]) -> np.ndarray:
+    """(1, 4) x, y, w, h of a cx, cy, w, h box."""
+    cx, cy, w, h = box
+    return np.array([[cx - w / 2, cy - h / 2, w, h]])
 
 
 def surroundings(pos: np.ndarray, size: np.ndarray) -> list[np.ndarray]:

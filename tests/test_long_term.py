@@ -11,18 +11,13 @@ import pytest
 from siammask.api import load_tracker
 from siammask.data.occlude import occlude
 from siammask.errors import UserError
+from siammask.evaluation.regions import box_iou
 from siammask.geometry.scoring import top_peaks
 from siammask.presence import PresenceModel, contrast, read_presence, save_presence
 from siammask.synthetic import make_sequence
 from siammask.training.presence import fit_curve, fit_projection
 
 SPAN = (20, 12)  # the target is absent on frames 20..31
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +30,10 @@ def clips():
     seq, other = make_sequence(50, seed=3), make_sequence(50, seed=8)
     frames, boxes = [f.image for f in seq], np.array([f.box for f in seq])
     return frames, boxes, [f.image for f in other]
+
+
+def _iou(a, b) -> float:
+    return float(box_iou([a], [b])[0])
 
 
 def _run(tracker, frames, boxes):

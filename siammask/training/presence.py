@@ -25,6 +25,7 @@ import numpy as np
 
 from ..data.formats import FORMATS, FrameAnnotation
 from ..data.occlude import MODES, NEEDS_OTHER, occlude
+from ..evaluation.regions import box_iou
 from ..geometry.crop import crop_and_resize, template_side, to_chw_float
 from ..presence import PresenceModel
 from ..tracker import Tracker
@@ -239,7 +240,7 @@ def _track_clip(tracker: Tracker, clip: Sequence[np.ndarray], boxes: np.ndarray,
         states, results = tracker.step(frame, states)
         p = min(max(results[0].presence, 1e-9), 1 - 1e-9)
         visible = bool(np.isfinite(truth).all())
-        if not visible or _iou(results[0].box, truth) >= IOU_TRACKED:
+        if not visible or box_iou([results[0].box], [truth])[0] >= IOU_TRACKED:
             contrasts.append(float(np.log(p / (1 - p))))
             present.append(visible)
 
@@ -251,14 +252,6 @@ def _fits_view(box: Sequence[float], shape: tuple[int, ...]) -> bool:
     margin_x, margin_y = 0.1 * width, 0.1 * height
     return (w * h < 0.2 * width * height and x >= margin_x and y >= margin_y
             and x + w <= width - margin_x and y + h <= height - margin_y)
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def fit_curve(contrast: np.ndarray, present: np.ndarray, real: np.ndarray, steps: int = 50) -> tuple[float, float]:
