@@ -17,7 +17,7 @@ from siammask.presence import PresenceModel, contrast, read_presence, save_prese
 from siammask.synthetic import make_sequence
 from siammask.training.presence import fit_curve, fit_projection
 
-SPAN = (20, 12)  # the target is absent on frames 20..31
+SPAN = (15, 20)  # the target is absent on frames 15..34
 
 
 @pytest.fixture(scope="module")
