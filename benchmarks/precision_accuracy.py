@@ -13,6 +13,7 @@ different clip (DAVIS-train 'bear').
 """
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import json
 import statistics
@@ -33,7 +34,7 @@ from siammask.engines.torch_engine import TorchEngine
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.exporter import export_model
 from siammask.model import variant_spec
-from siammask.tracker import TargetState, Tracker
+from siammask.tracker import Tracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference import DATA, TENNIS, TENNIS_BOX, parity_state_dict  # noqa: E402
@@ -57,12 +58,12 @@ def davis_clip(root: Path, name: str, frames: int) -> tuple[list[np.ndarray], tu
 def compare(reference: Tracker, others: dict[str, Tracker], frames: list[np.ndarray], box) -> dict[str, list[dict]]:
     """Per candidate and frame: mask IoU, largest box-coordinate shift (px), same grid position."""
     (state,) = reference.init(frames[0], [box])
-    features = {name: t.init(frames[0], [box])[0].features for name, t in others.items()}
+    starts = {name: t.init(frames[0], [box])[0] for name, t in others.items()}
     rows: dict[str, list[dict]] = {name: [] for name in others}
     for frame in frames[1:]:
         (next_state,), (ref,) = reference.step(frame, [state])
         for name, tracker in others.items():
-            start = TargetState(state.pos, state.size, state.avg_color, features[name])
+            start = dataclasses.replace(starts[name], pos=state.pos, size=state.size)
             _, (res,) = tracker.step(frame, [start])
             shift = float(np.abs(np.subtract(res.box, ref.box)).max())
             rows[name].append({"iou": jaccard(res.mask, ref.mask), "box_shift": shift,

@@ -33,7 +33,7 @@ class StaticBox(Tracker):
 
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
         return [TargetState(np.array([x + w / 2, y + h / 2]), np.array([w, h], np.float64),
-                            np.zeros(3), None) for x, y, w, h in boxes]
+                            np.zeros(3), None, None) for x, y, w, h in boxes]
 
     def step(self, frame: np.ndarray, states: Sequence[TargetState]) -> tuple[list[TargetState], list[TrackResult]]:
         results = []

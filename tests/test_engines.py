@@ -2,6 +2,7 @@
 engine through the CLI on the tennis frames, bf16 accuracy, and the errors a user can cause."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -23,7 +24,7 @@ from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
 from siammask.export.runtime import build_engine
 from siammask.export.verify import TOLERANCES, relative_error
-from siammask.tracker import TargetState, Tracker
+from siammask.tracker import Tracker
 
 from exports import exported, random_model
 from reference import TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
@@ -289,7 +290,7 @@ def test_torch_bf16_masks_on_tennis(tennis):
     (state,), (start,) = fp32.init(frames[0], [TENNIS_BOX]), bf16.init(frames[0], [TENNIS_BOX])
     ious = []
     for frame in frames[1:]:
-        _, (ours,) = bf16.step(frame, [TargetState(state.pos, state.size, state.avg_color, start.features)])
+        _, (ours,) = bf16.step(frame, [dataclasses.replace(start, pos=state.pos, size=state.size)])
         (state,), (ref,) = fp32.step(frame, [state])
         ious.append(jaccard(ours.mask, ref.mask))
     print("bf16 vs fp32 mask IoU per frame:", " ".join(f"{v:.3f}" for v in ious))

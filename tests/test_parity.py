@@ -5,6 +5,7 @@ produced); skips cleanly when it is absent.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from siammask.config import load_hp
 from siammask.engines.torch_engine import TorchEngine
 from siammask.geometry.scoring import fg_scores
 from siammask.io.results import decode_mask
-from siammask.tracker import TargetState, Tracker
+from siammask.tracker import Tracker
 
 from reference import REFERENCE, TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
 
@@ -121,8 +122,8 @@ def test_tracker_later_frames_step_by_step(parity_weights, tennis, run):
     (init,) = tracker.init(tennis[0], [TENNIS_BOX])
     for i in range(11, len(track)):
         prev = track[i - 1]
-        state = TargetState(np.array(prev["target_pos"], np.float64), np.array(prev["target_sz"], np.float64),
-                            init.avg_color, init.features)
+        state = dataclasses.replace(init, pos=np.array(prev["target_pos"], np.float64),
+                                    size=np.array(prev["target_sz"], np.float64))
         _, (res,) = tracker.step(tennis[i], [state])
         assert np.abs(np.array(res.box) - track[i]["box_xywh"]).max() <= 0.05, i
         assert _iou(res.mask, masks[i]) >= 0.99, i
