@@ -226,7 +226,7 @@ class Tracker:
     def _centres(self, frame: np.ndarray, state: TargetState, side: float) -> list[np.ndarray]:
         """Where to cut a job's crops: round the target, or (lost) the candidate being confirmed and
         the next windows of the nearest-first scan of the whole frame."""
-        if not (state.lost and self.cfg.redetect):
+        if not self._searching(state):
             return [state.pos]
         reach = grid_reach(side, self.score_size, self.geometry.stride, self.cfg.instance_size)
         frame_wh = (frame.shape[1], frame.shape[0])
@@ -248,7 +248,7 @@ class Tracker:
         verify = [self._template_crop(batch.frames[job], box[:2], box[2:], states[job].avg_color)
                   for job, (_, box, _, _) in zip(jobs, found)]
         embeddings = self._embed(self.engine.template(to_chw_float(verify)))
-        presence = [self._presence(states[job].memory, e, states[job].lost and self.cfg.redetect)
+        presence = [self._presence(states[job].memory, e, self._searching(states[job]))
                     for job, e in zip(jobs, embeddings)]
         chosen = [max((k for k in range(len(found)) if jobs[k] == job), key=lambda k: (presence[k], found[k][3]))
                   for job in range(len(states))]
@@ -257,7 +257,7 @@ class Tracker:
         picks = []
         for job, (state, k) in enumerate(zip(states, chosen)):
             window, box, pos_yx, score = found[k]
-            moved = state if state.lost and self.cfg.redetect else replace(state, pos=box[:2], size=box[2:])
+            moved = state if self._searching(state) else replace(state, pos=box[:2], size=box[2:])
             picks.append(Pick(batch.windows[window], moved, box, pos_yx, score, presence[k], embeddings[k],
                               probs[job]))
         return picks
@@ -271,7 +271,7 @@ class Tracker:
         score = fg_scores(cls)
         boxes = self._decode(loc, self.grid)
         penalty = size_penalty(boxes, state.size * window.scale, cfg.penalty_k)
-        searching = state.lost and cfg.redetect
+        searching = self._searching(state)
         if searching:
             bests = top_peaks(penalty * score, self.geometry.num_anchors, self.score_size, cfg.redetect_peaks)
         else:
@@ -290,6 +290,9 @@ class Tracker:
         # no usable output: stay where the window is, score 0
         return out or [(np.array([*window.centre, *state.size]), (self.score_size // 2, self.score_size // 2), 0.0)]
 
+    def _searching(self, state: TargetState) -> bool:
+        """A lost target under re-detection (without it a lost target is tracked on locally)."""
+        return state.lost and self.cfg.redetect
 
     def _template_crop(self, frame: np.ndarray, centre: np.ndarray, size: np.ndarray,
                        avg: np.ndarray) -> np.ndarray:
@@ -313,7 +316,7 @@ class Tracker:
         clamp the state to the frame."""
         cfg = self.cfg
         frame_wh = (frame.shape[1], frame.shape[0])
-        if old.lost and cfg.redetect:
+        if self._searching(old):
             memory = self._search_memory(old.memory, pick)
             if memory.lost_frames:  # still lost: the last box where it was seen, no mask
                 kept = replace(old, memory=memory)

@@ -15,6 +15,7 @@ from siammask.evaluation.regions import box_iou
 from siammask.geometry.scoring import top_peaks
 from siammask.presence import PresenceModel, contrast, read_presence, save_presence
 from siammask.synthetic import make_sequence
+from siammask.tracker import Tracker
 from siammask.training.presence import fit_curve, fit_projection
 
 SPAN = (15, 20)  # the target is absent on frames 15..34
@@ -90,8 +91,10 @@ def test_no_redetect_flags_lost_but_tracks_on_as_short_term(clips):
     assert not short.cfg.redetect
     results = _run(short, frames, boxes)
     assert any(r.lost for r in results[SPAN[0]:sum(SPAN)])
-    assert not any(r.found and r.lost for r in results)
     assert all(r.mask is not None for r in results)  # the local search goes on: a mask every frame
+    # short-term boxes do not depend on presence at all: a tracker that is never lost gives the same
+    never = Tracker(short.engine, dataclasses.replace(short.cfg, lost_threshold=0.0, found_threshold=0.0))
+    assert [r.box for r in _run(never, frames, boxes)] == [r.box for r in results]
 
 
 def test_top_peaks_are_distinct_places_strongest_first():

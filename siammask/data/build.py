@@ -136,7 +136,7 @@ def build_dataset(frames: Iterable[FrameAnnotation], out: Path, *, crop_size: in
                 usable.append(obj)
         if not usable:
             continue
-        image = _read_image(frame)
+        image = read_image(frame)
         fill = tuple(float(c) for c in cv2.mean(image)[:3])
         for obj in usable:
             key = (frame.video, obj.object_id, frame.frame)
@@ -165,7 +165,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _read_image(frame: FrameAnnotation) -> np.ndarray:
+def read_image(frame: FrameAnnotation) -> np.ndarray:
+    """The annotated frame's pixels (a file or embedded bytes); unreadable is a one-line error."""
     if isinstance(frame.image, bytes):
         image = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     else:

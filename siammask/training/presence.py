@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.build import read_image
 from ..data.formats import FORMATS, FrameAnnotation
 from ..data.occlude import MODES, NEEDS_OTHER, occlude
 from ..evaluation.regions import box_iou
@@ -54,11 +55,6 @@ class FitReport:
     slope: float
     offset: float
     accuracy: float  # balanced accuracy of the curve at presence 0.5 on its own samples
-
-
-def _image(record: FrameAnnotation) -> np.ndarray | None:
-    data = np.frombuffer(record.image, np.uint8) if isinstance(record.image, bytes) else None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None else cv2.imread(str(record.image))
 
 
 def _records(root: Path, sources: Sequence[tuple[str, str]]) -> Iterator[FrameAnnotation]:
@@ -97,7 +93,7 @@ def projection_samples(tracker: Tracker, root: Path, rng: np.random.Generator) -
         ids.append(objects.setdefault(key, len(objects)))
 
     for record in _records(root, VIDEO_SOURCES):
-        image = _image(record)
+        image = read_image(record)
         for obj in record.objects:
             if _usable(obj.box):
                 add(_crop(image, obj.box, None, cfg.context_amount, cfg.exemplar_size), (record.video, obj.object_id))
@@ -107,7 +103,7 @@ def projection_samples(tracker: Tracker, root: Path, rng: np.random.Generator) -
             box = (rng.uniform(0, width - side), rng.uniform(0, height - side), side, side * rng.uniform(0.5, 2))
             add(_crop(image, box, None, cfg.context_amount, cfg.exemplar_size), ("bg", record.video, record.frame, k))
     for record in _records(root, STILL_SOURCES):
-        image = _image(record)
+        image = read_image(record)
         for obj in record.objects:
             if obj.ignore or not _usable(obj.box):
                 continue
@@ -179,7 +175,7 @@ def video_clips(root: Path) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         for record in records:
             box = next((o.box for o in record.objects if o.object_id == first), None)
             boxes.append(box if box is not None else (np.nan,) * 4)
-        yield [_image(r) for r in records], np.array(boxes, np.float64)
+        yield [read_image(r) for r in records], np.array(boxes, np.float64)
 
 
 def curve_samples(tracker: Tracker, root: Path, rng: np.random.Generator, videos: int = 160,
@@ -201,14 +197,14 @@ def curve_samples(tracker: Tracker, root: Path, rng: np.random.Generator, videos
         if made == videos:
             break
         record, obj = stills[index]
-        image = _image(record)
+        image = read_image(record)
         if not _fits_view(obj.box, image.shape):
             continue
         clip, boxes = still_video(image, obj.box, frames, rng)
         mode = MODES[made % len(MODES)]
         other = None
         if mode in NEEDS_OTHER:
-            other = still_video(_image(stills[order[n - 1]][0]), (0, 0, 1, 1), frames, rng)[0]
+            other = still_video(read_image(stills[order[n - 1]][0]), (0, 0, 1, 1), frames, rng)[0]
         start, length = int(rng.integers(6, frames // 2)), int(rng.integers(5, frames // 3))
         try:
             clip, boxes = occlude(clip, boxes, start, length, mode, rng, other)
@@ -222,7 +218,7 @@ def curve_samples(tracker: Tracker, root: Path, rng: np.random.Generator, videos
         length = max(2, len(clip) // 4)
         start = int(rng.integers(1, len(clip) - length))
         mode = MODES[index % len(MODES)]
-        other = still_video(_image(stills[order[index]][0]), (0, 0, 1, 1), len(clip), rng)[0]
+        other = still_video(read_image(stills[order[index]][0]), (0, 0, 1, 1), len(clip), rng)[0]
         try:
             clip, boxes = occlude(clip, boxes, start, length, mode, rng, other)
         except ValueError as exc:
