@@ -6,9 +6,10 @@ appearance instead: the template network's cls and loc kernels of a crop around 
 centred and projected by a linear map trained on the project's own training data (objects seen in
 several frames against other objects and background; `siammask fit-presence`), give a unit
 embedding. Its cosine similarity to the first frame's target (or to a running mean of verified
-frames, whichever is higher) is normalised by how similar the first frame's surroundings were to
-the target (`contrast`), and a logistic curve fitted on tracked training sequences with synthetic
-disappearances turns that into a probability.
+frames, whichever is higher) is normalised by how similar the target's surroundings are to it
+(`contrast`: measured on the first frame, and again by the tracker on frames of doubt), and a
+logistic curve fitted on tracked training sequences with synthetic disappearances turns that into
+a probability.
 
 Variants without a trained model (the official ResNet checkpoints) use the same steps with the
 raw pooled kernels (no projection) and the default curve: the best estimate available to them,
@@ -66,7 +67,7 @@ def appearance(cls_kernel: np.ndarray, loc_kernel: np.ndarray) -> np.ndarray:
 
 
 def contrast(similarity: float | np.ndarray, background: float) -> float | np.ndarray:
-    """Similarity rescaled so that the first frame's surroundings are 0 and the target itself 1."""
+    """Similarity rescaled so that the target's surroundings are 0 and the target itself 1."""
     return (np.asarray(similarity, np.float64) - background) / max(1.0 - background, 1e-6)
 
 

@@ -29,6 +29,7 @@ from .variants import Geometry, variant_spec
 log = logging.getLogger(__name__)
 
 LOOK_ALIKES = 4   # look-alikes remembered per target
+RING = 8          # places round a target where its background is measured (surroundings)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Memory:
 
     first: np.ndarray           # (d,) unit embedding of the target on its first frame
     recent: np.ndarray          # (d,) running mean of embeddings on frames where it was verified
-    background: float           # similarity of the first frame's surroundings to the target
+    background: float           # similarity of the target's surroundings to it: on the first frame,
+                                # then again on verified frames of doubt (Tracker.infer_batch)
     presence: float             # smoothed presence, what `lost` is decided on
     look_alikes: np.ndarray     # (k,d) embeddings of places of the first frame that resemble the target
     lost_frames: int = 0        # frames since it was lost (0: tracking)
@@ -120,6 +122,7 @@ class Pick:
     presence: float            # this frame's presence at the box, not smoothed
     embedding: np.ndarray      # (d,) unit embedding at the box
     prob: np.ndarray           # (S,S) mask probabilities at pos_yx
+    memory: Memory             # the job's memory as presence was measured (a re-measured background)
 
 
 def start_result(state: TargetState) -> TrackResult:
@@ -171,8 +174,9 @@ class Tracker:
         ring = len(surroundings(*starts[0])) if starts else 0
         states = []
         for i, (pos, size) in enumerate(starts):
-            own, around = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
-            memory = Memory(own, own, float(np.clip((around @ own).mean(), 0.0, 0.95)), 1.0, own[:0])
+            own, others = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
+            first = background(own, own, others)
+            memory = Memory(own, own, first, 1.0, own[:0])
             states.append(TargetState(pos, size, avg, feats[i * ring:i * ring + 1], memory))
         return self._with_look_alikes(frame, states) if self.cfg.redetect and states else states
 
@@ -224,15 +228,17 @@ class Tracker:
         return SearchBatch(to_chw_float(crops), windows, [frame for frame, _ in jobs])
 
     def _centres(self, frame: np.ndarray, state: TargetState, side: float) -> list[np.ndarray]:
-        """Where to cut a job's crops: round the target, or (lost) the candidate being confirmed and
-        the next windows of the nearest-first scan of the whole frame."""
+        """Where to cut a job's crops: round the target, or (lost) the candidate being confirmed, the
+        place where it was last seen (a target hidden where it stands comes back there: looked at on
+        every lost frame, not once per sweep of a large frame) and the next windows of the
+        nearest-first scan of the whole frame."""
         if not self._searching(state):
             return [state.pos]
         reach = grid_reach(side, self.score_size, self.geometry.stride, self.cfg.instance_size)
         frame_wh = (frame.shape[1], frame.shape[0])
         scan = scan_batch(scan_centres(frame_wh, state.pos, reach), state.memory.lost_frames, self.cfg.redetect_tiles)
         candidate = state.memory.candidate
-        return ([] if candidate is None else [candidate[:2]]) + list(scan)
+        return ([] if candidate is None else [candidate[:2]]) + [state.pos] + list(scan)
 
     def infer_batch(self, batch: SearchBatch, states: Sequence[TargetState]) -> list[Pick]:
         """Engine heads for every crop against its target's template, each job's best box, its
@@ -248,8 +254,23 @@ class Tracker:
         verify = [self._template_crop(batch.frames[job], box[:2], box[2:], states[job].avg_color)
                   for job, (_, box, _, _) in zip(jobs, found)]
         embeddings = self._embed(self.engine.template(to_chw_float(verify)))
-        presence = [self._presence(states[job].memory, e, self._searching(states[job]))
-                    for job, e in zip(jobs, embeddings)]
+        memories = [states[job].memory for job in jobs]
+        presence = [self._presence(m, e, self._searching(states[job])) for job, m, e in zip(jobs, memories, embeddings)]
+        # A tracked target in doubt: are its surroundings now more like it (it grew, turned, the
+        # camera moved), or is it gone? Long-term tracking measures its background again round the
+        # box; if the target stands out from that enough to pass found_threshold, the frame passes
+        # and the new background is kept. Otherwise the doubt stands: the old presence holds (a
+        # cut to another scene has new surroundings too, no more like the target than the box).
+        again = [k for k, job in enumerate(jobs) if self.cfg.redetect and not states[job].lost
+                 and presence[k] < self.cfg.found_threshold]
+        if again:
+            ring = [self._template_crop(batch.frames[jobs[k]], centre, found[k][1][2:], states[jobs[k]].avg_color)
+                    for k in again for centre in surroundings(found[k][1][:2], found[k][1][2:])[1:]]
+            rings = self._embed(self.engine.template(to_chw_float(ring))).reshape(len(again), RING, -1)
+            for k, others in zip(again, rings):
+                memory = replace(memories[k], background=background(memories[k].first, memories[k].recent, others))
+                if self._presence(memory, embeddings[k]) >= self.cfg.found_threshold:
+                    memories[k], presence[k] = memory, self._presence(memory, embeddings[k])
         chosen = [max((k for k in range(len(found)) if jobs[k] == job), key=lambda k: (presence[k], found[k][3]))
                   for job in range(len(states))]
         rows = [found[k][0] for k in chosen]
@@ -259,7 +280,7 @@ class Tracker:
             window, box, pos_yx, score = found[k]
             moved = state if self._searching(state) else replace(state, pos=box[:2], size=box[2:])
             picks.append(Pick(batch.windows[window], moved, box, pos_yx, score, presence[k], embeddings[k],
-                              probs[job]))
+                              probs[job], memories[k]))
         return picks
 
     def _candidates(self, cls: np.ndarray, loc: np.ndarray, state: TargetState,
@@ -325,7 +346,7 @@ class Tracker:
             moved = replace(old, pos=pick.box[:2].astype(np.float64), size=pick.box[2:].astype(np.float64),
                             memory=memory)
         else:
-            memory = self._tracking_memory(old.memory, pick)
+            memory = self._tracking_memory(old.memory, pick, frame_wh)
             moved = replace(pick.moved, memory=memory)
             if memory.lost_frames and cfg.redetect:  # lost on this frame: back to where it was last seen
                 kept = replace(old, memory=memory)
@@ -351,9 +372,11 @@ class Tracker:
             full = guided_refine(full, frame, window, pick.prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
         return full
 
-    def _tracking_memory(self, memory: Memory, pick: Pick) -> Memory:
+    def _tracking_memory(self, memory: Memory, pick: Pick, frame_wh: tuple[int, int]) -> Memory:
         """Smoothed presence with hysteresis: lost below lost_threshold; without re-detection, in view
-        again once the smoothed presence reaches found_threshold. Verified frames refresh `recent`."""
+        again once the smoothed presence reaches found_threshold. Verified frames refresh `recent`,
+        unless the box is cut by the frame's edge (a target leaving the view shows only a part of
+        itself: remembering that part would let anything like it be taken for the target later)."""
         cfg = self.cfg
         presence = cfg.presence_smooth * memory.presence + (1 - cfg.presence_smooth) * pick.presence
         if pick.score == 0.0:  # no usable network output (_candidates): not seen, at once
@@ -363,10 +386,12 @@ class Tracker:
         else:
             lost = 1 if presence < cfg.lost_threshold else 0
         recent = memory.recent
-        if not lost and pick.presence >= cfg.found_threshold and cfg.memory_rate > 0:
+        verified = not lost and pick.presence >= cfg.found_threshold
+        if verified and cfg.memory_rate > 0 and _inside(pick.box, frame_wh):
             mixed = (1 - cfg.memory_rate) * recent + cfg.memory_rate * pick.embedding
             recent = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
-        return replace(memory, recent=recent, presence=float(presence), lost_frames=lost)
+        return replace(memory, recent=recent, background=pick.memory.background, presence=float(presence),
+                       lost_frames=lost)
 
     def _search_memory(self, memory: Memory, pick: Pick) -> Memory:
         """One re-detection frame: a candidate that passes found_threshold at the same place as the
@@ -383,10 +408,23 @@ class Tracker:
                        confirmations=confirmations, presence=pick.presence)
 
 
+def _inside(box: np.ndarray, frame_wh: tuple[int, int]) -> bool:
+    """Whether a (cx, cy, w, h) box lies wholly inside the frame."""
+    cx, cy, w, h = box
+    return bool(cx - w / 2 >= 0 and cy - h / 2 >= 0 and cx + w / 2 <= frame_wh[0] and cy + h / 2 <= frame_wh[1])
+
+
 def _xywh(box: Sequence[float]) -> np.ndarray:
     """(1, 4) x, y, w, h of a cx, cy, w, h box."""
     cx, cy, w, h = box
     return np.array([[cx - w / 2, cy - h / 2, w, h]])
+
+
+def background(first: np.ndarray, recent: np.ndarray, ring: np.ndarray) -> float:
+    """How much the (k,d) embeddings of a target's surroundings resemble it, compared as its own
+    box is (the higher of first and recent), kept below 0.95 so that contrast stays defined."""
+    similarity = np.maximum(ring @ first, ring @ recent)
+    return float(np.clip(similarity.mean(), 0.0, 0.95))
 
 
 def surroundings(pos: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
