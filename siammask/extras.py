@@ -8,7 +8,7 @@ import importlib.util
 
 from .errors import UserError
 
-EXTRAS = {"torch": "torch"}  # top-level module -> the extra that installs it
+EXTRAS = {"torch": "torch", "onnx": "torch"}  # top-level module -> the extra that installs it
 
 
 def missing(module: str, what: str) -> UserError:
