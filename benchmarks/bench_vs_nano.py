@@ -32,6 +32,10 @@ import sys
 import time
 from pathlib import Path
 
+from siammask.threads import set_inference_threads, single_threaded_blas
+
+single_threaded_blas()  # as `siammask track` runs (siammask.cli), before numpy is imported
+
 import cv2
 import numpy as np
 
@@ -40,7 +44,6 @@ from siammask.errors import UserError
 from siammask.evaluation.baselines import DEFAULT_NANO_DIR, OpenCVTracker
 from siammask.evaluation.data import load_otb
 from siammask.evaluation.timing import cpu_name
-from siammask.threads import set_inference_threads
 from siammask.tracker import Tracker
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -10,6 +10,7 @@ import sys
 from .errors import UserError
 from .extras import EXTRAS, missing
 from .logs import configure, level_for
+from .threads import single_threaded_blas
 
 # One module per subcommand, each with register(subparsers).
 COMMAND_MODULES = (
@@ -51,6 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    single_threaded_blas()  # before a command imports numpy (the parser does not); serve's stages inherit it
     command = "siammask"
     try:
         args = make_parser().parse_args(argv)  # a bad box is a UserError from its argparse type

@@ -10,6 +10,16 @@ from __future__ import annotations
 import os
 
 _chosen: int | None = None
+BLAS_ENV = "OPENBLAS_NUM_THREADS"
+
+
+def single_threaded_blas() -> None:
+    """One thread for numpy's OpenBLAS, unless the user set its count: call before numpy is imported
+    (OpenBLAS reads it once). The tracker's matrix products are small (presence: 8x6144 by 6144x32),
+    and OpenBLAS's pool made each of them ~150 ms on a busy 2-core box against 0.07 ms on one thread,
+    which cost 0.5 s before the first result and half of an 8-target step (benchmarks/RESULTS.md).
+    The CLI owns its process, so it calls this; a library never changes its host's threads."""
+    os.environ.setdefault(BLAS_ENV, "1")
 
 
 def set_inference_threads(count: int | None) -> None:

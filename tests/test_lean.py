@@ -6,6 +6,7 @@ The wheel itself, installed into a venv that has no torch, is .ci/wheel_check's 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,18 @@ def test_the_shipped_graphs_serve_only_what_the_checkpoint_would_run_on_onnxrunt
     assert shipped_graphs(None, "auto", "cuda", None) is None  # auto picks torch on a GPU
     assert shipped_graphs(None, "auto", "cpu", "int8") is None  # another export
     assert DEFAULT_GRAPHS.parent == DEFAULT_WEIGHTS.parent
+
+
+@pytest.mark.parametrize("given", [None, "2"])
+def test_the_command_line_gives_numpys_blas_one_thread_unless_the_user_chose(given):
+    """OpenBLAS's pool made the tracker's small matrix products ~150 ms each on a busy 2-core box
+    (siammask.threads.single_threaded_blas): the CLI sets one thread before a command imports numpy,
+    for itself and the processes it starts; the user's own setting wins."""
+    code = ("import os, siammask.cli\ntry:\n    siammask.cli.main(['keys', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in __import__('sys').modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | (
+        {"OPENBLAS_NUM_THREADS": given} if given else {})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"{given or '1'} False"  # set before numpy was loaded
