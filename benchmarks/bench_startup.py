@@ -23,10 +23,15 @@ from siammask.evaluation.timing import cpu_name
 GOAL_S = 0.3
 
 
+def siammask_argv(script: str | None = None) -> list[str]:
+    """What a user types: `script`, else the console script beside this Python where there is one."""
+    script = script or shutil.which("siammask", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-c", "import sys; from siammask.cli import main; sys.exit(main())"]
+
+
 def commands(scratch: Path) -> dict[str, list[str]]:
-    """What a user types, through the installed console script where there is one."""
-    script = shutil.which("siammask", path=str(Path(sys.executable).parent))
-    cli = [script] if script else [sys.executable, "-c", "import sys; from siammask.cli import main; sys.exit(main())"]
+    """The quick commands, through the installed console script where there is one."""
+    cli = siammask_argv()
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "siammask --help": [*cli, "--help"],

@@ -3,6 +3,7 @@ only), on the same frames with the same thread count, in one run.
 
     python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E] [--precision P] [--threads 2]
         [--passes 4] [--order blocks|frames] [--graph-floors] [--root ../shared/data/OTB --sequence Crossing]
+        [--frames N] [--targets 1,2,4,8,16]
 
 Both trackers follow the sequence from its first ground-truth box. `--order blocks` (the default):
 each pass runs one tracker over the whole sequence, then the other, the first of the two
@@ -15,18 +16,28 @@ WARMUP steps of each tracker's first run are not counted. Prints medians, p90 an
 ours / TrackerNano, with the CPU model. `--graph-floors` adds NanoTrack V3's and V2's own graphs.
 Needs ../shared (the sequence and TrackerNano's graphs); machines differ ~2x in absolute speed, so
 compare ratios measured in one run.
+
+`--targets 1,2,4,8,16`: many targets on one frame instead (issue 22, item 4), by default on UAV123
+person12 (1280x720): for each count N, our one batched `Tracker.step` over N targets against N
+TrackerNano instances' updates on the same frames, in blocks, and the cost per target of each. The
+N targets are the sequence's first box N times, each moved by a few pixels (so that every crop
+differs and every target stays on the object, as tracked targets are: none is lost and searched for).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+from siammask.threads import set_inference_threads, single_threaded_blas
+
+single_threaded_blas()  # as `siammask track` runs (siammask.cli), before numpy is imported
+
 import cv2
 import numpy as np
-import torch
 
 from siammask.commands.common import add_model_options, build_tracker
 from siammask.errors import UserError
@@ -39,12 +50,18 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WARMUP = 5
 
 
-def frames_and_box(root: Path, name: str) -> tuple[list[np.ndarray], tuple[float, ...]]:
-    """All frames of one OTB-layout sequence in memory, and its first box."""
+def frames_and_box(root: Path, name: str, limit: int | None = None) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """The frames of one OTB-layout sequence in memory (the first `limit` of them), and its first box."""
     sequence = next((s for s in load_otb(root) if s.name == name), None)
     if sequence is None:
         raise UserError(f"no sequence '{name}' in '{root}'")
-    return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sequence.frames], tuple(sequence.boxes[0])
+    return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in sequence.frames[:limit]], tuple(sequence.boxes[0])
+
+
+def spread(box: tuple[float, ...], count: int) -> list[tuple[float, ...]]:
+    """`count` targets from one box: each moved by up to 3 px in x and y (a 4x4 pattern of offsets)."""
+    x, y, w, h = box
+    return [(x + 2 * (i % 4) - 3, y + 2 * (i // 4 % 4) - 3, w, h) for i in range(count)]
 
 
 class GraphFloor:
@@ -73,14 +90,14 @@ class GraphFloor:
         self.head.run(None, {"input1": self.template, "input2": search})
 
 
-def _run(name: str, trackers: dict, frames: list[np.ndarray], box: tuple[float, ...]):
-    """A generator that steps one tracker a frame each time it is advanced, yielding ms per step.
-    For TrackerNano only OpenCV's own update is timed (nothing of ours around it)."""
+def _run(name: str, trackers: dict, frames: list[np.ndarray], boxes: list[tuple[float, ...]]):
+    """A generator that steps one tracker a frame each time it is advanced, yielding ms per step (all
+    targets). For TrackerNano only OpenCV's own updates are timed (nothing of ours around them)."""
     tracker = trackers[name]
     if name == "ours":
-        states = tracker.init(frames[0], [box])
+        states = tracker.init(frames[0], boxes)
     elif name == "nano":
-        (started,) = tracker.init(frames[0], [box])
+        started = tracker.init(frames[0], boxes)
     else:
         tracker.init(frames[0])
     for frame in frames[1:]:
@@ -88,20 +105,21 @@ def _run(name: str, trackers: dict, frames: list[np.ndarray], box: tuple[float, 
         if name == "ours":
             states, _ = tracker.step(frame, states)
         elif name == "nano":
-            started.tracker.update(frame)
+            for target in started:
+                target.tracker.update(frame)
         else:
             tracker.step(frame)
         yield (time.perf_counter() - start) * 1000
 
 
-def measure(trackers: dict, frames: list[np.ndarray], box: tuple[float, ...], passes: int,
+def measure(trackers: dict, frames: list[np.ndarray], boxes: list[tuple[float, ...]], passes: int,
             order: str = "blocks") -> dict[str, list[float]]:
     """ms per step of each tracker over `passes` runs through the sequence, interleaved by `order`
     (the first tracker of a pass rotates from pass to pass)."""
     samples: dict[str, list[float]] = {name: [] for name in trackers}
     for p in range(passes):
         names = list(trackers)[p % len(trackers):] + list(trackers)[:p % len(trackers)]
-        runs = {name: _run(name, trackers, frames, box) for name in names}
+        runs = {name: _run(name, trackers, frames, boxes) for name in names}
         if order == "blocks":
             steps = [(name, t) for name in names for t in runs[name]]
         else:
@@ -115,13 +133,62 @@ def measure(trackers: dict, frames: list[np.ndarray], box: tuple[float, ...], pa
     return samples
 
 
+LABELS = {"ours": "SiamMask Tracker.step (mask included)", "nano": "OpenCV TrackerNano.update (box)",
+          "v3": "NanoTrack V3 graphs alone, ONNX Runtime (backbone + head)",
+          "v2": "NanoTrack V2 graphs alone, ONNX Runtime (backbone + head)"}
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    return {"median_ms": float(np.median(samples)), "p90_ms": float(np.percentile(samples, 90)), "steps": len(samples)}
+
+
+def one_target(args: argparse.Namespace, trackers: dict, frames: list[np.ndarray], box: tuple[float, ...]) -> dict:
+    """The per-frame table: ours, TrackerNano (and the graph floors) on one target."""
+    stats = {name: _stats(v) for name, v in measure(trackers, frames, [box], args.passes, args.order).items()}
+    ratio = stats["ours"]["median_ms"] / stats["nano"]["median_ms"]
+    print("| tracker | median ms | p90 ms | frames/s | steps |\n|---|---|---|---|---|")
+    for name, s in stats.items():
+        print(f"| {LABELS[name]} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {1000 / s['median_ms']:.1f} | {s['steps']} |")
+    print(f"\nratio ours / TrackerNano: median {ratio:.2f}x, p90 {stats['ours']['p90_ms'] / stats['nano']['p90_ms']:.2f}x")
+    for name in ("v3", "v2"):
+        if name in stats:
+            print(f"ratio {LABELS[name].split(' graphs')[0]} graphs alone / TrackerNano: median "
+                  f"{stats[name]['median_ms'] / stats['nano']['median_ms']:.2f}x")
+    return {"stats": stats, "ratio_median": ratio}
+
+
+def many_targets(args: argparse.Namespace, trackers: dict, frames: list[np.ndarray], box: tuple[float, ...]) -> dict:
+    """For each count N: our batched step over N targets against N TrackerNano updates, per target."""
+    rows = {}
+    print("| targets | ours ms (all) | TrackerNano ms (all) | ours ms/target | TrackerNano ms/target | ratio |\n"
+          "|---|---|---|---|---|---|")
+    for count in args.targets:
+        stats = {name: _stats(v) for name, v in measure(trackers, frames, spread(box, count), args.passes).items()}
+        ours, nano = stats["ours"]["median_ms"], stats["nano"]["median_ms"]
+        rows[count] = {"stats": stats, "ratio_median": ours / nano}
+        print(f"| {count} | {ours:.2f} | {nano:.2f} | {ours / count:.2f} | {nano / count:.2f} | {ours / nano:.2f}x |")
+    return {"targets": rows}
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(v) for v in text.split(",") if v.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give target counts of at least 1, e.g. 1,2,4,8,16")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_options(parser)
     parser.add_argument("--nano-dir", default=str(DEFAULT_NANO_DIR), help="TrackerNano's two ONNX graphs")
-    parser.add_argument("--root", default=str(DATA / "OTB"), help="OTB-layout folder (default: ../shared/data/OTB)")
-    parser.add_argument("--sequence", default="Crossing", help="sequence in --root (default: Crossing)")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch and OpenCV threads (default: 2)")
+    parser.add_argument("--root", help="OTB-layout folder (default: ../shared/data/OTB, with --targets "
+                                       "../shared/data/UAV123_10fps)")
+    parser.add_argument("--sequence", help="sequence in --root (default: Crossing, with --targets person12)")
+    parser.add_argument("--frames", type=int, help="use the first N frames (default: all; with --targets 40)")
+    parser.add_argument("--targets", type=_counts, help="target counts on one frame, e.g. 1,2,4,8,16: the "
+                                                        "per-target table instead of the per-frame one")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="inference (siammask.threads) and OpenCV threads (default: 2)")
     parser.add_argument("--passes", type=int, default=4, help="times through the sequence (default: 4)")
     parser.add_argument("--order", choices=("blocks", "frames"), default="blocks",
                         help="blocks: one tracker over the whole sequence, then the other (default); "
@@ -131,45 +198,32 @@ def main() -> int:
                              "backbone + head, no crop, box only): the least a tracker on either trunk spends")
     parser.add_argument("--json", help="write the numbers as JSON here")
     args = parser.parse_args()
-    if args.threads < 1 or args.passes < 1:
-        print("bench_vs_nano: --threads and --passes must be at least 1", file=sys.stderr)
+    if args.threads < 1 or args.passes < 1 or (args.frames is not None and args.frames < 2):
+        print("bench_vs_nano: --threads and --passes must be at least 1, --frames at least 2", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    set_inference_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    root = Path(args.root or DATA / ("UAV123_10fps" if args.targets else "OTB"))
+    sequence = args.sequence or ("person12" if args.targets else "Crossing")
     try:
-        frames, box = frames_and_box(Path(args.root), args.sequence)
+        frames, box = frames_and_box(root, sequence, args.frames or (40 if args.targets else None))
         trackers = {"ours": build_tracker(args), "nano": OpenCVTracker("nano", Path(args.nano_dir))}
         for version in ("v3", "v2"):
-            if args.graph_floors:
+            if args.graph_floors and not args.targets:
                 trackers[version] = GraphFloor(Path(args.nano_dir), version, args.threads)
     except UserError as error:
         print(f"bench_vs_nano: {error} (this benchmark needs ../shared)", file=sys.stderr)
         return 2
-    samples = measure(trackers, frames, box, args.passes, args.order)
-    stats = {name: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "steps": len(v)}
-             for name, v in samples.items()}
-    ratio = stats["ours"]["median_ms"] / stats["nano"]["median_ms"]
     height, width = frames[0].shape[:2]
-    print(f"{cpu_name()}; {args.threads} threads (torch.set_num_threads, cv2.setNumThreads); "
-          f"{args.sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order {args.order}; "
-          f"engine {args.engine}, precision {args.precision or 'fp32'}\n")
-    print("| tracker | median ms | p90 ms | frames/s | steps |\n|---|---|---|---|---|")
-    labels = {"ours": "SiamMask Tracker.step (mask included)", "nano": "OpenCV TrackerNano.update (box)",
-              "v3": "NanoTrack V3 graphs alone, ONNX Runtime (backbone + head)",
-              "v2": "NanoTrack V2 graphs alone, ONNX Runtime (backbone + head)"}
-    for name in stats:
-        s, label = stats[name], labels[name]
-        print(f"| {label} | {s['median_ms']:.2f} | {s['p90_ms']:.2f} | {1000 / s['median_ms']:.1f} | {s['steps']} |")
-    print(f"\nratio ours / TrackerNano: median {ratio:.2f}x, p90 {stats['ours']['p90_ms'] / stats['nano']['p90_ms']:.2f}x")
-    for name in ("v3", "v2"):
-        if name in stats:
-            print(f"ratio {labels[name].split(' graphs')[0]} graphs alone / TrackerNano: median "
-                  f"{stats[name]['median_ms'] / stats['nano']['median_ms']:.2f}x")
+    print(f"{cpu_name()}, load {os.getloadavg()[0]:.2f}; {args.threads} threads (siammask.threads, cv2.setNumThreads); "
+          f"{sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order "
+          f"{'blocks' if args.targets else args.order}; engine {args.engine}, precision {args.precision or 'fp32'}\n")
+    result = (many_targets if args.targets else one_target)(args, trackers, frames, box)
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "sequence": args.sequence,
-                                               "weights": args.weights, "engine": args.engine, "order": args.order,
-                                               "precision": args.precision, "stats": stats,
-                                               "ratio_median": ratio}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "load_average": os.getloadavg(), "threads": args.threads,
+                                               "sequence": sequence, "weights": args.weights, "engine": args.engine,
+                                               "order": args.order, "precision": args.precision, **result},
+                                              indent=2) + "\n")
     return 0
 
 

@@ -2,7 +2,7 @@
 read. Part of the export-directory contract, with the sidecar (sidecar.py)."""
 from __future__ import annotations
 
-from siammask.model import VARIANT_SPECS
+from siammask.variants import VARIANT_SPECS
 
 TEMPLATE_IO = (("z",), ("k_cls", "k_loc", "k_mask"))
 SEARCH_IO = (("x", "k_cls", "k_loc", "k_mask"), ("cls", "loc", "mask_corr", "p0", "p1", "p2"))

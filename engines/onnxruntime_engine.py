@@ -5,11 +5,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from siammask.backend import TrackHeads
+from siammask.backend import TemplateFeatures, TrackHeads
 from siammask.errors import UserError
-from siammask.model import TemplateFeatures
+from siammask.threads import inference_threads
 
 from .graph_io import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
 from .onnx_session import open_session
@@ -53,10 +52,9 @@ class OnnxRuntimeEngine:
         self.variant, self.precision = info.variant, info.precision
         self.mask_size = mask_size(self.variant)
         providers = providers_for(device)
-        # One thread setting for every back end: ONNX Runtime's intra-op pool takes PyTorch's count,
-        # which --threads, the pipeline's `threads` and OMP_NUM_THREADS (set by Ray for a worker of
-        # num_cpus N) already decide; left alone, it would take every core in each worker process.
-        threads = torch.get_num_threads()
+        # One thread setting for every back end (siammask.threads); left alone, ONNX Runtime's pool
+        # would take every core in each worker process.
+        threads = inference_threads()
         self.sessions = {role: open_session(folder / file, providers, threads) for role, file in info.files.items()}
         expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, "mask": mask_io(self.variant)}
         for role, (inputs, outputs) in expected.items():

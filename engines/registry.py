@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 from siammask.backend import Engine
 from siammask.errors import UserError
-from siammask.model import TrackingNet
 
-ModelSource = TrackingNet | Path
+if TYPE_CHECKING:  # a loaded model exists only where torch is installed; this module must not need it
+    from siammask.model import TrackingNet
+
+ModelSource = Union["TrackingNet", Path]
 
 
 def _torch(source: ModelSource, device: str, precision: str | None, compile: bool = False) -> Engine:
     from .torch_engine import TorchEngine
-    if not isinstance(source, TrackingNet):
+    if isinstance(source, Path):
         name = "torch-compile" if compile else "torch"
         raise UserError(f"the {name} engine loads a .pth checkpoint, not the export directory '{source}'; "
                         "use --engine onnxruntime or tensorrt for export directories")
@@ -30,7 +33,7 @@ def _torch_compile(source: ModelSource, device: str, precision: str | None) -> E
 
 
 def _export_dir(name: str, source: ModelSource) -> Path:
-    if isinstance(source, TrackingNet):
+    if not isinstance(source, Path):
         raise UserError(f"the {name} engine runs an export directory, not a loaded model; export the model "
                         "first (siammask.export.runtime.build_engine does it on the fly)")
     return source

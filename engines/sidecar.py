@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from siammask.errors import UserError
-from siammask.model import VARIANTS
+from siammask.variants import VARIANTS
 
 SIDECAR = "siammask_export.json"
 FORMAT = "siammask-export"

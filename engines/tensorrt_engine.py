@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siammask.backend import TrackHeads
+from siammask.backend import TemplateFeatures, TrackHeads
 from siammask.errors import UserError
-from siammask.model import TemplateFeatures
 
 from .graph_io import mask_io, mask_size
 from .sidecar import read_sidecar

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from siammask.backend import TrackHeads
+from siammask.backend import TemplateFeatures, TrackHeads
 from siammask.errors import UserError
-from siammask.model import TemplateFeatures, TrackingNet, variant_spec
+from siammask.model import TrackingNet, variant_spec
+from siammask.threads import inference_threads
 
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -93,6 +94,8 @@ class TorchEngine:
             raise UserError(f"the torch engine runs {', '.join(AUTOCAST)}, not '{precision}'; "
                             "int8 runs on --engine onnxruntime")
         self.device = torch.device(device)
+        if inference_threads():  # the process's one thread setting (siammask.threads)
+            torch.set_num_threads(inference_threads())
         if precision == "fp16" and self.device.type != "cuda":
             raise UserError("--precision fp16 needs --device cuda with the torch engine; "
                             "on CPU use --precision bf16")

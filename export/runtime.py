@@ -17,11 +17,7 @@ from siammask.engines import registry
 from siammask.engines.registry import ModelSource
 from siammask.engines.sidecar import read_sidecar
 from siammask.errors import UserError
-from siammask.model import TrackingNet, variant_spec
-
-from .cache import cached_export
-from .exporter import export_model
-from .onnx_export import OPSET
+from siammask.variants import variant_spec
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +35,7 @@ def resolve_engine(name: str, source: ModelSource, device: str = "cpu", precisio
         raise UserError(f"unknown engine '{name}'; available: {', '.join(ENGINE_CHOICES)}")
     if name != AUTO:
         return name
-    if not isinstance(source, TrackingNet):
+    if isinstance(source, Path):
         # an unknown back end goes to onnxruntime, whose own sidecar check refuses it in one line
         return EXPORT_ENGINES.get(read_sidecar(source, check_files=False).backend, "onnxruntime")
     if precision == "int8":
@@ -56,8 +52,13 @@ def resolve_engine(name: str, source: ModelSource, device: str = "cpu", precisio
 def build_engine(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> Engine:
     """siammask.engines.registry.build_engine, plus `auto` and graph back ends on a loaded model."""
     name = resolve_engine(name, source, device, precision)
-    if not isinstance(source, TrackingNet) or name not in GRAPH_FORMATS:
+    if isinstance(source, Path) or name not in GRAPH_FORMATS:
         return registry.build_engine(name, source, device, precision)
+    # A loaded model: torch is there, and so is what exports it (an export directory alone needs neither).
+    from .cache import cached_export
+    from .exporter import export_model
+    from .onnx_export import OPSET
+
     if name == "tensorrt":
         from siammask.engines.tensorrt_engine import tensorrt_for
         tensorrt_for(device)  # before minutes of export and engine building

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 
 from siammask.errors import UserError
+from siammask.threads import BLAS_ENV
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
@@ -20,7 +21,7 @@ from .workers import WorkerPool
 
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20   # serve sends frames over ZeroMQ, not through Ray's object store
 PLACE_TIMEOUT_S = 30.0                   # a pinned capture's node must be found in this time
-PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # thread limits the stages get on every node
+PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", BLAS_ENV)  # thread limits the stages get on every node
 
 
 def connect(address: str) -> str:

@@ -45,7 +45,7 @@ class ModelConfig:
     device: str = "cpu"
     precision: str | None = None
     redetect: bool | None = None  # None: as the hyper-parameters say
-    threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (default: torch's)
+    threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (siammask.threads)
 
 
 @dataclass(frozen=True)

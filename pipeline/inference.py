@@ -17,6 +17,7 @@ import numpy as np
 
 from siammask.api import load_tracker
 from siammask.errors import UserError
+from siammask.threads import set_inference_threads
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from .config import ModelConfig
@@ -312,9 +313,7 @@ def run_inference(spec: InferenceSpec) -> None:
     """Process entry point: load the model, open the ZeroMQ link, run the stage."""
     stop = StopFlag()
     m = spec.model
-    if m.threads:  # the torch back ends' threads (auto may pick torch)
-        import torch
-        torch.set_num_threads(m.threads)
+    set_inference_threads(m.threads)  # every back end's threads (siammask.threads)
     try:
         tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
                                precision=m.precision, redetect=m.redetect)

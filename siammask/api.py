@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .checkpoint import LoadedCheckpoint, load_checkpoint
 from .config import DEFAULT_HP, TrackerConfig, load_hp
-from .engines.sidecar import read_sidecar
+from .engines.sidecar import SIDECAR, read_sidecar
 from .errors import UserError
-from .export.runtime import build_engine
+from .export.runtime import AUTO, build_engine
+from .extras import require
 from .tracker import Tracker
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.pth"
+if TYPE_CHECKING:  # reading a checkpoint needs torch, imported only when one is read
+    from .checkpoint import LoadedCheckpoint
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pth"
+# The default weights' verified ONNX graphs and their sidecar, built into the wheel (setup.py) so that
+# tracking with them needs no torch; a source checkout has none and exports the .pth on first use.
+DEFAULT_GRAPHS = WEIGHTS_DIR / "default-onnx"
 
 
 def weights_path(weights: str | Path | None = None) -> Path:
@@ -30,10 +38,14 @@ def weights_path(weights: str | Path | None = None) -> Path:
 
 
 def load_model(weights: str | Path | None = None, variant: str | None = None,
-               hp: str | None = None) -> tuple[LoadedCheckpoint, str]:
+               hp: str | None = None) -> tuple["LoadedCheckpoint", str]:
     """Checkpoint -> (loaded checkpoint, hyper-parameters: `hp`, else what the checkpoint records,
     else the variant's default preset)."""
-    ckpt = load_checkpoint(weights_path(weights), variant)
+    path = weights_path(weights)
+    require("torch", f"reading the checkpoint '{path}'")
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, variant)
     return ckpt, hp or ckpt.config.get("hp") or DEFAULT_HP[ckpt.variant]
 
 
@@ -50,7 +62,7 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
     fp32, or what an export directory holds. redetect: search frame-wide for a lost target (True)
     or only report it lost (False); None means as the hyper-parameters say. Every problem with what
     was given is a one-line UserError."""
-    path = weights_path(weights)
+    path = shipped_graphs(weights, engine, device, precision) or weights_path(weights)
     if path.is_dir():
         info = read_sidecar(path, check_files=False)  # the engine checks the files themselves
         if variant and variant != info.variant:
@@ -59,6 +71,17 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
         return Tracker(build_engine(engine, path, device, precision), _with_redetect(load_hp(hp or info.hp), redetect))
     ckpt, hp = load_model(path, variant, hp)
     return Tracker(build_engine(engine, ckpt.model, device, precision), _with_redetect(load_hp(hp), redetect))
+
+
+def shipped_graphs(weights: str | Path | None, engine: str, device: str, precision: str | None) -> Path | None:
+    """The default weights' prebuilt graphs (DEFAULT_GRAPHS) where they give what the .pth would: no
+    weights given, the wheel ships them, and the options ask for ONNX Runtime in float32 (`auto`
+    picks it for the default model on a CPU); None otherwise."""
+    if weights or not (DEFAULT_GRAPHS / SIDECAR).is_file() or precision not in (None, "fp32"):
+        return None
+    if engine == "onnxruntime" or (engine == AUTO and device == "cpu"):
+        return DEFAULT_GRAPHS
+    return None
 
 
 def _with_redetect(config: TrackerConfig, redetect: bool | None) -> TrackerConfig:

@@ -15,6 +15,48 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .presence import appearance
+
+
+def _numpy(a: Any) -> np.ndarray:
+    """A numpy array as it is; a framework tensor (torch) as float32 numpy."""
+    return a if isinstance(a, np.ndarray) else a.float().cpu().numpy()
+
+
+def _join(parts: Sequence[Any]) -> Any:
+    """Arrays joined along the batch: numpy's concatenate, or torch.cat for tensors (torch is then
+    already imported by the back end that made them; this module never needs it)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)
+
+
+@dataclass
+class TemplateFeatures:
+    """The three heads' kernels (B,hidden,5,5) for B targets: all a network keeps of a template.
+    Torch tensors from the torch back ends; numpy arrays from those that run the exported graphs
+    (ONNX Runtime), which therefore need no torch."""
+
+    cls: Any
+    loc: Any
+    mask: Any
+
+    def appearance(self) -> np.ndarray:
+        """(B,D) float32 appearance vectors of the cls and loc kernels (siammask.presence)."""
+        return appearance(_numpy(self.cls), _numpy(self.loc))
+
+    def __getitem__(self, index) -> "TemplateFeatures":
+        return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
+
+    @staticmethod
+    def cat(parts: Sequence["TemplateFeatures"]) -> "TemplateFeatures":
+        """Targets joined into one batch (a single part is returned as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        return TemplateFeatures(*(_join([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
+
 
 @dataclass
 class TrackHeads:

@@ -8,7 +8,9 @@ import importlib
 import sys
 
 from .errors import UserError
+from .extras import EXTRAS, missing
 from .logs import configure, level_for
+from .threads import single_threaded_blas
 
 # One module per subcommand, each with register(subparsers).
 COMMAND_MODULES = (
@@ -50,12 +52,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    single_threaded_blas()  # before a command imports numpy (the parser does not); serve's stages inherit it
+    command = "siammask"
     try:
         args = make_parser().parse_args(argv)  # a bad box is a UserError from its argparse type
+        command = f"'siammask {args.command}'"
         configure(level_for(args.quiet, args.verbose))
         return args.func(args)
     except UserError as exc:
         print(f"siammask: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional part (siammask.extras) that this run needs
+        if exc.name not in EXTRAS:
+            raise
+        print(f"siammask: error: {missing(exc.name, command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before a command's own loop took over Ctrl-C (imports, loading)
         print("siammask: interrupted", file=sys.stderr)

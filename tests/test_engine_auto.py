@@ -16,6 +16,7 @@ from siammask.export.cache import cache_root, export_key
 from siammask.export.onnx_export import OPSET, random_feeds
 from siammask.export.runtime import ENGINE_CHOICES, build_engine, resolve_engine
 from siammask.export.verify import TOLERANCES, relative_error
+from siammask.threads import set_inference_threads
 
 from exports import exported, random_model
 
@@ -132,7 +133,8 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_export(tmp_path, monkeypa
 
 
 def _build_in_child(barrier) -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the export's
+    set_inference_threads(1)  # the engine's
     barrier.wait()
     build_engine("auto", random_model("nano"))
 

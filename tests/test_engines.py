@@ -24,6 +24,7 @@ from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
 from siammask.export.runtime import build_engine
 from siammask.export.verify import TOLERANCES, relative_error
+from siammask.threads import set_inference_threads
 from siammask.tracker import Tracker
 
 from exports import exported, random_model
@@ -56,18 +57,28 @@ def test_onnxruntime_engine_matches_torch_engine(export_dirs, variant):
         assert relative_error(ours[name], ref[name]) <= TOLERANCES["fp32"], name
 
 
-def test_onnxruntime_threads_follow_torchs_setting(export_dirs):
-    """--threads / the pipeline's `threads` / a Ray worker's OMP_NUM_THREADS govern ONNX Runtime too."""
+@pytest.mark.parametrize("how", ["set", "env"])
+def test_onnxruntime_threads_follow_the_inference_thread_setting(export_dirs, monkeypatch, how):
+    """--threads / the pipeline's `threads` (siammask.threads) and a Ray worker's OMP_NUM_THREADS govern
+    ONNX Runtime too, without torch; and the torch engine follows the same setting."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
-            torch.set_num_threads(threads)
+            if how == "set":
+                set_inference_threads(threads)
+            else:
+                monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
             engine = OnnxRuntimeEngine(export_dirs["nano"])
             assert {s.get_session_options().intra_op_num_threads for s in engine.sessions.values()} == {threads}
             # the sessions run in turn: an idle pool sleeps instead of spinning on the next one's cores
             assert {s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
                     for s in engine.sessions.values()} == {"0"}
+            torch.set_num_threads(3)
+            TorchEngine(random_model("nano"))
+            assert torch.get_num_threads() == threads
     finally:
+        set_inference_threads(None)
         torch.set_num_threads(before)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from siammask.config import CONFIG_DIR, HP_PRESETS
+from siammask.engines.sidecar import SIDECAR
+from siammask.export.onnx_export import FILES
 
 from package_layout import ROOT, imports, package_dirs
 
@@ -83,3 +85,6 @@ def test_wheel_installs_one_namespace_with_presets_and_weights(wheel):
         assert expected and expected <= set(names)
     weights = {p.name for p in (ROOT / "siammask" / "weights").iterdir() if p.is_file()}
     assert weights and {f"siammask/weights/{w}" for w in weights} <= set(names)
+    # the default weights' graphs, exported by setup.py's build hook: tracking with them needs no torch
+    graphs = {f"siammask/weights/default-onnx/{f}" for f in (SIDECAR, *FILES.values())}
+    assert graphs <= set(names)

@@ -127,11 +127,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..evaluation.timing import cpu_name
+    from ..threads import set_inference_threads
 
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_inference_threads(args.threads)  # every engine's threads, torch's and ONNX Runtime's
     model = _model(args)
     frame0, frame1 = _frames()
     candidates, notes = _candidates(args, model)
@@ -168,6 +168,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--precision", choices=PRECISIONS, help="only this precision (default: every precision)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per engine (default: 20)")
-    p.add_argument("--threads", type=int, help="PyTorch intra-op threads (default: PyTorch's choice)")
+    p.add_argument("--threads", type=int, help="inference threads, torch and ONNX Runtime (default: one per physical core)")
     p.add_argument("--json", help="write the numbers as JSON here")
     p.set_defaults(func=run)

@@ -5,40 +5,12 @@ features) -> SearchOutput, mask_logits(out, positions). Many targets are a batch
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..presence import appearance
-
-
-@dataclass
-class TemplateFeatures:
-    """The three heads' kernels (B,hidden,5,5) for B targets: all the network keeps of a template.
-    Torch tensors here; numpy arrays for back ends that run the exported graphs (ONNX Runtime)."""
-
-    cls: torch.Tensor | np.ndarray
-    loc: torch.Tensor | np.ndarray
-    mask: torch.Tensor | np.ndarray
-
-    def appearance(self) -> np.ndarray:
-        """(B,D) float32 appearance vectors of the cls and loc kernels (siammask.presence)."""
-        return appearance(*(k.float().cpu().numpy() if isinstance(k, torch.Tensor) else k
-                            for k in (self.cls, self.loc)))
-
-    def __getitem__(self, index) -> "TemplateFeatures":
-        return TemplateFeatures(self.cls[index], self.loc[index], self.mask[index])
-
-    @staticmethod
-    def cat(parts: Sequence["TemplateFeatures"]) -> "TemplateFeatures":
-        """Targets joined into one batch (a single part is returned as it is)."""
-        if len(parts) == 1:
-            return parts[0]
-        join = torch.cat if isinstance(parts[0].cls, torch.Tensor) else np.concatenate
-        return TemplateFeatures(*(join([getattr(p, k) for p in parts]) for k in ("cls", "loc", "mask")))
+from ..backend import TemplateFeatures  # the core's (torch-free): what the engines pass the tracker
 
 
 @dataclass

@@ -1,0 +1,143 @@
+"""What a run costs a small box, from the outside: peak RSS and the time from starting the process to
+its first result, of `siammask track` with the default weights beside OpenCV's TrackerNano in a plain
+Python process (cv2 and its two graphs, nothing of ours), in the same run on the same frames.
+
+    python benchmarks/bench_runtime.py [--siammask PATH] [--runs 3] [--threads N] [--json out.json]
+        [--root ../shared/data/OTB --sequence Crossing] [--nano-dir DIR]
+
+Each run starts a fresh process of each (alternating which goes first) that tracks the sequence's
+image folder from its first ground-truth box and writes one JSON line per frame to a pipe; the
+first result is the line of frame 1 (the first tracked frame), read here as it arrives. Peak RSS is
+the kernel's high-water mark of each process (wait4). Prints the medians, the ratios ours /
+TrackerNano (issue 22's goals: both <= 2x) and the machine and its load.
+
+`--siammask` picks the command to measure: the default is the console script beside this Python;
+point it at one installed from the wheel into an environment without torch (.ci/wheel_check makes
+such an environment) to measure the lean runtime, whose default weights' graphs ship prebuilt; a
+source checkout exports them on its first run and imports torch to do it. Needs ../shared (the
+sequence and TrackerNano's graphs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from siammask.errors import UserError
+from siammask.evaluation.baselines import DEFAULT_NANO_DIR, nano_files
+from siammask.evaluation.data import load_otb
+from siammask.evaluation.timing import cpu_name
+
+from bench_startup import siammask_argv
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SUBPROCESS_TIMEOUT_S = 600  # hang guard only
+
+# TrackerNano as a user would run it: read each image, update, print the box. argv: graphs, box, frames...
+NANO_SCRIPT = """
+import json, sys, cv2
+backbone, head, box, threads, *frames = sys.argv[1:]
+if int(threads):
+    cv2.setNumThreads(int(threads))
+params = cv2.TrackerNano_Params()
+params.backbone, params.neckhead = backbone, head
+tracker = cv2.TrackerNano.create(params)
+tracker.init(cv2.imread(frames[0]), tuple(int(round(float(v))) for v in box.split(",")))
+for index, path in enumerate(frames[1:], 1):
+    found, got = tracker.update(cv2.imread(path))
+    sys.stdout.write(json.dumps({"frame": index, "box": list(got)}) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+@dataclass
+class Run:
+    first_result_s: float  # process start -> frame 1's line read
+    wall_s: float          # process start -> exit
+    peak_rss_mb: float
+    lines: int
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> Run:
+    """Start `argv`, note when the line of frame 1 arrives on its stdout, wait for it, and read its
+    peak RSS from the kernel (ru_maxrss, KiB on Linux)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first, lines = None, 0
+    for line in proc.stdout:
+        lines += 1
+        if first is None and json.loads(line)["frame"] == 1:
+            first = time.perf_counter() - start
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or first is None:
+        raise UserError(f"{argv[0]} exited with {proc.returncode} after {lines} lines: {proc.stderr.read().decode()[-500:]}")
+    return Run(first, wall, usage.ru_maxrss / 1024, lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--siammask", help="the siammask command to measure (default: the one beside this Python)")
+    parser.add_argument("--root", default=str(DATA / "OTB"), help="OTB-layout folder (default: ../shared/data/OTB)")
+    parser.add_argument("--sequence", default="Crossing", help="sequence in --root (default: Crossing)")
+    parser.add_argument("--nano-dir", default=str(DEFAULT_NANO_DIR), help="TrackerNano's two ONNX graphs")
+    parser.add_argument("--runs", type=int, default=3, help="processes of each, alternating (default: 3)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads of both (OMP_NUM_THREADS for ours, cv2.setNumThreads for TrackerNano; "
+                             "default: each library's own choice, as a user gets)")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+    if args.runs < 1 or args.threads < 0:
+        print("bench_runtime: --runs must be at least 1 and --threads at least 0", file=sys.stderr)
+        return 2
+    try:
+        sequence = next((s for s in load_otb(Path(args.root)) if s.name == args.sequence), None)
+        if sequence is None:
+            raise UserError(f"no sequence '{args.sequence}' in '{args.root}'")
+        graphs = nano_files(Path(args.nano_dir))
+    except UserError as error:
+        print(f"bench_runtime: {error} (this benchmark needs ../shared)", file=sys.stderr)
+        return 2
+    folder = Path(sequence.frames[0]).parent
+    box = ",".join(f"{v:g}" for v in sequence.boxes[0])
+    ours = [*siammask_argv(args.siammask), "track", str(folder), "--box", box, "--json", "/dev/stdout", "-q"]
+    nano = [sys.executable, "-c", NANO_SCRIPT, *map(str, graphs), box, str(args.threads), *map(str, sequence.frames)]
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
+    runs: dict[str, list[Run]] = {"ours": [], "nano": []}
+    try:
+        for i in range(args.runs):
+            for name in (("ours", "nano") if i % 2 == 0 else ("nano", "ours")):
+                runs[name].append(timed_run(ours if name == "ours" else nano, env))
+    except UserError as error:
+        print(f"bench_runtime: {error}", file=sys.stderr)
+        return 2
+    medians = {name: {field: statistics.median(getattr(r, field) for r in rs)
+                      for field in ("first_result_s", "wall_s", "peak_rss_mb")} for name, rs in runs.items()}
+    ratios = {field: medians["ours"][field] / medians["nano"][field] for field in medians["ours"]}
+    machine = {"cpu": cpu_name(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    print(f"{machine['cpu']}, {machine['cpus']} CPUs, load {machine['load_average'][0]:.2f}; {args.sequence} "
+          f"({len(sequence.frames)} frames); median of {args.runs} processes each; threads "
+          f"{args.threads or 'default'}\nours: {' '.join(ours[:2])} ...\n")
+    print("| process | first result s | wall s | peak RSS MB |\n|---|---|---|---|")
+    for name, label in (("ours", "siammask track (default weights)"), ("nano", "TrackerNano, plain Python + cv2")):
+        m = medians[name]
+        print(f"| {label} | {m['first_result_s']:.2f} | {m['wall_s']:.2f} | {m['peak_rss_mb']:.0f} |")
+    print(f"| ratio ours / TrackerNano (goal <= 2) | {ratios['first_result_s']:.2f}x | {ratios['wall_s']:.2f}x | "
+          f"{ratios['peak_rss_mb']:.2f}x |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "machine": machine, "sequence": args.sequence, "frames": len(sequence.frames), "threads": args.threads,
+            "command": ours, "runs": {name: [vars(r) for r in rs] for name, rs in runs.items()},
+            "median": medians, "ratio": ratios}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
