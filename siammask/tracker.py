@@ -261,16 +261,25 @@ class Tracker:
         # box; if the target stands out from that enough to pass found_threshold, the frame passes
         # and the new background is kept. Otherwise the doubt stands: the old presence holds (a
         # cut to another scene has new surroundings too, no more like the target than the box).
+        # A lost target's best place near where it was last seen is given the same second look
+        # (it often comes back there, seen anew); places farther away must pass as they are.
         again = [k for k, job in enumerate(jobs) if self.cfg.redetect and not states[job].lost
                  and presence[k] < self.cfg.found_threshold]
+        for job, state in enumerate(states):
+            near = [k for k in range(len(found)) if jobs[k] == job and self._searching(state)
+                    and np.all(np.abs(found[k][1][:2] - state.pos) <= batch.windows[found[k][0]].side / 2)]
+            best = max(near, key=lambda k: presence[k], default=None)
+            if best is not None and presence[best] < self.cfg.found_threshold:
+                again.append(best)
         if again:
             ring = [self._template_crop(batch.frames[jobs[k]], centre, found[k][1][2:], states[jobs[k]].avg_color)
                     for k in again for centre in surroundings(found[k][1][:2], found[k][1][2:])[1:]]
             rings = self._embed(self.engine.template(to_chw_float(ring))).reshape(len(again), RING, -1)
             for k, others in zip(again, rings):
                 memory = replace(memories[k], background=background(memories[k].first, memories[k].recent, others))
-                if self._presence(memory, embeddings[k]) >= self.cfg.found_threshold:
-                    memories[k], presence[k] = memory, self._presence(memory, embeddings[k])
+                second = self._presence(memory, embeddings[k], self._searching(states[jobs[k]]))
+                if second >= self.cfg.found_threshold:
+                    memories[k], presence[k] = memory, second
         chosen = [max((k for k in range(len(found)) if jobs[k] == job), key=lambda k: (presence[k], found[k][3]))
                   for job in range(len(states))]
         rows = [found[k][0] for k in chosen]
@@ -403,7 +412,8 @@ class Tracker:
         same = previous is not None and np.hypot(*(pick.box[:2] - previous[:2])) <= max(previous[2:])
         confirmations = memory.confirmations + 1 if same else 1
         if confirmations >= self.cfg.confirm_frames:
-            return replace(memory, lost_frames=0, candidate=None, confirmations=0, presence=pick.presence)
+            return replace(memory, lost_frames=0, candidate=None, confirmations=0, presence=pick.presence,
+                           background=pick.memory.background)
         return replace(memory, lost_frames=memory.lost_frames + 1, candidate=pick.box.copy(),
                        confirmations=confirmations, presence=pick.presence)
 
