@@ -19,14 +19,15 @@ IDLE_TIMEOUT_S = 10.0  # a request not sent, or a frame not taken, within this c
 
 
 class BoundedThreads(ThreadingMixIn):
-    """ThreadingMixIn with a cap: a connection over MAX_CONNECTIONS is closed at once, unanswered."""
+    """ThreadingMixIn with a cap: a connection over `max_connections` is closed at once, unanswered."""
 
     daemon_threads = True
     block_on_close = False
+    max_connections = MAX_CONNECTIONS
     request_queue_size = 128  # the listen backlog: connections over the cap are accepted and closed
 
     def server_activate(self) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         super().server_activate()
 
     def process_request(self, request: socket.socket, client_address) -> None:
