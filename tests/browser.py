@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pipeline_support import terminate
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
          "--disable-component-update", "--no-first-run", "--no-default-browser-check", "--remote-debugging-pipe")
 REPLY_TIMEOUT_S = 60  # hang guard only: a loaded two-core box can be slow to answer
@@ -89,7 +91,8 @@ class Browser:
         """The value of a JavaScript expression (promises awaited)."""
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('exception', {}).get('description')}")
+            details = result["exceptionDetails"].get("exception", {}).get("description")
+            raise RuntimeError(f"{expression[:80]}: {details}")
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout_s: float, what: str) -> Any:
@@ -123,11 +126,6 @@ class Browser:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 30)
         os.close(self._write)
         os.close(self._read)
