@@ -319,3 +319,35 @@ def test_the_page_in_headless_chromium_as_an_operator_uses_it(console, own_strea
         assert listing(console, own_stream)["paused"] is False
     finally:
         browser.close()
+
+
+# --- hostile clients -------------------------------------------------------------------------------------
+
+def frames_viewer(console: Console) -> socket.socket:
+    """A /api/frames viewer that reads nothing after its request (its buffers fill, then it stalls)."""
+    sock = socket.create_connection(("127.0.0.1", console.port), timeout=60)
+    sock.sendall(f"GET /api/frames HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n"
+                 f"Authorization: Bearer {console.token}\r\n\r\n".encode())
+    return sock
+
+
+@slow
+def test_half_open_connections_stalled_viewers_and_garbage_never_stop_serve(console):
+    sockets = [socket.create_connection(("127.0.0.1", console.port), timeout=60) for _ in range(100)]  # say nothing
+    sockets += [frames_viewer(console) for _ in range(20)]
+    try:
+        # results go on being published while every console connection is taken
+        msgs = collect(console.serve, 0, until=lambda m: m["stream"] == "a" and m["frame"] > 0)
+        before = msgs[-1]["frame"]
+        collect(console.serve, 0, until=lambda m: m["stream"] == "a" and m["frame"] > before + 20)
+    finally:
+        for sock in sockets:
+            sock.close()
+    for raw in (b"\x00\xff garbage\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                b"POST /api/streams/a/targets HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", console.port), timeout=60) as sock:
+            sock.sendall(raw)
+            answer = sock.makefile("rb").readline()
+        assert answer.split()[1:2] in ([b"400"], [b"401"], [b"403"]), (raw, answer)
+    assert console.ok("GET", "/api/streams")["streams"]  # the console answers again at once
+    assert console.serve.proc.poll() is None and "Traceback" not in console.serve.log()

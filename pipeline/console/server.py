@@ -8,6 +8,7 @@ import json
 import threading
 import urllib.parse
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
 from typing import Any
@@ -62,6 +63,13 @@ class ConsoleServer:
 
 def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own refusals (a garbled request, headers too long) as JSON too."""
+            self.close_connection = True
+            self._error(code, message or HTTPStatus(code).phrase)
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             self._handle("GET")
 
