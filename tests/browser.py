@@ -37,8 +37,9 @@ def _above_four(fd: int) -> int:
 
 
 class Browser:
-    """One page of a fresh headless Chromium; `evaluate` runs JavaScript in it, `drag` and `click`
-    move the mouse as a person would (press, moves, release at viewport coordinates)."""
+    """One page of a fresh headless Chromium with a width x height viewport; `evaluate` runs
+    JavaScript in it, `drag` and `click` move the mouse as a person would (press, moves, release at
+    viewport coordinates)."""
 
     def __init__(self, profile: Path, width: int = 1280, height: int = 900) -> None:
         to_browser, self._write = os.pipe()
@@ -58,6 +59,7 @@ class Browser:
         self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         self._next += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from siammask.pipeline.console.routes import MAX_BODY_BYTES
 
 from browser import Browser
 from pipeline_support import ANY_PORT, ENV, Serve, collect, free_port, raw_request, serving
+from reference import DATA
 
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 URL = re.compile(r"\[console\]: console on http://127\.0\.0\.1:(\d+)/\?token=(\S+)")
@@ -351,3 +353,38 @@ def test_half_open_connections_stalled_viewers_and_garbage_never_stop_serve(cons
         assert answer.split()[1:2] in ([b"400"], [b"401"], [b"403"]), (raw, answer)
     assert console.ok("GET", "/api/streams")["streams"]  # the console answers again at once
     assert console.serve.proc.poll() is None and "Traceback" not in console.serve.log()
+
+
+@slow
+def test_the_console_on_a_shared_video_with_a_drawn_target(tmp_path):
+    """The picture in the README: the shipped weights on a real video, one target from the config
+    (the person) and one drawn with the mouse. SIAMMASK_CONSOLE_SCREENSHOT=PATH keeps the screenshot
+    (a 64-colour PNG, as docs/console.png was made)."""
+    video = DATA / "videos" / "oneperson.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} is missing (the shared data, see tests/reference.py)")
+    config = {"streams": [{"id": "warehouse", "source": str(video), "boxes": [[198, 112, 72, 175]]}],
+              "model": {"threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+              "console": {"listen": "127.0.0.1:0"}, "log_interval_s": 0}
+    with serving(tmp_path, config) as serve:
+        console = Console(serve)
+        browser = Browser(tmp_path / "profile", width=1000, height=640)
+        try:
+            browser.open(console.url)
+            picture = find("[data-stream='warehouse'] img")
+            assert browser.wait_for(f"!!{picture} && {picture}.naturalWidth", PAGE_WAIT_S, "the picture") == 620
+            left, top, width, height = browser.evaluate(f"(r => [r.left, r.top, r.width, r.height])"
+                                                        f"({picture}.getBoundingClientRect())")
+            scale = width / 620
+            browser.drag((left + 540 * scale, top + 160 * scale), (left + 575 * scale, top + 210 * scale))  # red cart
+            browser.wait_for(exists("[data-stream='warehouse'] tr[data-target='1']"), PAGE_WAIT_S, "the drawn target")
+            browser.wait_for(f"{picture}.src.length > 1000", PAGE_WAIT_S, "a picture after the drawing")
+            shot = tmp_path / "console.png"
+            browser.screenshot(shot)
+        finally:
+            browser.close()
+    image = cv2.imread(str(shot))
+    assert image.shape[:2] == (640, 1000) and image.std() > 20
+    if os.environ.get("SIAMMASK_CONSOLE_SCREENSHOT"):
+        from PIL import Image
+        Image.open(shot).convert("RGB").quantize(64).save(os.environ["SIAMMASK_CONSOLE_SCREENSHOT"], optimize=True)

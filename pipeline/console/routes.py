@@ -56,7 +56,7 @@ def _merge(request: dict[str, Any], body: bytes) -> dict[str, Any]:
 
 def _number(text: str) -> int | str:
     """A target id as the control request takes it; anything else goes as text, to be refused there."""
-    return int(text) if text.isdigit() and len(text) <= 18 else text
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else text
 
 
 # A refused control request's status, by the start of its error (the rest is 400: the request's fault).

@@ -102,7 +102,7 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                 if path in STATIC and method == "GET":
                     self._send(200, STATIC[path][1], console.static[path][0])
                 elif path.startswith("/api/"):
-                    self._api(method, path[len("/api/"):].split("/"), body, url.query)
+                    self._api(method, path[len("/api/"):].split("/"), body)
                 else:
                     self._error(404, f"no page '{path[:80]}'")
             except UserError as exc:
@@ -119,7 +119,7 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                 self._error(411, "send a Content-Length, not a chunked body")
                 return None
             length = self.headers.get("Content-Length", "0")
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 self._error(400, "Content-Length is not a number")
                 return None
             if int(length) > MAX_BODY_BYTES:
@@ -127,10 +127,10 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                 return None
             return self.rfile.read(int(length))
 
-        def _api(self, method: str, parts: list[str], body: bytes, query: str) -> None:
+        def _api(self, method: str, parts: list[str], body: bytes) -> None:
             if method == "GET" and parts == ["events"]:
                 after = self.headers.get("Last-Event-ID", "0")
-                self._events(int(after) if after.isdigit() and len(after) < 18 else 0)
+                self._events(int(after) if after.isascii() and after.isdigit() and len(after) < 18 else 0)
             elif method == "GET" and parts == ["frames"]:
                 self._frames()
             elif method == "GET" and len(parts) == 3 and parts[0] == "streams" and parts[2] == "snapshot.png":

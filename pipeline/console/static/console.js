@@ -177,8 +177,10 @@ function live() {
     const f = JSON.parse(m.data);
     const c = cards.get(f.stream);
     if (!c) return;
-    c.img.src = "data:image/jpeg;base64," + f.jpeg;
-    c.note.textContent = "";
+    const url = "data:image/jpeg;base64," + f.jpeg;
+    const next = new Image();  // decoded off screen, then shown whole: no half-drawn picture
+    next.src = url;
+    next.decode().then(() => { c.img.src = url; c.note.textContent = ""; }, () => {});
   };
 }
 
