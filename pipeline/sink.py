@@ -218,11 +218,17 @@ class Sink:
         if self.preview and self.preview.watched:
             self.preview.update(stream, canvas)
         if want_console:
-            ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            try:
-                self.console.send_multipart([stream.encode(), jpeg.tobytes()], zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # the console has older pictures waiting: this one is not missed for long
+            self._to_console(stream, canvas)
+
+    def _to_console(self, stream: str, canvas: np.ndarray) -> None:
+        """One JPEG per processed frame, whatever the number of viewers (they share it)."""
+        ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return
+        try:
+            self.console.send_multipart([stream.encode(), jpeg.tobytes()], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the console has older pictures waiting: this one is not missed for long
 
     def _video(self, stream: str, canvas: np.ndarray, fps: float | None) -> VideoWriter:
         """The stream's video writer; a new part when this process has written the path before, or

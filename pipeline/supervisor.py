@@ -24,7 +24,7 @@ from siammask.errors import UserError
 from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, control_endpoint, stream_from_dict
 from .console.hub import EventLog
-from .control import MAX_REQUEST_BYTES, parse_request
+from .control import MAX_REQUEST_BYTES, no_stream, parse_request
 from .endpoints import RunDir, bound_endpoint
 from .httpserve import serve_metrics
 from .inference import InferenceSpec, StageSpec, TargetSeed
@@ -453,8 +453,7 @@ class Supervisor:
 
     def _stream(self, stream_id: str) -> StreamRecord:
         if stream_id not in self.streams:
-            known = ", ".join(self.streams) or "none"
-            raise UserError(f"no stream '{stream_id}'; streams: {known}")
+            raise UserError(no_stream(stream_id, self.streams))
         return self.streams[stream_id]
 
     def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:

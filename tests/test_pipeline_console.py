@@ -11,9 +11,11 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -239,6 +241,25 @@ def test_targets_pause_and_streams_through_the_api_with_events(console, own_stre
     assert mine == ["stream_added", "target_added", "target_added", "paused", "resumed", "target_removed"]
     assert console.ok("DELETE", f"/api/streams/{own_stream}") == {"stream": own_stream}
     assert own_stream not in [s["id"] for s in console.serve.ctl({"cmd": "list"})["streams"]]
+    status, reply = console.request("GET", f"/api/streams/{own_stream}/snapshot.png")
+    assert status == 404 and reply == {"error": console.serve.ctl({"cmd": "pause", "stream": own_stream})["error"]}
+    console.events(lambda e: e["event"] == "stream_removed" and e["stream"] == own_stream)
+
+
+@slow
+def test_a_restarted_stage_is_an_event(console):
+    pid = console.serve.ctl({"cmd": "list"})["processes"]["inference"]
+    os.kill(pid, signal.SIGKILL)
+    restarted = console.events(lambda e: e["event"] == "restarted" and e["stage"] == "inference"
+                               and e["why"] == "was killed by signal 9")[-1]
+    assert restarted["wait_s"] > 0
+    end = time.monotonic() + PAGE_WAIT_S  # the figures are taken at most once a second
+    while console.ok("GET", "/api/streams")["restarts"].get("inference", 0) < 1:
+        assert time.monotonic() < end, "the restart is not in the figures"
+        time.sleep(0.2)
+    # the next test finds the inference stage running again: a result after the restart
+    last = collect(console.serve, 0, until=lambda m: m["stream"] == "a")[-1]["frame"]
+    collect(console.serve, 0, timeout_s=120, until=lambda m: m["stream"] == "a" and m["frame"] > last + 5)
 
 
 @slow

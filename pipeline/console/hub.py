@@ -31,14 +31,11 @@ class FrameBoard:
             self._frames[stream] = (next(self._seq), jpeg, base64.b64encode(jpeg).decode())
             self._cond.notify_all()
 
-    def drop(self, stream: str) -> None:
+    def keep(self, streams: set[str]) -> None:
+        """Forget the pictures of streams no longer registered (one may arrive after its removal)."""
         with self._cond:
-            self._frames.pop(stream, None)
-
-    def newest(self, stream: str) -> bytes | None:
-        with self._cond:
-            found = self._frames.get(stream)
-        return found[1] if found else None
+            for stream in set(self._frames) - streams:
+                del self._frames[stream]
 
     def watch(self) -> None:
         """A viewer arrives. The first one after none: what is kept is old (the sink stopped

@@ -18,6 +18,7 @@ import numpy as np
 
 from siammask.errors import UserError
 
+from ..control import no_stream
 from ..httpserve import BoundedThreads
 from ..metrics import Figures
 from ..process import log
@@ -148,6 +149,7 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                     return
                 reply.pop("ok")
                 if request["cmd"] == "list":
+                    console.board.keep({s["id"] for s in reply["streams"]})
                     streams, restarts = figures.take()
                     for stream in reply["streams"]:
                         stream["figures"] = streams.get(stream["id"])
@@ -155,10 +157,15 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                 self._json(200, reply)
 
         def _snapshot(self, stream: str) -> None:
+            """The registry says which streams exist: a picture may arrive after its stream's removal."""
+            known = [s["id"] for s in call({"cmd": "list"}).get("streams", [])]
+            console.board.keep(set(known))
+            if stream not in known:
+                self._error(404, no_stream(stream[:64], known))
+                return
             jpeg = console.board.wait_fresh(stream, SNAPSHOT_WAIT_S)
             if jpeg is None:
-                self._error(404, f"no picture of stream '{stream[:64]}' yet (unknown, paused since the start, "
-                                 "or not started)")
+                self._error(404, f"no picture of stream '{stream[:64]}' yet (paused or ended before a viewer came)")
                 return
             ok, png = cv2.imencode(".png", cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
             self._send(200, "image/png", png.tobytes(), {"Content-Disposition": 'inline; filename="snapshot.png"'})
