@@ -5,6 +5,7 @@ connections closed); every request passes `Access.check` first."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -41,6 +42,10 @@ class _Server(BoundedThreads, HTTPServer):
     max_connections = MAX_CONNECTIONS
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class ConsoleServer:
     """Serves on (host, port) from a daemon thread until `close`; `call` sends one control request
     to the supervisor and returns its reply."""
@@ -48,7 +53,8 @@ class ConsoleServer:
     def __init__(self, host: str, port: int, token: str, call: Call, board: FrameBoard, events: EventLog,
                  figures: Figures) -> None:
         self.board, self.events = board, events
-        self._http = _Server((host, port), _handler(self, call, figures))
+        server = _Server6 if ":" in host else _Server
+        self._http = server((host, port), _handler(self, call, figures))
         self.port = self._http.server_address[1]
         self.access = Access.for_address(host, self.port, token)
         self.static = {path: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
