@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import threading
 import time
 from collections import deque
@@ -13,22 +14,26 @@ from typing import Any
 
 EVENTS_KEPT = 500        # the page shows the last few hundred
 WAKE_S = 5.0             # a waiting viewer gets a keep-alive at least this often (a dead one is found)
+VIEWER_FPS = 15.0        # pictures a viewer gets per second and stream at most: a screen needs no more,
+                         # and on a small machine each one sent is CPU the inference stage does not get
 
 
 class FrameBoard:
-    """Newest JPEG per stream, with its base64 text made once for every viewer. `watching` is the
-    count the sink reads (shared memory) to know whether to encode frames at all."""
+    """Newest JPEG per stream, with its Server-Sent Event (base64) made once for every viewer.
+    `watching` is the count the sink reads (shared memory) to know whether to encode frames at all."""
 
     def __init__(self, watching: Any) -> None:
         self.watching = watching
         self._cond = threading.Condition()
         self._seq = itertools.count(1)
-        self._frames: dict[str, tuple[int, bytes, str]] = {}  # stream -> (sequence, JPEG, base64)
+        self._frames: dict[str, tuple[int, bytes, bytes]] = {}  # stream -> (sequence, JPEG, its event)
         self._closed = False
 
     def put(self, stream: str, jpeg: bytes) -> None:
+        """Kept with its Server-Sent Event made once: a viewer only copies bytes to its socket."""
+        event = b'data: {"stream": %s, "jpeg": "%s"}\n\n' % (json.dumps(stream).encode(), base64.b64encode(jpeg))
         with self._cond:
-            self._frames[stream] = (next(self._seq), jpeg, base64.b64encode(jpeg).decode())
+            self._frames[stream] = (next(self._seq), jpeg, event)
             self._cond.notify_all()
 
     def keep(self, streams: set[str]) -> None:
@@ -61,21 +66,25 @@ class FrameBoard:
         finally:
             self.unwatch()
 
-    def updates(self) -> Iterator[list[tuple[str, str]]]:
-        """For one viewer: lists of (stream, base64 JPEG) as they change, newest only (a slow viewer
-        skips frames), an empty list at least every WAKE_S; ends when the board closes."""
+    def updates(self) -> Iterator[bytes]:
+        """For one viewer: the events of the pictures that changed since its last ones, newest only
+        (a slow viewer skips pictures), at most VIEWER_FPS a second, empty at least every WAKE_S;
+        ends when the board closes."""
         self.watch()
         seen: dict[str, int] = {}
+        sent_at = 0.0
         try:
             while True:
+                time.sleep(max(0.0, sent_at + 1 / VIEWER_FPS - time.monotonic()))
+                sent_at = time.monotonic()
                 with self._cond:
                     self._cond.wait_for(lambda: self._closed or any(
                         seq > seen.get(s, 0) for s, (seq, _, _) in self._frames.items()), WAKE_S)
                     if self._closed:
                         return
-                    fresh = [(s, seq, text) for s, (seq, _, text) in self._frames.items() if seq > seen.get(s, 0)]
+                    fresh = [(s, seq, event) for s, (seq, _, event) in self._frames.items() if seq > seen.get(s, 0)]
                 seen.update((s, seq) for s, seq, _ in fresh)
-                yield [(s, text) for s, _, text in fresh]
+                yield b"".join(event for _, _, event in fresh)
         finally:
             self.unwatch()
 

@@ -191,9 +191,8 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
 
         def _frames(self) -> None:
             self._stream_start()
-            for batch in console.board.updates():
-                text = "".join(f'data: {{"stream": {json.dumps(s)}, "jpeg": "{b64}"}}\n\n' for s, b64 in batch)
-                self.wfile.write((text or ": keep-alive\n\n").encode())
+            for events in console.board.updates():
+                self.wfile.write(events or b": keep-alive\n\n")
                 self.wfile.flush()
 
         def _json(self, status: int, data: dict[str, Any]) -> None:
