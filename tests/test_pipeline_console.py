@@ -31,6 +31,7 @@ from console_support import PAGE_WAIT_S, Console
 from pipeline_support import ANY_PORT, ENV, collect, free_port, raw_request, serving
 from reference import DATA
 
+slow = pytest.mark.slow         # the tests that run serve's processes
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 
 
@@ -84,6 +85,22 @@ def test_non_loopback_console_without_token_refuses_to_start(tmp_path, synthetic
         "(console: {listen: ..., token: ...}) or listen on 127.0.0.1"]
 
 
+@slow
+def test_a_busy_console_port_stops_serve_with_one_line(tmp_path, synthetic_video, lite):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "siammask.cli", "serve", "--source", str(synthetic_video),
+                               "--weights", str(lite), "--publish", ANY_PORT, "--metrics-port", "0",
+                               "--console", str(port)], capture_output=True, text=True, timeout=120,
+                              env={**ENV, "TMPDIR": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (f"siammask: error: cannot serve the console on 127.0.0.1:{port}: "
+                                                    "Address already in use; pick another port")
+    assert "Traceback" not in proc.stderr
+
+
 def test_access_rules_on_headers():
     access = Access.for_address("127.0.0.1", 8080, "x" * 20)
     good = {"Host": "127.0.0.1:8080", "Authorization": "Bearer " + "x" * 20}
@@ -102,9 +119,6 @@ def test_access_rules_on_headers():
 
 
 # --- the API on a real serve ---------------------------------------------------------------------------
-
-slow = pytest.mark.slow  # these run serve's processes
-
 
 @slow
 def test_api_lists_streams_with_targets_and_figures(console):

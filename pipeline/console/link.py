@@ -26,9 +26,12 @@ FIGURES_EVERY_S = 1.0
 
 
 class Console:
+    """Started by the supervisor when `console:` is set; `close` before the ZeroMQ context ends."""
+
     def __init__(self, cfg: ConsoleConfig, ctx: zmq.Context, events: EventLog, registry: Any, watching: Any,
                  frames_endpoint: str) -> None:
         self.ctx = ctx
+        self.server: ConsoleServer | None = None
         self.board = FrameBoard(watching)
         self._frames = ctx.socket(zmq.PULL)
         self._frames.linger = 0
@@ -75,8 +78,8 @@ class Console:
         self._frames.close()
 
     def close(self) -> None:
-        """Before the context ends: the frames socket is closed by its thread."""
-        if hasattr(self, "server"):
+        """The frames socket is closed by its thread, before the context ends."""
+        if self.server is not None:
             self.server.close()
         self.board.close()
         self._stop.set()
