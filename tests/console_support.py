@@ -44,12 +44,14 @@ class Console:
         assert status == 200, (status, reply)
         return reply
 
-    def events(self, predicate, timeout_s: float = PAGE_WAIT_S) -> list[dict]:
-        """Events from GET /api/events (the kept ones first) until one satisfies `predicate`."""
+    def events(self, predicate, timeout_s: float = PAGE_WAIT_S, after: int | None = None) -> list[dict]:
+        """Events from GET /api/events (the kept ones first, or those after id `after`) until one
+        satisfies `predicate`."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
         seen = []
         try:
-            conn.request("GET", "/api/events", headers={"Authorization": f"Bearer {self.token}"})
+            resume = {} if after is None else {"Last-Event-ID": str(after)}
+            conn.request("GET", "/api/events", headers={"Authorization": f"Bearer {self.token}", **resume})
             reply = conn.getresponse()
             assert reply.status == 200 and reply.getheader("Content-Type") == "text/event-stream"
             while True:

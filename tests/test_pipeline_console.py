@@ -207,6 +207,17 @@ def test_targets_pause_and_streams_through_the_api_with_events(console, own_stre
 
 
 @slow
+def test_the_event_stream_resumes_after_the_last_id_it_gave(console):
+    assert console.ok("POST", "/api/streams/a/pause")["paused"] is True
+    assert console.ok("POST", "/api/streams/a/resume")["paused"] is False
+    kept = console.events(lambda e: e["event"] == "resumed" and e["stream"] == "a")
+    paused = [e for e in kept if e["event"] == "paused"][-1]
+    assert console.events(lambda e: True, after=paused["id"])[0]["id"] == paused["id"] + 1
+    # an id this serve never gave (from before a restart of serve): everything kept, from the start
+    assert console.events(lambda e: True, after=10**12)[0] == kept[0]
+
+
+@slow
 def test_a_restarted_stage_is_an_event(console):
     pid = console.serve.ctl({"cmd": "list"})["processes"]["inference"]
     os.kill(pid, signal.SIGKILL)

@@ -116,7 +116,10 @@ class EventLog:
 
     def follow(self, after: int) -> Iterator[list[dict[str, Any]]]:
         """Events after id `after` as they come (what is still kept first), an empty list at least
-        every WAKE_S; ends when the log closes."""
+        every WAKE_S; ends when the log closes. An id from before a restart of serve starts over."""
+        with self._cond:
+            if after > self._seq:
+                after = 0
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closed or self._seq > after, WAKE_S)
