@@ -156,7 +156,7 @@ class Supervisor:
     def _open(self) -> None:
         if self.cfg.metrics_port:
             try:
-                self.http = serve_metrics(self.cfg.metrics_port, self.metrics.registry)
+                self.http = serve_metrics(self.cfg.metrics_port, self.metrics.registry, self._down)
             except OSError as exc:
                 raise UserError(f"cannot serve metrics on 127.0.0.1:{self.cfg.metrics_port}: {exc.strerror}; "
                                 "pick another metrics_port") from None
@@ -228,6 +228,14 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         child.process, child.started, child.restart_at = child.start(), time.monotonic(), None
+
+    def _down(self) -> list[str]:
+        """The stages not running now (waiting to be restarted, or an inference process still loading
+        its model), for /healthz; read from the metrics server's thread (a copy of the table)."""
+        down = [name for name, child in list(self.children.items()) if child.process is None]
+        if "inference" in self.children and "inference" not in down and not self.ready:
+            down.append("inference")
+        return down
 
     def _start_capture(self, stream_id: str) -> None:
         rec = self.streams[stream_id]

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -130,6 +131,15 @@ def test_api_lists_streams_with_targets_and_figures(console):
     assert set(stream["figures"]) == {"fps", "read_fps", "latency_p50_ms", "latency_p99_ms", "dropped"}
     assert set(stream["figures"]["dropped"]) == {"capture", "inference", "sink", "publish"}
     assert isinstance(reply["restarts"], dict)
+
+
+@slow
+def test_healthz_answers_200_while_every_stage_runs(console):
+    collect(console.serve, 0, until=lambda m: m["stream"] == "a")
+    port = console.serve.config["metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=60) as reply:
+        assert reply.status == 200 and json.loads(reply.read()) == {"ok": True, "down": []}
+    assert f"[supervisor]: metrics on http://127.0.0.1:{port}/metrics" in console.serve.log()
 
 
 @slow
