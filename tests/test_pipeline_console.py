@@ -7,6 +7,7 @@ observed replies and page contents with generous liveness bounds, never on sleep
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import signal
@@ -150,8 +151,25 @@ def test_requests_without_the_token_are_refused_and_change_nothing(console):
         assert status == 401 and reply["error"].startswith("missing or wrong token")
         assert console.request("GET", "/api/streams", token=token)[0] == 401
         assert console.request("GET", "/", token=token)[0] == 401
+        assert console.request("GET", f"/?token={token}", token=None)[0] == 401
         assert console.request("DELETE", "/api/streams/a", token=token)[0] == 401
     assert [t["id"] for t in listing(console, "a")["targets"]] == [t["id"] for t in before["targets"]]
+
+
+@slow
+def test_the_printed_url_sets_a_strict_cookie_and_drops_the_token(console):
+    conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=60)
+    try:
+        conn.request("GET", f"/?token={console.token}")
+        reply = conn.getresponse()
+        reply.read()
+    finally:
+        conn.close()
+    assert reply.status == 303 and reply.getheader("Location") == "/"
+    cookie = reply.getheader("Set-Cookie")
+    assert cookie == f"siammask_console_{console.port}={console.token}; HttpOnly; SameSite=Strict; Path=/"
+    status, page = console.request("GET", "/", token=None, headers={"Cookie": cookie.split(";")[0]})
+    assert status == 200 and b"siammask console" in page
 
 
 @slow

@@ -94,7 +94,7 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
             path = urllib.parse.unquote(url.path)
             try:
                 refusal = console.access.check(self.headers)
-                if refusal and refusal.status == 401 and method == "GET" and path == "/":
+                if (refusal is None or refusal.status == 401) and method == "GET" and path == "/":
                     given = urllib.parse.parse_qs(url.query).get("token", [None])[0]
                     if console.access.token_matches(given):  # the printed URL: set the cookie, drop the token
                         self._send(303, "text/plain", b"", {"Location": "/",
