@@ -124,6 +124,10 @@ class Browser:
         self._mouse("mousePressed", x, y, 1)
         self._mouse("mouseReleased", x, y, 0)
 
+    def type(self, text: str) -> None:
+        """Text into the focused field, as typed."""
+        self.send("Input.insertText", text=text)
+
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
 

@@ -291,7 +291,7 @@ def exists(selector: str) -> str:
 
 
 @slow
-def test_the_page_in_headless_chromium_as_an_operator_uses_it(console, own_stream, tmp_path):
+def test_the_page_in_headless_chromium_as_an_operator_uses_it(console, own_stream, synthetic_video, tmp_path):
     panel = f"[data-stream='{own_stream}']"
     browser = Browser(tmp_path / "profile")
     try:
@@ -339,6 +339,22 @@ def test_the_page_in_headless_chromium_as_an_operator_uses_it(console, own_strea
         press(f"{panel} button[data-action='pause']")  # it reads Resume now
         browser.wait_for(f"{find(panel + ' .badge')}.textContent === 'running'", PAGE_WAIT_S, "the stream running")
         assert listing(console, own_stream)["paused"] is False
+
+        # the form adds a stream with a first box; its button removes it
+        added = f"f-{uuid.uuid4().hex[:8]}"
+        for name, text in (("id", added), ("source", str(synthetic_video)), ("box", "25,19,26,19")):
+            press(f"#add-stream input[name='{name}']")
+            browser.type(text)
+        press("#add-stream input[name='loop']")
+        press("#add-stream button[type='submit']")
+        browser.wait_for(exists(f"[data-stream='{added}'] tr[data-target='0']"), PAGE_WAIT_S, "the added stream")
+        stream = listing(console, added)
+        assert stream["source"] == str(synthetic_video)
+        assert [*stream["pending"], *(t["id"] for t in stream["targets"])] == [0]  # the form's box
+        press(f"[data-stream='{added}'] button[data-action='remove-stream']")
+        gone = exists(f"[data-stream='{added}']")
+        browser.wait_for(f"!{gone}", PAGE_WAIT_S, "the removed stream to leave the page")
+        assert added not in [s["id"] for s in console.serve.ctl({"cmd": "list"})["streams"]]
     finally:
         browser.close()
 
