@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from siammask.errors import UserError
-from siammask.pipeline.config import ConsoleConfig, console_address
+from siammask.pipeline.config import ConsoleConfig, PipelineConfig, StreamConfig, check_config, console_address
 from siammask.pipeline.console.auth import Access
 from siammask.pipeline.console.routes import MAX_BODY_BYTES
 
@@ -75,6 +75,13 @@ def test_console_address_rules():
         console_address(ConsoleConfig(listen="127.0.0.1:70000"))
     with pytest.raises(UserError, match="token must be 16 to 256 characters"):
         console_address(ConsoleConfig(token="short"))
+
+
+def test_a_capture_host_has_no_console(synthetic_video):
+    cfg = PipelineConfig(streams=(StreamConfig("cam", str(synthetic_video), endpoint="tcp://127.0.0.1:7000"),),
+                         role="capture", console=ConsoleConfig())
+    with pytest.raises(UserError, match="console: is for the serve that runs the inference"):
+        check_config(cfg)
 
 
 def test_non_loopback_console_without_token_refuses_to_start(tmp_path, synthetic_video):
