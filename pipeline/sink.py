@@ -156,10 +156,14 @@ class Sink:
             stack.callback(self.preview.close)
             log("sink", f"preview on http://127.0.0.1:{spec.preview_port}/")
         self.watching = watching
+        self.watched = False                # whether the console had viewers at the last look
+        self.kept: dict[str, tuple[np.ndarray, tuple]] = {}  # stream -> its newest frame and targets
         self.console = self.ctx.socket(zmq.PUSH) if spec.console else None
         if self.console:
             stack.callback(self.console.close, linger=0)
-            self.console.sndhwm = 2  # a console that does not keep up loses pictures, never holds results
+            # a console that does not keep up loses pictures, never holds results; room for one
+            # picture of every stream, which a first viewer gets at once (see look)
+            self.console.sndhwm = spec.batch + 2
             self.console.connect(spec.console)
         self.videos: dict[str, VideoWriter] = {}
         stack.callback(lambda: [v.release() for v in self.videos.values()])
@@ -208,6 +212,8 @@ class Sink:
     def _draw(self, stream: str, result: Result, frame: np.ndarray) -> None:
         want_video = self.spec.outputs.video is not None
         want_console = self.console is not None and self.watching.value > 0
+        if self.console is not None:
+            self.kept[stream] = (frame, result.targets)
         if self.preview:
             self.preview.add_stream(stream)
         if not (want_video or want_console or (self.preview and self.preview.watched)):
@@ -219,6 +225,15 @@ class Sink:
             self.preview.update(stream, canvas)
         if want_console:
             self._to_console(stream, canvas)
+
+    def look(self) -> None:
+        """When the console's first viewer arrives, the newest picture of every stream at once (a
+        paused stream's too), drawn now: nothing was encoded while no one watched."""
+        watched = self.console is not None and self.watching.value > 0
+        if watched and not self.watched:
+            for stream, (frame, targets) in self.kept.items():
+                self._to_console(stream, draw(frame, targets))
+        self.watched = watched
 
     def _to_console(self, stream: str, canvas: np.ndarray) -> None:
         """One JPEG per processed frame, whatever the number of viewers (they share it)."""
@@ -249,6 +264,7 @@ class Sink:
 
     def _end(self, stream: str) -> None:
         self.accounts.end(stream)
+        self.kept.pop(stream, None)
         video = self.videos.pop(stream, None)
         if video:
             video.release()
@@ -270,6 +286,7 @@ def run_sink(spec: SinkSpec, shared, publish_port, watching) -> None:
                 if sink.results.poll(100):
                     for result, pixels in messages.drain(sink.results):
                         sink.handle(result, pixels)
+                sink.look()
             while sink.results.poll(300):  # the inference stage has stopped: take its last results
                 for result, pixels in messages.drain(sink.results):
                     sink.handle(result, pixels)

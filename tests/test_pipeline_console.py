@@ -252,6 +252,35 @@ def test_the_event_stream_resumes_after_the_last_id_it_gave(console):
     assert console.events(lambda e: True, after=10**12)[0] == kept[0]
 
 
+def first_pictures(console: Console, stream: str) -> dict:
+    """Reads GET /api/frames until a picture of `stream` comes (liveness bound PAGE_WAIT_S)."""
+    end = time.monotonic() + PAGE_WAIT_S
+    with socket.create_connection(("127.0.0.1", console.port), timeout=PAGE_WAIT_S) as sock:
+        sock.sendall(f"GET /api/frames HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n"
+                     f"Authorization: Bearer {console.token}\r\n\r\n".encode())
+        reader = sock.makefile("rb")
+        while True:
+            line = reader.readline()
+            assert line, "the picture stream ended"
+            assert time.monotonic() < end, f"no picture of {stream} within {PAGE_WAIT_S} s"
+            if line.startswith(b"data: ") and json.loads(line[6:])["stream"] == stream:
+                return json.loads(line[6:])
+
+
+@slow
+def test_a_paused_stream_still_shows_its_newest_picture(console, own_stream):
+    """No viewer, so the sink encodes nothing; the stream is paused, so no frame comes: a viewer or a
+    snapshot still gets its newest picture at once (the sink keeps each stream's newest frame)."""
+    console.events(lambda e: e["event"] == "target_added" and e["stream"] == own_stream)
+    assert console.ok("POST", f"/api/streams/{own_stream}/pause")["paused"] is True
+    status, png = console.request("GET", f"/api/streams/{own_stream}/snapshot.png")
+    assert status == 200 and cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+    picture = first_pictures(console, own_stream)
+    jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(picture["jpeg"]), np.uint8), cv2.IMREAD_COLOR)
+    assert jpeg.shape == (120, 160, 3)
+    assert listing(console, own_stream)["paused"] is True
+
+
 @slow
 def test_a_restarted_stage_is_an_event(console):
     pid = console.serve.ctl({"cmd": "list"})["processes"]["inference"]
@@ -274,15 +303,9 @@ def test_snapshot_and_live_pictures_are_the_stream(console):
     assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (120, 160, 3) and image.std() > 10
-    with socket.create_connection(("127.0.0.1", console.port), timeout=60) as sock:
-        sock.sendall(f"GET /api/frames HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n"
-                     f"Authorization: Bearer {console.token}\r\n\r\n".encode())
-        reader = sock.makefile("rb")
-        while not (line := reader.readline()).startswith(b"data: "):
-            assert line, "the picture stream ended"
-    frame = json.loads(line[6:])
+    frame = first_pictures(console, "a")
     jpeg = cv2.imdecode(np.frombuffer(base64.b64decode(frame["jpeg"]), np.uint8), cv2.IMREAD_COLOR)
-    assert frame["stream"] == "a" and jpeg.shape == (120, 160, 3)
+    assert jpeg.shape == (120, 160, 3)
 
 
 # --- the page in a real browser ------------------------------------------------------------------------

@@ -43,11 +43,9 @@ class FrameBoard:
                 del self._frames[stream]
 
     def watch(self) -> None:
-        """A viewer arrives. The first one after none: what is kept is old (the sink stopped
-        encoding), so it waits for the next frame rather than see a stale one."""
+        """A viewer arrives. The first one after none makes the sink send every stream's newest
+        picture at once (what is kept here is from when the last viewer left, until then)."""
         with self._cond:
-            if self.watching.value == 0:
-                self._frames.clear()
             self.watching.value += 1
 
     def unwatch(self) -> None:

@@ -171,7 +171,7 @@ def _handler(console: ConsoleServer, call: Call, figures: Figures) -> type[BaseH
                 return
             jpeg = console.board.wait_fresh(stream, SNAPSHOT_WAIT_S)
             if jpeg is None:
-                self._error(404, f"no picture of stream '{stream[:64]}' yet (paused or ended before a viewer came)")
+                self._error(404, f"no picture of stream '{stream[:64]}' yet: no frame of it has been processed")
                 return
             ok, png = cv2.imencode(".png", cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
             self._send(200, "image/png", png.tobytes(), {"Content-Disposition": 'inline; filename="snapshot.png"'})
