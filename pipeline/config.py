@@ -13,7 +13,7 @@ from siammask.errors import UserError
 from siammask.validate import box_in_frame, box_values
 
 from .endpoints import (check_bind_endpoint, check_connect_endpoint, check_control_endpoint, check_stream_endpoint,
-                        default_control)
+                        default_control, is_loopback_host)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ class CurveConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The operator's console in the browser (pipeline/console/): where it listens, and the token
+    every request needs (a random one, printed with the URL at start, when none is given)."""
+
+    listen: str | int = "127.0.0.1:8080"   # [HOST:]PORT (host 127.0.0.1 when left out); port 0: a free one
+    token: str | None = None               # 16 to 256 URL-safe characters; required beyond loopback
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     """Cluster mode: what each inference worker (a Ray actor) asks of its node, and how many streams
     it holds; serve starts as many workers as its streams need."""
@@ -86,6 +95,7 @@ class PipelineConfig:
                                             # private folder (see control_endpoint); tcp:// only with curve
     metrics_port: int | None = ranged(0, 65535, 9557)   # Prometheus on 127.0.0.1; 0 or null: off
     preview_port: int | None = ranged(0, 65535, None)   # MJPEG preview page on 127.0.0.1; 0 or null: off
+    console: ConsoleConfig | None = None    # the operator's console (HTTP); null: off
     outputs: OutputsConfig = OutputsConfig()
     curve: CurveConfig | None = None
     role: str = "all"                       # all, or capture: only the capture processes (near the cameras)
@@ -105,6 +115,7 @@ class PipelineConfig:
 
 ROLES = ("all", "capture")
 MAX_ID_CHARS = 64
+TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")  # fits a URL, a cookie and a header unescaped
 
 
 def load_config(path: str | None) -> PipelineConfig:
@@ -133,6 +144,8 @@ def apply_cli(cfg: PipelineConfig, args: argparse.Namespace) -> PipelineConfig:
                                                   if v is not None})
     top = {k: getattr(args, k) for k in ("publish", "control", "metrics_port", "preview_port", "role",
                                          "inference_delay_ms", "cluster") if getattr(args, k) is not None}
+    if args.console is not None:  # the config's token stays
+        top["console"] = ConsoleConfig(listen=args.console, token=cfg.console.token if cfg.console else None)
     streams = cfg.streams
     if args.source is not None:
         streams = (StreamConfig(id=args.stream_id, source=args.source, boxes=tuple(args.box or ()),
@@ -169,6 +182,10 @@ def check_config(cfg: PipelineConfig) -> None:
         if cfg.model.weights and not Path(cfg.model.weights).exists():
             raise UserError(f"weights '{cfg.model.weights}' not found; pass a .pth checkpoint or an export folder")
     check_outputs(cfg.outputs, [s.id for s in cfg.streams])
+    if cfg.console:
+        if cfg.role != "all":
+            raise UserError("console: is for the serve that runs the inference (role all), not a capture host")
+        console_address(cfg.console)
     if cfg.curve:
         for name in ("server_key", "client_key"):
             if not Path(getattr(cfg.curve, name)).is_file():
@@ -176,6 +193,23 @@ def check_config(cfg: PipelineConfig) -> None:
                                 "'siammask keys --out DIR'")
         if not Path(cfg.curve.authorized_keys).is_dir():
             raise UserError(f"curve.authorized_keys '{cfg.curve.authorized_keys}' is not a folder of public keys")
+
+
+def console_address(console: ConsoleConfig) -> tuple[str, int]:
+    """(host, port) of `listen`; a console reachable beyond loopback only with a configured token
+    (a random one printed on a terminal would be the only lock on a camera network's controls)."""
+    listen = str(console.listen)
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise UserError(f"console '{listen[:80]}' is not [HOST:]PORT with a port from 0 to 65535 "
+                        "(e.g. 8080 or 127.0.0.1:8080)")
+    if console.token is not None and not TOKEN.fullmatch(console.token):
+        raise UserError("console token must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / = -")
+    if console.token is None and not is_loopback_host(host):
+        raise UserError(f"console on '{host}' is reachable from other machines; set a token in the config "
+                        "(console: {listen: ..., token: ...}) or listen on 127.0.0.1")
+    return host, int(port)
 
 
 def check_cluster(cfg: PipelineConfig) -> None:

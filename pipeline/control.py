@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,11 @@ SCHEMA: dict[str, dict[str, type]] = {
 class Request:
     cmd: str
     args: dict[str, Any]
+
+
+def no_stream(stream: str, known: Iterable[str]) -> str:
+    """The refusal for a stream id that is not registered (ctl and the console say it alike)."""
+    return f"no stream '{stream}'; streams: {', '.join(known) or 'none'}"
 
 
 def parse_request(raw: bytes) -> Request:

@@ -44,13 +44,18 @@ def is_loopback(endpoint: str) -> bool:
     scheme, rest = _split(endpoint, "endpoint")
     if scheme == "ipc":
         return True
-    host = rest.rsplit(":", 1)[0].strip("[]")
+    return is_loopback_host(rest.rsplit(":", 1)[0].strip("[]"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost; '*', 0.0.0.0, an interface or a host name may be reachable
+    from outside."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False  # '*', an interface name or a host name: may be reachable from outside
+        return False
 
 
 def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:

@@ -3,9 +3,11 @@ MAX_CONNECTIONS of them, each closed after IDLE_TIMEOUT_S without a byte moving,
 leaves early is no traceback. Before, 3,000 half-open connections held 3,000 threads for good."""
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http.server import HTTPServer
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -19,14 +21,15 @@ IDLE_TIMEOUT_S = 10.0  # a request not sent, or a frame not taken, within this c
 
 
 class BoundedThreads(ThreadingMixIn):
-    """ThreadingMixIn with a cap: a connection over MAX_CONNECTIONS is closed at once, unanswered."""
+    """ThreadingMixIn with a cap: a connection over `max_connections` is closed at once, unanswered."""
 
     daemon_threads = True
     block_on_close = False
+    max_connections = MAX_CONNECTIONS
     request_queue_size = 128  # the listen backlog: connections over the cap are accepted and closed
 
     def server_activate(self) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         super().server_activate()
 
     def process_request(self, request: socket.socket, client_address) -> None:
@@ -66,10 +69,22 @@ class _QuietHandler(WSGIRequestHandler):
         return  # no access log on stderr
 
 
-def serve_metrics(port: int, registry: CollectorRegistry) -> WSGIServer:
+def serve_metrics(port: int, registry: CollectorRegistry, down: Callable[[], list[str]] | None = None) -> WSGIServer:
     """Prometheus' text format on http://127.0.0.1:PORT/metrics, served from a daemon thread
-    (stop it with shutdown() and server_close())."""
+    (stop it with shutdown() and server_close()); with `down` (the stages not running now), also
+    /healthz: 200 while it is empty, else 503, for systemd or Kubernetes probes."""
     server = _MetricsServer(("127.0.0.1", port), _QuietHandler)
-    server.set_app(make_wsgi_app(registry))
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if down is None or environ.get("PATH_INFO") != "/healthz":
+            return metrics(environ, start_response)
+        stages = down()
+        body = json.dumps({"ok": not stages, "down": stages}).encode()
+        start_response("503 Service Unavailable" if stages else "200 OK",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    server.set_app(app)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -112,12 +112,16 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | Non
     return lower
 
 
-class SummaryLine:
-    """Turns two scrapes of the registry into 'stream fps, latency p50/p99, drops per stage'."""
+class Figures:
+    """Per-stream figures from two scrapes of the registry: results/s and reads/s over the time
+    between them, latency p50/p99 of the frames published in it, drops since the start; and the
+    restarts of each stage. Thread-safe; `take` more often than `min_interval_s` gives the last ones."""
 
-    def __init__(self, reg: CollectorRegistry) -> None:
-        self.reg = reg
+    def __init__(self, reg: CollectorRegistry, min_interval_s: float = 0.0) -> None:
+        self.reg, self.min_interval_s = reg, min_interval_s
+        self._lock = threading.Lock()
         self._last, self._at = self._scrape(), time.monotonic()
+        self._taken: tuple[dict[str, dict], dict[str, float]] = ({}, {})
 
     def _scrape(self) -> dict[tuple, float]:
         values = {}
@@ -126,20 +130,21 @@ class SummaryLine:
                 values[(s.name, tuple(sorted(s.labels.items())))] = s.value
         return values
 
-    def line(self) -> str:
-        """Rates over the time since the previous line; drop counts since the start."""
-        now, at = self._scrape(), time.monotonic()
-        (last, self._last), interval_s = (self._last, now), max(at - self._at, 1e-9)
-        self._at = at
-        streams = sorted({dict(k[1])["stream"] for k in now if k[0] == "siammask_frames_total"})
-        parts = [self._stream(s, now, last, interval_s) for s in streams]
-        restarts = {dict(k[1])["stage"]: v for k, v in now.items() if k[0] == "siammask_restarts_total"}
-        if restarts:
-            parts.append("restarts " + " ".join(f"{k}={v:g}" for k, v in sorted(restarts.items())))
-        return " | ".join(parts) or "no frames yet"
+    def take(self) -> tuple[dict[str, dict], dict[str, float]]:
+        """({stream: {fps, read_fps, latency_p50_ms, latency_p99_ms, dropped}}, {stage: restarts})."""
+        with self._lock:
+            if self._taken[0] and time.monotonic() - self._at < self.min_interval_s:
+                return self._taken
+            now, at = self._scrape(), time.monotonic()
+            (last, self._last), interval_s = (self._last, now), max(at - self._at, 1e-9)
+            self._at = at
+            streams = sorted({dict(k[1])["stream"] for k in now if k[0] == "siammask_frames_total"})
+            restarts = {dict(k[1])["stage"]: v for k, v in now.items() if k[0] == "siammask_restarts_total"}
+            self._taken = {s: self._stream(s, now, last, interval_s) for s in streams}, restarts
+            return self._taken
 
     @staticmethod
-    def _stream(stream: str, now: dict, last: dict, interval_s: float) -> str:
+    def _stream(stream: str, now: dict, last: dict, interval_s: float) -> dict:
         def value(values: dict, name: str, **labels: str) -> float:
             return values.get((name, tuple(sorted({"stream": stream, **labels}.items()))), 0.0)
 
@@ -150,9 +155,32 @@ class SummaryLine:
         buckets = sorted((float(dict(k[1])["le"]), v - last.get(k, 0.0)) for k, v in now.items()
                          if k[0] == "siammask_latency_seconds_bucket" and dict(k[1])["stream"] == stream)
         p50, p99 = (bucket_quantile(q, buckets) for q in (0.5, 0.99))
-        latency = "latency n/a" if p50 is None else f"latency p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms"
-        drops = " ".join(f"{st}={value(now, 'siammask_dropped_frames_total', stage=st):g}" for st in DROP_STAGES)
-        return f"{stream} {rate('publish'):.1f} fps (read {rate('capture'):.1f}), {latency}, dropped {drops}"
+        return {"fps": rate("publish"), "read_fps": rate("capture"),
+                "latency_p50_ms": None if p50 is None else p50 * 1000,
+                "latency_p99_ms": None if p99 is None else p99 * 1000,
+                "dropped": {st: value(now, "siammask_dropped_frames_total", stage=st) for st in DROP_STAGES}}
+
+
+class SummaryLine:
+    """Turns two scrapes of the registry into 'stream fps, latency p50/p99, drops per stage'."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        self.figures = Figures(reg)
+
+    def line(self) -> str:
+        """Rates over the time since the previous line; drop counts since the start."""
+        streams, restarts = self.figures.take()
+        parts = [self._stream(s, f) for s, f in streams.items()]
+        if restarts:
+            parts.append("restarts " + " ".join(f"{k}={v:g}" for k, v in sorted(restarts.items())))
+        return " | ".join(parts) or "no frames yet"
+
+    @staticmethod
+    def _stream(stream: str, f: dict) -> str:
+        latency = ("latency n/a" if f["latency_p50_ms"] is None else
+                   f"latency p50 {f['latency_p50_ms']:.0f} ms p99 {f['latency_p99_ms']:.0f} ms")
+        drops = " ".join(f"{st}={n:g}" for st, n in f["dropped"].items())
+        return f"{stream} {f['fps']:.1f} fps (read {f['read_fps']:.1f}), {latency}, dropped {drops}"
 
 
 def observe_stages(stamps: dict[str, float], stages: Iterable[tuple[str, str, str]]) -> dict[str, float]:

@@ -14,6 +14,7 @@ import numpy as np
 from .httpserve import BoundedHTTPServer
 
 BOUNDARY = "siammaskframe"
+JPEG_QUALITY = 80
 
 
 class PreviewServer:
@@ -46,7 +47,7 @@ class PreviewServer:
 
     def update(self, stream: str, bgr: np.ndarray) -> None:
         """Offer the newest annotated frame of a stream to its viewers."""
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if ok:
             with self._cond:
                 seq = self._jpegs.get(stream, (0, b""))[0] + 1

@@ -12,6 +12,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import zmq
 
@@ -24,7 +25,7 @@ from .config import CurveConfig, OutputsConfig
 from .endpoints import bound_endpoint
 from .messages import Result, StreamEnd, TargetChanged
 from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
-from .preview import PreviewServer
+from .preview import JPEG_QUALITY, PreviewServer
 from .process import StopFlag, log
 from .security import Security, load_keys
 
@@ -49,6 +50,7 @@ class SinkSpec:
                                        # queue towards subscribers holds queue_size + batch messages
     curve: CurveConfig | None
     restart: int                       # earlier sink processes of this run: 0 writes files afresh
+    console: str | None = None         # where the console takes annotated JPEGs (while someone watches)
 
 
 class Accounts:
@@ -120,7 +122,7 @@ def draw(frame: np.ndarray, targets: tuple[dict, ...]) -> np.ndarray:
 
 
 class Sink:
-    def __init__(self, spec: SinkSpec, stack: ExitStack, shared, publish_port) -> None:
+    def __init__(self, spec: SinkSpec, stack: ExitStack, shared, publish_port, watching) -> None:
         self.spec = spec
         self.accounts = Accounts(shared)
         self.ctx = zmq.Context()
@@ -152,6 +154,17 @@ class Sink:
         self.preview = PreviewServer(spec.preview_port) if spec.preview_port else None
         if self.preview:
             stack.callback(self.preview.close)
+            log("sink", f"preview on http://127.0.0.1:{spec.preview_port}/")
+        self.watching = watching
+        self.watched = False                # whether the console had viewers at the last look
+        self.kept: dict[str, tuple[np.ndarray, tuple]] = {}  # stream -> its newest frame and targets
+        self.console = self.ctx.socket(zmq.PUSH) if spec.console else None
+        if self.console:
+            stack.callback(self.console.close, linger=0)
+            # a console that does not keep up loses pictures, never holds results; room for one
+            # picture of every stream, which a first viewer gets at once (see look)
+            self.console.sndhwm = spec.batch + 2
+            self.console.connect(spec.console)
         self.videos: dict[str, VideoWriter] = {}
         stack.callback(lambda: [v.release() for v in self.videos.values()])
         self.publish_drops: dict[str, int] = {}
@@ -198,15 +211,39 @@ class Sink:
 
     def _draw(self, stream: str, result: Result, frame: np.ndarray) -> None:
         want_video = self.spec.outputs.video is not None
+        want_console = self.console is not None and self.watching.value > 0
+        if self.console is not None:
+            self.kept[stream] = (frame, result.targets)
         if self.preview:
             self.preview.add_stream(stream)
-        if not (want_video or (self.preview and self.preview.watched)):
+        if not (want_video or want_console or (self.preview and self.preview.watched)):
             return
         canvas = draw(frame, result.targets)
         if want_video:
             self._video(stream, canvas, result.fps).write(canvas)
         if self.preview and self.preview.watched:
             self.preview.update(stream, canvas)
+        if want_console:
+            self._to_console(stream, canvas)
+
+    def look(self) -> None:
+        """When the console's first viewer arrives, the newest picture of every stream at once (a
+        paused stream's too), drawn now: nothing was encoded while no one watched."""
+        watched = self.console is not None and self.watching.value > 0
+        if watched and not self.watched:
+            for stream, (frame, targets) in self.kept.items():
+                self._to_console(stream, draw(frame, targets))
+        self.watched = watched
+
+    def _to_console(self, stream: str, canvas: np.ndarray) -> None:
+        """One JPEG per processed frame, whatever the number of viewers (they share it)."""
+        ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return
+        try:
+            self.console.send_multipart([stream.encode(), jpeg.tobytes()], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the console has older pictures waiting: this one is not missed for long
 
     def _video(self, stream: str, canvas: np.ndarray, fps: float | None) -> VideoWriter:
         """The stream's video writer; a new part when this process has written the path before, or
@@ -227,6 +264,7 @@ class Sink:
 
     def _end(self, stream: str) -> None:
         self.accounts.end(stream)
+        self.kept.pop(stream, None)
         video = self.videos.pop(stream, None)
         if video:
             video.release()
@@ -235,18 +273,20 @@ class Sink:
         self._send(stream, json.dumps({"stream": stream, "end": True}).encode())
 
 
-def run_sink(spec: SinkSpec, shared, publish_port) -> None:
-    """Process entry point (`shared`: see Accounts; `publish_port`: see Supervisor._sink_spec); after
+def run_sink(spec: SinkSpec, shared, publish_port, watching) -> None:
+    """Process entry point (`shared`: see Accounts; `publish_port`: see Supervisor._sink_spec;
+    `watching`: console viewers, shared with the supervisor); after
     SIGTERM it takes what is still queued, then closes every file.
     An output that cannot be written (disk full) stops it with exit status 2: restarting cannot help."""
     stop = StopFlag()
     with ExitStack() as stack:
         try:
-            sink = Sink(spec, stack, shared, publish_port)
+            sink = Sink(spec, stack, shared, publish_port, watching)
             while not stop:
                 if sink.results.poll(100):
                     for result, pixels in messages.drain(sink.results):
                         sink.handle(result, pixels)
+                sink.look()
             while sink.results.poll(300):  # the inference stage has stopped: take its last results
                 for result, pixels in messages.drain(sink.results):
                     sink.handle(result, pixels)

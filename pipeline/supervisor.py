@@ -23,7 +23,8 @@ from siammask.errors import UserError
 
 from .capture import ENDED, FAILED, STALLED, CaptureSpec
 from .config import PipelineConfig, StreamConfig, control_endpoint, stream_from_dict
-from .control import MAX_REQUEST_BYTES, parse_request
+from .console.hub import EventLog
+from .control import MAX_REQUEST_BYTES, no_stream, parse_request
 from .endpoints import RunDir, bound_endpoint
 from .httpserve import serve_metrics
 from .inference import InferenceSpec, StageSpec, TargetSeed
@@ -129,6 +130,10 @@ class Supervisor:
                                TargetFailed: self._on_target_failed, TargetChanged: self._on_target_changed,
                                Reply: self._on_reply}
         self.http = None
+        self.events = EventLog()              # what the console shows; kept whether or not it runs
+        self.console = None
+        self.console_watching = self.mp.Value("i", 0, lock=False)  # the sink encodes pictures while > 0
+        self.console_frames = run_dir.endpoint("console")
         self.metrics = StageMetrics(str(run_dir.sub("metrics")), lambda: tuple(self.streams))
         for stream in cfg.streams:
             self._register(stream)
@@ -151,10 +156,11 @@ class Supervisor:
     def _open(self) -> None:
         if self.cfg.metrics_port:
             try:
-                self.http = serve_metrics(self.cfg.metrics_port, self.metrics.registry)
+                self.http = serve_metrics(self.cfg.metrics_port, self.metrics.registry, self._down)
             except OSError as exc:
                 raise UserError(f"cannot serve metrics on 127.0.0.1:{self.cfg.metrics_port}: {exc.strerror}; "
                                 "pick another metrics_port") from None
+            log("supervisor", f"metrics on http://127.0.0.1:{self.cfg.metrics_port}/metrics")
         if self.cfg.role == "capture":
             for stream_id in self.streams:
                 self._start_capture(stream_id)
@@ -164,9 +170,14 @@ class Supervisor:
         self.control.maxmsgsize = MAX_REQUEST_BYTES  # ZeroMQ drops a peer that sends more
         self.security.bind(self.control, control_endpoint(self.cfg))
         log("supervisor", f"control on {bound_endpoint(self.control)}")
+        if self.cfg.console:
+            from .console.link import CONTROL, Console  # the HTTP server and its files: only when asked for
+            self.control.bind(CONTROL)  # the console's requests reach the same handlers as ctl's
+            self.console = Console(self.cfg.console, self.ctx, self.events, self.metrics.registry,
+                                   self.console_watching, self.console_frames)
         self.link = ZmqSupervisorLink(self.security, self.cmd_endpoint, self.events_endpoint)
         self.children["sink"] = Child("sink", lambda: self._spawn(run_sink, self._sink_spec(), self.last_frames,
-                                                                  self.publish_port))
+                                                                  self.publish_port, self.console_watching))
         self.children["inference"] = Child("inference", self._spawn_inference)
         for child in self.children.values():
             self._start(child)
@@ -218,6 +229,14 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         child.process, child.started, child.restart_at = child.start(), time.monotonic(), None
 
+    def _down(self) -> list[str]:
+        """The stages not running now (waiting to be restarted, or an inference process still loading
+        its model), for /healthz; read from the metrics server's thread (a copy of the table)."""
+        down = [name for name, child in list(self.children.items()) if child.process is None]
+        if "inference" in self.children and "inference" not in down and not self.ready:
+            down.append("inference")
+        return down
+
     def _start_capture(self, stream_id: str) -> None:
         rec = self.streams[stream_id]
         if rec.config.remote or _capture(stream_id) in self.children:
@@ -263,6 +282,7 @@ class Supervisor:
         rec = self.streams[stream_id]
         if code in (ENDED, FAILED):
             rec.state = "ended" if code == ENDED else "failed"
+            self.events.add(f"stream_{rec.state}", stream=stream_id)
             del self.children[name]
             log("supervisor", f"stream '{stream_id}' {rec.state}")
         else:
@@ -274,6 +294,7 @@ class Supervisor:
         wait = child.backoff.next(now - child.started)
         child.restart_at = now + wait
         RESTARTS.labels(child.stage).inc()
+        self.events.add("restarted", stage=name, why=why, wait_s=wait)
         if child.stage == "inference":
             self.ready = False
             for req, pending in list(self.requests.items()):
@@ -289,7 +310,8 @@ class Supervisor:
         streams = tuple(self._add_stream_command(sid) for sid in self.streams)
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid, rec in self.streams.items() for tid, t in rec.targets.items())
-        stage = StageSpec(streams, seeds, self.generation * GENERATION_SPAN, bool(cfg.outputs.video or cfg.preview_port),
+        stage = StageSpec(streams, seeds, self.generation * GENERATION_SPAN,
+                          bool(cfg.outputs.video or cfg.preview_port or cfg.console),
                           cfg.inference_delay_ms)
         link = LinkSpec(self.cmd_endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
                         cfg.queue_size + cfg.max_streams, cfg.curve)
@@ -308,10 +330,13 @@ class Supervisor:
         if self.publish_port.value:  # a restarted sink binds the port the first one was given for '*'
             publish = publish.rsplit(":", 1)[0] + f":{self.publish_port.value}"
         return SinkSpec(self.results_endpoint, publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
-                        cfg.max_streams, cfg.curve, restart=self.sink_starts - 1)
+                        cfg.max_streams, cfg.curve, restart=self.sink_starts - 1,
+                        console=self.console_frames if cfg.console else None)
 
     def _shutdown(self) -> None:
         """Captures first, then inference (it finishes what it holds), then the sink (it writes it)."""
+        if self.console is not None:
+            self.console.close()
         order = [n for n, c in self.children.items() if c.stage == "capture"] + ["inference", "sink"]
         for name in order:
             child = self.children.get(name)
@@ -367,6 +392,8 @@ class Supervisor:
         if rec and event.target in rec.targets:
             rec.targets[event.target].update(event.frame, event.box, event.score, event.presence,
                                              event.change == LOST)
+        self.events.add(event.change, stream=event.stream, target=event.target, frame=event.frame,
+                        score=event.score, presence=event.presence)
         log("supervisor", f"stream '{event.stream}': target {event.target} {event.change} on frame {event.frame} "
                           f"(presence {event.presence:.2f})")
 
@@ -374,12 +401,15 @@ class Supervisor:
         rec = self.streams.get(event.stream)
         if rec and rec.pending.pop(event.target, None):
             rec.targets[event.target] = TargetRecord(event.box, pixels.copy(), event.box, event.frame)
+            self.events.add("target_added", stream=event.stream, target=event.target, frame=event.frame,
+                            box=list(event.box))
 
     def _on_target_failed(self, event: TargetFailed, pixels: np.ndarray | None) -> None:
         rec = self.streams.get(event.stream)
         if rec:
             rec.pending.pop(event.target, None)
             log("supervisor", f"stream '{event.stream}': target {event.target} not started: {event.error}")
+            self.events.add("target_failed", stream=event.stream, target=event.target, error=event.error)
 
     def _on_reply(self, event: Reply, pixels: np.ndarray | None) -> None:
         req = self.requests.get(event.req)
@@ -393,6 +423,8 @@ class Supervisor:
         rec = self.streams.get(req.stream)
         if event.ok and rec is not None:
             rec.targets[req.target] = TargetRecord(event.box, pixels.copy(), event.box, event.frame)
+            self.events.add("target_added", stream=req.stream, target=req.target, frame=event.frame,
+                            box=list(event.box))
             self._answer(event.req, {"ok": True, "stream": req.stream, "target": req.target, "frame": event.frame})
         else:
             self._answer(event.req, {"ok": False, "error": event.error or "stream was removed"})
@@ -429,8 +461,7 @@ class Supervisor:
 
     def _stream(self, stream_id: str) -> StreamRecord:
         if stream_id not in self.streams:
-            known = ", ".join(self.streams) or "none"
-            raise UserError(f"no stream '{stream_id}'; streams: {known}")
+            raise UserError(no_stream(stream_id, self.streams))
         return self.streams[stream_id]
 
     def _cmd_list(self, envelope: list[bytes]) -> dict[str, Any]:
@@ -458,6 +489,7 @@ class Supervisor:
         processed. Without a running stage the answer is immediate (the next one starts paused)."""
         rec = self._stream(stream)
         rec.paused, rec.hold.value = paused, paused
+        self.events.add("paused" if paused else "resumed", stream=stream)
         capture = self._process(_capture(stream))
         if capture is not None:
             self.launcher.shared_changed(capture, rec.hold)
@@ -490,6 +522,7 @@ class Supervisor:
         rec.targets.pop(target, None)
         rec.pending.pop(target, None)
         self._send_command(RemoveTarget(stream=stream, target=target))
+        self.events.add("target_removed", stream=stream, target=target)
         return {"ok": True, "stream": stream, "target": target}
 
     def _cmd_add_stream(self, envelope: list[bytes], stream: dict) -> dict[str, Any]:
@@ -502,6 +535,7 @@ class Supervisor:
         self._send_command(self._add_stream_command(config.id))
         if self.ready:
             self._start_capture(config.id)
+        self.events.add("stream_added", stream=config.id)
         return {"ok": True, "stream": config.id, "targets": sorted(rec.pending)}
 
     def _cmd_remove_stream(self, envelope: list[bytes], stream: str) -> dict[str, Any]:
@@ -515,6 +549,7 @@ class Supervisor:
         self.metrics.stream_removed()
         self.launcher.forget(stream)
         self._send_command(RemoveStream(stream=stream))
+        self.events.add("stream_removed", stream=stream)
         return {"ok": True, "stream": stream}
 
 

@@ -92,6 +92,16 @@ def disappearing_clip(num_frames: int = 60) -> list[np.ndarray]:
     return occlude([f.image for f in seq], boxes, GONE.start, len(GONE), "patch", np.random.default_rng(0)).frames
 
 
+def terminate(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `grace_s`."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -80,6 +80,9 @@ def test_wheel_installs_one_namespace_with_presets_and_weights(wheel):
     for name in HP_PRESETS:
         assert f"siammask/configs/hp/{name}.yaml" in names
     assert "siammask/configs/pipeline/example.yaml" in names
+    static = {f"siammask/pipeline/console/static/{p.name}" for p in (ROOT / "pipeline" / "console" / "static").iterdir()}
+    assert len(static) == 3 and static <= set(names)  # the console's page (html, css, js) ships with the package
+    assert "siammask/pipeline/console/server.py" in names
     for folder in BARE[:3]:
         expected = {f"siammask/{folder}/{p.name}" for p in (ROOT / folder).glob("*.py")}
         assert expected and expected <= set(names)

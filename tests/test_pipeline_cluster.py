@@ -16,6 +16,7 @@ import time
 import pytest
 
 from cluster_support import placement, ray_cluster, resumed_after, serve_config, serving_all, stream
+from console_support import Console
 from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Subscriber, collect
 
 pytest.importorskip("ray")
@@ -32,7 +33,7 @@ def cluster():
 def served(tmp_path_factory, synthetic_video, lite, cluster):
     """The serve, and where its streams were first placed (later tests may move them)."""
     config = serve_config([stream("a", synthetic_video, resources={"camhost1": 1}), stream("b", synthetic_video)],
-                          lite, cluster=cluster[0].address)
+                          lite, cluster=cluster[0].address, console={"listen": "127.0.0.1:0"})
     with serving_all(tmp_path_factory.mktemp("cluster"), config) as serve:
         yield serve, placement(serve)
 
@@ -46,6 +47,25 @@ def test_streams_spread_over_both_worker_nodes(served, cluster):
     msgs = collect(serve, 20)
     assert {m["stream"] for m in msgs} == {"a", "b"}
     assert {tuple(t["target"] for t in m["targets"]) for m in msgs} == {(0,)}
+
+
+def test_the_console_shows_and_controls_streams_on_the_cluster(served):
+    """The console works as without a cluster: pictures of a stream whose capture is pinned to a
+    node and of one whose capture runs beside serve, both tracked by workers; a target added and
+    removed through the API reaches the worker that holds the stream."""
+    serve, _ = served
+    console = Console(serve)
+    for stream_id in ("a", "b"):
+        status, png = console.request("GET", f"/api/streams/{stream_id}/snapshot.png")
+        assert status == 200 and png[:4] == b"\x89PNG"
+    added = console.ok("POST", "/api/streams/b/targets", {"box": [25, 19, 26, 19]})
+    sub = Subscriber(serve.config["publish"])
+    try:
+        sub.wait_for(lambda m: m["stream"] == "b" and added["target"] in [t["target"] for t in m.get("targets", [])],
+                     START_TIMEOUT_S, "the added target in b's results")
+    finally:
+        sub.close()
+    assert console.ok("DELETE", f"/api/streams/b/targets/{added['target']}")["target"] == added["target"]
 
 
 def test_a_pinned_capture_pauses_and_resumes(served):

@@ -10,7 +10,7 @@ import pytest
 
 from siammask.synthetic import make_sequence, write_image_folder
 
-from pipeline_support import ANY_PORT, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+from pipeline_support import ANY_PORT, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint, terminate
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and the GStreamer bindings live
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -28,12 +28,7 @@ class RtspServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc, 20)
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from siammask.errors import UserError
 from siammask.geometry.masks import box_corners
 from siammask.io.annotate import draw_target
 from siammask.io.results import result_record
-from siammask.pipeline.config import (CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli, check_config,
-                                      load_config, stream_from_dict)
+from siammask.pipeline.config import (ConsoleConfig, CurveConfig, ModelConfig, PipelineConfig, StreamConfig, apply_cli,
+                                      check_config, load_config, stream_from_dict)
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import check_stage_endpoint, is_loopback, private_dir
 from siammask.pipeline.messages import (LOST, AddStream, AddTarget, BadMessage, Boxes, FrameHeader, Ready,
@@ -155,9 +155,10 @@ def test_a_private_folder_another_user_could_open_is_refused(own_tmpdir):
 
 
 def test_command_line_overrides_config(synthetic_video):
-    cfg = PipelineConfig(streams=(StreamConfig("cam", str(synthetic_video)),), publish="tcp://127.0.0.1:1")
+    cfg = PipelineConfig(streams=(StreamConfig("cam", str(synthetic_video)),), publish="tcp://127.0.0.1:1",
+                         console=ConsoleConfig(token="t" * 16))
     args = argparse.Namespace(source=str(synthetic_video), box=[(1.0, 2.0, 30.0, 40.0)], stream_id="x", loop=True,
-                              fps=50.0, publish="tcp://127.0.0.1:2", control=None, metrics_port=0,
+                              console="9000", fps=50.0, publish="tcp://127.0.0.1:2", control=None, metrics_port=0,
                               preview_port=None, json=None, output=None, role=None, inference_delay_ms=None,
                               weights="w.pth", variant=None, hp=None, engine=None, device=None, precision=None,
                               redetect=False, threads=1, cluster=None)
@@ -165,6 +166,7 @@ def test_command_line_overrides_config(synthetic_video):
     assert out.streams == (StreamConfig("x", str(synthetic_video), ((1.0, 2.0, 30.0, 40.0),), True, 50.0),)
     assert (out.publish, out.control, out.metrics_port) == ("tcp://127.0.0.1:2", cfg.control, 0)
     assert (out.model.weights, out.model.engine, out.model.threads, out.model.redetect) == ("w.pth", "auto", 1, False)
+    assert out.console == ConsoleConfig(listen="9000", token="t" * 16)  # --console keeps the config's token
 
 
 def test_a_stage_on_a_machine_that_joined_late_is_refused():

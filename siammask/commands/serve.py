@@ -72,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "private folder; tcp:// needs CURVE keys)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: 9557)")
     p.add_argument("--preview-port", type=int, help="live MJPEG preview page on 127.0.0.1:PORT (default: off)")
+    p.add_argument("--console", metavar="[HOST:]PORT", help="the operator's console in the browser on HOST:PORT "
+                   "(host 127.0.0.1 unless given; its URL with a fresh access token is printed at start)")
     p.add_argument("--json", help="JSON-lines file: the published message of every processed frame")
     p.add_argument("--output", help="annotated video ('{stream}' in the name for several streams)")
     p.add_argument("--role", choices=["all", "capture"], help="capture: run only the capture processes, for "
