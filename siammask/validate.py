@@ -46,10 +46,10 @@ def box_in_frame(box: Sequence[Any], frame_wh: tuple[int, int], what: str = "box
     fw, fh = frame_wh
     if x >= fw or y >= fh or x + w <= 0 or y + h <= 0:
         raise UserError(f"{what} {x:g},{y:g},{w:g},{h:g} lies outside the {fw}x{fh} frame; "
-                        "give x,y,w,h of the target in the first frame")
+                        "give x,y,w,h of the target in the frame it starts on")
     if w > MAX_BOX_FRAMES * fw or h > MAX_BOX_FRAMES * fh:
         raise UserError(f"{what} {x:g},{y:g},{w:g},{h:g} is larger than the {fw}x{fh} frame; "
-                        "give x,y,w,h of the target in the first frame")
+                        "give x,y,w,h of the target in the frame it starts on")
     return x, y, w, h
 
 

@@ -117,7 +117,7 @@ def test_degenerate_boxes_and_requests_are_refused_and_nothing_restarts(four):
     assert replies["0.01 px box"] == {"ok": False, "error": "box 10,10,0.01,0.01 is smaller than 2 px on a side; "
                                                             "draw the box around the whole target"}
     assert replies["1e6 px box"] == {"ok": False, "error": "box 0,0,1e+06,1e+06 is larger than the 160x120 frame; "
-                                                           "give x,y,w,h of the target in the first frame"}
+                                                           "give x,y,w,h of the target in the frame it starts on"}
     assert "non-finite" in replies["400-digit x"]["error"] and replies["400-digit x"]["ok"] is False
     assert replies["nested"] == {"ok": False, "error": "request nests deeper than 8 levels"}
     assert replies["NaN"]["ok"] is False and "not JSON" in replies["NaN"]["error"]

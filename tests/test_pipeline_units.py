@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
+from siammask.commands.demo import DEMO_FRAMES, DEMO_INPUT, DEMO_OUT, DEMO_SEED, DEMO_SIZE
 from siammask.config import CONFIG_DIR
 from siammask.errors import UserError
 from siammask.geometry.masks import box_corners
@@ -63,7 +64,10 @@ def test_batch_over_streams_matches_tracker_step(lite_tracker):
 
 def test_example_config_loads_and_unknown_keys_fail(tmp_path):
     cfg = load_config(str(EXAMPLE))
-    assert cfg.streams[0].id == "cam0" and cfg.streams[0].boxes == ((300.0, 110.0, 165.0, 255.0),)
+    # it runs as shipped after `siammask demo`: its stream is the demo's video, its box the demo's object
+    truth = make_sequence(num_frames=DEMO_FRAMES, size=DEMO_SIZE, seed=DEMO_SEED)[0].box
+    assert cfg.streams[0].id == "cam0" and cfg.streams[0].source == f"{DEMO_OUT}/{DEMO_INPUT}"
+    assert cfg.streams[0].boxes == (tuple(float(v) for v in truth),)
     bad = tmp_path / "bad.yaml"
     bad.write_text("streams: []\npublsh: tcp://127.0.0.1:1\n")
     with pytest.raises(UserError, match="unknown key.*publsh"):
