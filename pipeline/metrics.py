@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -95,6 +96,27 @@ class StageMetrics:
                     archive.write_value(key, before + value, timestamp)
         finally:
             archive.close()
+
+
+class TargetFigures:
+    """Per-target gauges read from the supervisor's registry at scrape time (score, presence, lost):
+    no per-process files, so a removed target or stream leaves /metrics at once. `targets` gives
+    (stream, target, score, presence, lost) of every registered target."""
+
+    def __init__(self, targets: Callable[[], Iterable[tuple[str, int, float, float, bool]]]) -> None:
+        self._targets = targets
+
+    def collect(self) -> Iterator[Metric]:
+        families = (GaugeMetricFamily("siammask_target_score", "Box score of each target's last result",
+                                      labels=["stream", "target"]),
+                    GaugeMetricFamily("siammask_target_presence", "Presence (0-1: how likely it is in view) "
+                                      "of each target's last result", labels=["stream", "target"]),
+                    GaugeMetricFamily("siammask_target_lost", "1 while the tracker believes the target is "
+                                      "out of view", labels=["stream", "target"]))
+        for stream, target, score, presence, lost in self._targets():
+            for family, value in zip(families, (score, presence, float(lost))):
+                family.add_metric([stream, str(target)], value)
+        yield from families
 
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

@@ -31,7 +31,7 @@ from .inference import InferenceSpec, StageSpec, TargetSeed
 from .launch import GENERATION_SPAN, SUPERVISOR_GENERATIONS, Launcher, LocalLauncher, StageProcess, fresh_generation
 from .messages import (LOST, AddStream, AddTarget, Box, Boxes, Command, Ready, RemoveStream, RemoveTarget, Reply,
                        SetPaused, TargetAdded, TargetChanged, TargetFailed)
-from .metrics import RESTARTS, StageMetrics, SummaryLine
+from .metrics import RESTARTS, StageMetrics, SummaryLine, TargetFigures
 from .process import Backoff, log
 from .security import Security, load_keys
 from .sink import SinkSpec, run_sink
@@ -135,6 +135,7 @@ class Supervisor:
         self.console_watching = self.mp.Value("i", 0, lock=False)  # the sink encodes pictures while > 0
         self.console_frames = run_dir.endpoint("console")
         self.metrics = StageMetrics(str(run_dir.sub("metrics")), lambda: tuple(self.streams))
+        self.metrics.registry.register(TargetFigures(self._target_figures))
         for stream in cfg.streams:
             self._register(stream)
 
@@ -355,6 +356,12 @@ class Supervisor:
         log("supervisor", "stopped")
 
     # --- registry -------------------------------------------------------------------------------
+
+    def _target_figures(self) -> list[tuple[str, int, float, float, bool]]:
+        """(stream, target, score, presence, lost) of every target, for /metrics (read from the
+        HTTP thread: each dict is copied in one step before it is walked)."""
+        return [(sid, tid, t.score, t.presence, t.lost) for sid, rec in list(self.streams.items())
+                for tid, t in list(rec.targets.items())]
 
     def _register(self, stream: StreamConfig) -> StreamRecord:
         endpoint = self.launcher.frames_endpoint(stream)

@@ -43,7 +43,12 @@ def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, 
             assert added["ok"], added
             published = f'siammask_frames_total{{stage="publish",stream="{stream}"}}'
             _wait(serve, lambda: serve.metrics().get(published, 0) > 3, f"results of {stream}")
-            assert f'siammask_lost_targets{{stream="{stream}"}}' in serve.metrics()  # set on every processed frame
+            figures = serve.metrics()
+            assert f'siammask_lost_targets{{stream="{stream}"}}' in figures  # set on every processed frame
+            target = f'{{stream="{stream}",target="0"}}'  # per-target gauges, from the supervisor's registry
+            assert 0.0 <= figures[f"siammask_target_score{target}"] <= 1.0
+            assert 0.0 <= figures[f"siammask_target_presence{target}"] <= 1.0
+            assert figures[f"siammask_target_lost{target}"] in (0.0, 1.0)
             assert serve.ctl({"cmd": "remove_stream", "stream": stream})["ok"]
             left = [name for name in serve.metrics() if f'stream="{stream}"' in name]
             assert left == [], left
