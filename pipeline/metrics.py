@@ -189,19 +189,22 @@ class SummaryLine:
     def __init__(self, reg: CollectorRegistry) -> None:
         self.figures = Figures(reg)
 
-    def line(self) -> str:
-        """Rates over the time since the previous line; drop counts since the start."""
+    def line(self, paused: Collection[str] = ()) -> str:
+        """Rates over the time since the previous line; drop counts since the start; a paused
+        stream says so instead of 0 fps."""
         streams, restarts = self.figures.take()
-        parts = [self._stream(s, f) for s, f in streams.items()]
+        parts = [self._stream(s, f, s in paused) for s, f in streams.items()]
         if restarts:
             parts.append("restarts " + " ".join(f"{k}={v:g}" for k, v in sorted(restarts.items())))
         return " | ".join(parts) or "no frames yet"
 
     @staticmethod
-    def _stream(stream: str, f: dict) -> str:
+    def _stream(stream: str, f: dict, paused: bool) -> str:
         latency = ("latency n/a" if f["latency_p50_ms"] is None else
                    f"latency p50 {f['latency_p50_ms']:.0f} ms p99 {f['latency_p99_ms']:.0f} ms")
         drops = " ".join(f"{st}={n:g}" for st, n in f["dropped"].items())
+        if paused:
+            return f"{stream} paused, dropped {drops}"
         return f"{stream} {f['fps']:.1f} fps (read {f['read_fps']:.1f}), {latency}, dropped {drops}"
 
 

@@ -83,6 +83,8 @@ class PreviewServer:
         finally:
             with self._cond:
                 self._viewers -= 1
+                if not self._viewers:  # nothing is encoded until the next viewer: what is kept goes stale
+                    self._jpegs.clear()
 
     def close(self) -> None:
         with self._cond:

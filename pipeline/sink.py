@@ -157,6 +157,7 @@ class Sink:
             log("sink", f"preview on http://127.0.0.1:{spec.preview_port}/")
         self.watching = watching
         self.watched = False                # whether the console had viewers at the last look
+        self.preview_watched = False        # whether the preview had viewers at the last look
         self.kept: dict[str, tuple[np.ndarray, tuple]] = {}  # stream -> its newest frame and targets
         self.console = self.ctx.socket(zmq.PUSH) if spec.console else None
         if self.console:
@@ -212,7 +213,7 @@ class Sink:
     def _draw(self, stream: str, result: Result, frame: np.ndarray) -> None:
         want_video = self.spec.outputs.video is not None
         want_console = self.console is not None and self.watching.value > 0
-        if self.console is not None:
+        if self.console is not None or self.preview:
             self.kept[stream] = (frame, result.targets)
         if self.preview:
             self.preview.add_stream(stream)
@@ -227,13 +228,18 @@ class Sink:
             self._to_console(stream, canvas)
 
     def look(self) -> None:
-        """When the console's first viewer arrives, the newest picture of every stream at once (a
-        paused stream's too), drawn now: nothing was encoded while no one watched."""
+        """When the console's or the preview's first viewer arrives, the newest picture of every
+        stream at once (a paused stream's too), drawn now: nothing was encoded while no one watched."""
         watched = self.console is not None and self.watching.value > 0
         if watched and not self.watched:
             for stream, (frame, targets) in self.kept.items():
                 self._to_console(stream, draw(frame, targets))
         self.watched = watched
+        preview_watched = bool(self.preview and self.preview.watched)
+        if preview_watched and not self.preview_watched:
+            for stream, (frame, targets) in self.kept.items():
+                self.preview.update(stream, draw(frame, targets))
+        self.preview_watched = preview_watched
 
     def _to_console(self, stream: str, canvas: np.ndarray) -> None:
         """One JPEG per processed frame, whatever the number of viewers (they share it)."""

@@ -209,7 +209,7 @@ class Supervisor:
             self._watch_children()
             self._expire_requests()
             if summary and time.monotonic() >= next_summary:
-                log("summary", summary.line())
+                log("summary", summary.line({sid for sid, rec in self.streams.items() if rec.paused}))
                 next_summary += self.cfg.log_interval_s
             if self.streams and all(s.state != "running" for s in self.streams.values()):
                 log("supervisor", "every stream has ended; stopping")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -293,3 +294,30 @@ def test_sigterm_stops_everything_and_leaves_complete_outputs(tmp_path, syntheti
         published = {m["frame"] for m in live if m["stream"] == stream}
         assert published <= set(frames), "published results missing from the JSON lines"
     assert set(lines[-1]) == MESSAGE_KEYS
+
+
+def test_a_new_preview_viewer_of_a_paused_stream_gets_its_newest_picture_at_once(served, own_stream):
+    """Nothing is encoded while no one watches: the sink keeps each stream's newest frame and draws it
+    for the first viewer, so a paused stream is not a blank page (it was, until it resumed)."""
+    sub = Subscriber(served.publish)
+    try:
+        sub.wait_for(lambda m: m.get("stream") == own_stream and "targets" in m, START_TIMEOUT_S, "a result")
+    finally:
+        sub.close()
+    assert served.ctl({"cmd": "pause", "stream": own_stream})["ok"]
+    try:
+        url = f"http://127.0.0.1:{served.config['preview_port']}/stream/{own_stream}.mjpg"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += response.read(1)
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            picture = cv2.imdecode(np.frombuffer(response.read(length), np.uint8), cv2.IMREAD_COLOR)
+        assert picture is not None and picture.std() > 20
+        assert _drawn_pixels(picture) > 30  # annotated: its target is drawn
+        deadline = time.monotonic() + 30  # and the summary line says it is paused (not "0.0 fps")
+        while f"{own_stream} paused, dropped " not in served.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert f"{own_stream} paused, dropped " in served.log()
+    finally:
+        assert served.ctl({"cmd": "resume", "stream": own_stream})["ok"]
