@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import zmq
 
@@ -18,6 +20,7 @@ from siammask.pipeline.config import CurveConfig
 from siammask.pipeline.control import request
 from siammask.pipeline.security import load_keys
 
+from console_support import Console
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint,
                               network_namespace)
 
@@ -47,9 +50,10 @@ def test_public_endpoint_without_keys_is_refused(tmp_path, synthetic_video):
 
 
 def start_pair(tmp_path: Path, video: Path, keys: CurveConfig, frames: str,
-               camera_prefix: tuple[str, ...] = ()) -> tuple[Serve, Serve]:
+               camera_prefix: tuple[str, ...] = (), extra: dict | None = None) -> tuple[Serve, Serve]:
     """A capture-only serve publishing `video` on the `frames` endpoint (bound), and an inference
-    serve reading it from there (connected) and publishing on a tcp port of every address."""
+    serve reading it from there (connected) and publishing on a tcp port of every address (with
+    `extra` keys in its config)."""
     curve = {"server_key": keys.server_key, "client_key": keys.client_key, "authorized_keys": keys.authorized_keys}
     (tmp_path / "cam").mkdir()
     (tmp_path / "infer").mkdir()
@@ -61,7 +65,7 @@ def start_pair(tmp_path: Path, video: Path, keys: CurveConfig, frames: str,
         "curve": curve, "metrics_port": 0, "log_interval_s": 0,
         "streams": [{"id": "cam", "remote": True, "endpoint": frames, "boxes": [BOX]}],
         "model": {"weights": str(lite_checkpoint(tmp_path / "lite.pth")), "threads": 1},
-        "publish": "tcp://*:*", "control": ANY_PORT})
+        "publish": "tcp://*:*", "control": ANY_PORT, **(extra or {})})
     return camera_host, inference_host
 
 
@@ -101,6 +105,31 @@ def test_remote_capture_over_curve(tmp_path, synthetic_video, keys):
             request(control, {"cmd": "list"}, None, SILENCE_S)
     finally:
         ctx.destroy(linger=0)
+        codes = inference_host.stop(), camera_host.stop()
+    assert codes == (0, 0)
+
+
+@pytest.mark.slow
+def test_the_console_shows_and_controls_a_stream_of_a_capture_host(tmp_path, synthetic_video, keys):
+    camera_host, inference_host = start_pair(tmp_path, synthetic_video, keys, f"tcp://127.0.0.1:{free_port()}",
+                                             extra={"console": {"listen": "127.0.0.1:0"}})
+    try:
+        assert inference_host.publish  # started (its endpoints are logged)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "[console]: console on" not in inference_host.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        console = Console(inference_host)
+        while not any(s["id"] == "cam" and s["targets"] and s["targets"][0]["frame"] > 0
+                      for s in console.ok("GET", "/api/streams")["streams"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [t["id"] for t in console.ok("GET", "/api/streams")["streams"][0]["targets"]] == [0], \
+            f"logs:\n{camera_host.log()}\n{inference_host.log()}"
+        assert console.ok("POST", "/api/streams/cam/targets", {"box": list(BOX)})["target"] == 1
+        status, png = console.request("GET", "/api/streams/cam/snapshot.png")
+        assert status == 200 and cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[2] == 3
+        assert console.ok("DELETE", "/api/streams/cam/targets/1") is not None
+        assert [t["id"] for t in inference_host.ctl({"cmd": "list"}, keys=load_keys(keys))["streams"][0]["targets"]] == [0]
+    finally:
         codes = inference_host.stop(), camera_host.stop()
     assert codes == (0, 0)
 
