@@ -66,6 +66,13 @@ def test_the_console_shows_and_controls_streams_on_the_cluster(served):
     finally:
         sub.close()
     assert console.ok("DELETE", f"/api/streams/b/targets/{added['target']}")["target"] == added["target"]
+    # the module's serve is shared: leave it as found, with no result of the removed target in flight
+    sub = Subscriber(serve.config["publish"])
+    try:
+        sub.wait_for(lambda m: m["stream"] == "b" and added["target"] not in [t["target"] for t in m.get("targets", [])],
+                     START_TIMEOUT_S, "b's results without the removed target")
+    finally:
+        sub.close()
 
 
 def test_a_pinned_capture_pauses_and_resumes(served):
