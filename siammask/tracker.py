@@ -29,7 +29,8 @@ from .variants import Geometry, variant_spec
 log = logging.getLogger(__name__)
 
 LOOK_ALIKES = 4   # look-alikes remembered per target
-RING = 8          # places round a target where its background is measured (surroundings)
+# Where a target's surroundings are measured: its own centre, then eight places one target size away.
+RING = ((0, 0),) + tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0))
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class Tracker:
             crops += [self._template_crop(frame, centre, size, avg) for centre in surroundings(pos, size)]
         feats = self.engine.template(to_chw_float(crops))
         embeddings = self._embed(feats)
-        ring = len(surroundings(*starts[0])) if starts else 0
+        ring = len(RING)
         states = []
         for i, (pos, size) in enumerate(starts):
             own, others = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
@@ -265,16 +266,16 @@ class Tracker:
         # (it often comes back there, seen anew); places farther away must pass as they are.
         again = [k for k, job in enumerate(jobs) if self.cfg.redetect and not states[job].lost
                  and presence[k] < self.cfg.found_threshold]
-        for job, state in enumerate(states):
-            near = [k for k in range(len(found)) if jobs[k] == job and self._searching(state)
-                    and np.all(np.abs(found[k][1][:2] - state.pos) <= batch.windows[found[k][0]].side / 2)]
+        for job in (j for j, state in enumerate(states) if self._searching(state)):
+            near = [k for k in range(len(found)) if jobs[k] == job
+                    and np.all(np.abs(found[k][1][:2] - states[job].pos) <= batch.windows[found[k][0]].side / 2)]
             best = max(near, key=lambda k: presence[k], default=None)
             if best is not None and presence[best] < self.cfg.found_threshold:
                 again.append(best)
         if again:
             ring = [self._template_crop(batch.frames[jobs[k]], centre, found[k][1][2:], states[jobs[k]].avg_color)
                     for k in again for centre in surroundings(found[k][1][:2], found[k][1][2:])[1:]]
-            rings = self._embed(self.engine.template(to_chw_float(ring))).reshape(len(again), RING, -1)
+            rings = self._embed(self.engine.template(to_chw_float(ring))).reshape(len(again), len(RING) - 1, -1)
             for k, others in zip(again, rings):
                 memory = replace(memories[k], background=background(memories[k].first, memories[k].recent, others))
                 second = self._presence(memory, embeddings[k], self._searching(states[jobs[k]]))
@@ -438,10 +439,8 @@ def background(first: np.ndarray, recent: np.ndarray, ring: np.ndarray) -> float
 
 
 def surroundings(pos: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
-    """The target's centre, then eight centres one target size away around it (the first frame's
-    background that presence is normalised against)."""
-    offsets = [(0, 0)] + [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dx, dy) != (0, 0)]
-    return [pos + np.array(o) * size for o in offsets]
+    """The centres of RING round a target (the background that presence is normalised against)."""
+    return [pos + np.array(o) * size for o in RING]
 
 
 def _rows(heads: TrackHeads, rows: list[int]) -> TrackHeads:
