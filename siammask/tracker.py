@@ -38,7 +38,7 @@ class Memory:
     """What a target keeps to tell whether it is in view (siammask.presence) and to find it again."""
 
     first: np.ndarray           # (d,) unit embedding of the target on its first frame
-    recent: np.ndarray          # (d,) running mean of embeddings on frames where it was verified
+    recent: np.ndarray          # (d,) running mean of embeddings on verified frames; the found look on re-acquisition
     background: float           # similarity of the target's surroundings to it: on the first frame,
                                 # then again on verified frames of doubt (Tracker.infer_batch)
     presence: float             # smoothed presence, what `lost` is decided on
@@ -405,7 +405,10 @@ class Tracker:
 
     def _search_memory(self, memory: Memory, pick: Pick) -> Memory:
         """One re-detection frame: a candidate that passes found_threshold at the same place as the
-        last one counts a confirmation; confirm_frames of them in a row end the search."""
+        last one counts a confirmation; confirm_frames of them in a row end the search. The look just
+        confirmed becomes the remembered recent one: a target back after a while has changed (it
+        walked on, turned), and the look from before it went would let it slip below lost_threshold
+        again while in view, with no verified frame to refresh it."""
         if pick.presence < self.cfg.found_threshold:
             return replace(memory, lost_frames=memory.lost_frames + 1, candidate=None, confirmations=0,
                            presence=pick.presence)
@@ -414,7 +417,7 @@ class Tracker:
         confirmations = memory.confirmations + 1 if same else 1
         if confirmations >= self.cfg.confirm_frames:
             return replace(memory, lost_frames=0, candidate=None, confirmations=0, presence=pick.presence,
-                           background=pick.memory.background)
+                           background=pick.memory.background, recent=pick.embedding)
         return replace(memory, lost_frames=memory.lost_frames + 1, candidate=pick.box.copy(),
                        confirmations=confirmations, presence=pick.presence)
 
