@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -311,6 +314,86 @@ def test_video_writer_on_a_full_disk_raises_user_error(tmp_path, suffix: str) ->
                 for _ in range(2000):  # noise compresses badly: about 20 KiB a frame either way
                     writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
     assert 10 < writer.count < 2000, writer.count
+
+
+# A child process writes noise frames (about 20 KiB each) through VideoWriter; its file-size limit
+# (RLIMIT_FSIZE) makes write(2) fail with EFBIG while the disk has plenty of room, so only a writer that
+# sees its actual write failures can notice. argv: path, frames, file-size limit in bytes (0: none),
+# "kill" to end with SIGKILL after the last frame instead of releasing.
+_WRITE_VIDEO = """
+import os, resource, signal, sys
+import numpy as np
+from siammask.errors import UserError
+from siammask.io.results import VideoWriter
+path, frames, limit, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if limit:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+rng = np.random.default_rng(0)
+writer = VideoWriter(path, fps=10)
+try:
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    if end == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    writer.release()
+except UserError as error:
+    print(writer.count, error)
+    sys.exit(2)
+"""
+
+
+def _write_video(path, frames: int, limit: int = 0, end: str = "release") -> subprocess.CompletedProcess:
+    """Its temporary files go to a folder of its own next to `path`, which must end up empty."""
+    temp = path.parent / "tmp"
+    temp.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _WRITE_VIDEO, str(path), str(frames), str(limit), end],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(temp)})
+    assert not list(temp.iterdir())
+    temp.rmdir()
+    return proc
+
+
+def _decoded_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_an_mp4_write_that_fails_is_a_user_error_with_the_reason(tmp_path) -> None:
+    """Before, OpenCV only logged it and the room-left check saw a disk with plenty of room:
+    the writer went on to the end and exited 0 with a 1 MB file."""
+    proc = _write_video(tmp_path / "out.mp4", 400, limit=1_000_000)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    count, message = proc.stdout.strip().split(" ", 1)
+    assert message == f"cannot write video '{tmp_path / 'out.mp4'}': File too large; free space or pick another path"
+    assert 20 < int(count) < 400  # reported soon after 1 MB (about 50 frames), not at the end
+    assert 20 < _decoded_frames(tmp_path / "out.mp4") <= int(count)  # what reached the file plays
+
+
+def test_an_mp4_killed_while_writing_plays_up_to_its_last_fragment(tmp_path) -> None:
+    """Before, the index of an .mp4 was written at release: a killed writer left no playable frame."""
+    proc = _write_video(tmp_path / "out.mp4", 100, end="kill")
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _decoded_frames(tmp_path / "out.mp4") >= 100 - 2 * 12  # OpenCV's FFmpeg: a keyframe every 12
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                                "stream=nb_read_frames", "-of", "csv=p=0", str(tmp_path / "out.mp4")],
+                               capture_output=True, text=True, timeout=60)
+        assert int(probe.stdout.strip()) >= 100 - 2 * 12, probe
+
+
+def test_an_mp4_is_complete_after_release(tmp_path) -> None:
+    """Fragmented MP4 through a pipe: released, every frame is there and its length is right."""
+    proc = _write_video(tmp_path / "out.mp4", 30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert capture.get(cv2.CAP_PROP_FPS) == 10.0 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 30.0
+    capture.release()
+    assert _decoded_frames(tmp_path / "out.mp4") == 30
 
 
 def test_jsonl_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:

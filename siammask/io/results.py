@@ -21,12 +21,15 @@ from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
 
+from .piped import PipedFile
+
 if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
 _FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
+_PIPED_FOURCCS = {"mp4v": ".ismv"}  # written through a pipe (see VideoWriter): the pipe's suffix picks the muxer
 PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
-MIN_FREE_BYTES = 1 << 20    # a video write with less room left on its disk counts as failed (see VideoWriter)
+MIN_FREE_BYTES = 1 << 20    # an .avi write with less room left on its disk counts as failed (see VideoWriter)
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -226,11 +229,17 @@ def next_part(path: str | Path) -> Path:
 class VideoWriter:
     """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases.
 
-    OpenCV reports a failed write only as a log line, so after each frame the writer checks the room
-    left on the video's disk: under MIN_FREE_BYTES (FFmpeg holds encoded frames in buffers of up to
-    a few hundred KiB: the next flush would fail, or just did) it raises UserError, as JsonlWriter
-    does for a write that fails. MJPG .avi parts stay readable up to their last frame on disk when
-    the process is killed; an .mp4 needs its index, written when it is released."""
+    Both formats stay playable up to their last frame on disk when the process is killed (kill -9,
+    a crash, power loss), and a write that fails stops the writer with a UserError, as JsonlWriter
+    does:
+    - `.mp4` is a fragmented MP4 (ISO BMFF; FFmpeg's ISMV muxer, brand `isml`: an empty index at the
+      start, then the frames a group of pictures at a time, each with its own index), which needs no
+      index at the end. FFmpeg writes it into a pipe and we copy it into the file (see PipedFile), so a
+      failed write is an OSError of ours, reported at the next frame or at release.
+    - `.avi` (MJPG, each frame a JPEG of its own) is written by FFmpeg straight into the file: it seeks
+      back at the end to write the header's frame count and index. OpenCV reports its failed writes
+      only as a log line, so after each frame the writer checks the room left on the video's disk:
+      under MIN_FREE_BYTES (FFmpeg holds up to 256 KiB before it writes) counts as failed."""
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
         self.path = Path(path)
@@ -246,6 +255,8 @@ class VideoWriter:
         self.count = 0
         self._size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
+        self._piped: PipedFile | None = None
+        self._failed = False  # a failed write was reported: release does not report it again
 
     def write(self, frame: np.ndarray) -> None:
         """Append one HxWx3 uint8 BGR frame; every frame must have the first frame's size."""
@@ -256,10 +267,20 @@ class VideoWriter:
             raise ValueError(f"frame size {width}x{height} differs from the video's {self._size[0]}x{self._size[1]}")
         self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
         self.count += 1
+        if self._piped is not None:
+            self._check_copy()
+            return
         disk = os.statvfs(self.path.parent)
         if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+            self._failed = True
             raise UserError(f"cannot write video '{self.path}': {os.strerror(errno.ENOSPC)} (under "
                             f"{MIN_FREE_BYTES >> 20} MiB free); free space or pick another path")
+
+    def _check_copy(self) -> None:
+        error = self._piped.error
+        if error is not None and not self._failed:
+            self._failed = True
+            raise UserError(f"cannot write video '{self.path}': {error.strerror}; free space or pick another path")
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -267,16 +288,31 @@ class VideoWriter:
         return self._size
 
     def _open(self, size: tuple[int, int]) -> None:
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        name = str(self.path)
+        if self.fourcc in _PIPED_FOURCCS:
+            try:
+                self._piped = PipedFile(self.path, _PIPED_FOURCCS[self.fourcc])
+            except OSError as error:
+                raise UserError(f"cannot open video '{self.path}' for writing: {error.strerror}; check the folder "
+                                "is writable") from None
+            name = str(self._piped.pipe)
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        if self._piped is not None:
+            self._piped.attached()
         if not writer.isOpened():
+            self.release()
             raise UserError(f"cannot open video '{self.path}' for writing; check the folder is writable")
         self._writer, self._size = writer, size
 
     def release(self) -> None:
-        """Finish the file (writes the container index); safe to call twice."""
+        """Finish the file (the .avi's index, the .mp4's last fragment); safe to call twice. A write
+        that failed and was not reported yet is a UserError."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._piped is not None:
+            self._piped.close()
+            self._check_copy()
 
     def __enter__(self) -> VideoWriter:
         return self
