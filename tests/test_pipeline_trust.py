@@ -24,7 +24,7 @@ from siammask.pipeline.messages import SetPaused, send
 
 from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
-                              network_namespace)
+                              free_port, network_namespace)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
@@ -150,6 +150,61 @@ def test_a_command_with_a_guessed_generation_is_ignored(tmp_path, synthetic_vide
         if serve.proc.poll() is None:
             serve.kill()
     assert code == 0, serve.log()
+
+
+def peer_connects(sock: zmq.Socket, wait_s: float) -> bool:
+    """Whether some peer connects to a bound PUSH socket within `wait_s`: with none, a send that
+    must not block raises Again."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            sock.send(b"not a frame", zmq.NOBLOCK)  # the inference stage drops and counts it
+            return True
+        except zmq.Again:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_stream_endpoint_must_be_a_configured_capture_host(tmp_path, synthetic_video, lite):
+    """add_stream took any tcp:// endpoint: whoever holds the control socket made serve connect to
+    (a remote stream) or bind (a local capture) any address. Now only the capture hosts' endpoints
+    the operator listed in the config (capture_endpoints, or a config stream's endpoint): another is
+    refused with one line and serve never connects there; a listed one is connected to."""
+    ctx = zmq.Context()
+    listed, unlisted = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+    for sock in (listed, unlisted):
+        sock.linger = 0
+        sock.bind("tcp://127.0.0.1:*")
+    listed_at, unlisted_at = (sock.getsockopt_string(zmq.LAST_ENDPOINT) for sock in (listed, unlisted))
+    near_at = f"tcp://127.0.0.1:{free_port()}"  # where a local capture would bind
+    serve = Serve(tmp_path, {
+        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
+        "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+        "log_interval_s": 0, "capture_endpoints": [listed_at]})
+    try:
+        collect(serve, 1, START_TIMEOUT_S)
+        remote = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": unlisted_at}})
+        bound = serve.ctl({"cmd": "add_stream", "stream": {"id": "near", "source": str(synthetic_video),
+                                                           "endpoint": near_at}})
+        connected_unlisted = peer_connects(unlisted, ATTACK_WAIT_S)
+        accepted = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": listed_at}})
+        connected_listed = peer_connects(listed, START_TIMEOUT_S)
+        streams = [s["id"] for s in serve.ctl({"cmd": "list"})["streams"]]
+        code = serve.stop()
+    finally:
+        ctx.destroy(linger=0)
+        if serve.proc.poll() is None:
+            serve.kill()
+    assert code == 0, serve.log()
+    for refused, stream, endpoint in ((remote, "far", unlisted_at), (bound, "near", near_at)):
+        assert refused == {"ok": False, "error": f"stream '{stream}' endpoint '{endpoint}' is not a capture host's "
+                           "endpoint in serve's config; add it to capture_endpoints there (or use an ipc:// path in "
+                           "serve's private folder)"}, refused
+    assert not connected_unlisted, "serve connected to an endpoint nobody configured"
+    assert accepted["ok"] is True and connected_listed, (accepted, serve.log())
+    assert streams == ["cam", "far"]
 
 
 def refusal(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
