@@ -289,6 +289,34 @@ def test_cluster_ray_listens_on_loopback_only_and_no_stranger_takes_frames(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_serve_joined_to_a_cluster_of_this_machine_keeps_its_stage_sockets_private(tmp_path, synthetic_video, lite):
+    """serve joined to a running cluster whose nodes are all on this machine: the stage sockets (the
+    supervisor's commands, events and results, each stream's frames, each worker's commands) were tcp
+    on 127.0.0.1 without CURVE, open to every local user. Now they are ipc:// in serve's run folder
+    (0700), as with `--cluster ray`: uid nobody, connected to every one of them, gets nothing."""
+    pytest.importorskip("ray")
+    with ray_cluster() as (cluster, _):
+        config = serve_config([stream("a", synthetic_video), stream("b", synthetic_video)], lite,
+                              cluster=cluster.address)
+        with serving_all(tmp_path, config) as serve:
+            endpoints = {s["id"]: s["endpoint"] for s in serve.ctl({"cmd": "list"})["streams"]}
+            [run_dir] = serve.private.glob("siammask-serve-*")
+            sockets = sorted(p for p in run_dir.iterdir() if p.is_socket())
+            mode = stat.S_IMODE(run_dir.stat().st_mode)
+            taken = as_user("nobody", pull([f"ipc://{p}" for p in sockets]))
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "b")  # still publishing
+            code = serve.stop()
+    assert code == 0, serve.log()
+    assert all(e.startswith(f"ipc://{run_dir}/") for e in endpoints.values()), endpoints
+    names = [p.name.split("-", 1)[1] for p in sockets]
+    assert sorted(set(names)) == ["commands", "events", "frames", "results"], names
+    assert names.count("commands") == 3 and names.count("frames") == 2, names  # the supervisor's, one per worker
+    assert mode == 0o700
+    assert taken == "0", f"a stranger took {taken} messages from {sockets}"
+
+
+@pytest.mark.slow
 def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, synthetic_video, lite):
     """serve on a cluster of this machine (two 1-CPU nodes, a worker on each); then a node of another
     machine (a network namespace) joins and a third worker can only go there: it bound its command
