@@ -79,14 +79,14 @@ def ffprobe_frames(video: Path) -> int | None:
 # --- a full disk -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, size, message", [
-    ("out.avi", "2m", "cannot write video '{path}': No space left on device (under 1 MiB free)"),
-    ("out.mp4", "256k", "cannot write video '{path}': No space left on device; free space"),  # the write that failed
+    ("out.avi", "2m", "cannot write video '{path}': No space left on device; free space"),
+    ("out.mp4", "256k", "cannot write video '{path}': No space left on device; free space"),
     ("out.jsonl", "64k", "cannot write results '{path}': No space left on device"),
 ])
 def test_a_full_disk_stops_serve_with_one_line(tmp_path, synthetic_video, lite, name, size, message):
-    """Before, the video writer's failures went unchecked: serve went on, the video unreadable. An .avi
-    is stopped by the room left on its disk; an .mp4 by the write that fails (its bytes go through
-    a pipe of ours, see siammask/io/piped.py)."""
+    """Before, the video writer's failures went unchecked: serve went on, the video unreadable; then a
+    check of the room left stopped it ('under 1 MiB free'). Now the write that fails does: a video's
+    bytes go through a pipe of ours (siammask/io/piped.py)."""
     output = "jsonl" if name.endswith(".jsonl") else "video"
     with small_disk(tmp_path / "disk", size) as disk:
         path = disk / name
@@ -112,7 +112,7 @@ def test_track_on_a_full_disk_is_one_line_and_exit_2(tmp_path, lite):
                                "--quiet"], capture_output=True, text=True, env=ENV, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"siammask: error: cannot write video '{disk / 'out.avi'}': No space left on "
-                                        "device (under 1 MiB free); free space or pick another path"]
+                                        "device; free space or pick another path"]
 
 
 # --- kill -9 of the sink ---------------------------------------------------------------------------------

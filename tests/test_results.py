@@ -306,7 +306,7 @@ def test_jsonl_writer_on_a_full_disk_keeps_only_complete_lines(tmp_path) -> None
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_video_writer_on_a_full_disk_raises_user_error(tmp_path, suffix: str) -> None:
-    """OpenCV only logs a failed write; the writer notices the disk is full and says so, once."""
+    """OpenCV only logs a failed write; the writer sees it fail (ENOSPC) and says so, once."""
     rng = np.random.default_rng(0)
     with small_disk(tmp_path / "disk", "3m") as disk:
         with pytest.raises(UserError, match="cannot write video .*No space left on device"):
@@ -363,37 +363,50 @@ def _decoded_frames(path) -> int:
     return count
 
 
-def test_an_mp4_write_that_fails_is_a_user_error_with_the_reason(tmp_path) -> None:
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_write_that_fails_is_a_user_error_with_the_reason(tmp_path, suffix: str) -> None:
     """Before, OpenCV only logged it and the room-left check saw a disk with plenty of room:
-    the writer went on to the end and exited 0 with a 1 MB file."""
-    proc = _write_video(tmp_path / "out.mp4", 400, limit=1_000_000)
+    the writer went on to the end and exited 0 with a 1 MB file (checked at 999335d)."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 400, limit=1_000_000)
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr[-2000:])
     count, message = proc.stdout.strip().split(" ", 1)
-    assert message == f"cannot write video '{tmp_path / 'out.mp4'}': File too large; free space or pick another path"
+    assert message == f"cannot write video '{path}': File too large; free space or pick another path"
     assert 20 < int(count) < 400  # reported soon after 1 MB (about 50 frames), not at the end
-    assert 20 < _decoded_frames(tmp_path / "out.mp4") <= int(count)  # what reached the file plays
+    assert 20 < _decoded_frames(path) <= int(count)  # what reached the file plays
 
 
-def test_an_mp4_killed_while_writing_plays_up_to_its_last_fragment(tmp_path) -> None:
-    """Before, the index of an .mp4 was written at release: a killed writer left no playable frame."""
-    proc = _write_video(tmp_path / "out.mp4", 100, end="kill")
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_killed_while_writing_plays_up_to_its_last_frames(tmp_path, suffix: str) -> None:
+    """Before, the index of an .mp4 was written at release: a killed writer left no playable frame
+    (an .avi held). What FFmpeg still held is lost: for an .mp4 up to a group of 12 pictures."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 100, end="kill")
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert _decoded_frames(tmp_path / "out.mp4") >= 100 - 2 * 12  # OpenCV's FFmpeg: a keyframe every 12
+    assert _decoded_frames(path) >= 100 - 2 * 12
     if shutil.which("ffprobe"):
         probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                                "stream=nb_read_frames", "-of", "csv=p=0", str(tmp_path / "out.mp4")],
+                                "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
                                capture_output=True, text=True, timeout=60)
         assert int(probe.stdout.strip()) >= 100 - 2 * 12, probe
 
 
-def test_an_mp4_is_complete_after_release(tmp_path) -> None:
-    """Fragmented MP4 through a pipe: released, every frame is there and its length is right."""
-    proc = _write_video(tmp_path / "out.mp4", 30)
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_is_complete_after_release(tmp_path, suffix: str) -> None:
+    """Written as a stream through a pipe: released, every frame is there and the header says how
+    many (an .avi gets its index and counts at release) and at what rate."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 30)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    capture = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    capture = cv2.VideoCapture(str(path))
     assert capture.get(cv2.CAP_PROP_FPS) == 10.0 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 30.0
+    assert capture.set(cv2.CAP_PROP_POS_FRAMES, 20) and capture.read()[0]  # seeks
     capture.release()
-    assert _decoded_frames(tmp_path / "out.mp4") == 30
+    assert _decoded_frames(path) == 30
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                str(path)], capture_output=True, text=True, timeout=60)
+        assert float(probe.stdout) == pytest.approx(3.0), probe
 
 
 def test_jsonl_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:

@@ -63,10 +63,14 @@ class PipedFile:
             except OSError as error:
                 self.error = error
 
+    @property
+    def closed(self) -> bool:
+        return self._out is None
+
     def close(self) -> None:
         """Wait for the copy to take the writer's last bytes, then close the file; safe to call twice."""
         self.attached()
-        if self._out is None:
+        if self.closed:
             return
         self._copy.join()
         os.close(self._in)

@@ -21,15 +21,15 @@ from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
 
+from .avi import finish_streamed_avi
 from .piped import PipedFile
 
 if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
-_FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
-_PIPED_FOURCCS = {"mp4v": ".ismv"}  # written through a pipe (see VideoWriter): the pipe's suffix picks the muxer
+# suffix -> (fourcc, the suffix of the pipe FFmpeg writes into, which picks its muxer: see VideoWriter)
+_FORMATS = {".mp4": ("mp4v", ".ismv"), ".avi": ("MJPG", ".avi")}
 PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
-MIN_FREE_BYTES = 1 << 20    # an .avi write with less room left on its disk counts as failed (see VideoWriter)
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -229,29 +229,27 @@ def next_part(path: str | Path) -> Path:
 class VideoWriter:
     """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases.
 
-    Both formats stay playable up to their last frame on disk when the process is killed (kill -9,
-    a crash, power loss), and a write that fails stops the writer with a UserError, as JsonlWriter
-    does:
+    FFmpeg (through OpenCV) writes the video into a pipe and a thread of ours copies it into the
+    file (see PipedFile): OpenCV only logs a write that fails, ours is an OSError, reported as a
+    UserError at the next frame or at release, as JsonlWriter does. Through a pipe FFmpeg cannot
+    seek back, so both formats are written as streams, which stay playable up to their last frame
+    on disk when the process is killed (kill -9, a crash, power loss):
     - `.mp4` is a fragmented MP4 (ISO BMFF; FFmpeg's ISMV muxer, brand `isml`: an empty index at the
-      start, then the frames a group of pictures at a time, each with its own index), which needs no
-      index at the end. FFmpeg writes it into a pipe and we copy it into the file (see PipedFile), so a
-      failed write is an OSError of ours, reported at the next frame or at release.
-    - `.avi` (MJPG, each frame a JPEG of its own) is written by FFmpeg straight into the file: it seeks
-      back at the end to write the header's frame count and index. OpenCV reports its failed writes
-      only as a log line, so after each frame the writer checks the room left on the video's disk:
-      under MIN_FREE_BYTES (FFmpeg holds up to 256 KiB before it writes) counts as failed."""
+      start, then the frames a group of pictures at a time, each with its own index);
+    - `.avi` is MJPG (each frame a JPEG of its own); at release its index and frame counts, which
+      a stream lacks, are written (finish_streamed_avi)."""
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix not in _FOURCC_BY_SUFFIX:
-            known = ", ".join(_FOURCC_BY_SUFFIX)
+        if suffix not in _FORMATS:
+            known = ", ".join(_FORMATS)
             raise UserError(f"unsupported video extension '{self.path.suffix}' for '{self.path}'; use one of {known}")
         if not fps > 0:
             raise UserError(f"video fps must be positive, got {fps}; pass a positive --fps")
         check_output_folder(self.path, "video")
         self.fps = float(fps)
-        self.fourcc = _FOURCC_BY_SUFFIX[suffix]
+        self.fourcc, self._muxer = _FORMATS[suffix]
         self.count = 0
         self._size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
@@ -267,17 +265,9 @@ class VideoWriter:
             raise ValueError(f"frame size {width}x{height} differs from the video's {self._size[0]}x{self._size[1]}")
         self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
         self.count += 1
-        if self._piped is not None:
-            self._check_copy()
-            return
-        disk = os.statvfs(self.path.parent)
-        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-            self._failed = True
-            raise UserError(f"cannot write video '{self.path}': {os.strerror(errno.ENOSPC)} (under "
-                            f"{MIN_FREE_BYTES >> 20} MiB free); free space or pick another path")
+        self._check(self._piped.error)
 
-    def _check_copy(self) -> None:
-        error = self._piped.error
+    def _check(self, error: OSError | None) -> None:
         if error is not None and not self._failed:
             self._failed = True
             raise UserError(f"cannot write video '{self.path}': {error.strerror}; free space or pick another path")
@@ -288,31 +278,34 @@ class VideoWriter:
         return self._size
 
     def _open(self, size: tuple[int, int]) -> None:
-        name = str(self.path)
-        if self.fourcc in _PIPED_FOURCCS:
-            try:
-                self._piped = PipedFile(self.path, _PIPED_FOURCCS[self.fourcc])
-            except OSError as error:
-                raise UserError(f"cannot open video '{self.path}' for writing: {error.strerror}; check the folder "
-                                "is writable") from None
-            name = str(self._piped.pipe)
-        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
-        if self._piped is not None:
-            self._piped.attached()
+        try:
+            self._piped = PipedFile(self.path, self._muxer)
+        except OSError as error:
+            raise UserError(f"cannot open video '{self.path}' for writing: {error.strerror}; check the folder is "
+                            "writable") from None
+        writer = cv2.VideoWriter(str(self._piped.pipe), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        self._piped.attached()
         if not writer.isOpened():
             self.release()
+            self.path.unlink(missing_ok=True)  # made empty for the copy
             raise UserError(f"cannot open video '{self.path}' for writing; check the folder is writable")
         self._writer, self._size = writer, size
 
     def release(self) -> None:
-        """Finish the file (the .avi's index, the .mp4's last fragment); safe to call twice. A write
+        """Finish the file (the .mp4's last fragment, the .avi's index); safe to call twice. A write
         that failed and was not reported yet is a UserError."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        if self._piped is not None:
-            self._piped.close()
-            self._check_copy()
+        if self._piped is None or self._piped.closed:
+            return
+        self._piped.close()
+        self._check(self._piped.error)
+        if self.fourcc == "MJPG" and not self._failed:
+            try:
+                finish_streamed_avi(self.path)
+            except OSError as error:
+                self._check(error)
 
     def __enter__(self) -> VideoWriter:
         return self
