@@ -4,9 +4,11 @@ cannot name an ipc:// stream endpoint outside serve's private folder either; a T
 without CURVE keys and a source that is a device are refused before anything starts."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import json
+import logging
 import os
 import pwd
 import stat
@@ -19,10 +21,12 @@ from pathlib import Path
 import pytest
 import zmq
 
+from siammask.pipeline.config import CurveConfig
 from siammask.pipeline.launch import GENERATION_SPAN
 from siammask.pipeline.messages import SetPaused, send
+from siammask.pipeline.security import CurveKeys, apply_client_keys, load_keys, write_keys
 
-from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
+from cluster_support import STORE_BYTES, placement, ray_cluster, serve_config, serving_all, stream
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
                               free_port, network_namespace)
 
@@ -235,7 +239,7 @@ def test_a_device_as_source_is_refused_as_track_does(tmp_path, device):
 
 def listening(pids: set[int]) -> dict[str, str]:
     """Every TCP address some process of `pids` listens on ('ADDRESS:PORT'), with the process's
-    name, from /proc."""
+    name, from /proc (in the processes' own network namespaces)."""
     inodes = {}
     for pid in pids:
         try:
@@ -246,8 +250,13 @@ def listening(pids: set[int]) -> dict[str, str]:
         except OSError:
             continue  # ended meanwhile
     found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
+    tables = {f"/proc/{pid}/net/{name}" for pid in pids for name in ("tcp", "tcp6")}  # each one's network namespace
+    for table in tables:
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue  # ended meanwhile
+        for line in lines:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
                 raw, port = fields[1].split(":")  # 32-bit words in host (little-endian) order
@@ -316,6 +325,96 @@ def test_serve_joined_to_a_cluster_of_this_machine_keeps_its_stage_sockets_priva
     assert taken == "0", f"a stranger took {taken} messages from {sockets}"
 
 
+def namespace_node(namespace: str, address: str, head: str) -> subprocess.Popen:
+    """A Ray node of 1 CPU in a network namespace (another machine), joined to the cluster at `head`."""
+    return subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                             "from ray.scripts.scripts import main; main()", "start", "--block", f"--address={head}",
+                             f"--node-ip-address={address}", "--num-cpus=1", f"--object-store-memory={STORE_BYTES}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+
+
+def wait_for_nodes(head: str, count: int, nodes: list[subprocess.Popen]) -> None:
+    """Until the cluster at `head` has `count` live nodes (this process joins it as a driver meanwhile)."""
+    import ray
+
+    ray.init(address=head, logging_level=logging.WARNING)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len([n for n in ray.nodes() if n["Alive"]]) < count:
+            assert time.monotonic() < deadline and all(n.poll() is None for n in nodes), "a node did not join"
+            time.sleep(0.5)
+    finally:
+        ray.shutdown()
+
+
+def handshake(endpoint: str, keys: CurveKeys | None, wait_s: float) -> bool:
+    """Whether a PUSH socket (with the client keys, or none) completes ZeroMQ's handshake with
+    whatever listens at `endpoint` within `wait_s`; it sends nothing."""
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUSH)
+        sock.linger = 0
+        if keys:
+            apply_client_keys(sock, keys)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        sock.connect(endpoint)
+        return bool(monitor.poll(int(wait_s * 1000)))
+    finally:
+        ctx.destroy(linger=0)
+
+
+@pytest.mark.slow
+def test_a_worker_on_a_machine_that_joined_later_uses_curve_with_the_runs_keys(tmp_path, synthetic_video, lite):
+    """serve on a cluster that spans machines from the start (this one, whose head has no CPU, and a
+    network namespace), with curve keys; then a node of a third machine (another namespace) joins,
+    and a stream added since can only get a worker there. That worker binds its command socket on
+    its own machine's address with the run's CURVE keys: the stream publishes, a client with the
+    keys completes the handshake with it, and a raw client without keys does not."""
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    write_keys(tmp_path / "keys")
+    curve = CurveConfig(str(tmp_path / "keys" / "server.key_secret"), str(tmp_path / "keys" / "client.key_secret"),
+                        str(tmp_path / "keys" / "authorized"))
+    keys = load_keys(curve)
+    keyed = {"curve_serverkey": keys.server_public, "curve_publickey": keys.client_public,
+             "curve_secretkey": keys.client_secret}
+    with network_namespace("smfirst", 233) as (first, first_address), \
+            network_namespace("smlater", 234) as (later, later_address):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                                "object_store_memory": STORE_BYTES})
+        nodes = [namespace_node(first, first_address, cluster.address)]
+        serve = None
+        try:
+            wait_for_nodes(cluster.address, 2, nodes)
+            serve = Serve(tmp_path, serve_config([stream("a", synthetic_video)], lite, cluster=cluster.address,
+                                                 worker={"num_cpus": 1, "max_streams": 1},
+                                                 curve=dataclasses.asdict(curve)))
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "a", **keyed)
+            nodes.append(namespace_node(later, later_address, cluster.address))
+            wait_for_nodes(cluster.address, 3, nodes)
+            assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "c" and m["targets"], **keyed)
+            in_later = subprocess.run(["ip", "netns", "pids", later], capture_output=True, text=True).stdout.split()
+            stages = {int(p) for p in in_later if "spawn_main" in cmdline(int(p))}
+            found = [f"tcp://{a}" for a in listening(stages)]
+            with_keys = [handshake(e, keys, ATTACK_WAIT_S) for e in found]
+            without_keys = [handshake(e, None, ATTACK_WAIT_S) for e in found]
+            code = serve.stop()
+        finally:
+            if serve is not None and serve.proc.poll() is None:
+                serve.kill()
+            for node in nodes:
+                node.terminate()
+                node.wait(60)
+            cluster.shutdown()
+    assert code == 0, serve.log()
+    assert found and all(e.startswith(f"tcp://{later_address}:") for e in found), found
+    assert all(with_keys), (found, with_keys)
+    assert not any(without_keys), (found, without_keys)
+    assert "joined the cluster after serve started" not in serve.log()
+
+
 @pytest.mark.slow
 def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, synthetic_video, lite):
     """serve on a cluster of this machine (two 1-CPU nodes, a worker on each); then a node of another
@@ -327,11 +426,7 @@ def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, syn
         config = serve_config([stream("a", synthetic_video), stream("b", synthetic_video)], lite,
                               cluster=cluster.address, worker={"num_cpus": 1, "max_streams": 1})
         with serving_all(tmp_path, config) as serve:
-            late = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c",
-                                     "from ray.scripts.scripts import main; main()", "start", "--block",
-                                     f"--address={cluster.address}", f"--node-ip-address={address}",
-                                     "--num-cpus=1", "--object-store-memory=104857600"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+            late = namespace_node(namespace, address, cluster.address)
             try:
                 assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
                 refusal = f"was placed on {address}, a machine that joined the cluster after serve started"
