@@ -28,7 +28,7 @@ from siammask.pipeline.security import CurveKeys, apply_client_keys, load_keys, 
 
 from cluster_support import STORE_BYTES, placement, ray_cluster, serve_config, serving_all, stream
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
-                              free_port, network_namespace)
+                              free_port, network_namespace, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
@@ -183,12 +183,10 @@ def test_a_stream_endpoint_must_be_a_configured_capture_host(tmp_path, synthetic
         sock.bind("tcp://127.0.0.1:*")
     listed_at, unlisted_at = (sock.getsockopt_string(zmq.LAST_ENDPOINT) for sock in (listed, unlisted))
     near_at = f"tcp://127.0.0.1:{free_port()}"  # where a local capture would bind
-    serve = Serve(tmp_path, {
-        "streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
-        "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
-        "log_interval_s": 0, "capture_endpoints": [listed_at]})
-    try:
-        collect(serve, 1, START_TIMEOUT_S)
+    config = {"streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
+              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+              "log_interval_s": 0, "capture_endpoints": [listed_at]}
+    with ctx, serving(tmp_path, config) as serve:  # the context ends (linger 0) after serve
         remote = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": unlisted_at}})
         bound = serve.ctl({"cmd": "add_stream", "stream": {"id": "near", "source": str(synthetic_video),
                                                            "endpoint": near_at}})
@@ -196,12 +194,7 @@ def test_a_stream_endpoint_must_be_a_configured_capture_host(tmp_path, synthetic
         accepted = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": listed_at}})
         connected_listed = peer_connects(listed, START_TIMEOUT_S)
         streams = [s["id"] for s in serve.ctl({"cmd": "list"})["streams"]]
-        code = serve.stop()
-    finally:
-        ctx.destroy(linger=0)
-        if serve.proc.poll() is None:
-            serve.kill()
-    assert code == 0, serve.log()
+        assert serve.stop() == 0, serve.log()
     for refused, stream, endpoint in ((remote, "far", unlisted_at), (bound, "near", near_at)):
         assert refused == {"ok": False, "error": f"stream '{stream}' endpoint '{endpoint}' is not a capture host's "
                            "endpoint in serve's config; add it to capture_endpoints there (or use an ipc:// path in "
