@@ -18,7 +18,7 @@ import zmq
 
 from siammask.errors import UserError
 from siammask.io.annotate import draw_target
-from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, next_part
+from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, finish_killed_parts, next_part
 
 from . import messages
 from .config import CurveConfig, OutputsConfig
@@ -261,6 +261,8 @@ class Sink:
         if video is None:
             path = self.spec.outputs.video.format(stream=stream)
             fresh = self.spec.restart == 0 and path not in self.video_paths
+            if path not in self.video_paths and not fresh:  # parts a killed sink was writing
+                finish_killed_parts(path)
             self.video_paths.add(path)
             video = self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=fps or 25.0)
         return video

@@ -138,13 +138,18 @@ def kill_the_sink_midway(tmp_path: Path, video: Path, lite: Path, name: str) -> 
 def test_every_video_part_is_readable_after_kill_9_of_the_sink(tmp_path, synthetic_video, lite, name):
     """The killed sink's part plays up to its last frame on disk (OpenCV and ffprobe), and the
     restarted sink's part is complete. MJPG .avi held before; an .mp4 part had no index (no moov
-    atom: no frame readable, checked at 999335d) until .mp4 became fragmented MP4."""
+    atom: no frame readable, checked at 999335d) until .mp4 became fragmented MP4. The restarted
+    sink writes the killed .avi part's index and frame counts, which its header then states."""
     serve, killed, second = kill_the_sink_midway(tmp_path, synthetic_video, lite, name)
     for path in (killed, second):
         sizes = frames_in(path)
         assert len(sizes) > 20 and set(sizes) == {(160, 120)}, (path, len(sizes))
         probed = ffprobe_frames(path)
         assert probed is None or probed >= len(sizes) - 1, (path, probed, len(sizes))
+        capture = cv2.VideoCapture(str(path))
+        declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        capture.release()
+        assert declared == len(sizes), (path, declared, len(sizes))
 
 
 # --- a live source that changes its frame size ------------------------------------------------------------

@@ -7,13 +7,15 @@ with-block ends, including on Ctrl-C, so a long live run can be stopped at any t
 from __future__ import annotations
 
 import errno
+import itertools
 import json
+import logging
 import os
 import stat
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
 # suffix -> (fourcc, the suffix of the pipe FFmpeg writes into, which picks its muxer: see VideoWriter)
+log = logging.getLogger(__name__)
 _FORMATS = {".mp4": ("mp4v", ".ismv"), ".avi": ("MJPG", ".avi")}
 PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
 
@@ -215,15 +218,38 @@ class MaskDirWriter:
         return None
 
 
+MAX_PARTS = 100_000
+
+
+def _parts(path: Path) -> Iterator[Path]:
+    """NAME.part1.EXT, NAME.part2.EXT, ... next to `path`."""
+    return (path.with_name(f"{path.stem}.part{n}{path.suffix}") for n in range(1, MAX_PARTS))
+
+
 def next_part(path: str | Path) -> Path:
     """The first of NAME.part1.EXT, NAME.part2.EXT, ... that does not exist: where a restarted writer
     goes on, so the file it was writing before is never truncated."""
     path = Path(path)
-    for n in range(1, 100_000):
-        part = path.with_name(f"{path.stem}.part{n}{path.suffix}")
+    for part in _parts(path):
         if not part.exists():
             return part
     raise UserError(f"cannot find a free part name next to '{path}'; clean up its .partN files")
+
+
+def finish_killed_parts(path: str | Path) -> None:
+    """A writer killed mid-part left it playable but, for an .avi, without its index and frame
+    counts (see VideoWriter): write them into every part of `path` that lacks them (a finished part
+    is left as it is; an .mp4 part needs nothing). A part that cannot be finished stays as it is."""
+    path = Path(path)
+    if path.suffix.lower() != ".avi":
+        return
+    for part in itertools.chain([path], _parts(path)):
+        if not part.exists():
+            return
+        try:
+            finish_streamed_avi(part)
+        except OSError as error:
+            log.warning("could not finish video part '%s': %s", part, error.strerror)
 
 
 class VideoWriter:
