@@ -44,8 +44,9 @@ def finish_streamed_avi(path: Path) -> int:
             else:
                 headers.setdefault(tag, offset + 8)
             offset += 8 + size + (size & 1)
-        if movi is None or b"avih" not in headers or b"strh" not in headers:
-            return 0
+        if movi is None or not (headers.get(b"avih", data_end) + AVIH_FRAMES + 4 <= movi
+                                and headers.get(b"strh", data_end) + STRH_LENGTH + 4 <= movi):
+            return 0  # not the headers FFmpeg writes
         index = []
         offset = movi + 12
         while offset + 8 <= data_end:

@@ -29,8 +29,8 @@ from .piped import PipedFile
 if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
-# suffix -> (fourcc, the suffix of the pipe FFmpeg writes into, which picks its muxer: see VideoWriter)
 log = logging.getLogger(__name__)
+# suffix -> (fourcc, the suffix of the pipe FFmpeg writes into, which picks its muxer: see VideoWriter)
 _FORMATS = {".mp4": ("mp4v", ".ismv"), ".avi": ("MJPG", ".avi")}
 PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
 
