@@ -15,6 +15,7 @@ from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
 from siammask.io.annotate import LOST_COLOR, annotate, draw_target, target_color
+from siammask.io.avi import finish_streamed_avi
 from siammask.io.results import (
     JsonlWriter,
     MaskDirWriter,
@@ -407,6 +408,30 @@ def test_a_video_is_complete_after_release(tmp_path, suffix: str) -> None:
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                 str(path)], capture_output=True, text=True, timeout=60)
         assert float(probe.stdout) == pytest.approx(3.0), probe
+
+
+def test_a_killed_avi_cut_anywhere_is_finished_up_to_its_last_whole_frame(tmp_path) -> None:
+    """What a restarted sink does to the part a killed one left (finish_streamed_avi): cut at any
+    byte, the file gets the index and counts of its whole frames (the cut one is dropped) or, cut
+    inside its headers, is left as it is; a finished file is never changed again."""
+    killed = tmp_path / "killed.avi"
+    assert _write_video(killed, 30, end="kill").returncode == -9
+    data = killed.read_bytes()
+    movi = data.index(b"movi")
+    for cut in (0, 11, 100, movi - 5, movi + 20, len(data) // 3, len(data) // 2 + 7, len(data)):
+        part = tmp_path / f"cut{cut}.avi"
+        part.write_bytes(data[:cut])
+        frames = finish_streamed_avi(part)
+        if frames:
+            capture = cv2.VideoCapture(str(part))
+            assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == frames
+            capture.release()
+            assert _decoded_frames(part) == frames
+            finished = part.read_bytes()
+            assert finish_streamed_avi(part) == 0 and part.read_bytes() == finished
+        else:
+            assert part.read_bytes() == data[:cut]
+    assert frames > 20  # the whole file: every frame that reached the disk
 
 
 def test_jsonl_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:

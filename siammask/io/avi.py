@@ -20,7 +20,8 @@ STRH_LENGTH = 32                      # offset of dwLength in the strh chunk's d
 
 def finish_streamed_avi(path: Path) -> int:
     """Index and sizes for a streamed single-stream AVI at `path`; the number of frames indexed.
-    A file that is not one FFmpeg streamed (a size already set) is left as it is: 0."""
+    A file that is not one FFmpeg streamed (a size already set), or holds no whole frame, is left
+    as it is: 0."""
     with open(path, "r+b") as f:
         data_end = f.seek(0, 2)
         f.seek(0)
@@ -58,6 +59,8 @@ def finish_streamed_avi(path: Path) -> int:
                 index.append(struct.pack("<4sIII", tag, AVIIF_KEYFRAME, offset - (movi + 8), size))
             offset += 8 + size + (size & 1)
         frames = len(index)
+        if not frames:
+            return 0  # nothing to index: left as it is
         f.seek(offset)
         f.truncate()
         f.write(b"idx1" + struct.pack("<I", 16 * frames) + b"".join(index))
