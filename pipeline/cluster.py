@@ -43,24 +43,34 @@ def disconnect() -> None:
     ray.shutdown()
 
 
+def ray_runs_as_us(nodes: list[dict[str, Any]]) -> bool:
+    """Whether every node's processes run as serve's user (the owner of its raylet's socket): only
+    then can they reach the ipc:// files in serve's 0700 run folder."""
+    try:
+        return all(os.stat(n["RayletSocketName"]).st_uid == os.getuid() for n in nodes)
+    except (OSError, KeyError):
+        return False
+
+
 class RayLauncher:
     """The supervisor's launcher on a cluster: inference workers are Ray actors (WorkerPool); a
     capture with `resources` runs on a node that offers them; the sink and the other captures stay
-    beside the supervisor. Every socket that a stage on another node reaches is a tcp:// endpoint:
-    on loopback when every node of the cluster is on this machine as serve starts (a test cluster),
-    else on the driver node's address, which needs CURVE keys. A cluster serve started itself
-    (`--cluster ray`) is serve's own processes on this machine: its sockets are ipc:// in the run
-    folder, as without a cluster, out of other local users' reach."""
+    beside the supervisor. When every node of the cluster is on this machine as serve starts (one
+    serve started itself with `--cluster ray`, or a test cluster), run by serve's user, the stages'
+    sockets are ipc:// in the run folder, as without a cluster, out of other local users' reach;
+    Ray run by another user gets tcp:// on loopback (open to local users without CURVE keys);
+    otherwise they are tcp:// on the driver node's address (or a node's own), which needs CURVE keys."""
 
     def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
         self.local = LocalLauncher(run_dir)
         self.cfg, self.driver_address = cfg, address
-        one_machine = all(n["NodeManagerAddress"] == address for n in ray.nodes() if n["Alive"])
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        one_machine = all(n["NodeManagerAddress"] == address for n in nodes)
         self.address = LOOPBACK if one_machine else address
         check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
-        self.private = run_dir.endpoint if cfg.cluster == "ray" else None  # ipc:// endpoints, see above
+        self.private = run_dir.endpoint if one_machine and ray_runs_as_us(nodes) else None  # see above
         self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
         self.pool: WorkerPool | None = None
 

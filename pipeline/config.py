@@ -98,6 +98,8 @@ class PipelineConfig:
     console: ConsoleConfig | None = None    # the operator's console (HTTP); null: off
     outputs: OutputsConfig = OutputsConfig()
     curve: CurveConfig | None = None
+    capture_endpoints: tuple[str, ...] = ()  # tcp:// endpoints of capture hosts that `ctl add-stream` may name
+                                            # as a stream's endpoint (the config's own streams' count too)
     role: str = "all"                       # all, or capture: only the capture processes (near the cameras)
     queue_size: int = ranged(1, 1000, 2)    # ZeroMQ high-water marks between stages, in messages
     max_streams: int = ranged(1, 256, 16)   # streams at once (config and ctl); the inference -> sink queue
@@ -129,9 +131,16 @@ def control_endpoint(cfg: PipelineConfig) -> str:
 
 
 def stream_from_dict(data: dict, cfg: PipelineConfig) -> StreamConfig:
-    """A stream as `siammask ctl add-stream` sends it, checked like one in the config file."""
+    """A stream as `siammask ctl add-stream` sends it, checked like one in the config file; a tcp://
+    endpoint only when the operator configured it (a control client must not make serve connect to,
+    or bind, any address it names)."""
     stream = from_dict(StreamConfig, data, "stream")
     check_stream(stream, cfg)
+    configured = {*cfg.capture_endpoints, *(s.endpoint for s in cfg.streams if s.endpoint)}
+    if stream.endpoint and stream.endpoint.startswith("tcp://") and stream.endpoint not in configured:
+        raise UserError(f"stream '{stream.id}' endpoint '{stream.endpoint}' is not a capture host's endpoint in "
+                        "serve's config; add it to capture_endpoints there (or use an ipc:// path in serve's "
+                        "private folder)")
     return stream
 
 
@@ -171,6 +180,11 @@ def check_config(cfg: PipelineConfig) -> None:
                  if e and not e.endswith(":*")]  # port '*': ZeroMQ gives each its own free port
     if len(endpoints) != len(set(endpoints)):
         raise UserError(f"endpoints {', '.join(endpoints)} must all differ: two sockets cannot bind one address")
+    for endpoint in cfg.capture_endpoints:
+        check_connect_endpoint(endpoint, "capture_endpoints entry")
+        if not endpoint.startswith("tcp://"):
+            raise UserError(f"capture_endpoints entry '{endpoint}' is not tcp://HOST:PORT; ipc:// stream endpoints "
+                            "need no entry (they must be in serve's private folder)")
     for stream in cfg.streams:
         check_stream(stream, cfg)
         if cfg.role == "capture" and (stream.remote or not (stream.endpoint or "").startswith("tcp://")):

@@ -67,14 +67,15 @@ class StageHost:
         return {"node": node, "address": node_address(node), "host": socket.gethostname()}
 
     def free_endpoint(self, driver_address: str, private: str | None = None) -> str:
-        """A tcp endpoint for the stage to bind: on loopback when this node is on the driver's
-        machine (Ray gives every node the machine's outside address, even a test cluster's); or
-        `private`, an ipc:// path in serve's run folder, in a cluster serve started itself. Answered
-        once Ray has placed this host."""
-        if private is not None:
-            return private
+        """Where the stage binds: `private` (an ipc:// path in serve's run folder, when every node
+        was on serve's machine at start) if this node is on the driver's machine, else a tcp endpoint
+        on this node's address (a node that joined since: see check_stage_endpoint); without
+        `private`, tcp on loopback on the driver's machine (Ray gives every node the machine's outside
+        address, even a test cluster's). Answered once Ray has placed this host."""
         address = self.where()["address"]
-        return free_tcp_endpoint(LOOPBACK if address == driver_address else address)
+        if address == driver_address:
+            return private or free_tcp_endpoint(LOOPBACK)
+        return free_tcp_endpoint(address)
 
     def start(self, serial: int, level: int, target: Callable[..., None], args: tuple) -> int:
         args = tuple(self._value(a) if isinstance(a, Shared) else a for a in args)

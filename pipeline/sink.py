@@ -18,7 +18,7 @@ import zmq
 
 from siammask.errors import UserError
 from siammask.io.annotate import draw_target
-from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, next_part
+from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, finish_killed_parts, next_part
 
 from . import messages
 from .config import CurveConfig, OutputsConfig
@@ -145,9 +145,6 @@ class Sink:
         if spec.publish.endswith(":*"):  # a restart binds the same port again (see Supervisor._sink_spec)
             publish_port.value = int(bound.rsplit(":", 1)[1])
         log("sink", f"publishing results on {bound}")
-        if spec.outputs.video and spec.restart == 0 and spec.outputs.video.lower().endswith(".mp4"):
-            log("sink", f"video '{spec.outputs.video}' is MP4: its index is written when a part closes, so a "
-                        "killed sink leaves that part unreadable; .avi parts keep every frame on disk")
         self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl, append=spec.restart > 0)) \
             if spec.outputs.jsonl else None
         self.video_paths: set[str] = set()  # opened by this process: a second opening is a new part
@@ -167,7 +164,7 @@ class Sink:
             self.console.sndhwm = spec.batch + 2
             self.console.connect(spec.console)
         self.videos: dict[str, VideoWriter] = {}
-        stack.callback(lambda: [v.release() for v in self.videos.values()])
+        stack.callback(self.close_videos)
         self.publish_drops: dict[str, int] = {}
 
     def handle(self, result: Result | StreamEnd | TargetChanged, pixels: np.ndarray | None) -> None:
@@ -264,9 +261,16 @@ class Sink:
         if video is None:
             path = self.spec.outputs.video.format(stream=stream)
             fresh = self.spec.restart == 0 and path not in self.video_paths
+            if path not in self.video_paths and not fresh:  # parts a killed sink was writing
+                finish_killed_parts(path)
             self.video_paths.add(path)
             video = self.videos[stream] = VideoWriter(path if fresh else next_part(path), fps=fps or 25.0)
         return video
+
+    def close_videos(self) -> None:
+        """Finish every video part; a write that failed at the very end is a UserError too."""
+        while self.videos:
+            self.videos.popitem()[1].release()
 
     def _end(self, stream: str) -> None:
         self.accounts.end(stream)
@@ -296,6 +300,7 @@ def run_sink(spec: SinkSpec, shared, publish_port, watching) -> None:
             while sink.results.poll(300):  # the inference stage has stopped: take its last results
                 for result, pixels in messages.drain(sink.results):
                     sink.handle(result, pixels)
+            sink.close_videos()
         except UserError as exc:
             log("sink", str(exc))
             raise SystemExit(2) from None

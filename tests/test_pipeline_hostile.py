@@ -36,7 +36,14 @@ RESTARTS = ('siammask_restarts_total{stage="inference"}', 'siammask_restarts_tot
 
 
 @pytest.fixture(scope="module")
-def four(tmp_path_factory, synthetic_video, lite):
+def rogue_endpoint() -> str:
+    """A capture host's endpoint the pipeline's config lists (capture_endpoints), so that add_stream
+    may name it: where the rogue test's sender binds."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory, synthetic_video, lite, rogue_endpoint):
     tmp = tmp_path_factory.mktemp("hostile")
     config = {
         "streams": [{"id": s, "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}
@@ -45,6 +52,7 @@ def four(tmp_path_factory, synthetic_video, lite):
         "publish": ANY_PORT,
         "metrics_port": free_port(), "log_interval_s": 0, "max_streams": MAX_STREAMS, "max_targets": MAX_TARGETS,
         "inference_delay_ms": 30.0,  # the inference stage, not the sink, sets the pace
+        "capture_endpoints": [rogue_endpoint],
     }
     with serving(tmp, config) as serve:
         yield serve
@@ -205,17 +213,16 @@ def test_fuzzed_control_requests_never_stop_or_restart_serve(four, synthetic_vid
 
 # --- what a remote stream sends -------------------------------------------------------------------------
 
-def rogue_capture(ctx: zmq.Context) -> tuple[zmq.Socket, str]:
+def rogue_capture(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     """A capture host of our own making: a real PUSH socket that serve's inference stage connects to."""
     sock = ctx.socket(zmq.PUSH)
     sock.linger, sock.sndtimeo = 0, int(START_TIMEOUT_S * 1000)
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
     sock.bind(endpoint)
-    return sock, endpoint
+    return sock
 
 
 @pytest.mark.slow
-def test_a_rogue_remote_stream_cannot_speak_for_another_or_stop_the_inference_stage(four):
+def test_a_rogue_remote_stream_cannot_speak_for_another_or_stop_the_inference_stage(four, rogue_endpoint):
     """A remote stream whose sender names 'north' in its headers (frame ids from 10^9), sends a
     StreamEnd for 'north' and garbage: before, north published the rogue's frames and an end while
     it kept running, and garbage crash-looped the inference stage (every stream at 0 fps). Now each
@@ -225,7 +232,8 @@ def test_a_rogue_remote_stream_cannot_speak_for_another_or_stop_the_inference_st
     rejected = 'siammask_rejected_messages_total{reason="%s",stream="rogue"}'
     ctx = zmq.Context()
     sub = Subscriber(four.publish, ctx=ctx, hwm=100_000)  # holds everything while the test waits on metrics
-    sock, endpoint = rogue_capture(ctx)
+    endpoint = rogue_endpoint
+    sock = rogue_capture(ctx, endpoint)
     spoofed = [json.dumps({"type": "FrameHeader", "stream": "north", "frame": 10**9 + i, "first": False, "fps": 20.0,
                            "run": 0, "t": {"read": time.time(), "sent": time.time()}, "capture_drops": 0,
                            "pixels": ["|u1", [120, 160, 3]]}).encode() for i in range(20)]

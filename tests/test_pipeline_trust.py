@@ -4,9 +4,11 @@ cannot name an ipc:// stream endpoint outside serve's private folder either; a T
 without CURVE keys and a source that is a device are refused before anything starts."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 import json
+import logging
 import os
 import pwd
 import stat
@@ -19,12 +21,14 @@ from pathlib import Path
 import pytest
 import zmq
 
+from siammask.pipeline.config import CurveConfig
 from siammask.pipeline.launch import GENERATION_SPAN
 from siammask.pipeline.messages import SetPaused, send
+from siammask.pipeline.security import CurveKeys, apply_client_keys, load_keys, write_keys
 
-from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
+from cluster_support import STORE_BYTES, placement, ray_cluster, serve_config, serving_all, stream
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
-                              network_namespace)
+                              free_port, network_namespace, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
@@ -152,6 +156,54 @@ def test_a_command_with_a_guessed_generation_is_ignored(tmp_path, synthetic_vide
     assert code == 0, serve.log()
 
 
+def peer_connects(sock: zmq.Socket, wait_s: float) -> bool:
+    """Whether some peer connects to a bound PUSH socket within `wait_s`: with none, a send that
+    must not block raises Again."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            sock.send(b"not a frame", zmq.NOBLOCK)  # the inference stage drops and counts it
+            return True
+        except zmq.Again:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_stream_endpoint_must_be_a_configured_capture_host(tmp_path, synthetic_video, lite):
+    """add_stream took any tcp:// endpoint: whoever holds the control socket made serve connect to
+    (a remote stream) or bind (a local capture) any address. Now only the capture hosts' endpoints
+    the operator listed in the config (capture_endpoints, or a config stream's endpoint): another is
+    refused with one line and serve never connects there; a listed one is connected to."""
+    ctx = zmq.Context()
+    listed, unlisted = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+    for sock in (listed, unlisted):
+        sock.linger = 0
+        sock.bind("tcp://127.0.0.1:*")
+    listed_at, unlisted_at = (sock.getsockopt_string(zmq.LAST_ENDPOINT) for sock in (listed, unlisted))
+    near_at = f"tcp://127.0.0.1:{free_port()}"  # where a local capture would bind
+    config = {"streams": [{"id": "cam", "source": str(synthetic_video), "loop": True, "fps": 20.0, "boxes": [BOX]}],
+              "model": {"weights": str(lite), "threads": 1}, "publish": ANY_PORT, "metrics_port": 0,
+              "log_interval_s": 0, "capture_endpoints": [listed_at]}
+    with ctx, serving(tmp_path, config) as serve:  # the context ends (linger 0) after serve
+        remote = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": unlisted_at}})
+        bound = serve.ctl({"cmd": "add_stream", "stream": {"id": "near", "source": str(synthetic_video),
+                                                           "endpoint": near_at}})
+        connected_unlisted = peer_connects(unlisted, ATTACK_WAIT_S)
+        accepted = serve.ctl({"cmd": "add_stream", "stream": {"id": "far", "remote": True, "endpoint": listed_at}})
+        connected_listed = peer_connects(listed, START_TIMEOUT_S)
+        streams = [s["id"] for s in serve.ctl({"cmd": "list"})["streams"]]
+        assert serve.stop() == 0, serve.log()
+    for refused, stream, endpoint in ((remote, "far", unlisted_at), (bound, "near", near_at)):
+        assert refused == {"ok": False, "error": f"stream '{stream}' endpoint '{endpoint}' is not a capture host's "
+                           "endpoint in serve's config; add it to capture_endpoints there (or use an ipc:// path in "
+                           "serve's private folder)"}, refused
+    assert not connected_unlisted, "serve connected to an endpoint nobody configured"
+    assert accepted["ok"] is True and connected_listed, (accepted, serve.log())
+    assert streams == ["cam", "far"]
+
+
 def refusal(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """`siammask serve ARGS` that must stop before anything starts (or hang, as it did)."""
     try:
@@ -180,7 +232,7 @@ def test_a_device_as_source_is_refused_as_track_does(tmp_path, device):
 
 def listening(pids: set[int]) -> dict[str, str]:
     """Every TCP address some process of `pids` listens on ('ADDRESS:PORT'), with the process's
-    name, from /proc."""
+    name, from /proc (in the processes' own network namespaces)."""
     inodes = {}
     for pid in pids:
         try:
@@ -191,8 +243,13 @@ def listening(pids: set[int]) -> dict[str, str]:
         except OSError:
             continue  # ended meanwhile
     found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
+    tables = {f"/proc/{pid}/net/{name}" for pid in pids for name in ("tcp", "tcp6")}  # each one's network namespace
+    for table in tables:
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue  # ended meanwhile
+        for line in lines:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
                 raw, port = fields[1].split(":")  # 32-bit words in host (little-endian) order
@@ -234,6 +291,124 @@ def test_cluster_ray_listens_on_loopback_only_and_no_stranger_takes_frames(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
+def test_serve_joined_to_a_cluster_of_this_machine_keeps_its_stage_sockets_private(tmp_path, synthetic_video, lite):
+    """serve joined to a running cluster whose nodes are all on this machine: the stage sockets (the
+    supervisor's commands, events and results, each stream's frames, each worker's commands) were tcp
+    on 127.0.0.1 without CURVE, open to every local user. Now they are ipc:// in serve's run folder
+    (0700), as with `--cluster ray`: uid nobody, connected to every one of them, gets nothing."""
+    pytest.importorskip("ray")
+    with ray_cluster() as (cluster, _):
+        config = serve_config([stream("a", synthetic_video), stream("b", synthetic_video)], lite,
+                              cluster=cluster.address)
+        with serving_all(tmp_path, config) as serve:
+            endpoints = {s["id"]: s["endpoint"] for s in serve.ctl({"cmd": "list"})["streams"]}
+            [run_dir] = serve.private.glob("siammask-serve-*")
+            sockets = sorted(p for p in run_dir.iterdir() if p.is_socket())
+            mode = stat.S_IMODE(run_dir.stat().st_mode)
+            taken = as_user("nobody", pull([f"ipc://{p}" for p in sockets]))
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "b")  # still publishing
+            code = serve.stop()
+    assert code == 0, serve.log()
+    assert all(e.startswith(f"ipc://{run_dir}/") for e in endpoints.values()), endpoints
+    names = [p.name.split("-", 1)[1] for p in sockets]
+    assert sorted(set(names)) == ["commands", "events", "frames", "results"], names
+    assert names.count("commands") == 3 and names.count("frames") == 2, names  # the supervisor's, one per worker
+    assert mode == 0o700
+    assert taken == "0", f"a stranger took {taken} messages from {sockets}"
+
+
+def namespace_node(namespace: str, address: str, head: str) -> subprocess.Popen:
+    """A Ray node of 1 CPU in a network namespace (another machine), joined to the cluster at `head`."""
+    return subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                             "from ray.scripts.scripts import main; main()", "start", "--block", f"--address={head}",
+                             f"--node-ip-address={address}", "--num-cpus=1", f"--object-store-memory={STORE_BYTES}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+
+
+def wait_for_nodes(head: str, count: int, nodes: list[subprocess.Popen]) -> None:
+    """Until the cluster at `head` has `count` live nodes (this process joins it as a driver meanwhile)."""
+    import ray
+
+    ray.init(address=head, logging_level=logging.WARNING)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len([n for n in ray.nodes() if n["Alive"]]) < count:
+            assert time.monotonic() < deadline and all(n.poll() is None for n in nodes), "a node did not join"
+            time.sleep(0.5)
+    finally:
+        ray.shutdown()
+
+
+def handshake(endpoint: str, keys: CurveKeys | None, wait_s: float) -> bool:
+    """Whether a PUSH socket (with the client keys, or none) completes ZeroMQ's handshake with
+    whatever listens at `endpoint` within `wait_s`; it sends nothing."""
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUSH)
+        sock.linger = 0
+        if keys:
+            apply_client_keys(sock, keys)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        sock.connect(endpoint)
+        return bool(monitor.poll(int(wait_s * 1000)))
+    finally:
+        ctx.destroy(linger=0)
+
+
+@pytest.mark.slow
+def test_a_worker_on_a_machine_that_joined_later_uses_curve_with_the_runs_keys(tmp_path, synthetic_video, lite):
+    """serve on a cluster that spans machines from the start (this one, whose head has no CPU, and a
+    network namespace), with curve keys; then a node of a third machine (another namespace) joins,
+    and a stream added since can only get a worker there. That worker binds its command socket on
+    its own machine's address with the run's CURVE keys: the stream publishes, a client with the
+    keys completes the handshake with it, and a raw client without keys does not."""
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    write_keys(tmp_path / "keys")
+    curve = CurveConfig(str(tmp_path / "keys" / "server.key_secret"), str(tmp_path / "keys" / "client.key_secret"),
+                        str(tmp_path / "keys" / "authorized"))
+    keys = load_keys(curve)
+    keyed = {"curve_serverkey": keys.server_public, "curve_publickey": keys.client_public,
+             "curve_secretkey": keys.client_secret}
+    with network_namespace("smfirst", 233) as (first, first_address), \
+            network_namespace("smlater", 234) as (later, later_address):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                                "object_store_memory": STORE_BYTES})
+        nodes = [namespace_node(first, first_address, cluster.address)]
+        serve = None
+        try:
+            wait_for_nodes(cluster.address, 2, nodes)
+            serve = Serve(tmp_path, serve_config([stream("a", synthetic_video)], lite, cluster=cluster.address,
+                                                 worker={"num_cpus": 1, "max_streams": 1},
+                                                 curve=dataclasses.asdict(curve)))
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "a", **keyed)
+            nodes.append(namespace_node(later, later_address, cluster.address))
+            wait_for_nodes(cluster.address, 3, nodes)
+            assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
+            collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "c" and m["targets"], **keyed)
+            in_later = subprocess.run(["ip", "netns", "pids", later], capture_output=True, text=True).stdout.split()
+            stages = {int(p) for p in in_later if "spawn_main" in cmdline(int(p))}
+            found = [f"tcp://{a}" for a in listening(stages)]
+            with_keys = [handshake(e, keys, ATTACK_WAIT_S) for e in found]
+            without_keys = [handshake(e, None, ATTACK_WAIT_S) for e in found]
+            code = serve.stop()
+        finally:
+            if serve is not None and serve.proc.poll() is None:
+                serve.kill()
+            for node in nodes:
+                node.terminate()
+                node.wait(60)
+            cluster.shutdown()
+    assert code == 0, serve.log()
+    assert found and all(e.startswith(f"tcp://{later_address}:") for e in found), found
+    assert all(with_keys), (found, with_keys)
+    assert not any(without_keys), (found, without_keys)
+    assert "joined the cluster after serve started" not in serve.log()
+
+
+@pytest.mark.slow
 def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, synthetic_video, lite):
     """serve on a cluster of this machine (two 1-CPU nodes, a worker on each); then a node of another
     machine (a network namespace) joins and a third worker can only go there: it bound its command
@@ -244,11 +419,7 @@ def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, syn
         config = serve_config([stream("a", synthetic_video), stream("b", synthetic_video)], lite,
                               cluster=cluster.address, worker={"num_cpus": 1, "max_streams": 1})
         with serving_all(tmp_path, config) as serve:
-            late = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c",
-                                     "from ray.scripts.scripts import main; main()", "start", "--block",
-                                     f"--address={cluster.address}", f"--node-ip-address={address}",
-                                     "--num-cpus=1", "--object-store-memory=104857600"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+            late = namespace_node(namespace, address, cluster.address)
             try:
                 assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
                 refusal = f"was placed on {address}, a machine that joined the cluster after serve started"

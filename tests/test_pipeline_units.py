@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -148,6 +149,22 @@ def test_ipc_stream_endpoints_only_in_the_private_folder_and_never_over_a_file_o
     with pytest.raises(UserError, match="outside serve's private folder"):
         stream_from_dict({"id": "a", "source": video, "endpoint": f"ipc://{folder}/../outside"}, cfg)
     assert (folder / "note").read_text() == (own_tmpdir / "outside").read_text() == "keep me"
+
+
+def test_a_tcp_stream_endpoint_from_ctl_must_be_configured(synthetic_video):
+    """What `ctl add-stream` sends: a tcp:// endpoint only when the config names it (capture_endpoints,
+    or a config stream's endpoint); a config entry that is not tcp://HOST:PORT is refused at start."""
+    cfg = PipelineConfig(capture_endpoints=("tcp://10.0.0.5:5600",),
+                         streams=(StreamConfig("cam", remote=True, endpoint="tcp://10.0.0.6:5601"),))
+    for endpoint in ("tcp://10.0.0.5:5600", "tcp://10.0.0.6:5601"):
+        assert stream_from_dict({"id": "a", "remote": True, "endpoint": endpoint}, cfg).endpoint == endpoint
+    for stream in ({"id": "a", "remote": True, "endpoint": "tcp://10.0.0.5:22"},
+                   {"id": "a", "source": str(synthetic_video), "endpoint": "tcp://127.0.0.1:5600"}):
+        with pytest.raises(UserError, match=f"endpoint '{stream['endpoint']}' is not a capture host's endpoint"):
+            stream_from_dict(stream, cfg)
+    for entry, message in (("ipc:///tmp/x", "is not tcp://HOST:PORT"), ("tcp://10.0.0.5:*", "needs a port number")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            check_config(PipelineConfig(capture_endpoints=(entry,)))
 
 
 def test_a_private_folder_another_user_could_open_is_refused(own_tmpdir):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -12,6 +15,7 @@ from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
 from siammask.io.annotate import LOST_COLOR, annotate, draw_target, target_color
+from siammask.io.avi import finish_streamed_avi
 from siammask.io.results import (
     JsonlWriter,
     MaskDirWriter,
@@ -303,7 +307,7 @@ def test_jsonl_writer_on_a_full_disk_keeps_only_complete_lines(tmp_path) -> None
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_video_writer_on_a_full_disk_raises_user_error(tmp_path, suffix: str) -> None:
-    """OpenCV only logs a failed write; the writer notices the disk is full and says so, once."""
+    """OpenCV only logs a failed write; the writer sees it fail (ENOSPC) and says so, once."""
     rng = np.random.default_rng(0)
     with small_disk(tmp_path / "disk", "3m") as disk:
         with pytest.raises(UserError, match="cannot write video .*No space left on device"):
@@ -311,6 +315,123 @@ def test_video_writer_on_a_full_disk_raises_user_error(tmp_path, suffix: str) ->
                 for _ in range(2000):  # noise compresses badly: about 20 KiB a frame either way
                     writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
     assert 10 < writer.count < 2000, writer.count
+
+
+# A child process writes noise frames (about 20 KiB each) through VideoWriter; its file-size limit
+# (RLIMIT_FSIZE) makes write(2) fail with EFBIG while the disk has plenty of room, so only a writer that
+# sees its actual write failures can notice. argv: path, frames, file-size limit in bytes (0: none),
+# "kill" to end with SIGKILL after the last frame instead of releasing.
+_WRITE_VIDEO = """
+import os, resource, signal, sys
+import numpy as np
+from siammask.errors import UserError
+from siammask.io.results import VideoWriter
+path, frames, limit, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if limit:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+rng = np.random.default_rng(0)
+writer = VideoWriter(path, fps=10)
+try:
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    if end == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    writer.release()
+except UserError as error:
+    print(writer.count, error)
+    sys.exit(2)
+"""
+
+
+def _write_video(path, frames: int, limit: int = 0, end: str = "release") -> subprocess.CompletedProcess:
+    """Its temporary files go to a folder of its own next to `path`, which must end up empty."""
+    temp = path.parent / "tmp"
+    temp.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _WRITE_VIDEO, str(path), str(frames), str(limit), end],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(temp)})
+    assert not list(temp.iterdir())
+    temp.rmdir()
+    return proc
+
+
+def _decoded_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_write_that_fails_is_a_user_error_with_the_reason(tmp_path, suffix: str) -> None:
+    """Before, OpenCV only logged it and the room-left check saw a disk with plenty of room:
+    the writer went on to the end and exited 0 with a 1 MB file (checked at 999335d)."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 400, limit=1_000_000)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    count, message = proc.stdout.strip().split(" ", 1)
+    assert message == f"cannot write video '{path}': File too large; free space or pick another path"
+    assert 20 < int(count) < 400  # reported soon after 1 MB (about 50 frames), not at the end
+    assert 20 < _decoded_frames(path) <= int(count)  # what reached the file plays
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_killed_while_writing_plays_up_to_its_last_frames(tmp_path, suffix: str) -> None:
+    """Before, the index of an .mp4 was written at release: a killed writer left no playable frame
+    (an .avi held). What FFmpeg still held is lost: for an .mp4 up to a group of 12 pictures."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 100, end="kill")
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert _decoded_frames(path) >= 100 - 2 * 12
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                                "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                               capture_output=True, text=True, timeout=60)
+        assert int(probe.stdout.strip()) >= 100 - 2 * 12, probe
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_a_video_is_complete_after_release(tmp_path, suffix: str) -> None:
+    """Written as a stream through a pipe: released, every frame is there and the header says how
+    many (an .avi gets its index and counts at release) and at what rate."""
+    path = tmp_path / f"out{suffix}"
+    proc = _write_video(path, 30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    capture = cv2.VideoCapture(str(path))
+    assert capture.get(cv2.CAP_PROP_FPS) == 10.0 and capture.get(cv2.CAP_PROP_FRAME_COUNT) == 30.0
+    assert capture.set(cv2.CAP_PROP_POS_FRAMES, 20) and capture.read()[0]  # seeks
+    capture.release()
+    assert _decoded_frames(path) == 30
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                str(path)], capture_output=True, text=True, timeout=60)
+        assert float(probe.stdout) == pytest.approx(3.0), probe
+
+
+def test_a_killed_avi_cut_anywhere_is_finished_up_to_its_last_whole_frame(tmp_path) -> None:
+    """What a restarted sink does to the part a killed one left (finish_streamed_avi): cut at any
+    byte, the file gets the index and counts of its whole frames (the cut one is dropped) or, cut
+    inside its headers, is left as it is; a finished file is never changed again."""
+    killed = tmp_path / "killed.avi"
+    assert _write_video(killed, 30, end="kill").returncode == -9
+    data = killed.read_bytes()
+    movi = data.index(b"movi")
+    for cut in (0, 11, 100, movi - 5, movi + 20, len(data) // 3, len(data) // 2 + 7, len(data)):
+        part = tmp_path / f"cut{cut}.avi"
+        part.write_bytes(data[:cut])
+        frames = finish_streamed_avi(part)
+        if frames:
+            capture = cv2.VideoCapture(str(part))
+            assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == frames
+            capture.release()
+            assert _decoded_frames(part) == frames
+            finished = part.read_bytes()
+            assert finish_streamed_avi(part) == 0 and part.read_bytes() == finished
+        else:
+            assert part.read_bytes() == data[:cut]
+    assert frames > 20  # the whole file: every frame that reached the disk
 
 
 def test_jsonl_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:

@@ -7,13 +7,15 @@ with-block ends, including on Ctrl-C, so a long live run can be stopped at any t
 from __future__ import annotations
 
 import errno
+import itertools
 import json
+import logging
 import os
 import stat
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -21,12 +23,16 @@ from pycocotools import mask as mask_utils
 
 from siammask.errors import UserError
 
+from .avi import finish_streamed_avi
+from .piped import PipedFile
+
 if TYPE_CHECKING:
     from siammask.tracker import TrackResult
 
-_FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".avi": "MJPG"}
+log = logging.getLogger(__name__)
+# suffix -> (fourcc, the suffix of the pipe FFmpeg writes into, which picks its muxer: see VideoWriter)
+_FORMATS = {".mp4": ("mp4v", ".ismv"), ".avi": ("MJPG", ".avi")}
 PIPE_READER_WAIT_S = 10.0   # how long an output that is a named pipe waits for its reader
-MIN_FREE_BYTES = 1 << 20    # a video write with less room left on its disk counts as failed (see VideoWriter)
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -212,40 +218,69 @@ class MaskDirWriter:
         return None
 
 
+MAX_PARTS = 100_000
+
+
+def _parts(path: Path) -> Iterator[Path]:
+    """NAME.part1.EXT, NAME.part2.EXT, ... next to `path`."""
+    return (path.with_name(f"{path.stem}.part{n}{path.suffix}") for n in range(1, MAX_PARTS))
+
+
 def next_part(path: str | Path) -> Path:
     """The first of NAME.part1.EXT, NAME.part2.EXT, ... that does not exist: where a restarted writer
     goes on, so the file it was writing before is never truncated."""
     path = Path(path)
-    for n in range(1, 100_000):
-        part = path.with_name(f"{path.stem}.part{n}{path.suffix}")
+    for part in _parts(path):
         if not part.exists():
             return part
     raise UserError(f"cannot find a free part name next to '{path}'; clean up its .partN files")
 
 
+def finish_killed_parts(path: str | Path) -> None:
+    """A writer killed mid-part left it playable but, for an .avi, without its index and frame
+    counts (see VideoWriter): write them into every part of `path` that lacks them (a finished part
+    is left as it is; an .mp4 part needs nothing). A part that cannot be finished stays as it is."""
+    path = Path(path)
+    if path.suffix.lower() != ".avi":
+        return
+    for part in itertools.chain([path], _parts(path)):
+        if not part.exists():
+            return
+        try:
+            finish_streamed_avi(part)
+        except OSError as error:
+            log.warning("could not finish video part '%s': %s", part, error.strerror)
+
+
 class VideoWriter:
     """cv2.VideoWriter that opens on the first frame (its size is unknown before) and always releases.
 
-    OpenCV reports a failed write only as a log line, so after each frame the writer checks the room
-    left on the video's disk: under MIN_FREE_BYTES (FFmpeg holds encoded frames in buffers of up to
-    a few hundred KiB: the next flush would fail, or just did) it raises UserError, as JsonlWriter
-    does for a write that fails. MJPG .avi parts stay readable up to their last frame on disk when
-    the process is killed; an .mp4 needs its index, written when it is released."""
+    FFmpeg (through OpenCV) writes the video into a pipe and a thread of ours copies it into the
+    file (see PipedFile): OpenCV only logs a write that fails, ours is an OSError, reported as a
+    UserError at the next frame or at release, as JsonlWriter does. Through a pipe FFmpeg cannot
+    seek back, so both formats are written as streams, which stay playable up to their last frame
+    on disk when the process is killed (kill -9, a crash, power loss):
+    - `.mp4` is a fragmented MP4 (ISO BMFF; FFmpeg's ISMV muxer, brand `isml`: an empty index at the
+      start, then the frames a group of pictures at a time, each with its own index);
+    - `.avi` is MJPG (each frame a JPEG of its own); at release its index and frame counts, which
+      a stream lacks, are written (finish_streamed_avi)."""
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix not in _FOURCC_BY_SUFFIX:
-            known = ", ".join(_FOURCC_BY_SUFFIX)
+        if suffix not in _FORMATS:
+            known = ", ".join(_FORMATS)
             raise UserError(f"unsupported video extension '{self.path.suffix}' for '{self.path}'; use one of {known}")
         if not fps > 0:
             raise UserError(f"video fps must be positive, got {fps}; pass a positive --fps")
         check_output_folder(self.path, "video")
         self.fps = float(fps)
-        self.fourcc = _FOURCC_BY_SUFFIX[suffix]
+        self.fourcc, self._muxer = _FORMATS[suffix]
         self.count = 0
         self._size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
+        self._piped: PipedFile | None = None
+        self._failed = False  # a failed write was reported: release does not report it again
 
     def write(self, frame: np.ndarray) -> None:
         """Append one HxWx3 uint8 BGR frame; every frame must have the first frame's size."""
@@ -256,10 +291,12 @@ class VideoWriter:
             raise ValueError(f"frame size {width}x{height} differs from the video's {self._size[0]}x{self._size[1]}")
         self._writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
         self.count += 1
-        disk = os.statvfs(self.path.parent)
-        if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
-            raise UserError(f"cannot write video '{self.path}': {os.strerror(errno.ENOSPC)} (under "
-                            f"{MIN_FREE_BYTES >> 20} MiB free); free space or pick another path")
+        self._check(self._piped.error)
+
+    def _check(self, error: OSError | None) -> None:
+        if error is not None and not self._failed:
+            self._failed = True
+            raise UserError(f"cannot write video '{self.path}': {error.strerror}; free space or pick another path")
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -267,16 +304,34 @@ class VideoWriter:
         return self._size
 
     def _open(self, size: tuple[int, int]) -> None:
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        try:
+            self._piped = PipedFile(self.path, self._muxer)
+        except OSError as error:
+            raise UserError(f"cannot open video '{self.path}' for writing: {error.strerror}; check the folder is "
+                            "writable") from None
+        writer = cv2.VideoWriter(str(self._piped.pipe), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size)
+        self._piped.attached()
         if not writer.isOpened():
+            self.release()
+            self.path.unlink(missing_ok=True)  # made empty for the copy
             raise UserError(f"cannot open video '{self.path}' for writing; check the folder is writable")
         self._writer, self._size = writer, size
 
     def release(self) -> None:
-        """Finish the file (writes the container index); safe to call twice."""
+        """Finish the file (the .mp4's last fragment, the .avi's index); safe to call twice. A write
+        that failed and was not reported yet is a UserError."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._piped is None or self._piped.closed:
+            return
+        self._piped.close()
+        self._check(self._piped.error)
+        if self.fourcc == "MJPG" and not self._failed:
+            try:
+                finish_streamed_avi(self.path)
+            except OSError as error:
+                self._check(error)
 
     def __enter__(self) -> VideoWriter:
         return self
