@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from siammask.pipeline.launch import GENERATION_SPAN
 from siammask.pipeline.messages import SetPaused, send
 
 from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
@@ -28,6 +27,7 @@ from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, co
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
+OLD_SPAN = 1 << 16                # generations were 65536 per supervisor start + 1024 * worker + start
 
 
 def as_user(user: str, action: Callable[[zmq.Context], str]) -> str:
@@ -136,9 +136,9 @@ def test_a_command_with_a_guessed_generation_is_ignored(tmp_path, synthetic_vide
         sock.linger, sock.sndtimeo = 0, 10_000
         sock.connect(f"ipc://{commands}")
         for worker, start in itertools.product(range(4), range(1, 4)):  # the old formula's first guesses
-            send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN + 1024 * worker + start),
+            send(sock, SetPaused(stream="cam", paused=True, req=1, generation=OLD_SPAN + 1024 * worker + start),
                  block=True)
-        send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN), block=True)
+        send(sock, SetPaused(stream="cam", paused=True, req=1, generation=OLD_SPAN), block=True)
         sent = time.time()
         later = []  # results of frames read well after the pause would have been in force
         collect(serve, 1, 60, until=lambda m: m["capture_ts"] > sent + 1 and later.append(m) is None
