@@ -224,6 +224,17 @@ class Serve:
         finally:
             self._close()
 
+    def ended(self, timeout_s: float) -> tuple[int, str]:
+        """Exit status and log of a serve that stops by itself (or on a signal already sent); one
+        still running after `timeout_s` is killed and the test fails."""
+        try:
+            code = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"serve ran on for {timeout_s:g} s:\n{self.log()}") from None
+        self._close()
+        return code, self.log()
+
     def leftovers(self) -> list[Path]:
         """What serve left in its TMPDIR (nothing, after a clean stop, but its empty private folder)."""
         return self._left if self._log.closed else self._files()

@@ -166,13 +166,7 @@ def test_a_worker_that_cannot_run_stops_serve_with_exit_2_and_one_line(tmp_path,
         next(diverged.mask_head.parameters()).fill_(float("nan"))
     weights = save_checkpoint(diverged, tmp_path / "diverged.pth", config={"hp": "davis"})
     serve = Serve(tmp_path, serve_config([stream("x", synthetic_video)], weights, cluster=cluster[0].address))
-    try:
-        code = serve.proc.wait(START_TIMEOUT_S)
-    finally:
-        if serve.proc.poll() is None:
-            serve.kill()
-    log = serve.log()
-    serve.stop()
+    code, log = serve.ended(START_TIMEOUT_S)
     assert code == 2, log
     assert log.count("NaN or infinite weights") == 1 and log.count("cannot run") == 1, log
     assert "Traceback" not in log and "restarting in" not in log, log

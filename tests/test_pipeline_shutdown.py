@@ -32,14 +32,12 @@ def test_sigint_stops_serve_and_leaves_no_process(tmp_path, synthetic_video, lit
         assert any("resource_tracker" in cmd for cmd in map(cmdline, tree))
         start = time.monotonic()
         os.killpg(serve.proc.pid, signal.SIGINT)
-        code = serve.proc.wait(60)
+        code, log = serve.ended(60)
         print(f"\nserve exited {time.monotonic() - start:.2f} s after SIGINT")
         left = survivors(tree, grace_s=LEFT_AFTER_S)
     finally:
         if serve.proc.poll() is None:
             serve.kill()
-    log = serve.log()
-    serve.stop()
     assert code == 0, log
     assert left == [], left
     assert "Traceback" not in log
