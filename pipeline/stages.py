@@ -35,6 +35,7 @@ class Stages:
         self.children = Children(metrics, events, self._capture_ended, self._child_down)
         self.holders = Holders(list(registry.streams), launcher.max_streams)
         self.worker_down: Callable[[Child], None] = lambda child: None  # its waiting requests (handlers.py)
+        self.workers: dict[str, int] = {}     # an inference child's name -> its worker number
         self.refusals: set[str] = set()       # why a cluster node may not host a worker, each logged once
         self.last_frames = mp.Array("q", [-1] * (2 * cfg.max_streams), lock=False)  # see sink.Accounts
         self.publish_port = mp.Value("i", 0, lock=False)  # the port the sink got for a publish port '*'
@@ -59,6 +60,7 @@ class Stages:
 
     def _add_worker(self, number: int) -> None:
         name = self.launcher.worker_name(number)
+        self.workers[name] = number
         self.children.add(Child(name, "inference", lambda generation: self.launcher.inference(
             lambda endpoint: self.registry.inference_spec(self.holders.streams[number], generation,
                                                           self._link_spec(endpoint)))))
@@ -85,6 +87,7 @@ class Stages:
         for number in self.holders.retiring(time.monotonic()):
             name = self.launcher.worker_name(number)
             self.children.remove(name, kill=True)
+            del self.workers[name]
             log("supervisor", f"{name} holds no stream any more; stopped")
 
     def holder(self, stream: str) -> Child:
@@ -105,7 +108,7 @@ class Stages:
         if child.stage != "inference":
             return ""
         self.worker_down(child)
-        streams = [sid for sid, number in self.holders.holder.items() if self.launcher.worker_name(number) == child.name]
+        streams = sorted(self.holders.streams.get(self.workers[child.name], ()))
         targets = sum(len(self.registry.streams[sid].targets) for sid in streams)
         return f" with {targets} target(s) of stream(s) {', '.join(streams) or 'none'}"
 
@@ -175,8 +178,6 @@ class Stages:
         return SinkSpec(self.results_endpoint, publish, cfg.outputs, cfg.preview_port, cfg.queue_size,
                         cfg.max_streams, cfg.curve, restart=self.sink_starts - 1,
                         console=self.console_frames if cfg.console else None)
-
-
 
 
 def _capture(stream_id: str) -> str:

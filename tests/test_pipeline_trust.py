@@ -22,7 +22,7 @@ import zmq
 from siammask.pipeline.messages import SetPaused, send
 
 from cluster_support import placement, ray_cluster, serve_config, serving_all, stream
-from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants, eventually,
                               network_namespace)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
@@ -252,10 +252,9 @@ def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, syn
             try:
                 assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
                 refusal = f"was placed on {address}, a machine that joined the cluster after serve started"
-                deadline = time.monotonic() + START_TIMEOUT_S
-                while refusal not in serve.log():
-                    assert time.monotonic() < deadline and late.poll() is None, serve.log()
-                    time.sleep(0.5)
+                eventually(lambda: refusal in serve.log() or late.poll() is not None, START_TIMEOUT_S,
+                           "the late node's worker refused", serve, interval_s=0.5)
+                assert late.poll() is None, serve.log()
                 in_namespace = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
                 stages = [cmdline(int(p)) for p in in_namespace.stdout.split() if "spawn_main" in cmdline(int(p))]
                 collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "a")
