@@ -139,12 +139,16 @@ def test_a_killed_worker_comes_back_with_its_streams(served):
 def test_a_request_to_a_stream_whose_worker_just_died_is_answered_at_once(served):
     """Its worker's pending requests fail when it dies and it is not ready until its new process has
     loaded the model: `add_target` is refused at once (it waited out its 10 s before). The bound is
-    a liveness bound for a loaded box; the time is printed."""
+    a liveness bound for a loaded box; the time is printed. The dead worker's metrics files are
+    folded into the archive like a local stage's (they were left as they were)."""
     serve, _ = served
     asked = {}
+    killed = placement(serve)["b"]["worker_pid"]
+    metrics = next(serve.private.glob("siammask-serve-*")) / "metrics"  # endpoints.RunDir
+    assert list(metrics.glob(f"*_{killed}.db"))  # the worker writes its metrics beside the driver's
 
     def kill_and_ask() -> None:
-        os.kill(placement(serve)["b"]["worker_pid"], signal.SIGKILL)
+        os.kill(killed, signal.SIGKILL)
         start = time.monotonic()
         asked["reply"] = serve.ctl({"cmd": "add_target", "stream": "b", "box": BOX})
         asked["s"] = time.monotonic() - start
@@ -155,6 +159,7 @@ def test_a_request_to_a_stream_whose_worker_just_died_is_answered_at_once(served
     assert "inference" in asked["reply"]["error"], asked["reply"]
     assert asked["s"] < ANSWER_LIMIT_S
     assert [t["id"] for t in placement(serve)["b"]["targets"]] == [0]  # the refused target was never added
+    assert list(metrics.glob(f"*_{killed}.db")) == []  # the dead worker's files were folded into the archive
 
 
 def test_a_worker_that_cannot_run_stops_serve_with_exit_2_and_one_line(tmp_path, synthetic_video, cluster):
