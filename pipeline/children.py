@@ -24,7 +24,11 @@ from .metrics import RESTARTS, StageMetrics
 from .process import Backoff, log
 
 STOP_TIMEOUT_S = 10.0
-GENERATIONS = 1 << 31  # a process's generation is drawn from [0, GENERATIONS) at each start
+# A process's generation is drawn at random from [0, GENERATIONS) at each start: an inference
+# process obeys commands of its own generation only, so only whoever was told it can command it (a
+# guessable one let a stranger that reached a command socket pause a stream); the supervisor takes
+# events of current generations only, and the sink sees each new process as a new origin.
+GENERATIONS = 1 << 31
 
 
 @dataclass
