@@ -66,7 +66,8 @@ def test_a_capture_that_ends_or_stalls(tmp_path):
     eventually(lambda: children.watch() or stalled.process is None and "capture a" not in children.table, 60,
                "both exits seen")
     assert ("ended", "capture a", ENDED) in calls
-    assert [e["why"] for e in events.since(0) if e["event"] == "restarted"] == ["stalled"]
+    restarts = [(e["stage"], e["why"]) for e in events.since(0) if e["event"] == "restarted"]
+    assert restarts and set(restarts) == {("capture b", "stalled")}  # it may have stalled again since
     children.stop_all()
 
 
