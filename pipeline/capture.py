@@ -22,12 +22,12 @@ from siammask.io.sources import FrameSource, open_source
 
 from . import messages
 from .config import CurveConfig, StreamConfig
+from .exits import ENDED, FAILED, STALLED
 from .messages import FrameHeader, StreamEnd
 from .metrics import DROPPED, FRAMES
 from .process import Backoff, StopFlag, log, route_logging
 from .security import Security, load_keys
 
-ENDED, FAILED, STALLED = 0, 2, 3  # exit codes the supervisor acts on
 DEFAULT_FPS = 25.0
 STALL_MARGIN_S = 5.0
 

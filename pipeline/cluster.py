@@ -16,8 +16,8 @@ from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
 from .endpoints import RunDir, check_bind_endpoint, check_stage_endpoint, free_tcp_endpoint
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
+from .inference import InferenceSpec, run_inference
 from .launch import LocalLauncher, StageProcess
-from .workers import WorkerPool
 
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20   # serve sends frames over ZeroMQ, not through Ray's object store
 PLACE_TIMEOUT_S = 30.0                   # a pinned capture's node must be found in this time
@@ -53,7 +53,8 @@ def ray_runs_as_us(nodes: list[dict[str, Any]]) -> bool:
 
 
 class RayLauncher:
-    """The supervisor's launcher on a cluster: inference workers are Ray actors (WorkerPool); a
+    """The supervisor's launcher on a cluster: inference workers are Ray actors (each a child of the
+    supervisor, holding up to `worker.max_streams` streams, one per node while nodes have room); a
     capture with `resources` runs on a node that offers them; the sink and the other captures stay
     beside the supervisor. When every node of the cluster is on this machine as serve starts (one
     serve started itself with `--cluster ray`, or a test cluster), run by serve's user, the stages'
@@ -72,7 +73,10 @@ class RayLauncher:
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
         self.private = run_dir.endpoint if one_machine and ray_runs_as_us(nodes) else None  # see above
         self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
-        self.pool: WorkerPool | None = None
+        self.max_streams = cfg.worker.max_streams
+
+    def worker_name(self, number: int) -> str:
+        return f"inference {number}"
 
     def endpoint(self, name: str) -> str:
         return self.private(name) if self.private else free_tcp_endpoint(self.address)
@@ -109,20 +113,42 @@ class RayLauncher:
         process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
         return process
 
-    def inference(self, spec: Callable[[], Any]) -> StageProcess:
-        self.pool = WorkerPool(spec, self.cfg.worker, self.env, self.cfg.curve, self.driver_address,
-                               local_only=self.address == LOOPBACK, private=self.private)
-        return self.pool
+    def inference(self, spec: Callable[[str], InferenceSpec]) -> StageProcess:
+        """A worker's actor, placed now; its stage starts in `command_endpoint` once Ray has placed
+        it (its command socket binds on that node)."""
+        process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True), self.env)
+        endpoint = process.host.free_endpoint.remote(self.driver_address, self.private and self.private("commands"))
+        process.deferred = (endpoint, spec)
+        return process
+
+    def command_endpoint(self, process: StageProcess) -> str | None:
+        if not isinstance(process, RayProcess) or process.deferred is None:
+            return None
+        ref, spec = process.deferred
+        if not ray.wait([ref], timeout=0)[0]:
+            return None
+        process.deferred = None
+        try:
+            endpoint = ray.get(ref)
+        except ray.exceptions.RayError:
+            return None  # the host died while being placed: its exit code says so
+        check_stage_endpoint(endpoint, "an inference worker", self.address == LOOPBACK, self.cfg.curve)
+        process.start(run_inference, (spec(endpoint),))
+        return endpoint
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         if isinstance(process, RayProcess):
             process.set_value("hold", hold.value)
 
-    def placement(self, stream: str, capture: StageProcess | None) -> dict[str, Any]:
-        where = self.pool.placement(stream) if self.pool else {"worker": None, "node": None}
+    def placement(self, worker: str | None, process: StageProcess | None,
+                  capture: StageProcess | None) -> dict[str, Any]:
+        """The worker holding a stream and its node (None while Ray has not placed it)."""
+        where = process.where() if isinstance(process, RayProcess) else None
+        out = {"worker": worker, "worker_pid": process.pid if process else None,
+               "node": where and where["node"], "node_address": where and where["address"]}
         if isinstance(capture, RayProcess):
-            where["capture_node"] = (capture.where() or {}).get("node")
-        return where
+            out["capture_node"] = (capture.where() or {}).get("node")
+        return out
 
     def forget(self, stream: str) -> None:
         host = self.pinned.pop(stream, None)

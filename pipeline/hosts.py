@@ -25,10 +25,10 @@ import ray
 from siammask.logs import LOGGER
 
 from .endpoints import free_tcp_endpoint
+from .exits import KILLED
 from .process import stage_main
 
 LOOPBACK = "127.0.0.1"
-KILLED = -9                              # the exit code of a stage whose host (actor, node) died
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,8 @@ class RayProcess:
         self._place: dict[str, str] | None = None
         self.host_lost = False              # the actor died (its node gone, or killed), not just the stage
         self.serial = 1                     # which process of its host this is
+        self.deferred: tuple[ray.ObjectRef, Callable[[str], Any]] | None = None  # a worker's command endpoint
+                                            # (being found on its node) and spec, until its stage starts
 
     def next_on_host(self) -> RayProcess:
         """The next stage process on this one's host, which keeps the host."""

@@ -21,6 +21,7 @@ from siammask.threads import set_inference_threads
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from .config import ModelConfig
+from .exits import FATAL
 from .messages import (FOUND, LOST, AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, Ready, Received,
                        RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged,
                        TargetFailed)
@@ -320,5 +321,5 @@ def run_inference(spec: InferenceSpec) -> None:
         link = ZmqStageLink(spec.link)
     except UserError as exc:
         log("inference", str(exc))
-        raise SystemExit(2) from None
+        raise SystemExit(FATAL) from None
     InferenceStage(tracker, link, spec.stage, stop.__bool__).run()

@@ -1,13 +1,12 @@
 """Where the supervisor's stage processes run: beside it (`LocalLauncher`), or on the nodes of a Ray
 cluster (`pipeline.cluster.RayLauncher`, imported only in cluster mode). The supervisor keeps one
-logic (registry, restarts with backoff, control, metrics) and asks its launcher for endpoints and
-processes; anything a launcher returns answers `exitcode`, `pid`, `terminate`, `join` and `kill`
-like a `multiprocessing.Process`."""
+logic (registry, the child table that restarts with backoff, control, metrics) and asks its launcher
+for endpoints and processes; anything a launcher returns answers `exitcode`, `pid`, `terminate`,
+`join` and `kill` like a `multiprocessing.Process`."""
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import secrets
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,21 +18,6 @@ from .config import StreamConfig
 from .endpoints import RunDir
 from .inference import run_inference
 from .process import stage_main
-
-# An inference process's generation is the supervisor's times this span, plus which start of a
-# cluster worker it is: the supervisor keeps events whose generation // span is its own, the sink
-# sees every new process as a new origin. Both parts are drawn at random for each start, so a
-# command is obeyed only from whoever was told the generation (a guessable one let a stranger that
-# reached a command socket pause a stream).
-GENERATION_SPAN = 1 << 16
-SUPERVISOR_GENERATIONS = 1 << 31
-
-
-def fresh_generation(used: set[int], below: int) -> int:
-    """A random number in [0, below) that is not in `used`."""
-    while (drawn := secrets.randbelow(below)) in used:
-        pass
-    return drawn
 
 
 class StageProcess(Protocol):
@@ -60,8 +44,19 @@ class Launcher(Protocol):
     def spawn_capture(self, spec: CaptureSpec, counter: Any, hold: Any) -> StageProcess:
         """A stream's capture process; `counter` and `hold` are the supervisor's shared values."""
 
-    def inference(self, spec: Callable[[], Any]) -> StageProcess:
-        """The inference stage; `spec()` is the InferenceSpec for the registry as it is now."""
+    max_streams: int | None  # streams per inference worker (None: one worker holds every stream)
+
+    def worker_name(self, number: int) -> str:
+        """The child name of inference worker `number`."""
+
+    def inference(self, spec: Callable[[str], Any]) -> StageProcess:
+        """An inference worker; `spec(endpoint)` is its InferenceSpec, with the registry as it is
+        then and its command endpoint."""
+
+    def command_endpoint(self, process: StageProcess) -> str | None:
+        """Where the worker takes commands, once its stage has started (None before; a worker on a
+        cluster starts here once Ray has placed it, or raises a UserError when its node may not
+        host it)."""
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """The supervisor set a capture's hold flag."""
@@ -69,7 +64,8 @@ class Launcher(Protocol):
     def forget(self, stream: str) -> None:
         """A stream was removed."""
 
-    def placement(self, stream: str, capture: StageProcess | None) -> dict[str, Any]:
+    def placement(self, worker: str | None, process: StageProcess | None,
+                  capture: StageProcess | None) -> dict[str, Any]:
         """Which worker and node hold a stream (for `siammask ctl list`)."""
 
     def close(self) -> None: ...
@@ -78,9 +74,15 @@ class Launcher(Protocol):
 class LocalLauncher:
     """Every stage a child process of the supervisor (spawned: no state inherited by accident)."""
 
+    max_streams = None
+
     def __init__(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir
         self.mp = multiprocessing.get_context("spawn")
+        self.commands: str | None = None      # where the inference process binds, made once
+
+    def worker_name(self, number: int) -> str:
+        return "inference"
 
     def endpoint(self, name: str) -> str:
         return self.run_dir.endpoint(name)
@@ -97,8 +99,12 @@ class LocalLauncher:
     def spawn_capture(self, spec: CaptureSpec, counter: Any, hold: Any) -> multiprocessing.Process:
         return self.spawn(run_capture, (spec, counter, hold))
 
-    def inference(self, spec: Callable[[], Any]) -> multiprocessing.Process:
-        return self.spawn(run_inference, (spec(),))
+    def inference(self, spec: Callable[[str], Any]) -> multiprocessing.Process:
+        self.commands = self.commands or self.endpoint("commands")
+        return self.spawn(run_inference, (spec(self.commands),))
+
+    def command_endpoint(self, process: StageProcess) -> str | None:
+        return self.commands
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """Shared memory: the child sees the change already."""
@@ -106,8 +112,9 @@ class LocalLauncher:
     def forget(self, stream: str) -> None:
         """Nothing is kept per stream."""
 
-    def placement(self, stream: str, capture: StageProcess | None) -> dict[str, Any]:
-        return {"worker": "inference", "node": socket.gethostname()}
+    def placement(self, worker: str | None, process: StageProcess | None,
+                  capture: StageProcess | None) -> dict[str, Any]:
+        return {"worker": worker, "node": socket.gethostname()}
 
     def close(self) -> None:
         """Nothing beyond the child processes, which the supervisor stops."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -73,3 +74,11 @@ class Backoff:
         wait, self._next = self._next, min(self.most, self._next * 2)
         return wait
 
+
+
+def stop_resource_tracker() -> None:
+    """End multiprocessing's resource tracker (started with the first spawned stage) now that every
+    stage has stopped, rather than after serve has exited: nothing of serve is left behind it."""
+    stop = getattr(multiprocessing.resource_tracker._resource_tracker, "_stop", None)  # noqa: SLF001 - no public call
+    if stop is not None:
+        stop()

@@ -23,6 +23,7 @@ from siammask.io.results import JsonlWriter, VideoWriter, decode_mask, finish_ki
 from . import messages
 from .config import CurveConfig, OutputsConfig
 from .endpoints import bound_endpoint
+from .exits import FATAL
 from .messages import Result, StreamEnd, TargetChanged
 from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
 from .preview import JPEG_QUALITY, PreviewServer
@@ -303,4 +304,4 @@ def run_sink(spec: SinkSpec, shared, publish_port, watching) -> None:
             sink.close_videos()
         except UserError as exc:
             log("sink", str(exc))
-            raise SystemExit(2) from None
+            raise SystemExit(FATAL) from None

@@ -1,8 +1,7 @@
 """How the inference stage and the supervisor reach each other and the other stages. The stage and
 the supervisor hold their logic; a link moves typed messages (pipeline/messages.py). `StageLink` is
-all the inference stage needs, `SupervisorLink` all the supervisor needs to talk to it; the ZeroMQ
-links here are what serve runs, and another transport (actors of a cluster) plugs in by providing
-the same methods, so one stage and one supervisor run over either.
+all the inference stage needs; the supervisor's side is `ZmqSupervisorLink` (events from every
+worker) and one `CommandPipe` per inference process.
 
 ZeroMQ: frames arrive PULL from each stream's capture endpoint, one socket per stream, so a frame
 is taken only from the socket serving the stream it names (a remote capture cannot speak for
@@ -51,21 +50,6 @@ class StageLink(Protocol):
 
     def result(self, msg: Result | StreamEnd, pixels: np.ndarray | None = None, block: bool = False) -> bool:
         """To the sink; False when its queue is full (the caller counts the drop)."""
-
-    def close(self) -> None:
-        ...
-
-
-class SupervisorLink(Protocol):
-    """The supervisor's side of its link to the inference stage."""
-
-    pollable: zmq.Socket | None   # readable when events wait (None: the supervisor polls `events` each turn)
-
-    def send(self, command: Command) -> None:
-        """Queued for the current inference process, or for the next one if it is starting."""
-
-    def events(self) -> list[Received]:
-        """Every event waiting, with the init frame an added target's event carries."""
 
     def close(self) -> None:
         ...
@@ -185,24 +169,33 @@ class ZmqStageLink:
 
 
 class ZmqSupervisorLink:
-    """`SupervisorLink` over ZeroMQ: PUSH commands (connected, so they wait for a new process that
-    binds), PULL events (bound)."""
+    """The supervisor's end of the events every inference worker sends (PULL, bound)."""
 
-    def __init__(self, security: Security, cmd_endpoint: str, events_endpoint: str) -> None:
-        self._commands = security.ctx.socket(zmq.PUSH)
-        self._commands.linger = 0
-        self._commands.sndhwm = 1000
-        security.connect(self._commands, cmd_endpoint)
+    def __init__(self, security: Security, events_endpoint: str) -> None:
         self.pollable = security.ctx.socket(zmq.PULL)
         self.pollable.linger = 0
         security.bind(self.pollable, events_endpoint)
 
-    def send(self, command: Command) -> None:
-        messages.send(self._commands, command)
-
     def events(self) -> list[Received]:
+        """Every event waiting, with the init frame an added target's event carries."""
         return messages.drain(self.pollable)
 
     def close(self) -> None:
-        self._commands.close()
         self.pollable.close()
+
+
+class CommandPipe:
+    """The supervisor's commands to one inference process: PUSH connected to where that process
+    binds, so commands sent while it starts wait for it; one per process started."""
+
+    def __init__(self, security: Security, endpoint: str) -> None:
+        self._sock = security.ctx.socket(zmq.PUSH)
+        self._sock.linger = 0
+        self._sock.sndhwm = 1000
+        security.connect(self._sock, endpoint)
+
+    def send(self, command: Command) -> None:
+        messages.send(self._sock, command)
+
+    def close(self) -> None:
+        self._sock.close()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline_support import START_TIMEOUT_S, Serve, Subscriber, collect, free_port
+from pipeline_support import START_TIMEOUT_S, Serve, Subscriber, collect, eventually, free_port
 
 BOX = [25.0, 19.0, 26.0, 19.0]       # the synthetic object on frame 0 (seed 3, 160x120)
 STORE_BYTES = 100 * 2**20            # object store per node: serve moves frames over ZeroMQ, not Ray
@@ -69,9 +69,8 @@ def resumed_after(serve: Serve, stream_id: str, event: Callable[[], None], timeo
     try:
         start = time.monotonic()
         event()
-        while placement(serve)[stream_id]["worker_pid"] in (before, None):
-            assert time.monotonic() - start < timeout_s, f"stream {stream_id} not restarted (see {serve.log_path})"
-            time.sleep(0.05)  # polling ctl under the deadline: the restart has no event to wait on
+        eventually(lambda: placement(serve)[stream_id]["worker_pid"] not in (before, None), timeout_s,
+                   f"stream {stream_id} on a new worker process (see {serve.log_path})", interval_s=0.05)
         moved = time.time()
         sub.wait_for(lambda m: m["stream"] == stream_id and m["capture_ts"] > moved, timeout_s,
                      f"stream {stream_id} back (see {serve.log_path})")

@@ -92,6 +92,19 @@ def disappearing_clip(num_frames: int = 60) -> list[np.ndarray]:
     return occlude([f.image for f in seq], boxes, GONE.start, len(GONE), "patch", np.random.default_rng(0)).frames
 
 
+def eventually(predicate, timeout_s: float, what: str, serve: "Serve | None" = None, interval_s: float = 0.2):
+    """The first true value of `predicate()`, asked every `interval_s`: the one polling loop of the
+    tests. `timeout_s` is a liveness bound, generous for a loaded box (never a speed check); the test
+    fails naming `what` (with serve's log when given) after it, or at once when `serve` has exited."""
+    end = time.monotonic() + timeout_s
+    while not (found := predicate()):
+        if serve is not None:
+            assert serve.proc.poll() is None, f"serve exited while waiting for {what}:\n{serve.log()}"
+        assert time.monotonic() < end, f"no {what} within {timeout_s:g} s" + (f":\n{serve.log()}" if serve else "")
+        time.sleep(interval_s)
+    return found
+
+
 def terminate(proc: subprocess.Popen, grace_s: float) -> None:
     """SIGTERM, then SIGKILL if it has not ended within `grace_s`."""
     proc.terminate()
@@ -210,6 +223,17 @@ class Serve:
             return self.proc.wait(timeout_s)
         finally:
             self._close()
+
+    def ended(self, timeout_s: float) -> tuple[int, str]:
+        """Exit status and log of a serve that stops by itself (or on a signal already sent); one
+        still running after `timeout_s` is killed and the test fails."""
+        try:
+            code = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"serve ran on for {timeout_s:g} s:\n{self.log()}") from None
+        self._close()
+        return code, self.log()
 
     def leftovers(self) -> list[Path]:
         """What serve left in its TMPDIR (nothing, after a clean stop, but its empty private folder)."""

@@ -1,7 +1,9 @@
 """`siammask serve --cluster` joined to a real Ray cluster of three nodes on this machine (a head
 without CPUs, where serve's driver runs and stream 'a's camera is, and two worker nodes of one CPU
 each): where streams and captures are placed, a pinned capture's pause, a new worker for an added
-stream, a killed worker. One serve runs these tests; none leaves an effect another depends on.
+stream, a killed worker, a request to a stream whose worker just died. One serve runs these tests;
+none leaves an effect another depends on. A worker that cannot run (NaN weights) stops a serve of
+its own on the same cluster.
 Node removal and Ctrl-C need clusters of their own: tests/test_pipeline_cluster_failover.py.
 
 The lite model has random weights: tracking quality means nothing here; placement, ids and
@@ -14,13 +16,18 @@ import signal
 import time
 
 import pytest
+import torch
 
-from cluster_support import placement, ray_cluster, resumed_after, serve_config, serving_all, stream
+from cluster_support import BOX, placement, ray_cluster, resumed_after, serve_config, serving_all, stream
 from console_support import Console
-from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Subscriber, collect
+from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Serve, Subscriber, collect, eventually
+from siammask.checkpoint import save_checkpoint
+from siammask.model import SiamMask
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
+
+ANSWER_LIMIT_S = 5.0  # the issue asks < 1 s on a quiet box; this is the liveness bound on a loaded one
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +119,8 @@ def test_a_stream_added_when_every_worker_is_full_gets_a_new_worker(served, synt
     worker = placement(serve)["c"]["worker"]
     assert worker not in before
     assert serve.ctl({"cmd": "remove_stream", "stream": "c"})["ok"]
-    deadline = time.monotonic() + 30.0
-    while f"{worker} holds no stream any more; stopped" not in serve.log():  # its half CPU is free again
-        assert time.monotonic() < deadline, serve.log()
-        time.sleep(0.2)
+    eventually(lambda: f"{worker} holds no stream any more; stopped" in serve.log(), 60.0,
+               f"{worker} retired (its half CPU free again)", serve)
 
 
 def test_a_killed_worker_comes_back_with_its_streams(served):
@@ -127,5 +132,46 @@ def test_a_killed_worker_comes_back_with_its_streams(served):
     assert after["a"]["worker"] == before["a"]["worker"] and after["a"]["worker_pid"] != before["a"]["worker_pid"]
     assert [t["id"] for t in after["a"]["targets"]] == [0]
     assert after["b"]["worker_pid"] == before["b"]["worker_pid"]  # the other worker went on untouched
-    assert f"{before['a']['worker']} was killed by signal 9; starting it again" in serve.log()
+    assert f"{before['a']['worker']} was killed by signal 9; restarting in" in serve.log()
     assert {tuple(t["target"] for t in m["targets"]) for m in collect(serve, 10)} == {(0,)}
+
+
+def test_a_request_to_a_stream_whose_worker_just_died_is_answered_at_once(served):
+    """Its worker's pending requests fail when it dies and it is not ready until its new process has
+    loaded the model: `add_target` is refused at once (it waited out its 10 s before). The bound is
+    a liveness bound for a loaded box; the time is printed. The dead worker's metrics files are
+    folded into the archive like a local stage's (they were left as they were)."""
+    serve, _ = served
+    asked = {}
+    killed = placement(serve)["b"]["worker_pid"]
+    metrics = next(serve.private.glob("siammask-serve-*")) / "metrics"  # endpoints.RunDir
+    assert list(metrics.glob(f"*_{killed}.db"))  # the worker writes its metrics beside the driver's
+
+    def kill_and_ask() -> None:
+        os.kill(killed, signal.SIGKILL)
+        start = time.monotonic()
+        asked["reply"] = serve.ctl({"cmd": "add_target", "stream": "b", "box": BOX})
+        asked["s"] = time.monotonic() - start
+
+    resumed_after(serve, "b", kill_and_ask)
+    print(f"\nadd_target to a stream whose worker had just died: answered in {asked['s']:.2f} s")
+    assert asked["reply"]["ok"] is False, asked["reply"]
+    assert "inference" in asked["reply"]["error"], asked["reply"]
+    assert asked["s"] < ANSWER_LIMIT_S
+    assert [t["id"] for t in placement(serve)["b"]["targets"]] == [0]  # the refused target was never added
+    assert list(metrics.glob(f"*_{killed}.db")) == []  # the dead worker's files were folded into the archive
+
+
+def test_a_worker_that_cannot_run_stops_serve_with_exit_2_and_one_line(tmp_path, synthetic_video, cluster):
+    """NaN weights: restarting cannot fix them. A cluster worker exits FATAL like a local inference
+    process, and serve stops with exit 2 and the reason once (it was restarted forever before)."""
+    torch.manual_seed(0)
+    diverged = SiamMask("lite").eval()
+    with torch.no_grad():
+        next(diverged.mask_head.parameters()).fill_(float("nan"))
+    weights = save_checkpoint(diverged, tmp_path / "diverged.pth", config={"hp": "davis"})
+    serve = Serve(tmp_path, serve_config([stream("x", synthetic_video)], weights, cluster=cluster[0].address))
+    code, log = serve.ended(START_TIMEOUT_S)
+    assert code == 2, log
+    assert log.count("NaN or infinite weights") == 1 and log.count("cannot run") == 1, log
+    assert "Traceback" not in log and "restarting in" not in log, log

@@ -14,7 +14,7 @@ from siammask.pipeline.config import StreamConfig, WorkerConfig, check_config, l
 from package_layout import module_files
 from pipeline_support import ENV
 
-RAY_MODULES = {"siammask.pipeline.cluster", "siammask.pipeline.hosts", "siammask.pipeline.workers"}
+RAY_MODULES = {"siammask.pipeline.cluster", "siammask.pipeline.hosts"}
 
 
 def config_file(tmp_path, data: dict):
@@ -106,8 +106,8 @@ def test_stream_added_at_run_time_with_resources_needs_a_cluster():
 
 @pytest.mark.slow  # starts a process
 def test_without_cluster_ray_is_never_imported():
-    """Every installed module except the three of cluster mode imports without Ray (so `serve`,
-    `track` and the rest never load it); only serve's cluster branch reaches those three."""
+    """Every installed module except the two of cluster mode imports without Ray (so `serve`,
+    `track` and the rest never load it); only serve's cluster branch reaches those two."""
     names = sorted(set(module_files()) - RAY_MODULES)
     code = ("import importlib, sys\n"
             f"for name in {names!r}:\n    importlib.import_module(name)\n"
@@ -120,7 +120,7 @@ def test_without_cluster_ray_is_never_imported():
 @pytest.mark.slow  # starts processes
 @pytest.mark.parametrize("name", sorted(RAY_MODULES))
 def test_each_cluster_module_imports_on_its_own(name):
-    """No import cycle among the three: each imports first in a fresh interpreter."""
+    """No import cycle between the two: each imports first in a fresh interpreter."""
     pytest.importorskip("ray")
     out = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, env=ENV,
                          timeout=300)

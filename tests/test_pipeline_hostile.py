@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from siammask.pipeline.control import SCHEMA
 
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, collect,
-                              free_port, raw_request, serving)
+                              eventually, free_port, raw_request, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 STREAMS = ["north", "east", "south", "west"]
@@ -250,10 +250,8 @@ def test_a_rogue_remote_stream_cannot_speak_for_another_or_stop_the_inference_st
         for header in spoofed[10:]:
             sock.send_multipart([header, red])
         want = {"other_stream": len(spoofed) + 1, "undecodable": len(garbage)}
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while {r: four.metrics().get(rejected % r) for r in want} != want:
-            assert time.monotonic() < deadline, (four.metrics(), four.log())
-            time.sleep(0.2)
+        eventually(lambda: {r: four.metrics().get(rejected % r) for r in want} == want, START_TIMEOUT_S,
+                   f"rejections counted as {want}", four)
         seen: list[dict] = []  # since before the rogue sent anything
         sub.wait_for(lambda m: seen.append(m) or all(len(by_stream(seen).get(s, [])) >= 20 for s in STREAMS),
                      START_TIMEOUT_S, "every stream publishing")
@@ -310,22 +308,18 @@ def test_killed_sink_appends_counts_and_cleans_up(tmp_path, synthetic_video, lit
         "metrics_port": free_port(), "log_interval_s": 0,
         "outputs": {"jsonl": str(jsonl), "video": str(video)}})
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not (jsonl.exists() and jsonl.read_text().count("\n") >= 15):
-            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
-            time.sleep(0.2)
+        eventually(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 15, START_TIMEOUT_S,
+                   "15 lines of results", serve)
         pid = serve.ctl({"cmd": "list"})["processes"]["sink"]
         os.kill(pid, signal.SIGSTOP)  # results pile up in its queues: the frames it has in flight when killed
         before = jsonl.read_text()
         video_before = video.stat().st_size
         full = 'siammask_dropped_frames_total{stage="sink",stream="a"}'
-        while serve.metrics().get(full, 0) == 0:  # its queue is full: the inference stage drops for it
-            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
-            time.sleep(0.2)
+        eventually(lambda: serve.metrics().get(full, 0) > 0, START_TIMEOUT_S,  # its queue is full
+                   "drops for the stopped sink at the inference stage", serve)
         os.kill(pid, signal.SIGKILL)
-        while jsonl.read_text().count("\n") < before.count("\n") + 15:
-            assert time.monotonic() < deadline and serve.proc.poll() is None, serve.log()
-            time.sleep(0.2)
+        eventually(lambda: jsonl.read_text().count("\n") >= before.count("\n") + 15, START_TIMEOUT_S,
+                   "15 more lines from the restarted sink", serve)
         assert serve.metrics()['siammask_restarts_total{stage="sink"}'] == 1
         assert publish.exists()
         code = serve.stop()

@@ -16,7 +16,7 @@ from siammask.pipeline import httpserve
 from siammask.pipeline.httpserve import serve_metrics
 from siammask.pipeline.preview import PreviewServer
 
-from pipeline_support import free_port
+from pipeline_support import eventually, free_port
 
 HELD = 100  # half-open connections: before, each held a thread for good
 
@@ -49,13 +49,6 @@ def _get(port: int, path: str) -> bytes:
         return response.read()
 
 
-def _wait(condition, what: str, timeout_s: float = 60.0) -> None:
-    end = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < end, what
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("which, path, expect", [("preview", "/", b"<h2>a</h2>"),
                                                  ("metrics", "/metrics", b"siammask_test_total 3.0")])
 def test_connections_are_bounded_and_idle_ones_closed(request, monkeypatch, which, path, expect):
@@ -74,7 +67,8 @@ def test_connections_are_bounded_and_idle_ones_closed(request, monkeypatch, whic
         for sock in held:
             sock.settimeout(60)
             assert sock.recv(1024) == b""
-        _wait(lambda: threading.active_count() <= before, "handler threads left after the idle timeout")
+        eventually(lambda: threading.active_count() <= before, 60.0, "handler threads left after the idle timeout",
+                   interval_s=0.05)
     finally:
         for sock in held:
             sock.close()
@@ -102,7 +96,7 @@ def test_a_viewer_that_leaves_early_is_no_traceback(preview, capfd):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
             sock.close()
         assert b"<h2>a</h2>" in _get(port, "/")  # still serving
-        _wait(lambda: not preview.watched, "viewers that left are still counted")
+        eventually(lambda: not preview.watched, 60.0, "viewers that left are still counted", interval_s=0.05)
     finally:
         stop.set()
         feeder.join(10)

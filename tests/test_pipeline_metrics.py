@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
-from pipeline_support import ANY_PORT, START_TIMEOUT_S, descendants, free_port, serving
+from pipeline_support import ANY_PORT, START_TIMEOUT_S, descendants, eventually, free_port, serving
 
 BOX = [25.0, 19.0, 26.0, 19.0]
 CYCLES = 4
 pytestmark = pytest.mark.slow
-
-
-def _wait(serve, condition, what: str):
-    end = time.monotonic() + START_TIMEOUT_S
-    while not (found := condition()):
-        assert serve.proc.poll() is None and time.monotonic() < end, f"no {what}:\n{serve.log()}"
-        time.sleep(0.2)
-    return found
 
 
 def _files_of_dead_processes(serve) -> list[str]:
@@ -42,7 +33,7 @@ def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, 
                                                                "loop": True, "fps": 25.0, "boxes": [BOX]}})
             assert added["ok"], added
             published = f'siammask_frames_total{{stage="publish",stream="{stream}"}}'
-            _wait(serve, lambda: serve.metrics().get(published, 0) > 3, f"results of {stream}")
+            eventually(lambda: serve.metrics().get(published, 0) > 3, START_TIMEOUT_S, f"results of {stream}", serve)
             figures = serve.metrics()
             assert f'siammask_lost_targets{{stream="{stream}"}}' in figures  # set on every processed frame
             target = f'{{stream="{stream}",target="0"}}'  # per-target gauges, from the supervisor's registry
@@ -58,7 +49,8 @@ def test_removed_streams_and_dead_stages_leave_no_series_and_no_files(tmp_path, 
         before = serve.metrics()[captured]
         pid = serve.ctl({"cmd": "list"})["processes"]["capture a"]
         os.kill(pid, signal.SIGKILL)
-        _wait(serve, lambda: serve.ctl({"cmd": "list"})["processes"].get("capture a", pid) != pid, "a new capture")
+        eventually(lambda: serve.ctl({"cmd": "list"})["processes"].get("capture a", pid) != pid, START_TIMEOUT_S,
+                   "a new capture", serve)
         assert serve.metrics()[captured] >= before  # the dead capture's count was folded, not lost
         assert _files_of_dead_processes(serve) == []
         assert serve.metrics()['siammask_restarts_total{stage="capture"}'] == 1

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,8 @@ import pytest
 from siammask.synthetic import make_sequence, write_image_folder, write_video
 
 from disk_support import small_disk
-from pipeline_support import ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, free_port
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, check_accounting, eventually,
+                              free_port)
 
 BOX = [25.0, 19.0, 26.0, 19.0]  # the synthetic object on frame 0 (seed 3, 160x120)
 pytestmark = pytest.mark.slow   # every test runs serve's processes
@@ -42,14 +42,6 @@ def finish(serve: Serve, timeout_s: float = START_TIMEOUT_S) -> int:
     finally:
         if not serve._log.closed:
             serve._close()
-
-
-def wait_until(serve: Serve, condition, what: str) -> None:
-    end = time.monotonic() + START_TIMEOUT_S
-    while not condition():
-        assert serve.proc.poll() is None, f"serve exited while waiting for {what}:\n{serve.log()}"
-        assert time.monotonic() < end, f"no {what} within {START_TIMEOUT_S} s:\n{serve.log()}"
-        time.sleep(0.2)
 
 
 def frames_in(video: Path) -> list[tuple[int, int]]:
@@ -123,9 +115,11 @@ def kill_the_sink_midway(tmp_path: Path, video: Path, lite: Path, name: str) -> 
     first, second = tmp_path / name, tmp_path / name.replace(".", ".part1.")
     serve = Serve(tmp_path, config(video, lite, outputs={"video": str(first)}))
     try:
-        wait_until(serve, lambda: first.exists() and first.stat().st_size > 400_000, "400 kB of video")
+        eventually(lambda: first.exists() and first.stat().st_size > 400_000, START_TIMEOUT_S, "400 kB of video",
+                   serve)
         os.kill(serve.ctl({"cmd": "list"})["processes"]["sink"], signal.SIGKILL)
-        wait_until(serve, lambda: second.exists() and second.stat().st_size > 200_000, "a second part")
+        eventually(lambda: second.exists() and second.stat().st_size > 200_000, START_TIMEOUT_S, "a second part",
+                   serve)
         assert serve.stop() == 0, serve.log()
     finally:
         if serve.proc.poll() is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,7 +21,7 @@ from siammask.pipeline.security import load_keys
 
 from console_support import Console
 from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint,
-                              network_namespace)
+                              eventually, network_namespace)
 
 BOX = [25.0, 19.0, 26.0, 19.0]
 SILENCE_S = 3.0  # how long a client without the right keys is given to receive something
@@ -115,13 +114,12 @@ def test_the_console_shows_and_controls_a_stream_of_a_capture_host(tmp_path, syn
                                              extra={"console": {"listen": "127.0.0.1:0"}})
     try:
         assert inference_host.publish  # started (its endpoints are logged)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "[console]: console on" not in inference_host.log() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(lambda: "[console]: console on" in inference_host.log(), START_TIMEOUT_S, "the console",
+                   inference_host)
         console = Console(inference_host)
-        while not any(s["id"] == "cam" and s["targets"] and s["targets"][0]["frame"] > 0
-                      for s in console.ok("GET", "/api/streams")["streams"]) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        eventually(lambda: any(s["id"] == "cam" and s["targets"] and s["targets"][0]["frame"] > 0
+                               for s in console.ok("GET", "/api/streams")["streams"]), START_TIMEOUT_S,
+                   "cam's target tracked", inference_host, interval_s=0.5)
         assert [t["id"] for t in console.ok("GET", "/api/streams")["streams"][0]["targets"]] == [0], \
             f"logs:\n{camera_host.log()}\n{inference_host.log()}"
         assert console.ok("POST", "/api/streams/cam/targets", {"box": list(BOX)})["target"] == 1

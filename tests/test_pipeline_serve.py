@@ -30,7 +30,7 @@ from siammask.config import CONFIG_DIR
 from siammask.io.annotate import target_color
 
 from pipeline_support import (ANY_PORT, ENV, QUEUE_BOUND, START_TIMEOUT_S, Subscriber, check_accounting, collect, descendants,
-                              free_port, raw_request, serving, survivors)
+                              eventually, free_port, raw_request, serving, survivors)
 
 MESSAGE_KEYS = {"stream", "frame", "capture_ts", "latency_ms", "stages_ms", "dropped", "paused_frames", "width",
                 "height", "targets"}
@@ -111,10 +111,7 @@ def test_metrics_and_summary_line(served):
     def summaries() -> list[str]:  # an interval in which no frame was published says "latency n/a"
         return [l for l in served.log().splitlines() if "[summary]: a " in l and "latency p50" in l]
 
-    deadline = time.monotonic() + 30
-    while not summaries() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    line = summaries()[0]
+    line = eventually(summaries, 60, "a summary line with a latency", served, interval_s=0.5)[0]
     assert " fps (read " in line and "dropped capture=" in line and "inference=" in line
 
 
@@ -315,9 +312,7 @@ def test_a_new_preview_viewer_of_a_paused_stream_gets_its_newest_picture_at_once
             picture = cv2.imdecode(np.frombuffer(response.read(length), np.uint8), cv2.IMREAD_COLOR)
         assert picture is not None and picture.std() > 20
         assert _drawn_pixels(picture) > 30  # annotated: its target is drawn
-        deadline = time.monotonic() + 30  # and the summary line says it is paused (not "0.0 fps")
-        while f"{own_stream} paused, dropped " not in served.log() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert f"{own_stream} paused, dropped " in served.log()
+        eventually(lambda: f"{own_stream} paused, dropped " in served.log(), 60,  # not "0.0 fps"
+                   "the summary line saying the stream is paused", served, interval_s=0.5)
     finally:
         assert served.ctl({"cmd": "resume", "stream": own_stream})["ok"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from siammask.synthetic import make_sequence, write_video
 
-from pipeline_support import ANY_PORT, START_TIMEOUT_S, Serve, Subscriber, free_port, lite_checkpoint
+from pipeline_support import ANY_PORT, START_TIMEOUT_S, Serve, Subscriber, eventually, free_port, lite_checkpoint
 
 BOX = [25.0, 19.0, 26.0, 19.0]
 
@@ -36,14 +35,6 @@ class PipeWriter(threading.Thread):
             os.close(os.open(self.pipe, os.O_RDONLY | os.O_NONBLOCK))
 
 
-def _wait_for_log(serve: Serve, text: str, timeout_s: float) -> None:
-    end = time.monotonic() + timeout_s
-    while text not in serve.log():
-        assert time.monotonic() < end, f"no '{text}' in the log within {timeout_s} s:\n{serve.log()}"
-        assert serve.proc.poll() is None, f"serve exited:\n{serve.log()}"
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_stalled_capture_is_restarted_and_the_stream_then_tracked(tmp_path):
     pipe = tmp_path / "feed.pipe"
@@ -58,7 +49,8 @@ def test_stalled_capture_is_restarted_and_the_stream_then_tracked(tmp_path):
     writer = PipeWriter(pipe, video)
     try:
         # open timeout 1 s + the watchdog's 5 s margin, plus the process start
-        _wait_for_log(serve, "capture pipe stalled; restarting", START_TIMEOUT_S)
+        eventually(lambda: "capture pipe stalled; restarting" in serve.log(), START_TIMEOUT_S,
+                   "the stalled capture's restart in the log", serve)
         assert sub.recv(0.5) is None  # nothing was read, so nothing was published
         assert serve.metrics()['siammask_restarts_total{stage="capture"}'] >= 1
         writer.start()

@@ -22,16 +22,16 @@ import pytest
 import zmq
 
 from siammask.pipeline.config import CurveConfig
-from siammask.pipeline.launch import GENERATION_SPAN
 from siammask.pipeline.messages import SetPaused, send
 from siammask.pipeline.security import CurveKeys, apply_client_keys, load_keys, write_keys
 
 from cluster_support import STORE_BYTES, placement, ray_cluster, serve_config, serving_all, stream
-from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants,
+from pipeline_support import (ANY_PORT, ENV, START_TIMEOUT_S, Serve, cmdline, collect, descendants, eventually,
                               free_port, network_namespace, serving)
 
 BOX = [25.0, 19.0, 26.0, 19.0]   # the synthetic object on frame 0 (seed 3, 160x120)
 ATTACK_WAIT_S = 5.0              # how long the other user's request is given to get an answer
+OLD_SPAN = 1 << 16                # generations were 65536 per supervisor start + 1024 * worker + start
 
 
 def as_user(user: str, action: Callable[[zmq.Context], str]) -> str:
@@ -140,9 +140,9 @@ def test_a_command_with_a_guessed_generation_is_ignored(tmp_path, synthetic_vide
         sock.linger, sock.sndtimeo = 0, 10_000
         sock.connect(f"ipc://{commands}")
         for worker, start in itertools.product(range(4), range(1, 4)):  # the old formula's first guesses
-            send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN + 1024 * worker + start),
+            send(sock, SetPaused(stream="cam", paused=True, req=1, generation=OLD_SPAN + 1024 * worker + start),
                  block=True)
-        send(sock, SetPaused(stream="cam", paused=True, req=1, generation=GENERATION_SPAN), block=True)
+        send(sock, SetPaused(stream="cam", paused=True, req=1, generation=OLD_SPAN), block=True)
         sent = time.time()
         later = []  # results of frames read well after the pause would have been in force
         collect(serve, 1, 60, until=lambda m: m["capture_ts"] > sent + 1 and later.append(m) is None
@@ -423,10 +423,9 @@ def test_a_worker_placed_on_a_machine_that_joined_later_is_refused(tmp_path, syn
             try:
                 assert serve.ctl({"cmd": "add_stream", "stream": stream("c", synthetic_video)})["ok"]
                 refusal = f"was placed on {address}, a machine that joined the cluster after serve started"
-                deadline = time.monotonic() + START_TIMEOUT_S
-                while refusal not in serve.log():
-                    assert time.monotonic() < deadline and late.poll() is None, serve.log()
-                    time.sleep(0.5)
+                eventually(lambda: refusal in serve.log() or late.poll() is not None, START_TIMEOUT_S,
+                           "the late node's worker refused", serve, interval_s=0.5)
+                assert late.poll() is None, serve.log()
                 in_namespace = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
                 stages = [cmdline(int(p)) for p in in_namespace.stdout.split() if "spawn_main" in cmdline(int(p))]
                 collect(serve, 1, START_TIMEOUT_S, until=lambda m: m["stream"] == "a")
