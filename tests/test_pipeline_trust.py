@@ -313,7 +313,7 @@ def test_serve_joined_to_a_cluster_of_this_machine_keeps_its_stage_sockets_priva
     assert all(e.startswith(f"ipc://{run_dir}/") for e in endpoints.values()), endpoints
     names = [p.name.split("-", 1)[1] for p in sockets]
     assert sorted(set(names)) == ["commands", "events", "frames", "results"], names
-    assert names.count("commands") == 3 and names.count("frames") == 2, names  # the supervisor's, one per worker
+    assert names.count("commands") == 2 and names.count("frames") == 2, names  # one per worker, one per stream
     assert mode == 0o700
     assert taken == "0", f"a stranger took {taken} messages from {sockets}"
 
