@@ -133,10 +133,12 @@ def breakdown(tracker: Tracker, frames: list[np.ndarray], box: tuple[float, ...]
         graphs = clock.lap()
         if index >= WARMUP:
             rows.append({**graphs, "rest": total - sum(graphs.values()), "step": total})
-    parts = {name: float(np.median([r[name] for r in rows])) for name in rows[0]}
+    parts = {name: float(np.median([r[name] for r in rows])) for name in rows[0]
+             if name in ("rest", "step") or any(r[name] for r in rows)}  # a graph never run is left out
     print("\n| part of our step | median ms |\n|---|---|")
     for name, ms in parts.items():
-        label = {"template": "template graph (presence embedding)", "search": "search graph", "mask": "mask graph",
+        label = {"template": "template graph (presence embedding)", "search": "search graph (batched)",
+                 "search_one": "search graph for one crop", "mask": "mask graph",
                  "rest": "outside the graphs (crop, decode, presence, paste-back, guided filter, polygon)",
                  "step": "whole step"}.get(name, name)
         print(f"| {label} | {ms:.2f} |")
