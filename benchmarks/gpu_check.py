@@ -35,7 +35,7 @@ from siammask.engines.onnx_session import open_session
 from siammask.engines.registry import build_engine
 from siammask.evaluation.regions import box_iou
 from siammask.export.exporter import export_model
-from siammask.export.onnx_export import FILES
+from siammask.export.onnx_export import GRAPH_FILES
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker
 
@@ -63,7 +63,7 @@ def models(sharp_weights: str | None) -> dict:
 def cuda_only(engine, folder: Path):
     """The ONNX Runtime engine's sessions on the CUDA provider alone (falling back to the CPU per node)."""
     providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-    engine.sessions = {role: open_session(folder / FILES[role], providers) for role in FILES}
+    engine.sessions = {role: open_session(folder / GRAPH_FILES[role], providers) for role in engine.sessions}
     return engine
 
 
