@@ -3,7 +3,7 @@ only), on the same frames with the same thread count, in one run.
 
     python benchmarks/bench_vs_nano.py [--weights FILE] [--engine E] [--precision P] [--threads 2]
         [--passes 4] [--order blocks|frames] [--graph-floors] [--root ../shared/data/OTB --sequence Crossing]
-        [--frames N] [--targets 1,2,4,8,16]
+        [--frames N] [--targets 1,2,4,8,16] [--breakdown]
 
 Both trackers follow the sequence from its first ground-truth box. `--order blocks` (the default):
 each pass runs one tracker over the whole sequence, then the other, the first of the two
@@ -14,6 +14,9 @@ call: on 2 cores that slowed TrackerNano's update from ~3.7 to ~5.7 ms and flatt
 (benchmarks/RESULTS.md). Each pass starts the trackers again from the first frame; the first
 WARMUP steps of each tracker's first run are not counted. Prints medians, p90 and the ratio
 ours / TrackerNano, with the CPU model. `--graph-floors` adds NanoTrack V3's and V2's own graphs.
+`--breakdown` adds, from one more pass of ours alone, where our step's time goes: inside each ONNX
+Runtime session (template: the presence embedding; search; mask) and the rest (crop, decode,
+presence, paste-back, guided filter, polygon), each a median per step.
 Needs ../shared (the sequence and TrackerNano's graphs); machines differ ~2x in absolute speed, so
 compare ratios measured in one run.
 
@@ -88,6 +91,58 @@ class GraphFloor:
     def step(self, frame: np.ndarray) -> None:
         search = self.backbone.run(None, {"input": self._crop(frame)})[0]
         self.head.run(None, {"input1": self.template, "input2": search})
+
+
+class SessionClock:
+    """Time spent inside each ONNX Runtime session of an engine (its `sessions` by role), per step."""
+
+    def __init__(self, engine) -> None:
+        self.spent: dict[str, float] = {}
+        for role, session in getattr(engine, "sessions", {}).items():
+            session.run = self._timed(role, session.run)
+        self.roles = list(getattr(engine, "sessions", {}))
+
+    def _timed(self, role: str, run):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return run(*args, **kwargs)
+            finally:
+                self.spent[role] = self.spent.get(role, 0.0) + (time.perf_counter() - start) * 1000
+        return timed
+
+    def lap(self) -> dict[str, float]:
+        """ms in each session since the last lap (0 for a session not run)."""
+        out = {role: self.spent.get(role, 0.0) for role in self.roles}
+        self.spent.clear()
+        return out
+
+
+def breakdown(tracker: Tracker, frames: list[np.ndarray], box: tuple[float, ...]) -> dict[str, float]:
+    """Median ms per step inside each graph of ours and outside them (one pass, no warm-up counted)."""
+    clock = SessionClock(tracker.engine)
+    if not clock.roles:
+        raise UserError(f"--breakdown times ONNX Runtime sessions; engine {tracker.engine.name} has none")
+    rows: list[dict[str, float]] = []
+    states = tracker.init(frames[0], [box])
+    for index, frame in enumerate(frames[1:]):
+        clock.lap()
+        start = time.perf_counter()
+        states, _ = tracker.step(frame, states)
+        total = (time.perf_counter() - start) * 1000
+        graphs = clock.lap()
+        if index >= WARMUP:
+            rows.append({**graphs, "rest": total - sum(graphs.values()), "step": total})
+    parts = {name: float(np.median([r[name] for r in rows])) for name in rows[0]
+             if name in ("rest", "step") or any(r[name] for r in rows)}  # a graph never run is left out
+    print("\n| part of our step | median ms |\n|---|---|")
+    for name, ms in parts.items():
+        label = {"template": "template graph (presence embedding)", "search": "search graph (batched)",
+                 "search_one": "search graph for one crop", "mask": "mask graph",
+                 "rest": "outside the graphs (crop, decode, presence, paste-back, guided filter, polygon)",
+                 "step": "whole step"}.get(name, name)
+        print(f"| {label} | {ms:.2f} |")
+    return parts
 
 
 def _run(name: str, trackers: dict, frames: list[np.ndarray], boxes: list[tuple[float, ...]]):
@@ -196,6 +251,9 @@ def main() -> int:
     parser.add_argument("--graph-floors", action="store_true",
                         help="also time NanoTrack V3's and V2's own published graphs on ONNX Runtime (search "
                              "backbone + head, no crop, box only): the least a tracker on either trunk spends")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="one more pass of ours alone: median ms per step inside each ONNX Runtime graph "
+                             "and outside them")
     parser.add_argument("--json", help="write the numbers as JSON here")
     args = parser.parse_args()
     if args.threads < 1 or args.passes < 1 or (args.frames is not None and args.frames < 2):
@@ -219,6 +277,12 @@ def main() -> int:
           f"{sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order "
           f"{'blocks' if args.targets else args.order}; engine {args.engine}, precision {args.precision or 'fp32'}\n")
     result = (many_targets if args.targets else one_target)(args, trackers, frames, box)
+    if args.breakdown:
+        try:
+            result["breakdown_ms"] = breakdown(trackers["ours"], frames, box)
+        except UserError as error:
+            print(f"bench_vs_nano: {error}", file=sys.stderr)
+            return 2
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "load_average": os.getloadavg(), "threads": args.threads,
                                                "sequence": sequence, "weights": args.weights, "engine": args.engine,

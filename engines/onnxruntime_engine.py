@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from siammask.threads import inference_threads
 
 from .graph_io import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
 from .onnx_session import open_session
-from .sidecar import read_sidecar
+from .sidecar import ONE_CROP, read_sidecar
 
 
 def providers_for(device: str) -> list:
@@ -55,10 +56,14 @@ class OnnxRuntimeEngine:
         # One thread setting for every back end (siammask.threads); left alone, ONNX Runtime's pool
         # would take every core in each worker process.
         threads = inference_threads()
-        self.sessions = {role: open_session(folder / file, providers, threads) for role, file in info.files.items()}
-        expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, "mask": mask_io(self.variant)}
-        for role, (inputs, outputs) in expected.items():
-            _check_io(self.sessions[role], folder / info.files[role], inputs, outputs)
+        # Each session's graph optimisation is a C++ pass that releases the GIL: side by side, loading
+        # the four nano graphs took 0.54 s against 0.65 s one after the other (benchmarks/RESULTS.md).
+        with ThreadPoolExecutor(max_workers=len(info.files)) as pool:
+            opened = pool.map(lambda file: open_session(folder / file, providers, threads), info.files.values())
+            self.sessions = dict(zip(info.files, opened))
+        expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, ONE_CROP: SEARCH_IO, "mask": mask_io(self.variant)}
+        for role, session in self.sessions.items():
+            _check_io(session, folder / info.files[role], *expected[role])
         self._mask_inputs = mask_io(self.variant)[0]
 
     def template(self, z: np.ndarray) -> TemplateFeatures:
@@ -71,7 +76,10 @@ class OnnxRuntimeEngine:
         return features.appearance()
 
     def track(self, x: np.ndarray, features: TemplateFeatures) -> TrackHeads:
-        cls, loc, corr, p0, p1, p2 = self.sessions["search"].run(None, {
+        # one crop: the graph traced for one where the export has it (nano: its correlations as
+        # grouped convolutions, cheaper than the batched graph's), else the batched graph
+        session = self.sessions.get(ONE_CROP) if len(x) == 1 else None
+        cls, loc, corr, p0, p1, p2 = (session or self.sessions["search"]).run(None, {
             "x": np.ascontiguousarray(x, np.float32), "k_cls": features.cls, "k_loc": features.loc,
             "k_mask": features.mask})
         return TrackHeads(cls, loc, {"mask_corr": corr, "p0": p0, "p1": p1, "p2": p2})

@@ -18,6 +18,8 @@ SIDECAR = "siammask_export.json"
 FORMAT = "siammask-export"
 FORMAT_VERSION = 1
 ROLES = ("template", "search", "mask")
+# nano's search graph for a batch of one crop (export/graphs.py), beside the batched one in ONNX exports
+ONE_CROP = "search_one"
 
 
 @dataclass
@@ -88,8 +90,9 @@ def read_sidecar(folder: str | Path, backend: str | None = None, check_files: bo
                         f"'siammask export --format {backend}' or pick the matching --engine")
     if info.variant not in VARIANTS:
         raise UserError(f"'{path}' is an export of variant '{info.variant}', which this siammask does not know")
-    if sorted(info.files) != sorted(ROLES):
-        raise UserError(f"'{path}' lists roles {sorted(info.files)}, expected {list(ROLES)}; re-export")
+    if not set(ROLES) <= set(info.files) <= {*ROLES, ONE_CROP}:
+        raise UserError(f"'{path}' lists roles {sorted(info.files)}, expected {list(ROLES)} (and optionally "
+                        f"{ONE_CROP}); re-export")
     if check_files:
         for name in dict.fromkeys([*info.files.values(), *info.onnx.values()]):
             file = folder / name

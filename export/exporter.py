@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from siammask.config import load_hp
-from siammask.engines.sidecar import SIDECAR, ExportInfo, write_sidecar
+from siammask.engines.sidecar import ONE_CROP, SIDECAR, ExportInfo, write_sidecar
 from siammask.errors import UserError
 from siammask.model import TrackingNet, variant_spec
 
@@ -47,11 +47,15 @@ def export_model(model: TrackingNet, out: Path, *, fmt: str = "onnx", precision:
                       input_sizes=INPUT_SIZES, files=dict(FILES))
     with tempfile.TemporaryDirectory(prefix="siammask-export-") as tmp:
         work = out if graph_precision == "fp32" else Path(tmp)
-        fp32 = export_fp32(model, work, opset)
+        # ONNX Runtime in fp32 or fp16 also gets nano's one-crop search graph (int8 and TensorRT do not)
+        one_crop = fmt == "onnx" and graph_precision != "int8"
+        fp32 = export_fp32(model, work, opset, one_crop)
         _record(info, "fp32", "fp32", _verify_random(model, fp32, "fp32"))
+        if one_crop:
+            info.files = {role: path.name for role, path in fp32.items()}
         if graph_precision == "fp16":
             _to_fp16(fp32, out)
-            _record(info, "fp16", "fp16", _verify_random(model, {r: out / f for r, f in FILES.items()}, "fp16"))
+            _record(info, "fp16", "fp16", _verify_random(model, {r: out / p.name for r, p in fp32.items()}, "fp16"))
         elif graph_precision == "int8":
             write_sidecar(work, info)
             _record(info, "int8", "int8", _quantize(model, work, out, hp, calibration, symmetric=fmt == "tensorrt"))
@@ -77,18 +81,19 @@ def _record(info: ExportInfo, check: str, precision: str, errors: dict[str, dict
 
 
 def _verify_random(model: TrackingNet, paths: dict[str, Path], precision: str) -> dict[str, dict[str, float]]:
-    """Each graph against the model on fresh random inputs (batch 2), at the precision's tolerance."""
+    """Each graph against the model on fresh random inputs (batch 2; one crop for the one-crop graph),
+    at the precision's tolerance."""
     feeds = random_feeds(model, batch=2, seed=1)
     return {role: verify_onnx(paths[role], g.module, feeds[role], g.outputs, TOLERANCES[precision])
-            for role, g in graphs_of(model).items()}
+            for role, g in graphs_of(model, ONE_CROP in paths).items()}
 
 
 def _to_fp16(fp32: dict[str, Path], out: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    for role, src in fp32.items():
-        onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(out / FILES[role]))
+    for src in fp32.values():
+        onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(out / src.name))
 
 
 def _quantize(model: TrackingNet, fp32_dir: Path, out: Path, hp: str, calibration: Calibration | None,

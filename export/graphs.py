@@ -1,4 +1,5 @@
-"""The three exported graphs as thin nn.Modules over a loaded SiamMask: same layers, same weights.
+"""The three exported graphs (and nano's search graph for one crop) as thin nn.Modules over a loaded
+SiamMask: same layers, same weights.
 
 Only the search wiring is restated here, with the export-friendly correlation of static_ops; every
 convolution, BatchNorm and upsampling is the model's own module, and the mask graph is the model's
@@ -6,11 +7,14 @@ own refine (or base head), whose position crop already traces.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from siammask.model import VARIANT_SPECS, TemplateFeatures, TrackingNet
 from siammask.model.heads import DepthCorrHead
+from siammask.model.nano import DepthCorr
 
 from .static_ops import xcorr_unrolled
 
@@ -65,6 +69,20 @@ class TrackSearchGraph(nn.Module):
 def search_graph(model: TrackingNet) -> nn.Module:
     """The search graph of this variant's architecture."""
     return SearchGraph(model) if VARIANT_SPECS[model.variant].arch == "siammask" else TrackSearchGraph(model)
+
+
+def one_crop_search_graph(model: TrackingNet) -> nn.Module | None:
+    """nano: the search graph for a batch of one crop (one tracked target, the common case), its
+    depth-wise correlations grouped convolutions with the kernels as weights (traced for batch 1
+    only; the engine runs the batched graph for more crops). On a copy of the model, whose own
+    modules keep the batched correlation. None for the other architectures."""
+    if VARIANT_SPECS[model.variant].arch != "nano":
+        return None
+    one = copy.deepcopy(model)
+    for module in one.modules():
+        if isinstance(module, DepthCorr):
+            module.one_crop = True
+    return TrackSearchGraph(one)
 
 
 class BaseMaskGraph(nn.Module):

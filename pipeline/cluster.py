@@ -14,7 +14,7 @@ from siammask.threads import BLAS_ENV
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint, check_stage_endpoint, free_tcp_endpoint
+from .endpoints import RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .inference import InferenceSpec, run_inference
 from .launch import LocalLauncher, StageProcess
@@ -59,7 +59,7 @@ class RayLauncher:
     beside the supervisor. When every node of the cluster is on this machine as serve starts (one
     serve started itself with `--cluster ray`, or a test cluster), run by serve's user, the stages'
     sockets are ipc:// in the run folder, as without a cluster, out of other local users' reach;
-    Ray run by another user gets tcp:// on loopback (open to local users without CURVE keys);
+    Ray run by another user gets tcp:// on loopback, open to every local user, so only with CURVE keys;
     otherwise they are tcp:// on the driver node's address (or a node's own), which needs CURVE keys."""
 
     def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
@@ -72,6 +72,8 @@ class RayLauncher:
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
         self.private = run_dir.endpoint if one_machine and ray_runs_as_us(nodes) else None  # see above
+        if one_machine and self.private is None:
+            check_loopback_stages(cfg.curve)
         self.pinned: dict[str, RayProcess] = {}   # stream -> its capture's latest process (the host stays)
         self.max_streams = cfg.worker.max_streams
 

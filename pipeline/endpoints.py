@@ -69,6 +69,15 @@ def check_bind_endpoint(endpoint: str, what: str, curve: Any) -> None:
                         "run 'siammask keys --out DIR' and set curve: in the config (or bind to 127.0.0.1)")
 
 
+def check_loopback_stages(curve: Any) -> None:
+    """Stage sockets on loopback tcp, which processes of another user (a Ray cluster that user runs)
+    must reach, are open to every local user: only with CURVE keys."""
+    if curve is None:
+        raise UserError("the Ray cluster's processes run as another user, so serve's stage sockets would be tcp "
+                        "on 127.0.0.1, open to every local user: run 'siammask keys --out DIR' and set curve: in "
+                        "the config (or run Ray as serve's user)")
+
+
 def check_control_endpoint(endpoint: str | None, curve: Any) -> None:
     """The control endpoint changes what serve runs: TCP (any local user reaches loopback) only with
     CURVE keys; unset, it is the ipc:// socket in this user's private folder."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -10,8 +11,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from .errors import UserError
 from .variants import VARIANT_SPECS
@@ -170,22 +169,30 @@ def check_ranges(obj: Any, where: str = "config") -> None:
                 check_ranges(item, f"{where}: {f.name}")
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats without a dot (1e-2), which YAML 1.1 calls strings."""
+@functools.cache
+def _loader() -> type:
+    """SafeLoader that also reads YAML 1.2 floats without a dot (1e-2), which YAML 1.1 calls strings.
+    Made, and PyYAML imported, on the first file read: `siammask ctl` without --config reads none."""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    return Loader
 
 
 def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
     """Read one YAML file (a path, or a packaged file under CONFIG_DIR) into `cls`."""
+    import yaml
+
     if isinstance(path, str):
         path = Path(path)
     if not path.is_file():
         raise UserError(f"config '{path}' not found")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader) or {}
+        data = yaml.load(path.read_text(), Loader=_loader()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
     return from_dict(cls, data, str(path))

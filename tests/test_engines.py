@@ -17,7 +17,7 @@ from siammask.config import load_hp
 from siammask.engines import registry
 from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 from siammask.engines.registry import ENGINES
-from siammask.engines.sidecar import SIDECAR, sha256
+from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
 from siammask.evaluation.segmentation import jaccard
@@ -225,6 +225,40 @@ def test_mismatched_graphs_are_one_line(tmp_path, capsys, export_dirs, synthetic
         OnnxRuntimeEngine(swapped)
     with pytest.raises(UserError, match="holds fp32 graphs but --precision int8"):
         OnnxRuntimeEngine(export_dirs["base"], precision="int8")
+
+
+@pytest.mark.slow
+def test_one_crop_runs_nanos_one_crop_graph_with_the_batched_graphs_heads(export_dirs):
+    """nano's export has a search graph for one crop (its correlations grouped convolutions, the
+    common case of one tracked target) beside the batched one: the engine opens it, and one crop
+    gets the heads it gets in a batch. The other variants have none."""
+    engine = OnnxRuntimeEngine(export_dirs["nano"])
+    assert set(engine.sessions) == {"template", "search", "mask", ONE_CROP}
+    assert ONE_CROP not in OnnxRuntimeEngine(export_dirs["base"]).sessions
+    feeds = random_feeds(random_model("nano"), batch=2, seed=7)
+    features = engine.template(feeds["template"]["z"].numpy())
+    both = engine.track(feeds["search"]["x"].numpy(), features)
+    one = engine.track(feeds["search"]["x"][1:].numpy(), features[1:])
+    assert one.cls.shape[0] == 1
+    for name, got, batched in [("cls", one.cls, both.cls[1:]), ("loc", one.loc, both.loc[1:]),
+                               *[(k, one.context[k], v[1:]) for k, v in both.context.items()]]:
+        assert relative_error(got, batched) <= TOLERANCES["fp32"], name
+
+
+def test_a_sidecar_with_an_unknown_role_is_refused_and_one_without_the_one_crop_graph_is_read(tmp_path, capsys):
+    roles = {"template": "template.onnx", "search": "search.onnx", "mask": "mask.onnx"}
+    for name, files in (("old", roles), ("extra", {**roles, "search_two": "search_two.onnx"}),
+                        ("short", {"template": "template.onnx", ONE_CROP: "search_one.onnx"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / SIDECAR).write_text(json.dumps({"format": "siammask-export", "format_version": 1, "backend": "onnx",
+                                                  "variant": "nano", "hp": "nano", "precision": "fp32", "opset": 17,
+                                                  "input_sizes": {}, "files": files}))
+    assert read_sidecar(tmp_path / "old", check_files=False).files == roles  # an export made before it
+    for name in ("extra", "short"):
+        with pytest.raises(UserError, match=r"lists roles .*expected \['template', 'search', 'mask'\] \(and "
+                                            r"optionally search_one\); re-export"):
+            read_sidecar(tmp_path / name, check_files=False)
 
 
 @pytest.mark.slow

@@ -13,10 +13,10 @@ import torch
 from siammask.cli import main
 from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
 from siammask.engines.onnx_session import open_session
-from siammask.engines.sidecar import SIDECAR, read_sidecar, sha256
+from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.errors import UserError
 from siammask.export.exporter import export_model
-from siammask.export.onnx_export import FILES, random_feeds
+from siammask.export.onnx_export import FILES, GRAPH_FILES, random_feeds
 from siammask.export.onnx_io import check_graph
 from siammask.export.static_ops import xcorr_unrolled
 from siammask.export.trt_ops import TENSORRT_ONNX_OPS, runtime_weight_convs, unsupported_ops
@@ -82,6 +82,11 @@ def test_onnx_graphs_match_the_model(export_dirs, variant):
             ref = {n: r.numpy() for n, r in zip(outputs, refs[role])}
             check_outputs(f"{variant} {role} batch {batch}", dict(zip(outputs, got)), ref, TOLERANCES["fp32"])
             assert got[0].shape[0] == batch
+        if variant == "nano" and batch == 1:  # the one-crop search graph: the same outputs for one crop
+            one = open_session(export_dirs[variant] / GRAPH_FILES[ONE_CROP], ["CPUExecutionProvider"])
+            got = one.run(list(SEARCH_IO[1]), {n: feeds["search"][n].numpy() for n in SEARCH_IO[0]})
+            ref = {n: r.numpy() for n, r in zip(SEARCH_IO[1], refs["search"])}
+            check_outputs(f"nano {ONE_CROP}", dict(zip(SEARCH_IO[1], got)), ref, TOLERANCES["fp32"])
 
 
 @pytest.mark.slow
@@ -93,8 +98,10 @@ def test_sidecar_describes_the_export(export_dirs, variant):
     assert data["hp"] == {"sharp": "davis", "base": "base", "nano": "nano"}[variant]
     assert data["opset"] == 17 and data["siammask_version"]
     assert data["input_sizes"] == {"template": [3, 127, 127], "search": [3, 255, 255]}
-    assert data["files"] == FILES
-    assert all(data["sha256"][f] == sha256(folder / f) for f in FILES.values())
+    # nano's ONNX export also has its one-crop search graph (export/graphs.py), verified with the others
+    assert data["files"] == (GRAPH_FILES if variant == "nano" else FILES)
+    assert all(data["sha256"][f] == sha256(folder / f) for f in data["files"].values())
+    assert set(data["verification"]["fp32"]["max_rel_error"]) == set(data["files"])
     check = data["verification"]["fp32"]
     assert check["tolerance"] == TOLERANCES["fp32"]
     assert max(e for per in check["max_rel_error"].values() for e in per.values()) <= TOLERANCES["fp32"]
@@ -113,6 +120,10 @@ def test_graphs_pass_checker_and_use_only_tensorrt_ops(export_dirs, variant):
         assert runtime_weight_convs(graph) == [], file
         for tensor in [*graph.graph.input, *graph.graph.output]:
             assert tensor.type.tensor_type.shape.dim[0].dim_param == "batch", (file, tensor.name)
+    if variant == "nano":  # traced for one crop, its correlations convolutions with the kernels as weights
+        graph = onnx.load(str(export_dirs[variant] / GRAPH_FILES[ONE_CROP]), load_external_data=False)
+        assert len(runtime_weight_convs(graph)) == 3  # box, score and mask correlations
+        assert {t.type.tensor_type.shape.dim[0].dim_value for t in [*graph.graph.input, *graph.graph.output]} == {1}
 
 
 def test_op_check_catches_what_tensorrt_rejects(tmp_path):

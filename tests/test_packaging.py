@@ -55,6 +55,19 @@ def test_pipeline_readme_names_each_module_and_only_real_ones():
     assert named == {p.name for p in (ROOT / "pipeline").glob("*.py")} - {"__init__.py"}
 
 
+
+def test_the_readme_and_ci_install_torchs_cpu_build_the_same_way():
+    """The README's first set-up command and .ci/run take torch from PyTorch's CPU index, with one pin
+    (PyPI's Linux torch is the CUDA build, ~3 GB of nvidia-* libraries a GPU-less box never uses)."""
+    first = next(line.strip() for line in (ROOT / "README.md").read_text().splitlines()
+                 if line.startswith("    pip install torch"))
+    ci = next(line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+              if "pip install" in line and " torch==" in line)
+    pin = re.search(r"torch==\S+ --index-url https://download\.pytorch\.org/whl/cpu\b", first)
+    assert pin, first
+    assert pin.group(0) in ci
+    assert first.endswith('pip install -e ".[torch]" && siammask demo')
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the checkout (building in place would leave build/ behind),

@@ -339,3 +339,15 @@ def test_the_sink_publishes_an_event_by_stream_and_draws_a_lost_target_as_track_
     drawn = draw(frame, (lost,))
     np.testing.assert_array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=True))
     assert not np.array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=False))
+
+
+def test_stage_sockets_on_loopback_for_another_users_ray_need_curve(tmp_path):
+    """A Ray cluster run by another user reaches serve's stages over loopback tcp, which every local
+    user reaches too: refused without CURVE keys, one line naming the fix; with keys it passes."""
+    from siammask.pipeline.config import CurveConfig
+    from siammask.pipeline.endpoints import check_loopback_stages
+
+    with pytest.raises(UserError, match="open to every local user: run 'siammask keys --out DIR'") as refusal:
+        check_loopback_stages(None)
+    assert "\n" not in str(refusal.value)
+    check_loopback_stages(CurveConfig(str(tmp_path / "s"), str(tmp_path / "c"), str(tmp_path / "a")))

@@ -459,3 +459,41 @@ def test_jsonl_writer_on_a_pipe_with_a_reader(tmp_path) -> None:
         writer.write({"frame": 1})
     reader.join(30)
     assert got == ['{"frame": 1}\n']
+
+
+def test_video_writer_on_a_pipe_without_reader_gives_up(tmp_path, monkeypatch) -> None:
+    """A video output that is a named pipe waits PIPE_READER_WAIT_S for its reader, as JSON does
+    (it blocked in open(2) forever), and the pipe is left in place."""
+    from siammask.io import results
+    monkeypatch.setattr(results, "PIPE_READER_WAIT_S", 0.5)
+    fifo = tmp_path / "video.mp4"
+    os.mkfifo(fifo)
+    writer = VideoWriter(fifo, fps=10)
+    with pytest.raises(UserError, match="cannot open video .*no program opened the named pipe for reading within 0.5 s"):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_writer_on_a_pipe_with_a_reader_streams_every_frame(tmp_path, suffix) -> None:
+    """Through a named pipe the reader gets a stream it can decode up to the last frame."""
+    import threading
+
+    fifo = tmp_path / f"video{suffix}"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with VideoWriter(fifo, fps=10) as writer:
+        for i in range(24):
+            writer.write(np.full((48, 64, 3), i * 10, np.uint8))
+    reader.join(30)
+    copy = tmp_path / f"copy{suffix}"
+    copy.write_bytes(got[0])
+    capture = cv2.VideoCapture(str(copy))
+    frames = []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(float(frame.mean()))
+    assert len(frames) == 24
+    assert abs(frames[-1] - 230) < 8

@@ -14,10 +14,10 @@ SUBPROCESS_TIMEOUT_S = 120  # hang guard only
 
 
 def imported_after(code: str, cwd=None) -> dict:
-    """Run `code` in a fresh interpreter; which of HEAVY (and numpy) it left in sys.modules, and what
+    """Run `code` in a fresh interpreter; which of HEAVY (and numpy, PyYAML) it left in sys.modules, and what
     it printed."""
     probe = (f"import json, sys\n{code}\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'numpy'}!r})))\n")
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'numpy', 'yaml'}!r})))\n")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd,
                           timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr
@@ -51,6 +51,7 @@ def test_ctl_and_keys_run_without_the_heavy_libraries(tmp_path):
     assert refused["stdout"] == "status 2"
     assert refused["stderr"].startswith(f"siammask: error: no control socket at '{tmp_path}/no-serve'")
     assert set(refused["modules"]).isdisjoint(HEAVY)
+    assert "yaml" not in refused["modules"]  # no --config: no YAML read, PyYAML not imported
     made = imported_after(run_cli(["keys", "--out", str(tmp_path / "keys")]))
     assert made["stdout"].endswith("status 0") and (tmp_path / "keys" / "server.key_secret").is_file()
     assert set(made["modules"]).isdisjoint(HEAVY)

@@ -21,16 +21,16 @@ CHUNK_BYTES = 1 << 16  # a pipe holds 64 KiB: one read takes what is there
 
 
 class PipedFile:
-    """`target` opened (created or truncated) for writing, fed from a named pipe at `pipe`.
+    """`out`, a file descriptor open for writing (which PipedFile now owns), fed from a named pipe at `pipe`.
 
     Open the writer on `pipe`, then call `attached()`; `error` is the first OSError the copy met
     (from then on it reads on and drops what comes, so the writer never blocks); `close()` waits
     for the writer's end of the pipe to close (release the writer first) and the copy to finish."""
 
-    def __init__(self, target: Path, pipe_suffix: str) -> None:
+    def __init__(self, out: int, target: Path, pipe_suffix: str) -> None:
         self.target = target
         self.error: OSError | None = None
-        self._out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._out = out
         self._folder = tempfile.mkdtemp(prefix="siammask-video-")  # 0700: ours alone
         self.pipe = Path(self._folder) / f"video{pipe_suffix}"
         os.mkfifo(self.pipe, 0o600)

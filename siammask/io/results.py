@@ -106,15 +106,16 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise UserError(f"cannot write {what} '{path}': folder '{folder}' does not exist; create it or pick another path")
 
 
-def open_output(path: Path, mode: str):
-    """The file unbuffered. A named pipe opens only once a program reads it (open(2) would block
-    forever): its reader gets PIPE_READER_WAIT_S, else TimeoutError, an OSError saying so."""
+def open_output(path: Path, append: bool = False) -> int:
+    """A file descriptor for writing (created 0644 or truncated; or appended to). A named pipe opens
+    only once a program reads it (open(2) would block forever): its reader gets PIPE_READER_WAIT_S,
+    else TimeoutError, an OSError saying so."""
     if not path.is_fifo():
-        return open(path, mode, buffering=0)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC), 0o644)
     deadline = time.monotonic() + PIPE_READER_WAIT_S
     while True:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             break
         except OSError as error:
             if error.errno != errno.ENXIO:  # ENXIO: no reader yet
@@ -124,7 +125,7 @@ def open_output(path: Path, mode: str):
                                                 f"{PIPE_READER_WAIT_S:g} s")
         time.sleep(0.1)
     os.set_blocking(fd, True)
-    return open(fd, "wb", buffering=0)
+    return fd
 
 
 class JsonlWriter:
@@ -138,7 +139,7 @@ class JsonlWriter:
         self.path = Path(path)
         check_output_folder(self.path, "results")
         try:
-            self._file = open_output(self.path, "ab" if append else "wb")
+            self._file = open(open_output(self.path, append), "ab" if append else "wb", buffering=0)
         except OSError as error:
             raise UserError(f"cannot write results '{self.path}': {error.strerror}; pick a writable path") from error
         # a half line can be cut off a regular file, not a pipe's or a device's
@@ -305,7 +306,7 @@ class VideoWriter:
 
     def _open(self, size: tuple[int, int]) -> None:
         try:
-            self._piped = PipedFile(self.path, self._muxer)
+            self._piped = PipedFile(open_output(self.path), self.path, self._muxer)
         except OSError as error:
             raise UserError(f"cannot open video '{self.path}' for writing: {error.strerror}; check the folder is "
                             "writable") from None
@@ -313,7 +314,8 @@ class VideoWriter:
         self._piped.attached()
         if not writer.isOpened():
             self.release()
-            self.path.unlink(missing_ok=True)  # made empty for the copy
+            if self.path.is_file():
+                self.path.unlink()  # made empty for the copy (a named pipe stays)
             raise UserError(f"cannot open video '{self.path}' for writing; check the folder is writable")
         self._writer, self._size = writer, size
 
@@ -327,7 +329,7 @@ class VideoWriter:
             return
         self._piped.close()
         self._check(self._piped.error)
-        if self.fourcc == "MJPG" and not self._failed:
+        if self.fourcc == "MJPG" and not self._failed and self.path.is_file():  # a pipe's reader has had it all
             try:
                 finish_streamed_avi(self.path)
             except OSError as error:
