@@ -78,8 +78,12 @@ class ZmqStageLink:
         self._frames: dict[str, zmq.Socket] = {}   # stream -> PULL connected to its capture alone
         self._reported: set[tuple[str, str]] = set()  # (stream, reason) of rejected messages already logged
         self._commands = self._socket(zmq.PULL)
-        # bound here: the supervisor's commands wait for each new process. tcp:// (cluster mode) with
-        # CURVE when keys are configured, like every socket a stage on another machine reaches.
+        # bound here: the supervisor's commands wait for each new process. Where (the launcher's
+        # choice): an ipc:// file in serve's private run folder without a cluster, and on a cluster
+        # whose nodes were all on this machine at start and run as serve's user; tcp:// on 127.0.0.1
+        # when that Ray runs as another user; tcp:// on the node's address across machines, allowed
+        # only with CURVE keys (endpoints.check_stage_endpoint). Security puts CURVE on every tcp://
+        # socket when keys are configured.
         self.security.bind(self._commands, spec.cmd_endpoint)
         self._events = self._socket(zmq.PUSH, sndtimeo=2000)
         self.security.connect(self._events, spec.events_endpoint)

@@ -35,7 +35,8 @@ def _join(parts: Sequence[Any]) -> Any:
 
 @dataclass
 class TemplateFeatures:
-    """The three heads' kernels (B,hidden,5,5) for B targets: all a network keeps of a template.
+    """The three heads' kernels for B targets: all a network keeps of a template. (B,hidden,5,5)
+    each for the ResNet-style variants; nano's cls and loc kernels are (B,192,8,8), its mask's (B,64,8,8).
     Torch tensors from the torch back ends; numpy arrays from those that run the exported graphs
     (ONNX Runtime), which therefore need no torch."""
 
@@ -60,8 +61,10 @@ class TemplateFeatures:
 
 @dataclass
 class TrackHeads:
-    """Per-batch head outputs: cls (B,10,25,25), loc (B,20,25,25) as float32 numpy; `context` is
-    what the back end needs to compute masks later (trunk features, mask correlation)."""
+    """Per-batch head outputs as float32 numpy, cls (B,2K,N,N) and loc (B,4K,N,N) (see
+    model.interface.SearchOutput: (B,10,25,25) and (B,20,25,25) for the ResNet-style variants,
+    (B,2,15,15) and (B,4,15,15) for nano); `context` is what the back end needs to compute masks
+    later (trunk features, mask correlation)."""
 
     cls: np.ndarray
     loc: np.ndarray
@@ -84,7 +87,7 @@ class Engine(Protocol):
 
     name: str
     variant: str
-    mask_size: int  # side of the mask logits: 127 (sharp) or 63 (base)
+    mask_size: int  # side of the mask logits: 127 with refine (sharp, lite, nano), 63 without (base, lite-base)
 
     def template(self, z: np.ndarray) -> Any:
         """(B,3,127,127) float32 raw BGR crops -> opaque template features for B targets."""

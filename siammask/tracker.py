@@ -85,12 +85,6 @@ def state_box(state: TargetState) -> tuple[float, float, float, float]:
     return (float(cx - w / 2), float(cy - h / 2), float(w), float(h))
 
 
-def validate_box(box: Sequence[float], frame_wh: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Reject boxes a tracker cannot start from (the rules of siammask.validate, for every entry
-    point), with a message that says how to fix them."""
-    return box_in_frame(box, frame_wh)
-
-
 @dataclass(frozen=True)
 class Window:
     """One search crop: which job it serves, where it is cut and at what scale."""
@@ -165,7 +159,7 @@ class Tracker:
         avg = frame.mean(axis=(0, 1))
         starts = []
         for box in boxes:
-            x, y, bw, bh = validate_box(box, (w, h))
+            x, y, bw, bh = box_in_frame(box, (w, h))
             starts.append((np.array([x + bw / 2, y + bh / 2]), np.array([bw, bh])))
         crops = []
         for pos, size in starts:

@@ -54,7 +54,8 @@ def box_in_frame(box: Sequence[Any], frame_wh: tuple[int, int], what: str = "box
 
 
 def box_text(text: str, what: str = "box") -> Box:
-    """'X,Y,W,H' as typed on a command line."""
+    """'X,Y,W,H' as typed on a command line; the argparse type of every --box. Its UserError passes
+    through argparse (which catches only ValueError and TypeError): one line and exit 2, no usage block."""
     parts = text.replace(" ", "").split(",")
     try:
         values = [float(p) for p in parts]

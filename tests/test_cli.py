@@ -2,8 +2,12 @@
 HTTP server. The checkpoints hold seeded random weights, so tracking quality means nothing here;
 the tests check structure, exact invariants and agreement between runs that must agree.
 
-Every run except the Ctrl-C one starts at once from the `runs` fixture, two processes at a time
-(the runs are independent; the box has two cores), and the tests below read their results."""
+Every tracking run except the Ctrl-C ones starts at once from the `runs` fixture, two processes at
+a time (the runs are independent; the box has two cores), and the tests below read their results.
+Refused inputs run in this process (`siammask.cli.main`, file descriptor 2 captured, so OpenCV's or
+FFmpeg's own messages would show too): a process importing torch costs seconds, a refusal less than
+one. PROCESS_CASES, one per stage that refuses (arguments, source, weights, writing), also run as
+real processes for the contract at the process boundary: exit status 2, one line, no traceback."""
 from __future__ import annotations
 
 import functools
@@ -27,6 +31,7 @@ import pytest
 import siammask
 import torch
 from siammask.checkpoint import save_checkpoint
+from siammask.cli import main
 from siammask.io.results import decode_mask
 from siammask.model import SiamMask
 from siammask.synthetic import make_sequence, write_image_folder
@@ -150,6 +155,21 @@ def assert_ok(run) -> None:
     assert "Traceback" not in run.proc.stderr, run.proc.stderr
 
 
+def cli_in_process(*argv, capfd) -> tuple[int, list[str]]:
+    """`siammask ARGV` run by this process: its exit status and every line it wrote to stderr."""
+    capfd.readouterr()  # what came before is not this run's
+    status = main([str(a) for a in argv])
+    return status, capfd.readouterr().err.splitlines()
+
+
+def assert_one_line_error(status: int, lines: list[str], *needles: str) -> None:
+    """Exit 2 and exactly one stderr line: our error, naming the problem."""
+    assert status == 2, lines
+    assert len(lines) == 1 and lines[0].startswith("siammask: error:"), lines
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+
+
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """Exit 2, no traceback, and the last stderr line is our error naming the problem."""
     assert proc.returncode == 2, proc.stderr
@@ -194,57 +214,19 @@ BAD_CASES = ["missing_source", "empty_folder", "text_named_mp4", "box_outside_fr
              # issue 14: boxes, hyper-parameters, weights and outputs that used to end in a traceback
              "box_0.1", "box_1e5", "box_1e20", "box_1e308", "box_syntax", "hp_instance_size_0", "hp_total_stride_0",
              "hp_ratios_empty", "hp_lr_nan", "nan_weights", "json_disk_full"]
+# Also run as real processes: one refusal per stage (argument parsing, source, weights, writing
+# results), and the sources whose libraries (OpenCV, FFmpeg) could print on stderr themselves.
+PROCESS_CASES = ["box_syntax", "text_named_mp4", "camera_99", "nan_weights", "json_disk_full"]
 # Rejected runs that were given outputs must not leave them behind (issue 14: a 0-byte --json)
 NO_OUTPUT_CASES = ["box_outside_frame", "box_0.1", "box_1e5", "missing_source", "nan_weights", "hp_lr_nan"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, synthetic_video, synthetic_folder, sharp_checkpoint, base_checkpoint, first_box, http_url):
-    """name -> SimpleNamespace(proc=finished process, plus the paths it wrote and what to expect)."""
-    work = tmp_path_factory.mktemp("cli")
+def bad_cases(tmp_path_factory, synthetic_folder, sharp_checkpoint, base_checkpoint, first_box):
+    """name -> (`track` arguments, words its one-line error must contain), with the broken files they name."""
     box = ["--box", box_arg(first_box)]
     sharp = ["--weights", sharp_checkpoint]
-    jobs: dict[str, tuple[list, dict]] = {}  # name -> (command line after `track`, attributes)
-
-    def full(name, source, *extra, command=PYTHON_CLI, quiet=True, video=".mp4"):
-        out = work / name
-        paths = dict(json=out / "results.jsonl", masks=out / "masks", output=out / f"annotated{video}")
-        out.mkdir()
-        args = [source, *box, *extra, "--json", paths["json"], "--masks", paths["masks"], "--output", paths["output"]]
-        jobs[name] = ([*args, *(["--quiet"] if quiet else [])], dict(paths, command=command))
-
-    def json_only(name, source, *extra):
-        path = work / f"{name}.jsonl"
-        jobs[name] = ([source, *extra, "--json", path, "--quiet"], dict(json=path))
-
-    # The installed console script, progress bar on, on the (lossless FFV1) video file.
-    script = shutil.which("siammask", path=str(Path(sys.executable).parent)) or shutil.which("siammask")
-    assert script, "the `siammask` console script is not installed (pip install -e .)"
-    full("video", synthetic_video, *sharp, command=[script], quiet=False)
-    full("folder", synthetic_folder, *sharp)
-    jobs["two"] = ([synthetic_folder, *box, "--box", box_arg(SECOND_BOX), *sharp, "--json", work / "two.jsonl",
-                    "--masks", work / "two_masks", "--quiet"], dict(json=work / "two.jsonl", masks=work / "two_masks"))
-    json_only("second_alone", synthetic_folder, "--box", box_arg(SECOND_BOX), *sharp)
-    base = work / "base"
-    jobs["base"] = ([synthetic_video, *box, "--weights", base_checkpoint, "--variant", "base", "--json",
-                     base.with_suffix(".jsonl"), "--masks", base, "--quiet"], dict(json=base.with_suffix(".jsonl"),
-                                                                                   masks=base))
-    json_only("hp_vot", synthetic_folder, *box, *sharp, "--hp", "vot")
-    # lr 0 freezes the target size: with it every frame's box keeps the given width and height.
-    frozen = work / "frozen_size.yaml"
-    frozen.write_text("penalty_k: 0.04\nwindow_influence: 0.40\nlr: 0.0\nseg_thr: 0.35\n")
-    json_only("hp_yaml", synthetic_folder, *box, *sharp, "--hp", frozen)
-    json_only("url", http_url, *box, *sharp)
-    # The intact folder with frame 6 cut in half, as an interrupted copy or download leaves it.
-    corrupt = work / "corrupt_frames"
-    shutil.copytree(synthetic_folder, corrupt)
-    data = (corrupt / "00006.png").read_bytes()
-    (corrupt / "00006.png").write_bytes(data[:len(data) // 2])
-    full("corrupt", corrupt, *sharp, video=".avi")
-    json_only("no_weights", synthetic_folder, *box)
-
-    bad = work / "bad"
-    bad.mkdir()
+    bad = tmp_path_factory.mktemp("bad")
     (bad / "empty").mkdir()
     (bad / "x.mp4").write_text("this is not a video\n")
     (bad / "corrupt.pth").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
@@ -301,15 +283,59 @@ def runs(tmp_path_factory, synthetic_video, synthetic_folder, sharp_checkpoint, 
     if not Path("/dev/full").exists():
         del bad_cases["json_disk_full"]
     assert sorted(bad_cases) == sorted(c for c in BAD_CASES if c in bad_cases)
-    for case, (args, needles) in bad_cases.items():
-        jobs[f"bad:{case}"] = ([*args, "--quiet"], dict(needles=needles))
-    for case in NO_OUTPUT_CASES:
-        out = work / f"refused_{case}"
-        outputs = dict(json=out / "r.jsonl", masks=out / "masks", output=out / "v.avi")
+    return bad_cases
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, synthetic_video, synthetic_folder, sharp_checkpoint, base_checkpoint, first_box, http_url,
+         bad_cases):
+    """name -> SimpleNamespace(proc=finished process, plus the paths it wrote and what to expect)."""
+    work = tmp_path_factory.mktemp("cli")
+    box = ["--box", box_arg(first_box)]
+    sharp = ["--weights", sharp_checkpoint]
+    jobs: dict[str, tuple[list, dict]] = {}  # name -> (command line after `track`, attributes)
+
+    def full(name, source, *extra, command=PYTHON_CLI, quiet=True, video=".mp4"):
+        out = work / name
+        paths = dict(json=out / "results.jsonl", masks=out / "masks", output=out / f"annotated{video}")
         out.mkdir()
-        jobs[f"refused:{case}"] = ([*bad_cases[case][0], "--quiet", *(x for k, v in outputs.items() for x in (f"--{k}", v))],
-                                   dict(outputs=outputs))
-    jobs["malformed_box"] = ([folder, "--box", "1,2,3", *sharp], {})
+        args = [source, *box, *extra, "--json", paths["json"], "--masks", paths["masks"], "--output", paths["output"]]
+        jobs[name] = ([*args, *(["--quiet"] if quiet else [])], dict(paths, command=command))
+
+    def json_only(name, source, *extra):
+        path = work / f"{name}.jsonl"
+        jobs[name] = ([source, *extra, "--json", path, "--quiet"], dict(json=path))
+
+    # The installed console script, progress bar on, on the (lossless FFV1) video file.
+    script = shutil.which("siammask", path=str(Path(sys.executable).parent)) or shutil.which("siammask")
+    assert script, "the `siammask` console script is not installed (pip install -e .)"
+    full("video", synthetic_video, *sharp, command=[script], quiet=False)
+    full("folder", synthetic_folder, *sharp)
+    jobs["two"] = ([synthetic_folder, *box, "--box", box_arg(SECOND_BOX), *sharp, "--json", work / "two.jsonl",
+                    "--masks", work / "two_masks", "--quiet"], dict(json=work / "two.jsonl", masks=work / "two_masks"))
+    json_only("second_alone", synthetic_folder, "--box", box_arg(SECOND_BOX), *sharp)
+    base = work / "base"
+    jobs["base"] = ([synthetic_video, *box, "--weights", base_checkpoint, "--variant", "base", "--json",
+                     base.with_suffix(".jsonl"), "--masks", base, "--quiet"], dict(json=base.with_suffix(".jsonl"),
+                                                                                   masks=base))
+    json_only("hp_vot", synthetic_folder, *box, *sharp, "--hp", "vot")
+    # lr 0 freezes the target size: with it every frame's box keeps the given width and height.
+    frozen = work / "frozen_size.yaml"
+    frozen.write_text("penalty_k: 0.04\nwindow_influence: 0.40\nlr: 0.0\nseg_thr: 0.35\n")
+    json_only("hp_yaml", synthetic_folder, *box, *sharp, "--hp", frozen)
+    json_only("url", http_url, *box, *sharp)
+    # The intact folder with frame 6 cut in half, as an interrupted copy or download leaves it.
+    corrupt = work / "corrupt_frames"
+    shutil.copytree(synthetic_folder, corrupt)
+    data = (corrupt / "00006.png").read_bytes()
+    (corrupt / "00006.png").write_bytes(data[:len(data) // 2])
+    full("corrupt", corrupt, *sharp, video=".avi")
+    json_only("no_weights", synthetic_folder, *box)
+
+    for case in PROCESS_CASES:
+        if case in bad_cases:
+            args, needles = bad_cases[case]
+            jobs[f"bad:{case}"] = ([*args, "--quiet"], dict(needles=needles))
     truncated = work / "truncated.avi"
     data = synthetic_video.read_bytes()
     truncated.write_bytes(data[:len(data) // 2])
@@ -447,36 +473,37 @@ def test_http_url_source(runs, first_box):
 
 # --- bad inputs -----------------------------------------------------------------
 
-def _bad(runs, case: str):
-    if f"bad:{case}" not in runs:
+def _bad(cases: dict, case: str):
+    if case not in cases:
         pytest.skip(f"{case} needs what this machine lacks (/dev/full)")
-    return runs[f"bad:{case}"]
+    return cases[case]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_is_a_user_error(runs, case):
-    run = _bad(runs, case)
+def test_bad_input_is_a_one_line_user_error(bad_cases, case, capfd):
+    args, needles = _bad(bad_cases, case)
+    assert_one_line_error(*cli_in_process("track", *args, "--quiet", capfd=capfd), *needles)
+
+
+@pytest.mark.parametrize("case", PROCESS_CASES)
+def test_bad_input_as_a_process_exits_2_with_one_line(runs, case):
+    run = _bad(runs, f"bad:{case}")
     assert_user_error(run.proc, *run.needles)
-
-
-@pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_stderr_is_one_line(runs, case):
-    proc = _bad(runs, case).proc
-    assert proc.returncode == 2
-    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert len(run.proc.stderr.splitlines()) == 1, run.proc.stderr
 
 
 @pytest.mark.parametrize("case", NO_OUTPUT_CASES)
-def test_refused_input_creates_no_output(runs, case):
-    run = runs[f"refused:{case}"]
-    assert_user_error(run.proc)
-    assert [p for p in run.outputs.values() if p.exists()] == []
+def test_refused_input_creates_no_output(bad_cases, case, tmp_path, capfd):
+    args, needles = bad_cases[case]
+    outputs = dict(json=tmp_path / "r.jsonl", masks=tmp_path / "masks", output=tmp_path / "v.avi")
+    flags = [x for k, v in outputs.items() for x in (f"--{k}", v)]
+    assert_one_line_error(*cli_in_process("track", *args, "--quiet", *flags, capfd=capfd), *needles)
+    assert [p for p in outputs.values() if p.exists()] == []
 
 
-def test_malformed_box_is_one_line_naming_the_box_without_usage(runs):
-    proc = runs["malformed_box"].proc
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["siammask: error: box '1,2,3' is not X,Y,W,H (four numbers separated by commas)"]
+def test_malformed_box_is_one_line_naming_the_box_without_usage(synthetic_folder, sharp_checkpoint, capfd):
+    assert cli_in_process("track", synthetic_folder, "--box", "1,2,3", "--weights", sharp_checkpoint, capfd=capfd) == (
+        2, ["siammask: error: box '1,2,3' is not X,Y,W,H (four numbers separated by commas)"])
 
 
 def test_truncated_video_warns_with_frames_read_and_declared(runs, first_box):
@@ -596,35 +623,27 @@ def test_ctrl_c_while_waiting_for_a_pipe_writer(tmp_path, sharp_checkpoint):
     assert not json_path.exists()
 
 
-def test_ctl_with_a_malformed_endpoint_is_one_line():
-    proc = subprocess.run([*PYTHON_CLI, "ctl", "--control", "foo://bar", "list"], capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["siammask: error: control endpoint 'foo://bar' is not a ZeroMQ endpoint; "
-                                        "use tcp://HOST:PORT or ipc:///path"]
+def test_ctl_with_a_malformed_endpoint_is_one_line(capfd):
+    assert cli_in_process("ctl", "--control", "foo://bar", "list", capfd=capfd) == (2, [
+        "siammask: error: control endpoint 'foo://bar' is not a ZeroMQ endpoint; use tcp://HOST:PORT or ipc:///path"])
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "1e308", "0"])
-def test_ctl_timeout_out_of_range_is_one_line(value):
+def test_ctl_timeout_out_of_range_is_one_line(value, capfd):
     """Before: a traceback from ZeroMQ's receive timeout (nan, 1e308) or a wait that never was (-1)."""
-    proc = subprocess.run([*PYTHON_CLI, "ctl", f"--timeout={value}", "list"], capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"siammask: error: --timeout '{value}' must be a number of seconds in "
-                                        "(0, 86400]"]
+    assert cli_in_process("ctl", f"--timeout={value}", "list", capfd=capfd) == (2, [
+        f"siammask: error: --timeout '{value}' must be a number of seconds in (0, 86400]"])
 
 
 @pytest.mark.parametrize("command", [["export"], ["train", "--config", "configs/train/lite.yaml"]])
-def test_out_that_cannot_be_a_folder_is_one_line(tmp_path, command):
+def test_out_that_cannot_be_a_folder_is_one_line(tmp_path, command, capfd, monkeypatch):
     """`--out` on /proc/x or on an existing file: before, a traceback from mkdir."""
-    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     existing = tmp_path / "existing"
     existing.write_text("keep me\n")
     what = "export" if command[0] == "export" else "run"
     for out, why in (("/proc/x", "No such file or directory; pick a writable path"),
                      (str(existing), "a file has that name; pick another path")):
-        proc = subprocess.run([*PYTHON_CLI, *command, "--out", out], capture_output=True, text=True, cwd=root,
-                              timeout=SUBPROCESS_TIMEOUT_S, env=CLI_ENV)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.splitlines() == [f"siammask: error: cannot create {what} folder '{out}': {why}"]
+        assert cli_in_process(*command, "--out", out, capfd=capfd) == (2, [
+            f"siammask: error: cannot create {what} folder '{out}': {why}"])
     assert existing.read_text() == "keep me\n"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from package_layout import imports, module_files
 
+from siammask.cli import COMMAND_MODULES
+
 LAYERS = ("commands", "pipeline", "api", "export", "engines", "core")  # top to bottom
 NAMED = {"cli": "commands", "commands": "commands", "pipeline": "pipeline", "api": "api", "export": "export",
          "engines": "engines"}
@@ -40,6 +42,28 @@ def test_imports_point_down_the_layers():
     files = module_files()
     assert {layer_of(m) for m in files} == set(LAYERS)  # every layer is there: the map is not stale
     assert back_edges(files) == []
+
+
+def imports_of_commands(files: dict[str, Path]) -> list[str]:
+    """Every import of a subcommand's module (cli loads them by name), as 'file:line: a -> b'."""
+    known, commands = set(files), set(COMMAND_MODULES)
+    return [f"{path.name}:{line}: {module} -> {target}" for module, path in sorted(files.items())
+            for line, target in imports(path, module, known) if target in commands]
+
+
+def test_no_module_imports_a_command():
+    """A subcommand is an entry point: what two of them share (the box rule, tracking into outputs)
+    lives in siammask.validate, commands.common or commands.outputs, not in one of them."""
+    files = module_files()
+    assert set(COMMAND_MODULES) <= set(files)  # the names are real modules: the check is not vacuous
+    assert imports_of_commands(files) == []
+
+
+def test_an_import_of_a_command_is_reported(tmp_path):
+    demo = tmp_path / "demo.py"
+    demo.write_text("from .track import run\n")
+    files = {**module_files(), "siammask.commands.demo": demo}
+    assert imports_of_commands(files) == ["demo.py:1: siammask.commands.demo -> siammask.commands.track"]
 
 
 def test_a_back_edge_is_reported(tmp_path):

@@ -30,8 +30,8 @@ from siammask.pipeline.config import PipelineConfig, StreamConfig, check_config
 from siammask.pipeline.control import parse_request
 from siammask.pipeline.endpoints import OWNER_FILE, RUN_PREFIX, RunDir, private_dir, process_id
 from siammask.synthetic import make_sequence
-from siammask.tracker import Tracker, validate_box
-from siammask.validate import MAX_JSON_BYTES, box_text, json_object
+from siammask.tracker import Tracker
+from siammask.validate import MAX_JSON_BYTES, box_in_frame, box_text, json_object
 
 from pipeline_support import lite_checkpoint
 
@@ -86,13 +86,13 @@ def track_finite(tracker: Tracker, sequence, box) -> list[dict]:
 ])
 def test_boxes_that_broke_the_tracker_are_refused(box, message):
     with pytest.raises(UserError, match=message) as info:
-        validate_box(box, FRAME_WH)
+        box_in_frame(box, FRAME_WH)
     assert "\n" not in str(info.value) and len(str(info.value)) < 200
 
 
 def test_smallest_and_largest_accepted_boxes_track(tracker, sequence):
     for box in ([40, 30, 2, 2], [0, 0, 160, 120], [-100, -60, 160, 120]):
-        assert validate_box(box, FRAME_WH) == tuple(float(v) for v in box)
+        assert box_in_frame(box, FRAME_WH) == tuple(float(v) for v in box)
         assert len(track_finite(tracker, sequence, box)) == 2
 
 
@@ -123,7 +123,7 @@ number = st.one_of(st.floats(width=64), st.integers(min_value=-10**400, max_valu
 @example((159, 119, 2, 2))
 def test_fuzz_boxes_the_checks_accept_track_to_finite_results(tracker, sequence, box):
     try:
-        checked = validate_box(box, FRAME_WH)
+        checked = box_in_frame(box, FRAME_WH)
     except UserError:
         return
     for rec in track_finite(tracker, sequence, checked):

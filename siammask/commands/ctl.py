@@ -5,8 +5,7 @@ import argparse
 import json
 
 from ..errors import UserError
-from ..validate import seconds_text
-from .track import parse_box
+from ..validate import box_text, seconds_text
 
 
 def _payload(args: argparse.Namespace) -> dict:
@@ -51,13 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         actions.add_parser(name, help=f"{name.replace('-', ' ')} a stream").add_argument("stream")
     add = actions.add_parser("add-target", help="start a target on the stream's newest frame")
     add.add_argument("stream")
-    add.add_argument("box", type=parse_box, help="X,Y,W,H in pixels")
+    add.add_argument("box", type=box_text, help="X,Y,W,H in pixels")
     remove = actions.add_parser("remove-target", help="stop tracking a target")
     remove.add_argument("stream")
     remove.add_argument("target", type=int)
     stream = actions.add_parser("add-stream", help="start a new stream")
     stream.add_argument("stream", help="its id")
     stream.add_argument("source", help="video file, image folder, camera index or URL")
-    stream.add_argument("--box", action="append", type=parse_box, help="X,Y,W,H on its first frame; repeatable")
+    stream.add_argument("--box", action="append", type=box_text, help="X,Y,W,H on its first frame; repeatable")
     stream.add_argument("--loop", action="store_true", help="play a file or folder again at its end")
     p.set_defaults(func=run)

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..validate import box_text
 from .common import add_model_options, build_tracker
-from .track import parse_box, track_to_outputs
+from .outputs import track_to_outputs
 
 DEMO_FRAMES = 150
 DEMO_SIZE = (640, 360)
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="track an object in a generated video (or --source) with the shipped weights")
     p.add_argument("--source", help="video file, image folder, camera index or URL instead of the generated video")
-    p.add_argument("--box", action="append", type=parse_box, help="first-frame box X,Y,W,H (with --source)")
+    p.add_argument("--box", action="append", type=box_text, help="first-frame box X,Y,W,H (with --source)")
     p.add_argument("--out", default=DEMO_OUT, help=f"output folder (default: ./{DEMO_OUT})")
     p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="length of the generated video")
     add_model_options(p)

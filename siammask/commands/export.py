@@ -6,8 +6,8 @@ import sys
 from itertools import islice
 from pathlib import Path
 
+from ..validate import box_text
 from ..variants import VARIANTS
-from .track import parse_box
 
 
 def _calibration(args: argparse.Namespace):
@@ -55,5 +55,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, help="ONNX opset (default: 17)")
     p.add_argument("--max-batch", type=int, default=8, help="TensorRT: largest batch of targets (default: 8)")
     p.add_argument("--calib", help="int8: video or image folder to calibrate on (default: synthetic frames)")
-    p.add_argument("--calib-box", type=parse_box, help="int8: target X,Y,W,H in the first --calib frame")
+    p.add_argument("--calib-box", type=box_text, help="int8: target X,Y,W,H in the first --calib frame")
     p.set_defaults(func=run)

@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..validate import box_text
 from .common import add_model_options
-from .track import parse_box
 
 if TYPE_CHECKING:  # the pipeline is imported when serve runs, not when the CLI starts
     from siammask.pipeline.config import PipelineConfig
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="pipeline YAML (see configs/pipeline/example.yaml); options below override it")
     p.add_argument("--source", help="one stream: video file, image folder, camera index or rtsp:// / http:// URL "
                                     "(replaces the config's streams)")
-    p.add_argument("--box", action="append", type=parse_box, help="target on the first frame of --source as "
+    p.add_argument("--box", action="append", type=box_text, help="target on the first frame of --source as "
                                                                   "X,Y,W,H; repeat for several")
     p.add_argument("--stream-id", default="0", help="id of the --source stream in results (default: 0)")
     p.add_argument("--loop", action="store_true", help="play a --source file or folder again at its end")

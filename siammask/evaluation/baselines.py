@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..tracker import TrackResult, validate_box
+from ..tracker import TrackResult
+from ..validate import box_in_frame
 from .names import BASELINES, DEFAULT_NANO_DIR
 from .regions import box_polygon
 
@@ -59,7 +60,7 @@ class OpenCVTracker:
         """A new OpenCV tracker per box (x, y, w, h), started from the box rounded to whole pixels."""
         states = []
         for box in boxes:
-            start = _whole_pixels(validate_box(box, (frame.shape[1], frame.shape[0])))
+            start = _whole_pixels(box_in_frame(box, (frame.shape[1], frame.shape[0])))
             tracker = self._create()
             tracker.init(frame, start)
             states.append(OpenCVState(tracker, start))

@@ -15,8 +15,10 @@ from ..backend import TemplateFeatures  # the core's (torch-free): what the engi
 
 @dataclass
 class SearchOutput:
-    """Heads for B search crops: cls (B,10,25,25), loc (B,20,25,25), the mask correlation
-    (B,256,25,25) before its 1x1 head, and the trunk maps p0, p1, p2 that refine crops from."""
+    """Heads for B search crops on the variant's NxN score map (Geometry.score_size): cls (B,2K,N,N),
+    loc (B,4K,N,N) for K anchors per cell, the mask correlation (B,hidden,N,N), and the trunk maps
+    p0, p1, p2 that refine crops from. ResNet-style variants (sharp, base, lite, lite-base): K=5,
+    N=25; nano: K=1 (a point per cell), N=15, and loc holds distances to the box's sides."""
 
     cls: torch.Tensor
     loc: torch.Tensor

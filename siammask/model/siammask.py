@@ -55,7 +55,8 @@ class SiamMask(TrackingNet):
                             self.mask_head.correlate(f, t.mask), p0, p1, p2)
 
     def mask_logits(self, out: SearchOutput, pos_yx: torch.Tensor) -> torch.Tensor:
-        """Mask logits (B,S,S) at one grid position (y, x) per target: S=127 (sharp), 63 (base)."""
+        """Mask logits (B,S,S) at one grid position (y, x) per target: S=127 with refine (sharp,
+        lite), 63 without (base, lite-base)."""
         if self.refine is not None:
             return self.refine(out.p0, out.p1, out.p2, out.mask_corr, pos_yx)
         return self.head_mask(out.mask_corr, pos_yx)
