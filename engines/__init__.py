@@ -1,4 +1,4 @@
-"""Inference back ends behind one small Protocol (see base.Engine)."""
+"""Inference back ends behind one small Protocol (siammask.backend.Engine, re-exported here)."""
 
 
 def __getattr__(name: str):

@@ -20,7 +20,8 @@ from .static_ops import xcorr_unrolled
 
 
 class TemplateGraph(nn.Module):
-    """z (B,3,127,127) -> the three heads' kernels (B,hidden,5,5)."""
+    """z (B,3,127,127) -> the three heads' kernels: (B,hidden,5,5) for the ResNet-style variants;
+    nano's cls/loc (B,192,8,8) and mask (B,64,8,8)."""
 
     def __init__(self, model: TrackingNet) -> None:
         super().__init__()

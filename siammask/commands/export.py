@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 from itertools import islice
-from pathlib import Path
 
 from ..validate import box_text
 from ..variants import VARIANTS
