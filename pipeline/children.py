@@ -45,11 +45,17 @@ class Child:
     backoff: Backoff = field(default_factory=Backoff)
     commands: Any = None                      # inference: the pipe its commands go through, once started
     ready: bool = False                       # inference: its model is loaded
+    stalled: bool = False                     # capture: its last process stalled or lost its node
 
     def why(self, code: int) -> str:
         if getattr(self.process, "host_lost", False):
             return "lost its actor (node gone or actor killed)"
         return "stalled" if self.stage == "capture" and code == STALLED else describe(code)
+
+    def stalls(self, code: int) -> bool:
+        """A capture whose source stopped answering, or whose node (a pinned capture's) is gone:
+        its stream gets no frames until a new process reads them."""
+        return self.stage == "capture" and (code == STALLED or getattr(self.process, "host_lost", False))
 
 
 class Children:
@@ -110,6 +116,7 @@ class Children:
                 log("supervisor", f"the {child.stage} stage cannot run (see above); stopping")
                 self.fatal = True
             else:
+                child.stalled = child.stalls(code)
                 self.restart(child, child.why(code))
 
     def restart(self, child: Child, why: str | None) -> None:

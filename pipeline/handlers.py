@@ -132,7 +132,7 @@ class Handlers:
             raise UserError(f"stream '{stream}' has its {cfg.max_targets} targets (max_targets); remove one first")
         if not self.stages.holder(stream).ready:
             raise UserError("the inference stage is starting; try again in a moment")
-        if rec.state != "running":
+        if rec.done:
             raise UserError(f"stream '{stream}' has {rec.state}")
         req = self._wait(envelope, stream, target=rec.next_target)
         self.stages.send(AddTarget(req=req, stream=stream, target=rec.next_target, box=tuple(box)))

@@ -99,12 +99,14 @@ class StageMetrics:
 
 
 class TargetFigures:
-    """Per-target gauges read from the supervisor's registry at scrape time (score, presence, lost):
-    no per-process files, so a removed target or stream leaves /metrics at once. `targets` gives
-    (stream, target, score, presence, lost) of every registered target."""
+    """Per-target gauges read from the supervisor's registry at scrape time (score, presence, lost),
+    and per-stream `stalled`: no per-process files, so a removed target or stream leaves /metrics at
+    once. `targets` gives (stream, target, score, presence, lost) of every registered target,
+    `streams` (stream, stalled) of every stream."""
 
-    def __init__(self, targets: Callable[[], Iterable[tuple[str, int, float, float, bool]]]) -> None:
-        self._targets = targets
+    def __init__(self, targets: Callable[[], Iterable[tuple[str, int, float, float, bool]]],
+                 streams: Callable[[], Iterable[tuple[str, bool]]]) -> None:
+        self._targets, self._streams = targets, streams
 
     def collect(self) -> Iterator[Metric]:
         families = (GaugeMetricFamily("siammask_target_score", "Box score of each target's last result",
@@ -116,7 +118,11 @@ class TargetFigures:
         for stream, target, score, presence, lost in self._targets():
             for family, value in zip(families, (score, presence, float(lost))):
                 family.add_metric([stream, str(target)], value)
-        yield from families
+        stalled = GaugeMetricFamily("siammask_stream_stalled", "1 while a stream gets no frames because its "
+                                    "capture stalled or lost its node (being restarted)", labels=["stream"])
+        for stream, is_stalled in self._streams():
+            stalled.add_metric([stream], float(is_stalled))
+        yield from (*families, stalled)
 
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

@@ -49,8 +49,15 @@ class StreamRecord:
     registration: int                         # unique per registered stream (ids may come back)
     targets: dict[int, TargetRecord] = field(default_factory=dict)
     paused: bool = False
-    state: str = "running"                    # running, ended (file done) or failed (unreadable)
+    state: str = "running"                    # running, stalled (no frames, being restarted), ended (file
+                                              # done) or failed (unreadable)
+    stalled_after: int = -1                   # stalled: the last frame published before it stalled
     next_target: int = 0
+
+    @property
+    def done(self) -> bool:
+        """No frame will come any more (its file ended, or it failed); a stalled stream is not done."""
+        return self.state in ("ended", "failed")
 
 
 class Registry:
@@ -83,6 +90,10 @@ class Registry:
         HTTP thread: each dict is copied in one step before it is walked)."""
         return [(sid, tid, t.score, t.presence, t.lost) for sid, rec in list(self.streams.items())
                 for tid, t in list(rec.targets.items())]
+
+    def stream_figures(self) -> list[tuple[str, bool]]:
+        """(stream, stalled) of every stream, for /metrics (read from the HTTP thread, over a copy)."""
+        return [(sid, rec.state == "stalled") for sid, rec in list(self.streams.items())]
 
     def paused(self) -> set[str]:
         return {sid for sid, rec in self.streams.items() if rec.paused}

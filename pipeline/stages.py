@@ -55,6 +55,7 @@ class Stages:
     def look_after(self) -> None:
         self.children.watch()
         self._look_after_workers()
+        self._look_after_stalls()
 
     # --- inference workers ----------------------------------------------------------------------
 
@@ -104,7 +105,9 @@ class Stages:
 
     def _child_down(self, child: Child) -> str:
         """What a restarted child brings back (for its log line); an inference worker's waiting
-        requests are answered now."""
+        requests are answered now; a stalled capture's stream is reported stalled."""
+        if child.stage == "capture" and child.stalled:
+            self._stream_stalled(child.name.split(" ", 1)[1])
         if child.stage != "inference":
             return ""
         self.worker_down(child)
@@ -147,7 +150,7 @@ class Stages:
     def start_captures(self) -> None:
         """A capture for every stream that has none (they start once inference is ready)."""
         for stream_id, rec in self.registry.streams.items():
-            if rec.config.remote or _capture(stream_id) in self.children.table or rec.state != "running":
+            if rec.config.remote or _capture(stream_id) in self.children.table or rec.done:
                 continue
             spec = CaptureSpec(rec.config, rec.endpoint, self.cfg.queue_size, self.cfg.open_timeout_s,
                                self.cfg.read_timeout_s, self.cfg.curve)
@@ -158,9 +161,25 @@ class Stages:
     def _spawn_capture(self, rec: StreamRecord, spec: CaptureSpec) -> StageProcess:
         """Frame ids go on from the last one published: a capture on another node (cluster mode)
         cannot share the counter, so it starts from the sink's last frame of the stream."""
-        if self.last_frames[2 * rec.slot] == rec.registration:
-            rec.counter.value = max(rec.counter.value, self.last_frames[2 * rec.slot + 1] + 1)
+        rec.counter.value = max(rec.counter.value, self._published(rec) + 1)
         return self.launcher.spawn_capture(spec, rec.counter, rec.hold)
+
+    def _published(self, rec: StreamRecord) -> int:
+        """The last frame of this stream the sink published (-1: none of this registration yet)."""
+        return self.last_frames[2 * rec.slot + 1] if self.last_frames[2 * rec.slot] == rec.registration else -1
+
+    def _stream_stalled(self, stream_id: str) -> None:
+        rec = self.registry.streams.get(stream_id)
+        if rec is not None and rec.state == "running":
+            rec.state, rec.stalled_after = "stalled", self._published(rec)
+            self.events.add("stream_stalled", stream=stream_id)
+
+    def _look_after_stalls(self) -> None:
+        """A stalled stream runs again once the sink publishes a frame newer than its last one."""
+        for stream_id, rec in self.registry.streams.items():
+            if rec.state == "stalled" and self._published(rec) > rec.stalled_after:
+                rec.state = "running"
+                self.events.add("stream_running", stream=stream_id)
 
     def _capture_ended(self, child: Child, code: int) -> None:
         stream_id = child.name.split(" ", 1)[1]

@@ -51,7 +51,7 @@ class Supervisor:
         self.events = EventLog()              # what the console shows; kept whether or not it runs
         self.console = None
         self.metrics = StageMetrics(str(run_dir.sub("metrics")), lambda: tuple(self.registry.streams))
-        self.metrics.registry.register(TargetFigures(self.registry.target_figures))
+        self.metrics.registry.register(TargetFigures(self.registry.target_figures, self.registry.stream_figures))
         self.stages = Stages(cfg, self.launcher, self.registry, self.security, self.events, self.metrics, mp,
                              run_dir.endpoint("console"))
         self.handlers = Handlers(cfg, self.registry, self.stages, self.events, self.reply)
@@ -130,7 +130,7 @@ class Supervisor:
                 log("summary", summary.line(self.registry.paused()))
                 next_summary += self.cfg.log_interval_s
             streams = self.registry.streams.values()
-            if streams and all(s.state != "running" for s in streams):
+            if streams and all(s.done for s in streams):
                 log("supervisor", "every stream has ended; stopping")
                 if all(s.state == "failed" for s in streams):
                     self.exit_code = FATAL

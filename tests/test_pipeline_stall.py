@@ -1,6 +1,7 @@
 """The capture stall watchdog, on a real hang: opening a named pipe that nobody writes into waits
 for a writer, where the source's open/read timeouts do not reach. The watchdog kills and restarts
-the capture process; once a program writes a video into the pipe, the stream is tracked."""
+the capture process, and the stream is reported stalled (ctl list, /metrics) until frames flow;
+once a program writes a video into the pipe, the stream is tracked and running again."""
 from __future__ import annotations
 
 import os
@@ -52,9 +53,15 @@ def test_stalled_capture_is_restarted_and_the_stream_then_tracked(tmp_path):
         eventually(lambda: "capture pipe stalled; restarting" in serve.log(), START_TIMEOUT_S,
                    "the stalled capture's restart in the log", serve)
         assert sub.recv(0.5) is None  # nothing was read, so nothing was published
-        assert serve.metrics()['siammask_restarts_total{stage="capture"}'] >= 1
+        metrics = serve.metrics()
+        assert metrics['siammask_restarts_total{stage="capture"}'] >= 1
+        assert metrics['siammask_stream_stalled{stream="pipe"}'] == 1.0
+        assert [s["state"] for s in serve.ctl({"cmd": "list"})["streams"]] == ["stalled"]
         writer.start()
         got = sub.wait_for(lambda m: m["frame"] >= 10, START_TIMEOUT_S, f"results from the pipe; log:\n{serve.log()}")
+        eventually(lambda: [s["state"] for s in serve.ctl({"cmd": "list"})["streams"]] == ["running"], START_TIMEOUT_S,
+                   "the stream running again in ctl list", serve)
+        assert serve.metrics()['siammask_stream_stalled{stream="pipe"}'] == 0.0
         assert all(m["stream"] == "pipe" and [t["target"] for t in m["targets"]] == [0] for m in got)
         assert got[0]["frame"] == 0 and (got[0]["width"], got[0]["height"]) == (160, 120)
         writer.join(10)
