@@ -34,6 +34,7 @@ from siammask.config import load_hp
 from siammask.engines.onnx_session import open_session
 from siammask.engines.registry import build_engine
 from siammask.evaluation.regions import box_iou
+from siammask.evaluation.segmentation import jaccard
 from siammask.export.exporter import export_model
 from siammask.export.onnx_export import GRAPH_FILES
 from siammask.synthetic import make_sequence
@@ -86,10 +87,10 @@ def engines(model, hp: str, work: Path, max_batch: int) -> dict[str, Tracker]:
 
 
 def _iou(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Mask IoU where a lost target has no mask (None): two Nones agree, one None does not."""
     if a is None or b is None:
         return 1.0 if a is None and b is None else 0.0
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+    return jaccard(a, b)
 
 
 def parity(cpu: Tracker, gpu: Tracker, frames: list[np.ndarray], box) -> dict[str, float]:
