@@ -45,7 +45,6 @@ class Child:
     backoff: Backoff = field(default_factory=Backoff)
     commands: Any = None                      # inference: the pipe its commands go through, once started
     ready: bool = False                       # inference: its model is loaded
-    stalled: bool = False                     # capture: its last process stalled or lost its node
 
     def why(self, code: int) -> str:
         if getattr(self.process, "host_lost", False):
@@ -62,7 +61,7 @@ class Children:
     """The table, and the one loop that looks after it (`watch`)."""
 
     def __init__(self, metrics: StageMetrics, events: EventLog, ended: Callable[[Child, int], None],
-                 down: Callable[[Child], str]) -> None:
+                 down: Callable[[Child, bool], str]) -> None:
         self.table: dict[str, Child] = {}
         self.metrics, self.events = metrics, events
         self.ended = ended                    # a capture whose source ended or failed (code ENDED or FAILED)
@@ -80,8 +79,8 @@ class Children:
 
     def by_generation(self, generation: int) -> Child | None:
         """The inference child whose current process has this generation (None: a process since replaced)."""
-        return next((c for c in self.of_stage("inference") if c.process is not None and c.generation == generation),
-                    None)
+        return next((c for c in self.table.values()
+                     if c.stage == "inference" and c.process is not None and c.generation == generation), None)
 
     def add(self, child: Child) -> Child:
         self.table[child.name] = child
@@ -116,27 +115,26 @@ class Children:
                 log("supervisor", f"the {child.stage} stage cannot run (see above); stopping")
                 self.fatal = True
             else:
-                child.stalled = child.stalls(code)
-                self.restart(child, child.why(code))
+                self.restart(child, child.why(code), child.stalls(code))
 
-    def restart(self, child: Child, why: str | None) -> None:
+    def restart(self, child: Child, why: str | None, stalled: bool = False) -> None:
         """The only restart: its process is gone, a new one starts after the backoff (logged with
-        `why`, unless None: a reason already logged once)."""
+        `why`, unless None: a reason already logged once; `stalled`: a capture that stalled)."""
         self._gone(child)
         wait = child.backoff.next(time.monotonic() - child.started)
         child.restart_at = time.monotonic() + wait
         RESTARTS.labels(child.stage).inc()
-        brings = self.down(child)
+        brings = self.down(child, stalled)
         self.events.add("restarted", stage=child.name, why=why or "refused", wait_s=wait)
         if why is not None:
             log("supervisor", f"{child.name} {why}; restarting in {wait:g} s{brings}")
 
-    def _gone(self, child: Child) -> None:
+    def _gone(self, child: Child, mark_dead: bool = True) -> None:
         process, child.process, child.ready = child.process, None, False
         if child.commands is not None:
             child.commands.close()
             child.commands = None
-        if process is not None and process.pid is not None:
+        if mark_dead and process is not None and process.pid is not None:
             self.metrics.process_died(process.pid)
 
     def remove(self, name: str, kill: bool = False) -> None:
@@ -154,11 +152,8 @@ class Children:
         """Captures first, then inference (it finishes what it holds), then the sink (it writes it)."""
         for stage in ("capture", "inference", "sink"):
             stop([c.process for c in self.of_stage(stage) if c.process is not None])
-        for child in self.table.values():  # their metrics go with the run folder
-            child.process = None
-            if child.commands is not None:
-                child.commands.close()
-                child.commands = None
+        for child in self.table.values():
+            self._gone(child, mark_dead=False)  # their metrics go with the run folder
 
     def down_now(self) -> list[str]:
         """The children not running now: waiting to be restarted, or an inference worker still

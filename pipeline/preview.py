@@ -17,6 +17,13 @@ BOUNDARY = "siammaskframe"
 JPEG_QUALITY = 80
 
 
+def encode_jpeg(bgr: np.ndarray) -> bytes | None:
+    """An annotated frame as the JPEG every viewer gets (the preview's and the console's); None if
+    OpenCV cannot encode it."""
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return jpeg.tobytes() if ok else None
+
+
 class PreviewServer:
     def __init__(self, port: int) -> None:
         self._cond = threading.Condition()
@@ -45,14 +52,12 @@ class PreviewServer:
             self._jpegs.pop(stream, None)
             self._cond.notify_all()
 
-    def update(self, stream: str, bgr: np.ndarray) -> None:
-        """Offer the newest annotated frame of a stream to its viewers."""
-        ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if ok:
-            with self._cond:
-                seq = self._jpegs.get(stream, (0, b""))[0] + 1
-                self._jpegs[stream] = (seq, jpeg.tobytes())
-                self._cond.notify_all()
+    def update(self, stream: str, jpeg: bytes) -> None:
+        """Offer the newest annotated frame of a stream (encoded by `encode_jpeg`) to its viewers."""
+        with self._cond:
+            seq = self._jpegs.get(stream, (0, b""))[0] + 1
+            self._jpegs[stream] = (seq, jpeg)
+            self._cond.notify_all()
 
     def page(self) -> bytes:
         with self._cond:

@@ -12,7 +12,6 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import zmq
 
@@ -26,7 +25,7 @@ from .endpoints import bound_endpoint
 from .exits import FATAL
 from .messages import Result, StreamEnd, TargetChanged
 from .metrics import DROPPED, FRAMES, LATENCY_SECONDS, observe_stages
-from .preview import JPEG_QUALITY, PreviewServer
+from .preview import PreviewServer, encode_jpeg
 from .process import StopFlag, log
 from .security import Security, load_keys
 
@@ -220,34 +219,30 @@ class Sink:
         canvas = draw(frame, result.targets)
         if want_video:
             self._video(stream, canvas, result.fps).write(canvas)
-        if self.preview and self.preview.watched:
-            self.preview.update(stream, canvas)
-        if want_console:
-            self._to_console(stream, canvas)
+        self._show(stream, canvas, bool(self.preview and self.preview.watched), want_console)
 
     def look(self) -> None:
         """When the console's or the preview's first viewer arrives, the newest picture of every
         stream at once (a paused stream's too), drawn now: nothing was encoded while no one watched."""
         watched = self.console is not None and self.watching.value > 0
-        if watched and not self.watched:
-            for stream, (frame, targets) in self.kept.items():
-                self._to_console(stream, draw(frame, targets))
-        self.watched = watched
         preview_watched = bool(self.preview and self.preview.watched)
-        if preview_watched and not self.preview_watched:
+        console_new, preview_new = watched and not self.watched, preview_watched and not self.preview_watched
+        if console_new or preview_new:
             for stream, (frame, targets) in self.kept.items():
-                self.preview.update(stream, draw(frame, targets))
-        self.preview_watched = preview_watched
+                self._show(stream, draw(frame, targets), preview_new, console_new)
+        self.watched, self.preview_watched = watched, preview_watched
 
-    def _to_console(self, stream: str, canvas: np.ndarray) -> None:
-        """One JPEG per processed frame, whatever the number of viewers (they share it)."""
-        ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
+    def _show(self, stream: str, canvas: np.ndarray, preview: bool, console: bool) -> None:
+        """One JPEG per drawn frame, whoever watches it (the preview's and the console's viewers share it)."""
+        if not (preview or console) or (jpeg := encode_jpeg(canvas)) is None:
             return
-        try:
-            self.console.send_multipart([stream.encode(), jpeg.tobytes()], zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # the console has older pictures waiting: this one is not missed for long
+        if preview:
+            self.preview.update(stream, jpeg)
+        if console:
+            try:
+                self.console.send_multipart([stream.encode(), jpeg], zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the console has older pictures waiting: this one is not missed for long
 
     def _video(self, stream: str, canvas: np.ndarray, fps: float | None) -> VideoWriter:
         """The stream's video writer; a new part when this process has written the path before, or

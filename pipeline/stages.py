@@ -103,11 +103,11 @@ class Stages:
         child.commands.send(dataclasses.replace(cmd, generation=child.generation))
         return True
 
-    def _child_down(self, child: Child) -> str:
+    def _child_down(self, child: Child, stalled: bool) -> str:
         """What a restarted child brings back (for its log line); an inference worker's waiting
         requests are answered now; a stalled capture's stream is reported stalled."""
-        if child.stage == "capture" and child.stalled:
-            self._stream_stalled(child.name.split(" ", 1)[1])
+        if stalled:
+            self._stream_stalled(_stream_of(child))
         if child.stage != "inference":
             return ""
         self.worker_down(child)
@@ -182,7 +182,7 @@ class Stages:
                 self.events.add("stream_running", stream=stream_id)
 
     def _capture_ended(self, child: Child, code: int) -> None:
-        stream_id = child.name.split(" ", 1)[1]
+        stream_id = _stream_of(child)
         rec = self.registry.streams[stream_id]
         rec.state = "ended" if code == ENDED else "failed"
         self.events.add(f"stream_{rec.state}", stream=stream_id)
@@ -202,3 +202,8 @@ class Stages:
 def _capture(stream_id: str) -> str:
     """The child name of a stream's capture process (stream ids cannot clash with 'inference')."""
     return f"capture {stream_id}"
+
+
+def _stream_of(capture: Child) -> str:
+    """The stream of a capture child (the inverse of _capture)."""
+    return capture.name.split(" ", 1)[1]

@@ -31,7 +31,7 @@ def table(tmp_path) -> tuple[Children, EventLog, list]:
     events = EventLog()
     children = Children(StageMetrics(str(tmp_path), lambda: ()), events,
                         ended=lambda child, code: calls.append(("ended", child.name, code)),
-                        down=lambda child: calls.append(("down", child.name)) or " with nothing")
+                        down=lambda child, stalled: calls.append(("down", child.name)) or " with nothing")
     return children, events, calls
 
 
