@@ -17,8 +17,8 @@ from .backend import Engine, TrackHeads
 from .config import TrackerConfig
 from .geometry.anchors import generate_anchors, generate_points
 from .geometry.crop import crop_and_resize, search_scale, template_side, to_chw_float
-from .geometry.masks import (box_corners, guided_filter_available, guided_refine, mask_polygon, mask_window,
-                             paste_back, paste_matrix)
+from .geometry.masks import (Pasted, box_corners, guided_filter_available, guided_refine, mask_polygon,
+                             mask_window, paste_back, paste_matrix)
 from .geometry.scoring import cosine_window, decode, decode_points, fg_scores, pick_best, size_penalty, top_peaks
 from .evaluation.regions import box_iou
 from .geometry.tiles import grid_reach, scan_batch, scan_centres
@@ -356,25 +356,27 @@ class Tracker:
                 kept = replace(old, memory=memory)
                 return kept, TrackResult(state_box(kept), box_corners(*kept.pos, *kept.size), pick.score,
                                          memory.presence, True, None, pick.pos_yx)
-        full = self._paste(frame, pick)
-        polygon = mask_polygon(full, cfg.seg_thr)
+        pasted = self._paste(frame, pick)
+        polygon = mask_polygon(pasted.values, cfg.seg_thr, origin=(pasted.x, pasted.y))
         if polygon is None:
             polygon = box_corners(*moved.pos, *moved.size)
         clamped = _clamp(moved, frame_wh)
         return clamped, TrackResult(state_box(clamped), polygon, pick.score, memory.presence, memory.lost_frames > 0,
-                                    full > cfg.seg_thr, pick.pos_yx, found=old.lost and not memory.lost_frames)
+                                    pasted.above(cfg.seg_thr, frame_wh), pick.pos_yx,
+                                    found=old.lost and not memory.lost_frames)
 
-    def _paste(self, frame: np.ndarray, pick: Pick) -> np.ndarray:
-        """The pick's mask probabilities pasted back into a frame-sized float map."""
+    def _paste(self, frame: np.ndarray, pick: Pick) -> Pasted:
+        """The pick's mask probabilities pasted back into the frame."""
         cfg, geo = self.cfg, self.geometry
         frame_wh = (frame.shape[1], frame.shape[0])
         crop_xy = (pick.window.centre[0] - pick.window.side / 2, pick.window.centre[1] - pick.window.side / 2)
         window = mask_window(crop_xy, pick.window.side, pick.pos_yx, cfg.instance_size, cfg.exemplar_size,
                              geo.stride, geo.base_size)
-        full = paste_back(pick.prob, paste_matrix(window, pick.prob.shape[0], frame_wh), frame_wh)
+        pasted = paste_back(pick.prob, paste_matrix(window, pick.prob.shape[0], frame_wh), frame_wh)
         if self.guide:
-            full = guided_refine(full, frame, window, pick.prob.shape[0], cfg.mask_guide_radius, cfg.mask_guide_eps)
-        return full
+            pasted = guided_refine(pasted, frame, window, pick.prob.shape[0], cfg.mask_guide_radius,
+                                   cfg.mask_guide_eps)
+        return pasted
 
     def _tracking_memory(self, memory: Memory, pick: Pick, frame_wh: tuple[int, int]) -> Memory:
         """Smoothed presence with hysteresis: lost below lost_threshold; without re-detection, in view

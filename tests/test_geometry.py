@@ -14,7 +14,7 @@ import pytest
 from siammask.geometry.anchors import anchor_shapes, generate_anchors
 from siammask.geometry.crop import (context_side, crop_and_resize, crop_origin, search_scale,
                                     template_side, to_chw_float)
-from siammask.geometry.masks import (box_corners, guided_refine, mask_polygon, mask_window, paste_back,
+from siammask.geometry.masks import (Pasted, box_corners, guided_refine, mask_polygon, mask_window, paste_back,
                                      paste_matrix)
 from siammask.geometry.scoring import cosine_window, decode, fg_scores, pick_best, size_penalty
 
@@ -479,7 +479,7 @@ def test_ocv4_model_is_close_to_opencv_warp():
 def test_paste_back_equals_opencv4_fixed_point_model(window, size, frame):
     mask = np.random.default_rng(size).random((size, size)).astype(np.float32)
     m = paste_matrix(window, size, frame)
-    got = paste_back(mask, m, frame)
+    got = paste_back(mask, m, frame).frame(frame)
     assert got.shape == (frame[1], frame[0]) and got.dtype == np.float32
     want = ocv4_warp_affine(mask, m, frame)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
@@ -493,7 +493,7 @@ def test_paste_back_window_outside_the_frame_is_all_border(window):
     # x = -30..-10 (left of the frame), (5, -40.5, 30) covers y = -40.5..-10.5 (above): all pixels are -1
     mask = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     m = paste_matrix(window, 16, (40, 30))
-    got = paste_back(mask, m, (40, 30))
+    got = paste_back(mask, m, (40, 30)).frame((40, 30))
     assert got.shape == (30, 40) and (got == -1).all()
     np.testing.assert_array_equal(got, ocv4_warp_affine(mask, m, (40, 30)))
 
@@ -502,7 +502,7 @@ def test_paste_back_window_larger_than_the_frame():
     # window (-50, -40, 200) around a 40x30 frame: every frame pixel samples the mask, none is -1
     mask = np.random.default_rng(1).random((16, 16)).astype(np.float32)
     m = paste_matrix((-50.0, -40.0, 200.0), 16, (40, 30))
-    got = paste_back(mask, m, (40, 30))
+    got = paste_back(mask, m, (40, 30)).frame((40, 30))
     assert (got >= 0).all()
     np.testing.assert_allclose(got, ocv4_warp_affine(mask, m, (40, 30)), rtol=0, atol=1e-6)
 
@@ -514,7 +514,7 @@ def test_paste_back_realistic_frame_against_model_and_opencv():
     crop_xy = (382.5 - crop_side / 2, 237.5 - crop_side / 2)
     window = mask_window(crop_xy, crop_side, (9, 14))
     m = paste_matrix(window, 127, (480, 360))
-    got = paste_back(mask, m, (480, 360))
+    got = paste_back(mask, m, (480, 360)).frame((480, 360))
     np.testing.assert_allclose(got, ocv4_warp_affine(mask, m, (480, 360)), rtol=0, atol=1e-6)
     cv = cv2.warpAffine(mask, m, (480, 360), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                         borderValue=-1)
@@ -524,11 +524,41 @@ def test_paste_back_realistic_frame_against_model_and_opencv():
     assert (fg_got == fg_cv).mean() > 0.99
 
 
+@pytest.mark.parametrize("centre", [(382.5, 237.5), (40.0, 300.0)])  # inside; over the left and bottom edges
+def test_pasted_part_holds_every_pixel_the_mask_reaches_and_traces_like_the_whole_frame(centre):
+    mask = _smooth_mask(127)
+    crop_side = 500.0
+    window = mask_window((centre[0] - crop_side / 2, centre[1] - crop_side / 2), crop_side, (12, 12))
+    m = paste_matrix(window, 127, (480, 360))
+    pasted = paste_back(mask, m, (480, 360))
+    full = pasted.frame((480, 360))
+    np.testing.assert_allclose(full, ocv4_warp_affine(mask, m, (480, 360)), rtol=0, atol=1e-6)
+    h, w = pasted.values.shape
+    assert h * w < 480 * 360 / 2                       # a part, not the frame
+    rows, cols = np.nonzero(full != -1)
+    assert pasted.x <= cols.min() and cols.max() < pasted.x + w and pasted.y <= rows.min() and rows.max() < pasted.y + h
+    np.testing.assert_array_equal(pasted.above(0.35, (480, 360)), full > 0.35)
+    polygon = mask_polygon(pasted.values, 0.35, origin=(pasted.x, pasted.y))
+    assert polygon is not None
+    np.testing.assert_array_equal(polygon, mask_polygon(full, 0.35))
+
+
+def test_pasted_covering_grows_with_minus_one_and_keeps_values():
+    part = Pasted(5, 4, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert part.covering(5, 4, 8, 6) is part                 # already held
+    grown = part.covering(3, 4, 9, 7)
+    assert (grown.x, grown.y, grown.values.shape) == (3, 4, (3, 6))
+    np.testing.assert_array_equal(grown.frame((12, 10)), part.frame((12, 10)))
+    assert (grown.values[:, :2] == -1).all() and (grown.values[2] == -1).all() and (grown.values[:, 5] == -1).all()
+    empty = Pasted(0, 0, np.zeros((0, 0), np.float32))      # a window off the frame
+    assert not empty.above(-0.5, (12, 10)).any() and (empty.frame((12, 10)) == -1).all()
+
+
 def test_paste_back_round_trip_integer_scale_and_shift():
     # forward map x' = 2x + 10, y' = 2y + 20: inverse samples (x'/2 - 5, y'/2 - 10), fractions 0 or 16/32
     mask = np.random.default_rng(7).random((10, 12)).astype(np.float32)   # 10 rows, 12 columns
     m = np.array([[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]])
-    frame = paste_back(mask, m, (50, 45))
+    frame = paste_back(mask, m, (50, 45)).frame((50, 45))
     # every even pixel of the pasted region is exactly a mask pixel: crop it back
     np.testing.assert_array_equal(frame[20:20 + 2 * 10:2, 10:10 + 2 * 12:2], mask)
     # odd columns inside are the mean of two neighbours: 0.5*m[i, j] + 0.5*m[i, j+1]
@@ -626,7 +656,7 @@ def test_guided_refine_moves_the_boundary_onto_the_image_edge():
     frame, prob = _edge_scene()
     assert _first_column_above_half(prob) == {46}
     # a 127-pixel mask over a 100 px window at (10, -10): full resolution, radius 10 mask px = 8 frame px
-    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 127, 10, 0.006)
+    out = guided_refine(Pasted(0, 0, prob), frame, (10.0, -10.0, 100.0), 127, 10, 0.006).values
     (column,) = _first_column_above_half(out)  # the same in every row
     assert abs(column - 50) <= 1  # from 4 px off to the edge's own pixel pair
 
@@ -635,7 +665,7 @@ def test_guided_refine_at_reduced_resolution_is_within_its_pixel():
     """A window of four times the mask's side is filtered shrunk by 4 (here 25 mask pixels over 100
     frame pixels): the edge is found to within half a coarse pixel."""
     frame, prob = _edge_scene()
-    out = guided_refine(prob, frame, (10.0, -10.0, 100.0), 25, 2, 0.006)
+    out = guided_refine(Pasted(0, 0, prob), frame, (10.0, -10.0, 100.0), 25, 2, 0.006).values
     (column,) = _first_column_above_half(out)
     assert abs(column - 50) <= 2
 
@@ -645,13 +675,20 @@ def test_guided_refine_touches_only_the_window_and_its_margin():
     prob = np.full((80, 120), -1, np.float32)  # paste_back's "outside the window"
     prob[20:60, 40:80] = 0.8
     # window x 40..80, y 20..60; radius 5 of 40 mask px over 40 frame px: margin 5 px
-    out = guided_refine(prob.copy(), frame, (40.0, 20.0, 40.0), 40, 5, 0.006)
+    out = guided_refine(Pasted(0, 0, prob.copy()), frame, (40.0, 20.0, 40.0), 40, 5, 0.006).values
     changed = out != prob
     rows, cols = np.nonzero(changed)
     assert rows.min() >= 15 and rows.max() < 65 and cols.min() >= 35 and cols.max() < 85
     assert out[15:65, 35:85].min() >= 0 and out[15:65, 35:85].max() <= 1
     assert np.array_equal(out[~changed], prob[~changed])
     # a window wholly outside the frame changes nothing
-    assert np.array_equal(guided_refine(prob.copy(), frame, (500.0, 500.0, 40.0), 40, 5, 0.006), prob)
-    # in place: the caller's array is the result (no copy of a whole frame per step)
-    assert guided_refine(prob, frame, (40.0, 20.0, 40.0), 40, 5, 0.006) is prob
+    assert np.array_equal(guided_refine(Pasted(0, 0, prob.copy()), frame, (500.0, 500.0, 40.0), 40, 5, 0.006).values,
+                          prob)
+    # a pasted part smaller than the region grows to hold it, with the same values as a whole frame
+    part = Pasted(40, 20, prob[20:60, 40:80].copy())
+    grown = guided_refine(part, frame, (40.0, 20.0, 40.0), 40, 5, 0.006)
+    assert (grown.x, grown.y, grown.values.shape) == (35, 15, (50, 50))
+    np.testing.assert_array_equal(grown.frame((120, 80)), out)
+    # in place where the pasted part covers the region: no copy per step
+    pasted = Pasted(0, 0, prob)
+    assert guided_refine(pasted, frame, (40.0, 20.0, 40.0), 40, 5, 0.006) is pasted
