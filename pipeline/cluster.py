@@ -14,7 +14,8 @@ from siammask.threads import BLAS_ENV
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint
+from .endpoints import (RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint,
+                        late_node)
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .inference import InferenceSpec, run_inference
 from .launch import LocalLauncher, StageProcess
@@ -83,6 +84,9 @@ class RayLauncher:
     def endpoint(self, name: str) -> str:
         return self.private(name) if self.private else free_tcp_endpoint(self.address)
 
+    def supervisor_endpoint(self, name: str) -> str:
+        return self.private(name) if self.private else f"tcp://{self.address}:*"
+
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """A pinned capture's host is placed now (its endpoint is on that node) and kept for the
         stream's life: its camera is there."""
@@ -115,28 +119,18 @@ class RayLauncher:
         process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
         return process
 
-    def inference(self, spec: Callable[[str], InferenceSpec]) -> StageProcess:
-        """A worker's actor, placed now; its stage starts in `command_endpoint` once Ray has placed
-        it (its command socket binds on that node)."""
+    def inference(self, spec: InferenceSpec) -> StageProcess:
+        """A worker's actor, placed now; its stage starts, from `spec` as it is, as soon as Ray has
+        placed it: its sockets connect to the supervisor's. On a cluster of one machine a node that
+        joined later cannot reach them, so the stage does not start there (`refusal`)."""
         process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True), self.env)
-        endpoint = process.host.free_endpoint.remote(self.driver_address, self.private and self.private("commands"))
-        process.deferred = (endpoint, spec)
+        process.start(run_inference, (spec,), only_on=self.driver_address if self.address == LOOPBACK else None)
         return process
 
-    def command_endpoint(self, process: StageProcess) -> str | None:
-        if not isinstance(process, RayProcess) or process.deferred is None:
+    def refusal(self, process: StageProcess) -> str | None:
+        if not (isinstance(process, RayProcess) and process.refused()):
             return None
-        ref, spec = process.deferred
-        if not ray.wait([ref], timeout=0)[0]:
-            return None
-        process.deferred = None
-        try:
-            endpoint = ray.get(ref)
-        except ray.exceptions.RayError:
-            return None  # the host died while being placed: its exit code says so
-        check_stage_endpoint(endpoint, "an inference worker", self.address == LOOPBACK, self.cfg.curve)
-        process.start(run_inference, (spec(endpoint),))
-        return endpoint
+        return late_node("an inference worker", (process.where() or {}).get("address", "another machine"))
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         if isinstance(process, RayProcess):
