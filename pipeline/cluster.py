@@ -23,6 +23,7 @@ from .launch import LocalLauncher, StageProcess
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20   # serve sends frames over ZeroMQ, not through Ray's object store
 PLACE_TIMEOUT_S = 30.0                   # a pinned capture's node must be found in this time
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", BLAS_ENV)  # thread limits the stages get on every node
+METRICS_EVERY_S = 1.0                    # how often a worker sends its metrics (metrics.own_files)
 
 
 def connect(address: str) -> str:
@@ -72,6 +73,10 @@ class RayLauncher:
         check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
+        # a worker sends its metrics over the events channel, wherever it runs: its own files are
+        # in a folder the supervisor does not read (on this machine too, or they would count twice)
+        self.worker_env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir.sub("worker-metrics"))}
+        self.metrics_every_s = METRICS_EVERY_S
         self.private = run_dir.endpoint if one_machine and ray_runs_as_us(nodes) else None  # see above
         if one_machine and self.private is None:
             check_loopback_stages(cfg.curve)
@@ -123,7 +128,8 @@ class RayLauncher:
         """A worker's actor, placed now; its stage starts, from `spec` as it is, as soon as Ray has
         placed it: its sockets connect to the supervisor's. On a cluster of one machine a node that
         joined later cannot reach them, so the stage does not start there (`refusal`)."""
-        process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True), self.env)
+        process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True),
+                             self.worker_env)
         process.start(run_inference, (spec,), only_on=self.driver_address if self.address == LOOPBACK else None)
         return process
 

@@ -49,6 +49,7 @@ class Launcher(Protocol):
         """A stream's capture process; `counter` and `hold` are the supervisor's shared values."""
 
     max_streams: int | None  # streams per inference worker (None: one worker holds every stream)
+    metrics_every_s: float   # how often a worker sends its metrics files (0: they are where the supervisor reads)
 
     def worker_name(self, number: int) -> str:
         """The child name of inference worker `number`."""
@@ -76,6 +77,7 @@ class LocalLauncher:
     """Every stage a child process of the supervisor (spawned: no state inherited by accident)."""
 
     max_streams = None
+    metrics_every_s = 0.0  # the files are in the supervisor's folder: read there, at no cost
 
     def __init__(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir

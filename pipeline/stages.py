@@ -71,7 +71,8 @@ class Stages:
         link = LinkSpec(child.commands.endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
                         cfg.queue_size + cfg.max_streams, cfg.curve)
         streams = self.holders.streams[self.workers[name]]
-        return self.launcher.inference(self.registry.inference_spec(streams, generation, link))
+        return self.launcher.inference(self.registry.inference_spec(streams, generation, link,
+                                                                    self.launcher.metrics_every_s))
 
     def _look_after_workers(self) -> None:
         """Hand each worker the commands that waited for it to connect; restart one placed on a node
