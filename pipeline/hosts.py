@@ -67,11 +67,12 @@ class StageHost:
         return {"node": node, "address": node_address(node), "host": socket.gethostname()}
 
     def free_endpoint(self, driver_address: str, private: str | None = None) -> str:
-        """Where a pinned capture binds its frames socket: `private` (an ipc:// path in serve's run folder, when every node
-        was on serve's machine at start) if this node is on the driver's machine, else a tcp endpoint
-        on this node's address (a node that joined since: see check_stage_endpoint); without
-        `private`, tcp on loopback on the driver's machine (Ray gives every node the machine's outside
-        address, even a test cluster's). Answered once Ray has placed this host."""
+        """Where a pinned capture binds its frames socket: `private` (an ipc:// path in serve's run
+        folder, when every node was on serve's machine at start) if this node is on the driver's
+        machine, else a tcp endpoint on this node's address (a node that joined since: see
+        check_stage_endpoint); without `private`, tcp on loopback on the driver's machine (Ray gives
+        every node the machine's outside address, even a test cluster's). Answered once Ray has
+        placed this host."""
         address = self.where()["address"]
         if address == driver_address:
             return private or free_tcp_endpoint(LOOPBACK)

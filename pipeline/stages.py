@@ -40,7 +40,7 @@ class Stages:
         self.console_watching = mp.Value("i", 0, lock=False)  # the sink encodes pictures while > 0
         self.console_frames = console_frames
         self.sink_starts = 0
-        self.events_endpoint = launcher.endpoint("events")
+        self.events_endpoint = ""             # where the supervisor bound the events socket, before `start`
         self.results_endpoint = launcher.endpoint("results")
 
     def start(self) -> None:

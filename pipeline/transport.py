@@ -179,6 +179,7 @@ class ZmqSupervisorLink:
         self.pollable = security.ctx.socket(zmq.PULL)
         self.pollable.linger = 0
         security.bind(self.pollable, events_endpoint)
+        self.endpoint = bound_endpoint(self.pollable)  # with the port ZeroMQ picked for a port '*'
 
     def events(self) -> list[Received]:
         """Every event waiting, with the init frame an added target's event carries."""

@@ -5,8 +5,6 @@ sockets over ipc://, a real inference process (lite random weights) beside the t
 Ray actor runs."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,17 +22,6 @@ GENERATION = 12345
 
 
 @pytest.fixture
-def folder(monkeypatch) -> Path:
-    """A short folder of the test's own for ipc files (and TMPDIR, so a run folder is in it too)."""
-    base = Path(tempfile.mkdtemp(prefix="route-", dir="/tmp"))
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setenv("TMPDIR", str(base))
-    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
 def security():
     ctx = zmq.Context()
     sec = Security(ctx, None)
@@ -48,13 +35,13 @@ def link_spec(commands: str, folder: Path) -> LinkSpec:
                     curve=None)
 
 
-def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(folder, security):
-    pipe = CommandPipe(security, f"ipc://{folder}/commands")
-    assert pipe.endpoint == f"ipc://{folder}/commands"
+def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(own_tmpdir, security):
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    assert pipe.endpoint == f"ipc://{own_tmpdir}/commands"
     sent = [SetPaused(generation=GENERATION, stream="a", paused=True, req=n) for n in range(3)]
     for cmd in sent:
         pipe.send(cmd)  # nobody is connected: a bound PUSH takes nothing yet
-    link = ZmqStageLink(link_spec(pipe.endpoint, folder))
+    link = ZmqStageLink(link_spec(pipe.endpoint, own_tmpdir))
     try:
         got: list = []
 
@@ -71,13 +58,13 @@ def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(folder, se
         pipe.close()
 
 
-def test_a_new_process_gets_a_pipe_of_its_own_and_nothing_meant_for_it_reaches_the_old_one(folder, security):
+def test_a_new_process_gets_a_pipe_of_its_own_and_nothing_meant_for_it_reaches_the_old_one(own_tmpdir, security):
     """A restarted worker's pipe is a fresh socket: commands for it never go to the process it replaces."""
-    old_pipe = CommandPipe(security, f"ipc://{folder}/commands-1")
-    old = ZmqStageLink(link_spec(old_pipe.endpoint, folder))
-    new_pipe = CommandPipe(security, f"ipc://{folder}/commands-2")
+    old_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-1")
+    old = ZmqStageLink(link_spec(old_pipe.endpoint, own_tmpdir))
+    new_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-2")
     old_pipe.close()  # the old process died: its pipe closes with it (children._gone)
-    new = ZmqStageLink(link_spec(new_pipe.endpoint, folder))
+    new = ZmqStageLink(link_spec(new_pipe.endpoint, own_tmpdir))
     try:
         commands = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(5)]
         for cmd in commands:
@@ -125,13 +112,13 @@ def stage_spec(lite: Path, pipe: CommandPipe, folder: Path) -> InferenceSpec:
                          link_spec(pipe.endpoint, folder))
 
 
-def test_a_command_sent_before_the_process_starts_is_answered_by_it(folder, security, lite):
+def test_a_command_sent_before_the_process_starts_is_answered_by_it(own_tmpdir, security, lite):
     """The supervisor's order: bind the pipe, build the spec, start the process; a request made
     before the process runs (or has loaded its model) is answered by that process."""
-    events = events_socket(security, folder)
-    pipe = CommandPipe(security, f"ipc://{folder}/commands")
+    events = events_socket(security, own_tmpdir)
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
     pipe.send(SetPaused(generation=GENERATION, stream="a", paused=True, req=7))
-    process = LocalLauncher(None).inference(stage_spec(lite, pipe, folder))
+    process = LocalLauncher(None).inference(stage_spec(lite, pipe, own_tmpdir))
     try:
         got = reply_to(events, pipe, 7)
         assert isinstance(got[0], Ready) and got[0].generation == GENERATION
@@ -145,7 +132,7 @@ def test_a_command_sent_before_the_process_starts_is_answered_by_it(folder, secu
 
 
 @pytest.mark.slow
-def test_a_cluster_worker_starts_from_its_complete_spec_and_takes_commands_sent_before(folder, security, lite):
+def test_a_cluster_worker_starts_from_its_complete_spec_and_takes_commands_sent_before(own_tmpdir, security, lite):
     """On Ray the spec, command endpoint included, is complete before the actor is placed: no
     endpoint is asked of the node (that was a free port found there, then bound: a race), and a
     command sent while Ray places the actor is answered by its stage."""
@@ -160,10 +147,10 @@ def test_a_cluster_worker_starts_from_its_complete_spec_and_takes_commands_sent_
         cfg = PipelineConfig(streams=(StreamConfig("a", "x"),), worker=WorkerConfig(num_cpus=0.5, max_streams=1))
         launcher = ray_mode.RayLauncher(run_dir, cfg, address)
         try:
-            events = events_socket(security, folder)
+            events = events_socket(security, own_tmpdir)
             pipe = CommandPipe(security, launcher.supervisor_endpoint("commands"))
             assert pipe.endpoint.startswith(f"ipc://{run_dir.path}/"), pipe.endpoint  # one machine, our user
-            process = launcher.inference(stage_spec(lite, pipe, folder))
+            process = launcher.inference(stage_spec(lite, pipe, own_tmpdir))
             pipe.send(SetPaused(generation=GENERATION, stream="a", paused=False, req=9))
             got = reply_to(events, pipe, 9)
             assert got[-1] == Reply(generation=GENERATION, req=9, error="stream 'a' is not running")
