@@ -151,12 +151,13 @@ class RayProcess:
         self._place: dict[str, str] | None = None
         self.host_lost = False              # the actor died (its node gone, or killed), not just the stage
         self.serial = 1                     # which process of its host this is
+        self._refused: bool | None = None   # see `refused`; None until its host answered `start`
 
     def next_on_host(self) -> RayProcess:
         """The next stage process on this one's host, which keeps the host."""
         process = copy.copy(self)
         process.owns_host, process.serial, process.host_lost = False, self.serial + 1, False
-        process._start = process._exit = process._exitcode = None
+        process._start = process._exit = process._exitcode = process._refused = None
         return process
 
     def start(self, target: Callable[..., None], args: tuple, only_on: str | None = None) -> None:
@@ -166,13 +167,14 @@ class RayProcess:
         self._exit = self.host.wait.remote(self.serial)
 
     def refused(self) -> bool:
-        """Its host would not start the stage on the node Ray placed it on (see StageHost.start)."""
-        if self._start is None or not ray.wait([self._start], timeout=0)[0]:
-            return False
-        try:
-            return ray.get(self._start) is None
-        except ray.exceptions.RayError:
-            return False  # the host died: its exit code says so
+        """Its host would not start the stage on the node Ray placed it on (see StageHost.start);
+        asked every turn of the supervisor's loop, so settled once."""
+        if self._refused is None and self._start is not None and ray.wait([self._start], timeout=0)[0]:
+            try:
+                self._refused = ray.get(self._start) is None
+            except ray.exceptions.RayError:
+                self._refused = False  # the host died: its exit code says so
+        return bool(self._refused)
 
     @property
     def pid(self) -> int | None:
