@@ -135,7 +135,7 @@ class Children:
             child.commands.close()
             child.commands = None
         if mark_dead and process is not None and process.pid is not None:
-            self.metrics.process_died(process.pid)
+            self.metrics.process_died(process.pid, child.generation)
 
     def remove(self, name: str, kill: bool = False) -> None:
         """Stop a child for good (a removed stream's capture, a retired worker)."""

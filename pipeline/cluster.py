@@ -14,7 +14,8 @@ from siammask.threads import BLAS_ENV
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint
+from .endpoints import (RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint,
+                        late_node)
 from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
 from .inference import InferenceSpec, run_inference
 from .launch import LocalLauncher, StageProcess
@@ -22,6 +23,7 @@ from .launch import LocalLauncher, StageProcess
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20   # serve sends frames over ZeroMQ, not through Ray's object store
 PLACE_TIMEOUT_S = 30.0                   # a pinned capture's node must be found in this time
 PASSED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", BLAS_ENV)  # thread limits the stages get on every node
+METRICS_EVERY_S = 1.0                    # how often a worker sends its metrics (metrics.own_files)
 
 
 def connect(address: str) -> str:
@@ -71,6 +73,10 @@ class RayLauncher:
         check_bind_endpoint(f"tcp://{self.address}:*", "with nodes on other machines, the stages' sockets", cfg.curve)
         self.env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         self.env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.sub("metrics"))
+        # a worker sends its metrics over the events channel, wherever it runs: its own files are
+        # in a folder the supervisor does not read (on this machine too, or they would count twice)
+        self.worker_env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(run_dir.sub("worker-metrics"))}
+        self.metrics_every_s = METRICS_EVERY_S
         self.private = run_dir.endpoint if one_machine and ray_runs_as_us(nodes) else None  # see above
         if one_machine and self.private is None:
             check_loopback_stages(cfg.curve)
@@ -82,6 +88,9 @@ class RayLauncher:
 
     def endpoint(self, name: str) -> str:
         return self.private(name) if self.private else free_tcp_endpoint(self.address)
+
+    def supervisor_endpoint(self, name: str) -> str:
+        return self.private(name) if self.private else f"tcp://{self.address}:*"
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """A pinned capture's host is placed now (its endpoint is on that node) and kept for the
@@ -115,28 +124,19 @@ class RayLauncher:
         process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
         return process
 
-    def inference(self, spec: Callable[[str], InferenceSpec]) -> StageProcess:
-        """A worker's actor, placed now; its stage starts in `command_endpoint` once Ray has placed
-        it (its command socket binds on that node)."""
-        process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True), self.env)
-        endpoint = process.host.free_endpoint.remote(self.driver_address, self.private and self.private("commands"))
-        process.deferred = (endpoint, spec)
+    def inference(self, spec: InferenceSpec) -> StageProcess:
+        """A worker's actor, placed now; its stage starts, from `spec` as it is, as soon as Ray has
+        placed it: its sockets connect to the supervisor's. On a cluster of one machine a node that
+        joined later cannot reach them, so the stage does not start there (`refusal`)."""
+        process = RayProcess(Placement(self.cfg.worker.num_cpus, self.cfg.worker.num_gpus, spread=True),
+                             self.worker_env)
+        process.start(run_inference, (spec,), only_on=self.driver_address if self.address == LOOPBACK else None)
         return process
 
-    def command_endpoint(self, process: StageProcess) -> str | None:
-        if not isinstance(process, RayProcess) or process.deferred is None:
+    def refusal(self, process: StageProcess) -> str | None:
+        if not (isinstance(process, RayProcess) and process.refused()):
             return None
-        ref, spec = process.deferred
-        if not ray.wait([ref], timeout=0)[0]:
-            return None
-        process.deferred = None
-        try:
-            endpoint = ray.get(ref)
-        except ray.exceptions.RayError:
-            return None  # the host died while being placed: its exit code says so
-        check_stage_endpoint(endpoint, "an inference worker", self.address == LOOPBACK, self.cfg.curve)
-        process.start(run_inference, (spec(endpoint),))
-        return endpoint
+        return late_node("an inference worker", (process.where() or {}).get("address", "another machine"))
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         if isinstance(process, RayProcess):

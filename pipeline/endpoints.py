@@ -128,10 +128,16 @@ def check_stage_endpoint(endpoint: str, what: str, local_only: bool, curve: Any)
     since can neither reach them nor be reached without CURVE: its stage is refused; otherwise the
     usual rule (beyond loopback only with CURVE keys, which every stage socket then uses)."""
     if local_only and not is_loopback(endpoint):
-        raise UserError(f"{what} was placed on {endpoint.rsplit(':', 1)[0][len('tcp://'):]}, a machine that joined "
-                        "the cluster after serve started, out of reach of serve's sockets on 127.0.0.1: start every "
-                        "node before serve (with curve: keys for nodes on other machines)")
+        raise UserError(late_node(what, endpoint.rsplit(':', 1)[0][len('tcp://'):]))
     check_bind_endpoint(endpoint, what, curve)
+
+
+def late_node(what: str, address: str) -> str:
+    """Why a stage may not run on a node of another machine that joined a cluster of one machine
+    after serve started (it cannot reach the stage sockets, on loopback or in the run folder)."""
+    return (f"{what} was placed on {address}, a machine that joined the cluster after serve started, out of "
+            "reach of serve's sockets on 127.0.0.1: start every node before serve (with curve: keys for nodes "
+            "on other machines)")
 
 
 def check_connect_endpoint(endpoint: str, what: str) -> None:

@@ -18,8 +18,8 @@ from .children import Child
 from .config import PipelineConfig, stream_from_dict
 from .console.hub import EventLog
 from .control import parse_request
-from .messages import (LOST, AddTarget, Box, Boxes, Ready, RemoveStream, RemoveTarget, Reply, SetPaused, TargetAdded,
-                       TargetChanged, TargetFailed)
+from .messages import (LOST, AddTarget, Box, Boxes, MetricsSnapshot, Ready, RemoveStream, RemoveTarget, Reply,
+                       SetPaused, TargetAdded, TargetChanged, TargetFailed)
 from .process import log
 from .registry import Registry, TargetRecord
 from .stages import Stages
@@ -51,7 +51,8 @@ class Handlers:
             "list": self.list, "pause": self.pause, "resume": self.resume, "add_target": self.add_target,
             "remove_target": self.remove_target, "add_stream": self.add_stream, "remove_stream": self.remove_stream,
             Ready: self.on_ready, Boxes: self.on_boxes, TargetAdded: self.on_target_added,
-            TargetFailed: self.on_target_failed, TargetChanged: self.on_target_changed, Reply: self.on_reply}
+            TargetFailed: self.on_target_failed, TargetChanged: self.on_target_changed, Reply: self.on_reply,
+            MetricsSnapshot: self.on_metrics}
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -224,3 +225,14 @@ class Handlers:
             self._answer(event.req, {"ok": True, "stream": req.stream, "target": req.target, "frame": event.frame})
         else:
             self._answer(event.req, {"ok": False, "error": event.error or "stream was removed"})
+
+    def on_metrics(self, child: Child, event: MetricsSnapshot, pixels: np.ndarray | None) -> None:
+        """A worker's metrics files, sent from wherever it runs: from now on in /metrics like a local
+        process's, and folded when it dies (children.py)."""
+        pid = child.process.pid if child.process is not None else None
+        if pid is None or pixels is None:
+            return  # its start not confirmed yet: the next snapshot holds the same and more
+        try:
+            self.stages.children.metrics.mirror(pid, child.generation, event.files, pixels)
+        except ValueError as exc:
+            log("supervisor", f"{child.name}: dropped {exc}")

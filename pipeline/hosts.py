@@ -67,17 +67,23 @@ class StageHost:
         return {"node": node, "address": node_address(node), "host": socket.gethostname()}
 
     def free_endpoint(self, driver_address: str, private: str | None = None) -> str:
-        """Where the stage binds: `private` (an ipc:// path in serve's run folder, when every node
-        was on serve's machine at start) if this node is on the driver's machine, else a tcp endpoint
-        on this node's address (a node that joined since: see check_stage_endpoint); without
-        `private`, tcp on loopback on the driver's machine (Ray gives every node the machine's outside
-        address, even a test cluster's). Answered once Ray has placed this host."""
+        """Where a pinned capture binds its frames socket: `private` (an ipc:// path in serve's run
+        folder, when every node was on serve's machine at start) if this node is on the driver's
+        machine, else a tcp endpoint on this node's address (a node that joined since: see
+        check_stage_endpoint); without `private`, tcp on loopback on the driver's machine (Ray gives
+        every node the machine's outside address, even a test cluster's). Answered once Ray has
+        placed this host."""
         address = self.where()["address"]
         if address == driver_address:
             return private or free_tcp_endpoint(LOOPBACK)
         return free_tcp_endpoint(address)
 
-    def start(self, serial: int, level: int, target: Callable[..., None], args: tuple) -> int:
+    def start(self, serial: int, level: int, target: Callable[..., None], args: tuple,
+              only_on: str | None = None) -> int | None:
+        """The stage's pid; None, with nothing started, when `only_on` (the driver's address, on a
+        cluster of one machine) is not this node's: a node that joined later (see endpoints.late_node)."""
+        if only_on is not None and self.where()["address"] != only_on:
+            return None
         args = tuple(self._value(a) if isinstance(a, Shared) else a for a in args)
         process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
         process.start()
@@ -133,7 +139,7 @@ class RayProcess:
     """A stage process in a StageHost, seen through the calls the supervisor makes on a
     multiprocessing.Process. A host that dies (its node removed, its actor killed) reads as exit
     code -9, like a process killed by SIGKILL. The host is placed at once; the stage starts when
-    `start` is called (a worker first needs its node's address for its command socket)."""
+    `start` is called."""
 
     def __init__(self, placement: Placement, env: dict[str, str], owns_host: bool = True) -> None:
         self.host = StageHost.options(**placement.options()).remote(env)
@@ -145,20 +151,30 @@ class RayProcess:
         self._place: dict[str, str] | None = None
         self.host_lost = False              # the actor died (its node gone, or killed), not just the stage
         self.serial = 1                     # which process of its host this is
-        self.deferred: tuple[ray.ObjectRef, Callable[[str], Any]] | None = None  # a worker's command endpoint
-                                            # (being found on its node) and spec, until its stage starts
+        self._refused: bool | None = None   # see `refused`; None until its host answered `start`
 
     def next_on_host(self) -> RayProcess:
         """The next stage process on this one's host, which keeps the host."""
         process = copy.copy(self)
         process.owns_host, process.serial, process.host_lost = False, self.serial + 1, False
-        process._start = process._exit = process._exitcode = None
+        process._start = process._exit = process._exitcode = process._refused = None
         return process
 
-    def start(self, target: Callable[..., None], args: tuple) -> None:
+    def start(self, target: Callable[..., None], args: tuple, only_on: str | None = None) -> None:
+        """Start the stage once Ray has placed the host (on a node at `only_on`, if given)."""
         level = logging.getLogger(LOGGER).getEffectiveLevel()
-        self._start = self.host.start.remote(self.serial, level, target, args)
+        self._start = self.host.start.remote(self.serial, level, target, args, only_on)
         self._exit = self.host.wait.remote(self.serial)
+
+    def refused(self) -> bool:
+        """Its host would not start the stage on the node Ray placed it on (see StageHost.start);
+        asked every turn of the supervisor's loop, so settled once."""
+        if self._refused is None and self._start is not None and ray.wait([self._start], timeout=0)[0]:
+            try:
+                self._refused = ray.get(self._start) is None
+            except ray.exceptions.RayError:
+                self._refused = False  # the host died: its exit code says so
+        return bool(self._refused)
 
     @property
     def pid(self) -> int | None:

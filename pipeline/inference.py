@@ -22,10 +22,10 @@ from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from .config import ModelConfig
 from .exits import FATAL
-from .messages import (FOUND, LOST, AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, Ready, Received,
-                       RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged,
-                       TargetFailed)
-from .metrics import DROPPED, LOST_TARGETS, QUEUE_DEPTH, REACQUIRED
+from .messages import (FOUND, LOST, AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, MetricsSnapshot,
+                       Ready, Received, RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded,
+                       TargetChanged, TargetFailed)
+from .metrics import DROPPED, LOST_TARGETS, QUEUE_DEPTH, REACQUIRED, SNAPSHOT_BYTES, own_files
 from .postprocess import record
 from .process import StopFlag, log
 from .selection import Gate, Pick, select
@@ -54,6 +54,8 @@ class StageSpec:
     generation: int                        # commands for an earlier process are ignored
     send_frames: bool                      # the sink draws (video, preview): send it the pixels too
     delay_ms: float = 0.0
+    metrics_every_s: float = 0.0           # > 0: send the metrics files this often (metrics.own_files);
+                                           # 0: the supervisor reads them where they are
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,24 @@ class InferenceStage:
     def run(self) -> None:
         """Announce readiness, then turn until stopped; finish the frames the stopped captures sent."""
         self._event(Ready)
+        every = self.spec.metrics_every_s
+        next_metrics = time.monotonic() + every
         while not self.stop():
             self.step(100)
+            if every and time.monotonic() >= next_metrics:
+                self._send_metrics(block=False)  # a full queue drops it: the next one holds the same and more
+                next_metrics = time.monotonic() + every
         final = self.link.frames(wait_ms=200)
         if final:
             self._turn(final)
+        if every:
+            self._send_metrics(block=True)  # the last counts before the process ends
         self.link.close()
+
+    def _send_metrics(self, block: bool) -> None:
+        files, data = own_files()
+        if data.size <= SNAPSHOT_BYTES:
+            self._event(MetricsSnapshot, data, block=block, files=files)
 
     def step(self, timeout_ms: int) -> None:
         """One turn: the commands waiting, then the frames waiting (up to `timeout_ms` for anything)."""

@@ -16,7 +16,7 @@ from siammask.logs import LOGGER
 from .capture import CaptureSpec, run_capture
 from .config import StreamConfig
 from .endpoints import RunDir
-from .inference import run_inference
+from .inference import InferenceSpec, run_inference
 from .process import stage_main
 
 
@@ -35,6 +35,10 @@ class Launcher(Protocol):
     def endpoint(self, name: str) -> str:
         """Where a stage binds a socket that stages of this run connect to."""
 
+    def supervisor_endpoint(self, name: str) -> str:
+        """Where the supervisor binds a socket that stages connect to (tcp:// with port '*': ZeroMQ
+        picks a free one as it binds, and the socket reports it)."""
+
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """Where a stream's capture binds (on the node it is pinned to, in cluster mode)."""
 
@@ -45,18 +49,16 @@ class Launcher(Protocol):
         """A stream's capture process; `counter` and `hold` are the supervisor's shared values."""
 
     max_streams: int | None  # streams per inference worker (None: one worker holds every stream)
+    metrics_every_s: float   # how often a worker sends its metrics files (0: they are where the supervisor reads)
 
     def worker_name(self, number: int) -> str:
         """The child name of inference worker `number`."""
 
-    def inference(self, spec: Callable[[str], Any]) -> StageProcess:
-        """An inference worker; `spec(endpoint)` is its InferenceSpec, with the registry as it is
-        then and its command endpoint."""
+    def inference(self, spec: InferenceSpec) -> StageProcess:
+        """An inference worker, started from its complete spec (a cluster's as soon as Ray places it)."""
 
-    def command_endpoint(self, process: StageProcess) -> str | None:
-        """Where the worker takes commands, once its stage has started (None before; a worker on a
-        cluster starts here once Ray has placed it, or raises a UserError when its node may not
-        host it)."""
+    def refusal(self, process: StageProcess) -> str | None:
+        """Why the node a worker was placed on may not host it (its stage did not start there), or None."""
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """The supervisor set a capture's hold flag."""
@@ -75,16 +77,19 @@ class LocalLauncher:
     """Every stage a child process of the supervisor (spawned: no state inherited by accident)."""
 
     max_streams = None
+    metrics_every_s = 0.0  # the files are in the supervisor's folder: read there, at no cost
 
     def __init__(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir
         self.mp = multiprocessing.get_context("spawn")
-        self.commands: str | None = None      # where the inference process binds, made once
 
     def worker_name(self, number: int) -> str:
         return "inference"
 
     def endpoint(self, name: str) -> str:
+        return self.run_dir.endpoint(name)
+
+    def supervisor_endpoint(self, name: str) -> str:
         return self.run_dir.endpoint(name)
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
@@ -99,12 +104,12 @@ class LocalLauncher:
     def spawn_capture(self, spec: CaptureSpec, counter: Any, hold: Any) -> multiprocessing.Process:
         return self.spawn(run_capture, (spec, counter, hold))
 
-    def inference(self, spec: Callable[[str], Any]) -> multiprocessing.Process:
-        self.commands = self.commands or self.endpoint("commands")
-        return self.spawn(run_inference, (spec(self.commands),))
+    def inference(self, spec: InferenceSpec) -> multiprocessing.Process:
+        return self.spawn(run_inference, (spec,))
 
-    def command_endpoint(self, process: StageProcess) -> str | None:
-        return self.commands
+    def refusal(self, process: StageProcess) -> str | None:
+        """Every process here runs beside the supervisor."""
+        return None
 
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """Shared memory: the child sees the change already."""

@@ -159,6 +159,14 @@ class Reply(Event):
         return self.error is None
 
 
+@dataclass(frozen=True, kw_only=True)
+class MetricsSnapshot(Event):
+    """A worker's metrics files, for a supervisor that cannot read them where they are (another
+    node): (kind, size) of each; their bytes follow, one after the other (metrics.own_files)."""
+
+    files: tuple[tuple[str, int], ...]
+
+
 # --- inference -> sink (and TargetChanged above) -------------------------------------------------
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ class Result:
 
 
 Message = Union[FrameHeader, StreamEnd, AddStream, RemoveStream, SetPaused, AddTarget, RemoveTarget, Ready, Boxes,
-                TargetAdded, TargetFailed, TargetChanged, Reply, Result]
+                TargetAdded, TargetFailed, TargetChanged, Reply, MetricsSnapshot, Result]
 TYPES: dict[str, type] = {cls.__name__: cls for cls in Message.__args__}
 
 

@@ -1,15 +1,23 @@
 """Prometheus metrics shared by all stage processes (prometheus-client multiprocess mode: each
 process writes its own files under PROMETHEUS_MULTIPROC_DIR, which must be set before this module is
-first imported; the supervisor serves their sum), and the periodic one-line summary."""
+first imported; the supervisor serves their sum), and the periodic one-line summary.
+
+A process whose files the supervisor cannot read (a cluster's inference worker, which may run on
+another machine) sends them instead (`own_files`, in a MetricsSnapshot event every few seconds), and
+the supervisor writes each snapshot into its folder as that process's files (`StageMetrics.mirror`):
+from there on they are summed, and folded when the process dies, like a local process's."""
 from __future__ import annotations
 
 import json
 import math
+import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -38,6 +46,33 @@ RESTARTS = Counter("siammask_restarts", "Stage processes restarted after a crash
 
 
 ARCHIVED = ("counter", "histogram")  # what outlives its process (a gauge of a dead process means nothing)
+# The files a process writes, by what precedes '_PID.db' in their names (gauges add their mode).
+KINDS = frozenset({*ARCHIVED, "gauge_livemax", "gauge_livesum"})
+SNAPSHOT_BYTES = 16 * 2**20  # a snapshot larger than this is not sent (nor taken)
+HEADER_BYTES = 8             # each file starts with how much of it is used
+
+
+def own_files() -> tuple[tuple[tuple[str, int], ...], np.ndarray]:
+    """This process's metrics files as they stand: (kind, size) of each and their used bytes, one
+    after the other (what a MetricsSnapshot carries)."""
+    folder, suffix = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), f"_{os.getpid()}.db"
+    files, parts = [], []
+    for path in sorted(folder.glob(f"*{suffix}")):
+        kind = path.name[:-len(suffix)]
+        if kind not in KINDS:
+            continue
+        with open(path, "rb") as f:
+            used = struct.unpack("i", f.read(4))[0]
+            data = f.read(max(used, HEADER_BYTES) - 4)
+        files.append((kind, 4 + len(data)))
+        parts.append(struct.pack("i", 4 + len(data)) + data)
+    return tuple(files), np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def mirror_key(pid: int | None, generation: int) -> str:
+    """What a snapshot's files are named by in the supervisor's folder, in place of a pid: never a
+    local pid, and not another node's process of the same pid."""
+    return f"{pid}-{generation}"
 
 
 class StageMetrics:
@@ -66,14 +101,35 @@ class StageMetrics:
             metric.samples = [s for s in metric.samples if "stream" not in s.labels or s.labels["stream"] in keep]
             yield metric
 
-    def process_died(self, pid: int) -> None:
+    def process_died(self, pid: int, generation: int) -> None:
+        """Fold the files of a process that ended: its own (by `pid`) and those its snapshots brought."""
         with self._lock:
-            mark_process_dead(pid, str(self.path))
-            for kind in ARCHIVED:
-                dead = self.path / f"{kind}_{pid}.db"
-                if dead.exists():
-                    self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
-                    dead.unlink()
+            for key in (pid, mirror_key(pid, generation)):
+                mark_process_dead(key, str(self.path))
+                for kind in ARCHIVED:
+                    dead = self.path / f"{kind}_{key}.db"
+                    if dead.exists():
+                        self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
+                        dead.unlink()
+
+    def mirror(self, pid: int, generation: int, files: tuple[tuple[str, int], ...], data: np.ndarray) -> None:
+        """Write a snapshot of the process's files (see `own_files`) here, replacing its previous one;
+        a snapshot that is not well-formed raises ValueError and changes nothing."""
+        sizes = [size for _, size in files]
+        if sum(sizes) != data.size or data.size > SNAPSHOT_BYTES or not all(
+                kind in KINDS and type(size) is int and size >= HEADER_BYTES for kind, size in files):
+            raise ValueError("a metrics snapshot with unknown files or sizes that do not add up")
+        raw, starts = data.tobytes(), [sum(sizes[:n]) for n in range(len(sizes))]
+        if any(struct.unpack_from("i", raw, at)[0] != size for at, size in zip(starts, sizes)):
+            raise ValueError("a metrics snapshot whose files do not say their own size")
+        at = 0
+        with self._lock:
+            for kind, size in files:
+                path = self.path / f"{kind}_{mirror_key(pid, generation)}.db"
+                part = path.with_suffix(".part")  # the collector reads *.db only: never half a file
+                part.write_bytes(raw[at:at + size])
+                os.replace(part, path)
+                at += size
 
     def stream_removed(self) -> None:
         """Rewrite the archives without the series of streams no longer registered."""

@@ -104,12 +104,14 @@ class Registry:
                          pending=tuple((t, tuple(b)) for t, b in rec.pending.items()), slot=rec.slot,
                          registration=rec.registration)
 
-    def inference_spec(self, streams: Iterable[str], generation: int, link: LinkSpec) -> InferenceSpec:
-        """What a new inference process that holds `streams` starts from."""
+    def inference_spec(self, streams: Iterable[str], generation: int, link: LinkSpec,
+                       metrics_every_s: float = 0.0) -> InferenceSpec:
+        """What a new inference process that holds `streams` starts from (see StageSpec.metrics_every_s)."""
         cfg, mine = self.cfg, set(streams)
         held = [sid for sid in self.streams if sid in mine]
         seeds = tuple(TargetSeed(sid, tid, t.init_box, t.init_frame, t.box)
                       for sid in held for tid, t in self.streams[sid].targets.items())
         stage = StageSpec(tuple(self.add_stream_command(sid) for sid in held), seeds, generation,
-                          bool(cfg.outputs.video or cfg.preview_port or cfg.console), cfg.inference_delay_ms)
+                          bool(cfg.outputs.video or cfg.preview_port or cfg.console), cfg.inference_delay_ms,
+                          metrics_every_s)
         return InferenceSpec(cfg.model, stage, link)

@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from siammask.errors import UserError
-
 from .capture import CaptureSpec
 from .children import Child, Children
 from .config import PipelineConfig, StreamConfig
@@ -42,7 +40,7 @@ class Stages:
         self.console_watching = mp.Value("i", 0, lock=False)  # the sink encodes pictures while > 0
         self.console_frames = console_frames
         self.sink_starts = 0
-        self.events_endpoint = launcher.endpoint("events")
+        self.events_endpoint = ""             # where the supervisor bound the events socket, before `start`
         self.results_endpoint = launcher.endpoint("results")
 
     def start(self) -> None:
@@ -62,29 +60,33 @@ class Stages:
     def _add_worker(self, number: int) -> None:
         name = self.launcher.worker_name(number)
         self.workers[name] = number
-        self.children.add(Child(name, "inference", lambda generation: self.launcher.inference(
-            lambda endpoint: self.registry.inference_spec(self.holders.streams[number], generation,
-                                                          self._link_spec(endpoint)))))
+        self.children.add(Child(name, "inference", lambda generation: self._start_worker(name, generation)))
 
-    def _link_spec(self, cmd_endpoint: str) -> LinkSpec:
+    def _start_worker(self, name: str, generation: int) -> StageProcess:
+        """A worker process with its complete spec: the supervisor binds its command pipe first, so
+        the endpoint is known before the process runs wherever it is placed."""
+        child = self.children[name]
+        child.commands = CommandPipe(self.security, self.launcher.supervisor_endpoint("commands"))
         cfg = self.cfg
-        return LinkSpec(cmd_endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
+        link = LinkSpec(child.commands.endpoint, self.events_endpoint, self.results_endpoint, cfg.queue_size,
                         cfg.queue_size + cfg.max_streams, cfg.curve)
+        streams = self.holders.streams[self.workers[name]]
+        return self.launcher.inference(self.registry.inference_spec(streams, generation, link,
+                                                                    self.launcher.metrics_every_s))
 
     def _look_after_workers(self) -> None:
-        """Connect each new worker's commands (a cluster's starts once Ray placed it); retire the
-        empty ones."""
+        """Hand each worker the commands that waited for it to connect; restart one placed on a node
+        that may not host it (a cluster's: its stage never started there); retire the empty ones."""
         for child in self.children.of_stage("inference"):
-            if child.process is not None and child.commands is None:
-                try:
-                    endpoint = self.launcher.command_endpoint(child.process)
-                except UserError as exc:  # its node may not host it: never started there, placed again later
-                    child.process.kill()
-                    self.children.restart(child, None if str(exc) in self.refusals else f"was refused its node: {exc}")
-                    self.refusals.add(str(exc))  # each reason is logged once
-                    continue
-                if endpoint is not None:
-                    child.commands = CommandPipe(self.security, endpoint)
+            if child.process is None:
+                continue
+            refusal = self.launcher.refusal(child.process)
+            if refusal is not None:  # placed again later; each reason is logged once
+                child.process.kill()
+                self.children.restart(child, None if refusal in self.refusals else f"was refused its node: {refusal}")
+                self.refusals.add(refusal)
+                continue
+            child.commands.flush()
         for number in self.holders.retiring(time.monotonic()):
             name = self.launcher.worker_name(number)
             self.children.remove(name, kill=True)
@@ -98,7 +100,7 @@ class Stages:
         """Commands follow the registry change; a process started later gets the change in its spec.
         False when the stream's worker has no running process to take it now."""
         child = self.holder(cmd.stream)
-        if child.commands is None:
+        if child.process is None:
             return False
         child.commands.send(dataclasses.replace(cmd, generation=child.generation))
         return True

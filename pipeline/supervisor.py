@@ -91,7 +91,8 @@ class Supervisor:
             self.control.bind(CONTROL)  # the console's requests reach the same handlers as ctl's
             self.console = Console(self.cfg.console, self.ctx, self.events, self.metrics.registry,
                                    self.stages.console_watching, self.stages.console_frames)
-        self.link = ZmqSupervisorLink(self.security, self.stages.events_endpoint)
+        self.link = ZmqSupervisorLink(self.security, self.launcher.supervisor_endpoint("events"))
+        self.stages.events_endpoint = self.link.endpoint
         self.stages.start()
 
     def _loop(self) -> None:

@@ -6,10 +6,12 @@ worker) and one `CommandPipe` per inference process.
 ZeroMQ: frames arrive PULL from each stream's capture endpoint, one socket per stream, so a frame
 is taken only from the socket serving the stream it names (a remote capture cannot speak for
 another stream) and a message that does not decode is dropped, counted and logged once; commands
-PULL on an endpoint the stage binds (commands wait in the supervisor's PUSH pipe for a new
-process), events PUSH to the supervisor, results PUSH to the sink; every queue is bounded."""
+PULL from an endpoint the supervisor binds for each process it starts (so the endpoint is in the
+process's spec, and commands sent while it starts wait in the supervisor's pipe), events PUSH to the
+supervisor, results PUSH to the sink; every queue is bounded."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,11 +21,13 @@ import zmq
 from . import messages
 from .config import CurveConfig
 from .messages import BadMessage, Command, Event, Received, Result, StreamEnd, decode_frame
+from .endpoints import bound_endpoint
 from .metrics import REJECTED
 from .process import log
 from .security import Security, load_keys
 
 REFILL_WAIT_MS = 2  # how long a full queue gets to show what is behind it
+COMMANDS_WAITING = 1000  # commands a process that has not connected yet can be owed
 
 
 class StageLink(Protocol):
@@ -78,13 +82,9 @@ class ZmqStageLink:
         self._frames: dict[str, zmq.Socket] = {}   # stream -> PULL connected to its capture alone
         self._reported: set[tuple[str, str]] = set()  # (stream, reason) of rejected messages already logged
         self._commands = self._socket(zmq.PULL)
-        # bound here: the supervisor's commands wait for each new process. Where (the launcher's
-        # choice): an ipc:// file in serve's private run folder without a cluster, and on a cluster
-        # whose nodes were all on this machine at start and run as serve's user; tcp:// on 127.0.0.1
-        # when that Ray runs as another user; tcp:// on the node's address across machines, allowed
-        # only with CURVE keys (endpoints.check_stage_endpoint). Security puts CURVE on every tcp://
-        # socket when keys are configured.
-        self.security.bind(self._commands, spec.cmd_endpoint)
+        # the supervisor binds it, like events and results (a CommandPipe for this process alone);
+        # Security puts CURVE on every tcp:// socket when keys are configured.
+        self.security.connect(self._commands, spec.cmd_endpoint)
         self._events = self._socket(zmq.PUSH, sndtimeo=2000)
         self.security.connect(self._events, spec.events_endpoint)
         self._results = self._socket(zmq.PUSH, sndhwm=spec.results_hwm, sndtimeo=2000)
@@ -179,6 +179,7 @@ class ZmqSupervisorLink:
         self.pollable = security.ctx.socket(zmq.PULL)
         self.pollable.linger = 0
         security.bind(self.pollable, events_endpoint)
+        self.endpoint = bound_endpoint(self.pollable)  # with the port ZeroMQ picked for a port '*'
 
     def events(self) -> list[Received]:
         """Every event waiting, with the init frame an added target's event carries."""
@@ -189,17 +190,32 @@ class ZmqSupervisorLink:
 
 
 class CommandPipe:
-    """The supervisor's commands to one inference process: PUSH connected to where that process
-    binds, so commands sent while it starts wait for it; one per process started."""
+    """The supervisor's commands to one inference process: PUSH bound at `endpoint` (where the
+    launcher says the supervisor binds: an ipc:// file in the run folder, or tcp:// with a port
+    ZeroMQ picks), made before the process starts so its spec names `self.endpoint`. A bound PUSH
+    takes nothing until its peer has connected, so what is sent before waits here, in order; one
+    pipe per process started, closed with it, so no command of a new process goes to a dead one."""
 
     def __init__(self, security: Security, endpoint: str) -> None:
         self._sock = security.ctx.socket(zmq.PUSH)
         self._sock.linger = 0
-        self._sock.sndhwm = 1000
-        security.connect(self._sock, endpoint)
+        self._sock.sndhwm = COMMANDS_WAITING
+        security.bind(self._sock, endpoint)
+        self.endpoint = bound_endpoint(self._sock)
+        self._waiting: deque[Command] = deque()
 
     def send(self, command: Command) -> None:
-        messages.send(self._sock, command)
+        if len(self._waiting) >= COMMANDS_WAITING:
+            log("supervisor", f"{COMMANDS_WAITING} commands wait for an inference process that never took them; "
+                              f"dropped {type(command).__name__}")
+            return
+        self._waiting.append(command)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand ZeroMQ what waits, once the process has connected."""
+        while self._waiting and messages.send(self._sock, self._waiting[0]):
+            self._waiting.popleft()
 
     def close(self) -> None:
         self._sock.close()

@@ -1,12 +1,13 @@
 """Shared fixtures: checkpoints with seeded random weights (no real weights are needed to test
 loading, the CLI and the pipeline), a lite tracker, small synthetic videos; and `--order`, which
-runs the tests reversed or shuffled."""
+runs the tests reversed or shuffled; a TMPDIR of a test's own (`own_tmpdir`)."""
 from __future__ import annotations
 
 import os
 import random
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,17 @@ def lite_tracker(lite):
     torch.set_num_threads(1)
     yield load_tracker(lite)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def own_tmpdir(monkeypatch) -> Iterator[Path]:
+    """A TMPDIR of the test's own (short: ipc paths), so the private folder is too."""
+    base = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import torch
 
 from cluster_support import BOX, placement, ray_cluster, resumed_after, serve_config, serving_all, stream
 from console_support import Console
-from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Serve, Subscriber, collect, eventually
+from pipeline_support import QUEUE_BOUND, START_TIMEOUT_S, Serve, Subscriber, collect, eventually, free_port
 from siammask.checkpoint import save_checkpoint
 from siammask.model import SiamMask
 
@@ -40,7 +40,7 @@ def cluster():
 def served(tmp_path_factory, synthetic_video, lite, cluster):
     """The serve, and where its streams were first placed (later tests may move them)."""
     config = serve_config([stream("a", synthetic_video, resources={"camhost1": 1}), stream("b", synthetic_video)],
-                          lite, cluster=cluster[0].address, console={"listen": "127.0.0.1:0"})
+                          lite, cluster=cluster[0].address, console={"listen": "127.0.0.1:0"}, metrics_port=free_port())
     with serving_all(tmp_path_factory.mktemp("cluster"), config) as serve:
         yield serve, placement(serve)
 
@@ -139,13 +139,14 @@ def test_a_killed_worker_comes_back_with_its_streams(served):
 def test_a_request_to_a_stream_whose_worker_just_died_is_answered_at_once(served):
     """Its worker's pending requests fail when it dies and it is not ready until its new process has
     loaded the model: `add_target` is refused at once (it waited out its 10 s before). The bound is
-    a liveness bound for a loaded box; the time is printed. The dead worker's metrics files are
-    folded into the archive like a local stage's (they were left as they were)."""
+    a liveness bound for a loaded box; the time is printed. The metrics files the dead worker sent
+    are folded into the archive like a local stage's (they were left as they were)."""
     serve, _ = served
     asked = {}
     killed = placement(serve)["b"]["worker_pid"]
     metrics = next(serve.private.glob("siammask-serve-*")) / "metrics"  # endpoints.RunDir
-    assert list(metrics.glob(f"*_{killed}.db"))  # the worker writes its metrics beside the driver's
+    eventually(lambda: list(metrics.glob(f"*_{killed}-*.db")), START_TIMEOUT_S, "the worker's metrics sent",
+               serve)  # metrics.mirror_key
 
     def kill_and_ask() -> None:
         os.kill(killed, signal.SIGKILL)
@@ -159,7 +160,27 @@ def test_a_request_to_a_stream_whose_worker_just_died_is_answered_at_once(served
     assert "inference" in asked["reply"]["error"], asked["reply"]
     assert asked["s"] < ANSWER_LIMIT_S
     assert [t["id"] for t in placement(serve)["b"]["targets"]] == [0]  # the refused target was never added
-    assert list(metrics.glob(f"*_{killed}.db")) == []  # the dead worker's files were folded into the archive
+    assert list(metrics.glob(f"*_{killed}-*.db")) == []  # the dead worker's files were folded into the archive
+
+
+def test_workers_metrics_reach_the_one_metrics_endpoint_over_the_events_channel(served):
+    """A worker writes its metrics files in a folder the supervisor never reads (as on a node of
+    another machine, whose files the supervisor cannot read) and sends them over its events
+    channel: its series (queue depth per stream, written by workers alone) are in /metrics."""
+    serve, _ = served
+    run = next(serve.private.glob("siammask-serve-*"))  # endpoints.RunDir
+
+    def sent() -> bool:
+        pids = [placement(serve)[s]["worker_pid"] for s in ("a", "b")]
+        samples = serve.metrics()
+        return all(
+            f'siammask_queue_depth{{stream="{s}"}}' in samples
+            and list((run / "worker-metrics").glob(f"*_{pid}.db"))  # where the worker writes
+            and not list((run / "metrics").glob(f"*_{pid}.db"))     # not where the supervisor reads
+            and list((run / "metrics").glob(f"*_{pid}-*.db"))       # what came over the socket
+            for s, pid in zip(("a", "b"), pids))
+
+    eventually(sent, START_TIMEOUT_S, "both workers' metrics in /metrics", serve)
 
 
 def test_a_worker_that_cannot_run_stops_serve_with_exit_2_and_one_line(tmp_path, synthetic_video, cluster):

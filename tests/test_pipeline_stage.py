@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 from siammask.pipeline.inference import InferenceStage, StageSpec, TargetSeed
 from siammask.pipeline.messages import (FOUND, LOST, AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveTarget,
                                         Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged, drain, send)
-from siammask.pipeline.transport import LinkSpec, ZmqStageLink
+from siammask.pipeline.security import Security
+from siammask.pipeline.transport import CommandPipe, LinkSpec, ZmqStageLink
 from siammask.synthetic import make_sequence
 
 from pipeline_support import FOUND_BY, GONE, disappearing_clip
@@ -44,13 +45,12 @@ class Harness:
         self.events = self._bound(zmq.PULL, "inproc://events")
         self.results = self._bound(zmq.PULL, "inproc://results")
         self.captures = {s.stream: self._bound(zmq.PUSH, s.endpoint) for s in streams}
+        self.commands = CommandPipe(Security(self.ctx, None), "inproc://commands")  # the supervisor's, bound
         link = ZmqStageLink(LinkSpec("inproc://commands", "inproc://events", "inproc://results", queue_size=8,
                                      results_hwm=16, curve=None), self.ctx)
         self.stopped = False
         self.stage = InferenceStage(tracker, link, StageSpec(streams, seeds, GENERATION, send_frames),
                                     lambda: self.stopped)
-        self.commands = self.ctx.socket(zmq.PUSH)
-        self.commands.connect("inproc://commands")
 
     def _bound(self, kind: int, endpoint: str) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -63,7 +63,7 @@ class Harness:
         assert send(self.captures[stream], header, image, block=True)
 
     def command(self, cmd) -> None:
-        assert send(self.commands, cmd, block=True)
+        self.commands.send(cmd)
 
     def turn(self) -> tuple[list, list]:
         """One turn of the stage; what it sent the sink and the supervisor."""

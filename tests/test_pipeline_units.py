@@ -9,10 +9,6 @@ import json
 import os
 import re
 import socket
-import tempfile
-from pathlib import Path
-
-import shutil
 
 import numpy as np
 import pytest
@@ -114,17 +110,6 @@ def test_publish_and_control_may_both_bind_any_port(synthetic_video, tmp_path):
     with pytest.raises(UserError, match="must all differ"):
         check_config(PipelineConfig(streams=(StreamConfig("a", str(synthetic_video)),), publish="tcp://127.0.0.1:9",
                                     control="tcp://127.0.0.1:9", curve=curve))
-
-
-@pytest.fixture
-def own_tmpdir(monkeypatch) -> Path:
-    """A TMPDIR of the test's own (short: ipc paths), so the private folder is too."""
-    base = Path(tempfile.mkdtemp(prefix="private-", dir="/tmp"))
-    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setenv("TMPDIR", str(base))
-    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
-    yield base
-    shutil.rmtree(base)
 
 
 def test_ipc_stream_endpoints_only_in_the_private_folder_and_never_over_a_file_or_live_socket(own_tmpdir,

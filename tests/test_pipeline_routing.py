@@ -1,0 +1,164 @@
+"""Direct routing: the supervisor binds one command pipe per inference process before the process
+starts (pipeline/transport.CommandPipe), and the stage connects to it, so the endpoint is in the
+process's spec wherever it runs and commands sent before the stage is up wait for it. Real ZeroMQ
+sockets over ipc://, a real inference process (lite random weights) beside the test and one a
+Ray actor runs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zmq
+
+from pipeline_support import START_TIMEOUT_S, eventually
+from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, WorkerConfig
+from siammask.pipeline.inference import InferenceSpec, StageSpec
+from siammask.pipeline.launch import LocalLauncher
+from siammask.pipeline.messages import Ready, RemoveTarget, Reply, SetPaused, recv
+from siammask.pipeline.security import Security
+from siammask.pipeline.transport import CommandPipe, LinkSpec, ZmqStageLink
+
+GENERATION = 12345
+
+
+@pytest.fixture
+def security():
+    ctx = zmq.Context()
+    sec = Security(ctx, None)
+    yield sec
+    sec.close()
+    ctx.term()
+
+
+def link_spec(commands: str, folder: Path) -> LinkSpec:
+    return LinkSpec(commands, f"ipc://{folder}/events", f"ipc://{folder}/results", queue_size=4, results_hwm=8,
+                    curve=None)
+
+
+def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(own_tmpdir, security):
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    assert pipe.endpoint == f"ipc://{own_tmpdir}/commands"
+    sent = [SetPaused(generation=GENERATION, stream="a", paused=True, req=n) for n in range(3)]
+    for cmd in sent:
+        pipe.send(cmd)  # nobody is connected: a bound PUSH takes nothing yet
+    link = ZmqStageLink(link_spec(pipe.endpoint, own_tmpdir))
+    try:
+        got: list = []
+
+        def arrived() -> bool:
+            pipe.flush()  # what the supervisor's loop does each turn
+            link.wait(50)
+            got.extend(link.commands())
+            return len(got) >= len(sent)
+
+        eventually(arrived, 30.0, "the waiting commands")
+        assert got == sent
+    finally:
+        link.close()
+        pipe.close()
+
+
+def test_a_new_process_gets_a_pipe_of_its_own_and_nothing_meant_for_it_reaches_the_old_one(own_tmpdir, security):
+    """A restarted worker's pipe is a fresh socket: commands for it never go to the process it replaces."""
+    old_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-1")
+    old = ZmqStageLink(link_spec(old_pipe.endpoint, own_tmpdir))
+    new_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-2")
+    old_pipe.close()  # the old process died: its pipe closes with it (children._gone)
+    new = ZmqStageLink(link_spec(new_pipe.endpoint, own_tmpdir))
+    try:
+        commands = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(5)]
+        for cmd in commands:
+            new_pipe.send(cmd)
+        got: list = []
+
+        def arrived() -> bool:
+            new_pipe.flush()
+            new.wait(50)
+            got.extend(new.commands())
+            return len(got) >= len(commands)
+
+        eventually(arrived, 30.0, "the new process's commands")
+        assert got == commands
+        assert not old.wait(200) and old.commands() == []
+    finally:
+        for link in (old, new):
+            link.close()
+        new_pipe.close()
+
+
+def events_socket(security: Security, folder: Path) -> zmq.Socket:
+    sock = security.ctx.socket(zmq.PULL)
+    sock.linger = 0
+    security.bind(sock, f"ipc://{folder}/events")
+    return sock
+
+
+def reply_to(sock: zmq.Socket, pipe: CommandPipe, req: int) -> list:
+    """Every event of the stage until its reply to request `req`, handing it the waiting commands."""
+    events: list = []
+
+    def answered() -> bool:
+        pipe.flush()
+        if sock.poll(200):
+            events.append(recv(sock)[0])
+        return any(isinstance(e, Reply) and e.req == req for e in events)
+
+    eventually(answered, START_TIMEOUT_S, f"the stage's reply to request {req}")
+    return events
+
+
+def stage_spec(lite: Path, pipe: CommandPipe, folder: Path) -> InferenceSpec:
+    return InferenceSpec(ModelConfig(weights=str(lite), threads=1), StageSpec((), (), GENERATION, False),
+                         link_spec(pipe.endpoint, folder))
+
+
+def test_a_command_sent_before_the_process_starts_is_answered_by_it(own_tmpdir, security, lite):
+    """The supervisor's order: bind the pipe, build the spec, start the process; a request made
+    before the process runs (or has loaded its model) is answered by that process."""
+    events = events_socket(security, own_tmpdir)
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    pipe.send(SetPaused(generation=GENERATION, stream="a", paused=True, req=7))
+    process = LocalLauncher(None).inference(stage_spec(lite, pipe, own_tmpdir))
+    try:
+        got = reply_to(events, pipe, 7)
+        assert isinstance(got[0], Ready) and got[0].generation == GENERATION
+        assert got[-1] == Reply(generation=GENERATION, req=7, error="stream 'a' is not running")
+    finally:
+        process.terminate()
+        process.join(30)
+        events.close()
+        pipe.close()
+    assert process.exitcode == 0
+
+
+@pytest.mark.slow
+def test_a_cluster_worker_starts_from_its_complete_spec_and_takes_commands_sent_before(own_tmpdir, security, lite):
+    """On Ray the spec, command endpoint included, is complete before the actor is placed: no
+    endpoint is asked of the node (that was a free port found there, then bound: a race), and a
+    command sent while Ray places the actor is answered by its stage."""
+    pytest.importorskip("ray")
+    from cluster_support import ray_cluster
+    from siammask.pipeline import cluster as ray_mode
+    from siammask.pipeline.endpoints import RunDir
+
+    with ray_cluster() as (c, _):
+        address = ray_mode.connect(c.address)
+        run_dir = RunDir()
+        cfg = PipelineConfig(streams=(StreamConfig("a", "x"),), worker=WorkerConfig(num_cpus=0.5, max_streams=1))
+        launcher = ray_mode.RayLauncher(run_dir, cfg, address)
+        try:
+            events = events_socket(security, own_tmpdir)
+            pipe = CommandPipe(security, launcher.supervisor_endpoint("commands"))
+            assert pipe.endpoint.startswith(f"ipc://{run_dir.path}/"), pipe.endpoint  # one machine, our user
+            process = launcher.inference(stage_spec(lite, pipe, own_tmpdir))
+            pipe.send(SetPaused(generation=GENERATION, stream="a", paused=False, req=9))
+            got = reply_to(events, pipe, 9)
+            assert got[-1] == Reply(generation=GENERATION, req=9, error="stream 'a' is not running")
+            assert launcher.refusal(process) is None
+            process.kill()
+            events.close()
+            pipe.close()
+        finally:
+            launcher.close()
+            ray_mode.disconnect()
+            run_dir.remove()
