@@ -73,7 +73,7 @@ def mark(stage):
                       "peak_mb": int(status["VmHWM"].split()[0]) / 1024}), flush=True)
 from siammask.threads import single_threaded_blas
 single_threaded_blas()
-mark("interpreter")
+mark("interpreter up")
 import numpy
 mark("import numpy")
 import cv2
