@@ -3,7 +3,7 @@ its first result, of `siammask track` with the default weights beside OpenCV's T
 Python process (cv2 and its two graphs, nothing of ours), in the same run on the same frames.
 
     python benchmarks/bench_runtime.py [--siammask PATH] [--runs 3] [--threads N] [--json out.json]
-        [--root ../shared/data/OTB --sequence Crossing] [--nano-dir DIR]
+        [--root ../shared/data/OTB --sequence Crossing] [--nano-dir DIR] [--stages]
 
 Each run starts a fresh process of each (alternating which goes first) that tracks the sequence's
 image folder from its first ground-truth box and writes one JSON line per frame to a pipe; the
@@ -16,6 +16,12 @@ point it at one installed from the wheel into an environment without torch (.ci/
 such an environment) to measure the lean runtime, whose default weights' graphs ship prebuilt; a
 source checkout exports them on its first run and imports torch to do it. Needs ../shared (the
 sequence and TrackerNano's graphs).
+
+`--stages` adds where our start-up and memory go, from the Python of that command, in fresh
+processes (--runs of them, medians): each import (numpy, OpenCV, ONNX Runtime, ours), loading the
+tracker as `track` does, reading the first frame, `init`, the first step and the rest, each with its
+time, the RSS after it and the peak so far; and each ONNX Runtime session of the default weights
+opened alone, one after another, with its time and what it added to the RSS.
 """
 from __future__ import annotations
 
@@ -56,6 +62,48 @@ for index, path in enumerate(frames[1:], 1):
 """
 
 
+# Where the time and memory of a track go, stage by stage, in a process of the measured command's
+# Python: one JSON line per stage. argv: box, frames...
+STAGES_SCRIPT = """
+import json, os, sys, time
+start = time.perf_counter()
+def mark(stage):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    print(json.dumps({"stage": stage, "s": time.perf_counter() - start, "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+                      "peak_mb": int(status["VmHWM"].split()[0]) / 1024}), flush=True)
+from siammask.threads import single_threaded_blas
+single_threaded_blas()
+mark("interpreter up")
+import numpy
+mark("import numpy")
+import cv2
+mark("import cv2")
+import onnxruntime
+mark("import onnxruntime")
+from siammask.api import DEFAULT_GRAPHS, load_tracker
+mark("import siammask.api")
+if sys.argv[1] == "sessions":
+    from siammask.engines.onnx_session import open_session
+    from siammask.engines.sidecar import read_sidecar
+    for role, name in read_sidecar(DEFAULT_GRAPHS, backend="onnx").files.items():
+        globals()[role] = open_session(DEFAULT_GRAPHS / name, ["CPUExecutionProvider"], 2)
+        mark(f"session {role}")
+    sys.exit()
+tracker = load_tracker()
+mark("load_tracker")
+box, first, *rest = sys.argv[1:]
+frame = cv2.imread(first)
+mark("read frame 0")
+states = tracker.init(frame, [[float(v) for v in box.split(",")]])
+mark("init")
+for index, path in enumerate(rest, 1):
+    states, _ = tracker.step(cv2.imread(path), states)
+    if index == 1:
+        mark("read + step frame 1")
+mark(f"read + step frames 2-{len(rest)}")
+"""
+
+
 @dataclass
 class Run:
     first_result_s: float  # process start -> frame 1's line read
@@ -82,6 +130,33 @@ def timed_run(argv: list[str], env: dict[str, str]) -> Run:
     return Run(first, wall, usage.ru_maxrss / 1024, lines)
 
 
+def interpreter_of(argv: list[str]) -> str:
+    """The Python that runs a console script (its #! line), else this one."""
+    head = Path(argv[0]).read_bytes()[:200].split(b"\n")[0] if Path(argv[0]).is_file() else b""
+    return head[2:].decode().strip() if head.startswith(b"#!") and b"python" in head else sys.executable
+
+
+def stages(python: str, args: list[str], runs: int, env: dict[str, str]) -> list[dict]:
+    """Medians over `runs` fresh processes of each stage's duration (from the previous stage), RSS and peak."""
+    seen: dict[str, list[dict]] = {}
+    for _ in range(runs):
+        out = subprocess.run([python, "-c", STAGES_SCRIPT, *args], capture_output=True, text=True, env=env,
+                             timeout=SUBPROCESS_TIMEOUT_S)
+        if out.returncode != 0:
+            raise UserError(f"the stage breakdown failed: {out.stderr.strip()[-500:]}")
+        marks = [json.loads(line) for line in out.stdout.splitlines()]
+        for previous, mark in zip([{"s": 0.0}, *marks], marks):
+            seen.setdefault(mark["stage"], []).append({**mark, "s": mark["s"] - previous["s"]})
+    return [{"stage": stage, **{field: statistics.median(m[field] for m in ms) for field in ("s", "rss_mb", "peak_mb")}}
+            for stage, ms in seen.items()]
+
+
+def print_stages(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}\n\n| stage | s | RSS after MB | peak so far MB |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['stage']} | {row['s']:.3f} | {row['rss_mb']:.1f} | {row['peak_mb']:.1f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--siammask", help="the siammask command to measure (default: the one beside this Python)")
@@ -93,6 +168,8 @@ def main() -> int:
                         help="threads of both (OMP_NUM_THREADS for ours, cv2.setNumThreads for TrackerNano; "
                              "default: each library's own choice, as a user gets)")
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--stages", action="store_true",
+                        help="also break our start-up and memory down by stage and by ONNX Runtime session")
     args = parser.parse_args()
     if args.runs < 1 or args.threads < 0:
         print("bench_runtime: --runs must be at least 1 and --threads at least 0", file=sys.stderr)
@@ -118,6 +195,15 @@ def main() -> int:
     except UserError as error:
         print(f"bench_runtime: {error}", file=sys.stderr)
         return 2
+    breakdown = {}
+    if args.stages:
+        python = interpreter_of(ours)
+        try:
+            breakdown = {"track": stages(python, [box, *map(str, sequence.frames)], args.runs, env),
+                         "sessions": stages(python, ["sessions"], args.runs, env)}
+        except UserError as error:
+            print(f"bench_runtime: {error}", file=sys.stderr)
+            return 2
     medians = {name: {field: statistics.median(getattr(r, field) for r in rs)
                       for field in ("first_result_s", "wall_s", "peak_rss_mb")} for name, rs in runs.items()}
     ratios = {field: medians["ours"][field] / medians["nano"][field] for field in medians["ours"]}
@@ -131,8 +217,13 @@ def main() -> int:
         print(f"| {label} | {m['first_result_s']:.2f} | {m['wall_s']:.2f} | {m['peak_rss_mb']:.0f} |")
     print(f"| ratio ours / TrackerNano (goal <= 2) | {ratios['first_result_s']:.2f}x | {ratios['wall_s']:.2f}x | "
           f"{ratios['peak_rss_mb']:.2f}x |")
+    if breakdown:
+        print_stages(f"Where our start-up and memory go ({python}; each stage's time from the one before)",
+                     breakdown["track"])
+        print_stages("The default weights' ONNX Runtime sessions opened one after another (the engine opens them "
+                     "side by side)", breakdown["sessions"])
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        Path(args.json).write_text(json.dumps({"stages": breakdown,
             "machine": machine, "sequence": args.sequence, "frames": len(sequence.frames), "threads": args.threads,
             "command": ours, "runs": {name: [vars(r) for r in rs] for name, rs in runs.items()},
             "median": medians, "ratio": ratios}, indent=2) + "\n")

@@ -1,10 +1,29 @@
 """Opening an exported ONNX graph in ONNX Runtime, with every failure a one-line UserError."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from siammask.errors import UserError
+
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def _share_one_cpu_arena(ort) -> None:
+    """Register one CPU memory arena for the whole process (ONNX Runtime's environment allocator),
+    once. Each session used to grow an arena of its own and keep it; a tracker runs its sessions
+    one after another, so in one shared arena what one run frees the next reuses: peak RSS of
+    `siammask track` on the default weights 194-196 -> 173-186 MB, outputs identical
+    (benchmarks/RESULTS.md)."""
+    global _arena_registered
+    with _arena_lock:
+        if not _arena_registered:
+            cpu = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            # max memory 0 and -1 for the rest: ONNX Runtime's defaults (growth by powers of two)
+            ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, -1, -1, -1))
+            _arena_registered = True
 
 
 def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
@@ -23,6 +42,8 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     # after its run took the cores from the next: the nano step took 12-16 ms with spinning and
     # 8.4 ms without on 2 cores (benchmarks/RESULTS.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    _share_one_cpu_arena(ort)
+    options.add_session_config_entry("session.use_env_allocators", "1")
     try:
         return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # ORT raises several unrelated types for unreadable models

@@ -324,14 +324,20 @@ class InferenceStage:
             log("inference", f"the supervisor did not take event '{kind.__name__}'")
 
 
+def stage_tracker(m: ModelConfig) -> Tracker:
+    """The config's model section -> the tracker, through the load_tracker the commands use (one
+    engine choice for `track` and `serve`)."""
+    return load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
+                        precision=m.precision, redetect=m.redetect)
+
+
 def run_inference(spec: InferenceSpec) -> None:
     """Process entry point: load the model, open the ZeroMQ link, run the stage."""
     stop = StopFlag()
     m = spec.model
     set_inference_threads(m.threads)  # every back end's threads (siammask.threads)
     try:
-        tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
-                               precision=m.precision, redetect=m.redetect)
+        tracker = stage_tracker(m)
         link = ZmqStageLink(spec.link)
     except UserError as exc:
         log("inference", str(exc))

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_HP, TrackerConfig, load_hp
+from .engines.registry import AUTO, auto_engine, build_engine
 from .engines.sidecar import SIDECAR, read_sidecar
 from .errors import UserError
-from .export.runtime import AUTO, build_engine
+from .export.runtime import exported_graphs
 from .extras import require
 from .tracker import Tracker
 
@@ -57,7 +58,7 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
 
     variant: None means as the checkpoint says. hp: a preset name (siammask.config.HP_PRESETS) or a
     YAML file; None means as the checkpoint or export records, else the variant's default. engine:
-    auto (export/runtime.py: onnxruntime for nano on a CPU, else torch), torch, torch-compile,
+    auto (engines/registry.py: onnxruntime for nano on a CPU, else torch), torch, torch-compile,
     onnxruntime or tensorrt. precision: fp32, bf16, fp16 or int8; None means
     fp32, or what an export directory holds. redetect: search frame-wide for a lost target (True)
     or only report it lost (False); None means as the hyper-parameters say. Every problem with what
@@ -70,16 +71,18 @@ def load_tracker(weights: str | Path | None = None, *, variant: str | None = Non
                             f"{variant} was asked for")
         return Tracker(build_engine(engine, path, device, precision), _with_redetect(load_hp(hp or info.hp), redetect))
     ckpt, hp = load_model(path, variant, hp)
-    return Tracker(build_engine(engine, ckpt.model, device, precision), _with_redetect(load_hp(hp), redetect))
+    return Tracker(build_engine(engine, ckpt.model, device, precision, export=exported_graphs),
+                   _with_redetect(load_hp(hp), redetect))
 
 
 def shipped_graphs(weights: str | Path | None, engine: str, device: str, precision: str | None) -> Path | None:
     """The default weights' prebuilt graphs (DEFAULT_GRAPHS) where they give what the .pth would: no
-    weights given, the wheel ships them, and the options ask for ONNX Runtime in float32 (`auto`
-    picks it for the default model on a CPU); None otherwise."""
+    weights given, the wheel ships them, and the options ask for ONNX Runtime in float32, by name or
+    through the rule `auto` applies to the .pth's model (the graphs' variant); None otherwise."""
     if weights or not (DEFAULT_GRAPHS / SIDECAR).is_file() or precision not in (None, "fp32"):
         return None
-    if engine == "onnxruntime" or (engine == AUTO and device == "cpu"):
+    variant = read_sidecar(DEFAULT_GRAPHS, check_files=False).variant  # the .pth's, read without torch
+    if engine == "onnxruntime" or (engine == AUTO and auto_engine(variant, device, precision) == "onnxruntime"):
         return DEFAULT_GRAPHS
     return None
 

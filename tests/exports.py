@@ -7,7 +7,10 @@ from pathlib import Path
 
 import torch
 
+from siammask.backend import Engine
+from siammask.engines.registry import ModelSource, build_engine
 from siammask.export.exporter import export_model
+from siammask.export.runtime import exported_graphs
 from siammask.model import TrackingNet, build_model
 
 
@@ -25,3 +28,9 @@ def exported(variant: str, root: Path, precision: str = "fp32") -> Path:
     folder = root / f"export-{variant}-{precision}"
     export_model(random_model(variant), folder, precision=precision)
     return folder
+
+
+def engine_on(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> Engine:
+    """build_engine as siammask.load_tracker calls it: a graph back end on a loaded model is exported
+    on the fly."""
+    return build_engine(name, source, device, precision, export=exported_graphs)

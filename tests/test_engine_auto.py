@@ -8,17 +8,23 @@ import multiprocessing
 import os
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
+from siammask.api import DEFAULT_WEIGHTS
+from siammask.cli import make_parser
+from siammask.commands.common import build_tracker
 from siammask.errors import UserError
 from siammask.export.cache import cache_root, export_key
 from siammask.export.onnx_export import OPSET, random_feeds
-from siammask.export.runtime import ENGINE_CHOICES, build_engine, resolve_engine
+from siammask.engines.registry import ENGINE_CHOICES, resolve_engine
 from siammask.export.verify import TOLERANCES, relative_error
+from siammask.pipeline.config import apply_cli, load_config
+from siammask.pipeline.inference import stage_tracker
 from siammask.threads import set_inference_threads
 
-from exports import exported, random_model
+from exports import engine_on, exported, random_model
 
 
 @pytest.fixture
@@ -87,12 +93,12 @@ def test_the_export_key_follows_the_code_that_writes_the_graphs(tmp_path, monkey
 @pytest.mark.slow  # exports a graph
 def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     model = random_model("nano")
-    first = build_engine("auto", model)
+    first = engine_on("auto", model)
     assert first.name == "onnxruntime"
     (folder,) = _finished(cache)
     sidecar = cache / folder / "siammask_export.json"
     stamp = sidecar.stat().st_mtime_ns
-    second = build_engine("auto", model)
+    second = engine_on("auto", model)
     assert _finished(cache) == [folder] and sidecar.stat().st_mtime_ns == stamp  # not exported again
     assert json.loads(sidecar.read_text())["variant"] == "nano"
     assert not [p for p in cache.iterdir() if p.name.startswith(".partial-")]
@@ -101,7 +107,7 @@ def test_auto_exports_once_then_reuses_the_cached_graphs(cache):
     z, x = feeds["template"]["z"].numpy(), feeds["search"]["x"].numpy()
     a, b = first.track(x, first.template(z)), second.track(x, second.template(z))
     np.testing.assert_array_equal(a.cls, b.cls)
-    reference = build_engine("torch", model)
+    reference = engine_on("torch", model)
     ref = reference.track(x, reference.template(z))
     assert relative_error(a.cls, ref.cls) <= TOLERANCES["fp32"]
     assert relative_error(a.loc, ref.loc) <= TOLERANCES["fp32"]
@@ -112,10 +118,10 @@ def test_a_damaged_cached_export_is_made_again(cache, caplog):
     """A cached export whose graph was deleted or changed by hand is exported again, not reported
     as an unusable graph pointing into the cache."""
     model = random_model("nano")
-    build_engine("auto", model)
+    engine_on("auto", model)
     (folder,) = _finished(cache)
     (cache / folder / "search.onnx").unlink()
-    engine = build_engine("auto", model)
+    engine = engine_on("auto", model)
     assert engine.name == "onnxruntime" and "damaged" in caplog.text
     assert _finished(cache) == [folder] and (cache / folder / "search.onnx").is_file()
     assert not [p for p in cache.iterdir() if p.name.startswith(".partial-")]
@@ -126,7 +132,7 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_export(tmp_path, monkeypa
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(blocker))
-    engine = build_engine("onnxruntime", random_model("nano"))
+    engine = engine_on("onnxruntime", random_model("nano"))
     assert engine.name == "onnxruntime"
     assert blocker.read_text().startswith("a file")
     assert "not writable" in caplog.text
@@ -136,7 +142,7 @@ def _build_in_child(barrier) -> None:
     torch.set_num_threads(1)  # the export's
     set_inference_threads(1)  # the engine's
     barrier.wait()
-    build_engine("auto", random_model("nano"))
+    engine_on("auto", random_model("nano"))
 
 
 @pytest.mark.slow
@@ -152,3 +158,38 @@ def test_processes_exporting_together_leave_one_finished_export(cache):
     assert len(_finished(cache)) == 1
     assert os.listdir(cache) == _finished(cache)  # no partial folder left behind
     assert cache_root() == cache.parent
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """One export cache for the module's tests (each export of the default weights takes seconds)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIAMMASK_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.mark.slow  # exports the default weights once
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
+@pytest.mark.parametrize("options, engine", [
+    ([], "onnxruntime"),                                  # auto on a CPU: the nano model's fastest
+    (["--engine", "auto", "--precision", "bf16"], "torch"),  # auto: a precision only torch has
+    (["--engine", "torch"], "torch"),
+    (["--engine", "onnxruntime", "--precision", "fp32"], "onnxruntime"),
+])
+def test_track_and_serve_build_the_same_engine_from_the_same_options(module_cache, options, engine):
+    """`siammask track` (commands.common.build_tracker) and serve's inference stage (its config's model
+    section, pipeline.inference.stage_tracker) go through one build_engine: the same options give the
+    same back end running the same graphs; `auto` gives real ONNX Runtime sessions."""
+    weights = ["--weights", str(DEFAULT_WEIGHTS)]
+    track = make_parser().parse_args(["track", "frames", "--box", "1,1,5,5", *weights, *options])
+    serve = make_parser().parse_args(["serve", "--source", "frames", *weights, *options])
+    ours, theirs = build_tracker(track).engine, stage_tracker(apply_cli(load_config(None), serve).model).engine
+    assert (ours.name, ours.variant, ours.precision) == (theirs.name, theirs.variant, theirs.precision)
+    assert (ours.name, ours.variant) == (engine, "nano")
+    if engine == "onnxruntime":
+        assert sorted(ours.sessions) == sorted(theirs.sessions)
+        assert all(isinstance(s, onnxruntime.InferenceSession) for s in ours.sessions.values())
+    z = np.random.default_rng(5).uniform(0, 255, (1, 3, 127, 127)).astype(np.float32)
+    mine, other = ours.template(z), theirs.template(z)
+    for a, b in zip((mine.cls, mine.loc, mine.mask), (other.cls, other.loc, other.mask)):
+        np.testing.assert_array_equal(torch.as_tensor(a).float().numpy(), torch.as_tensor(b).float().numpy())

@@ -22,12 +22,11 @@ from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
-from siammask.export.runtime import build_engine
 from siammask.export.verify import TOLERANCES, relative_error
 from siammask.threads import set_inference_threads
 from siammask.tracker import Tracker
 
-from exports import exported, random_model
+from exports import engine_on, exported, random_model
 from reference import TENNIS, TENNIS_BOX, needs_reference, parity_state_dict
 
 VARIANTS = ("sharp", "base", "nano")
@@ -91,10 +90,10 @@ def test_graph_engines_of_the_engines_layer_refuse_a_loaded_model_in_one_line():
 
 @pytest.mark.slow
 def test_onnxruntime_engine_from_a_loaded_model_and_a_batch_of_targets():
-    """export.runtime.build_engine with a model exports on the fly; three targets are one batch, and slicing and
+    """build_engine with a model and the export step exports on the fly; three targets are one batch, and slicing and
     joining template features keeps them apart."""
     model = random_model("lite")
-    engine = build_engine("onnxruntime", model)
+    engine = engine_on("onnxruntime", model)
     assert (engine.name, engine.variant, engine.precision, engine.mask_size) == ("onnxruntime", "lite", "fp32", 127)
     feeds = random_feeds(model, batch=3, seed=8)
     features = engine.template(feeds["template"]["z"].numpy())
@@ -117,7 +116,7 @@ def test_torch_bf16_is_close_to_fp32_and_fp16_needs_cuda():
         with pytest.raises(UserError, match="--precision fp16 needs --device cuda"):
             TorchEngine(model, precision="fp16")
     with pytest.raises(UserError, match="int8 runs on --engine onnxruntime"):
-        build_engine("torch", model, precision="int8")
+        engine_on("torch", model, precision="int8")
 
 
 @pytest.mark.slow
@@ -130,7 +129,7 @@ def test_torch_compile_matches_eager_at_every_position_it_is_given(variant):
         pytest.skip("torch.compile needs g++ on the CPU (.ci/run installs it)")
     model = random_model(variant)
     feeds = random_feeds(model, batch=2, seed=10)
-    compiled, eager = build_engine("torch-compile", model), TorchEngine(model)
+    compiled, eager = engine_on("torch-compile", model), TorchEngine(model)
     assert compiled.name == "torch-compile"
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     ours, ref = _engine_outputs(compiled, feeds), _engine_outputs(eager, feeds)
@@ -155,7 +154,7 @@ def test_torch_compile_without_a_compiler_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(UserError, match="torch-compile needs a C\\+\\+ compiler .*use --engine torch$"):
-        build_engine("torch-compile", random_model("lite"))
+        engine_on("torch-compile", random_model("lite"))
 
 
 def test_every_registered_engine_is_built_or_refused_in_one_line():
@@ -164,14 +163,14 @@ def test_every_registered_engine_is_built_or_refused_in_one_line():
     model = random_model("lite")
     for name in ENGINES:
         try:
-            engine = build_engine(name, model, "cpu", "bf16")
+            engine = engine_on(name, model, "cpu", "bf16")
         except UserError as exc:
             assert name != "torch" and "\n" not in str(exc)
             assert name != "torch-compile" or "needs a C++ compiler" in str(exc)
         else:
             assert (engine.name, engine.precision) == (name, "bf16")
     with pytest.raises(UserError, match="unknown engine 'nope'; available: auto, torch, torch-compile, onnxruntime, tensorrt"):
-        build_engine("nope", model)
+        engine_on("nope", model)
 
 
 # --- export directories a user may get wrong -------------------------------------------------

@@ -5,6 +5,7 @@ the results of the .pth path; what needs torch there says so in one line naming 
 The wheel itself, installed into a venv that has no torch, is .ci/wheel_check's (demo, track, serve)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from siammask.api import DEFAULT_GRAPHS, DEFAULT_WEIGHTS, shipped_graphs
 from siammask.cli import main
-from siammask.engines.sidecar import SIDECAR
+from siammask.engines.sidecar import SIDECAR, ExportInfo
 from siammask.synthetic import make_sequence, write_image_folder
 
 SUBPROCESS_TIMEOUT_S = 300  # hang guard only
@@ -83,7 +84,13 @@ def test_the_shipped_graphs_serve_only_what_the_checkpoint_would_run_on_onnxrunt
     monkeypatch.setattr("siammask.api.DEFAULT_GRAPHS", folder)
     assert shipped_graphs(None, "auto", "cpu", None) is None  # a build without them: the .pth
     folder.mkdir()
-    (folder / SIDECAR).write_text("{}")  # its contents are the engine's to check
+
+    def shipped(variant: str) -> None:  # the files themselves are the engine's to check
+        files = {role: f"{role}.onnx" for role in ("template", "search", "mask")}
+        info = ExportInfo("onnx", variant, variant, "fp32", 17, {}, files)
+        (folder / SIDECAR).write_text(json.dumps(dataclasses.asdict(info)))
+
+    shipped("nano")
     assert shipped_graphs(None, "auto", "cpu", None) == folder
     assert shipped_graphs(None, "onnxruntime", "cpu", "fp32") == folder
     assert shipped_graphs(None, "onnxruntime", "cuda", None) == folder  # ORT's CUDA provider runs them
@@ -91,6 +98,9 @@ def test_the_shipped_graphs_serve_only_what_the_checkpoint_would_run_on_onnxrunt
     assert shipped_graphs(None, "torch", "cpu", None) is None
     assert shipped_graphs(None, "auto", "cuda", None) is None  # auto picks torch on a GPU
     assert shipped_graphs(None, "auto", "cpu", "int8") is None  # another export
+    shipped("lite")  # auto's one rule (engines.registry): torch for the ResNet-style models
+    assert shipped_graphs(None, "auto", "cpu", None) is None
+    assert shipped_graphs(None, "onnxruntime", "cpu", None) == folder
     assert DEFAULT_GRAPHS.parent == DEFAULT_WEIGHTS.parent
 
 

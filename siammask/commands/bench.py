@@ -58,8 +58,8 @@ def _frames() -> tuple[np.ndarray, np.ndarray]:
 def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[str]]:
     """Every requested (engine, precision) that can run here; a note for each that cannot."""
     from ..config import load_hp
-    from ..engines.registry import ENGINES
-    from ..export.runtime import build_engine
+    from ..engines.registry import ENGINES, build_engine
+    from ..export.runtime import exported_graphs
     from ..tracker import Tracker
 
     hp = load_hp(args.hp or variant_spec(model.variant).default_hp)
@@ -68,7 +68,8 @@ def _candidates(args: argparse.Namespace, model) -> tuple[list[Candidate], list[
         for precision in [args.precision] if args.precision else list(PRECISIONS):
             print(f"siammask: preparing {name} {precision} ...", file=sys.stderr)
             try:
-                found.append(Candidate(name, precision, Tracker(build_engine(name, model, args.device, precision), hp)))
+                engine = build_engine(name, model, args.device, precision, export=exported_graphs)
+                found.append(Candidate(name, precision, Tracker(engine, hp)))
             except UserError as exc:
                 if args.engine and args.precision:
                     raise
