@@ -73,7 +73,7 @@ def mark(stage):
                       "peak_mb": int(status["VmHWM"].split()[0]) / 1024}), flush=True)
 from siammask.threads import single_threaded_blas
 single_threaded_blas()
-mark("interpreter up")
+mark("import siammask.threads (after the interpreter started, not timed)")
 import numpy
 mark("import numpy")
 import cv2
@@ -84,7 +84,10 @@ from siammask.api import DEFAULT_GRAPHS, load_tracker
 mark("import siammask.api")
 if sys.argv[1] == "sessions":
     from siammask.engines.onnx_session import open_session
-    from siammask.engines.sidecar import read_sidecar
+    from siammask.engines.sidecar import SIDECAR, read_sidecar
+    if not (DEFAULT_GRAPHS / SIDECAR).is_file():
+        sys.exit("no shipped graphs in this install (a source checkout: build the wheel, or run "
+                 "'siammask export --out siammask/weights/default-onnx')")
     for role, name in read_sidecar(DEFAULT_GRAPHS, backend="onnx").files.items():
         globals()[role] = open_session(DEFAULT_GRAPHS / name, ["CPUExecutionProvider"], 2)
         mark(f"session {role}")
@@ -131,7 +134,9 @@ def timed_run(argv: list[str], env: dict[str, str]) -> Run:
 
 
 def interpreter_of(argv: list[str]) -> str:
-    """The Python that runs a console script (its #! line), else this one."""
+    """The Python that runs a console script (its #! line), else this one (a script pip started
+    with `#!/bin/sh` for a long venv path falls back to it too: pass --siammask as VENV/bin/siammask
+    of a short path when the stages must be that venv's)."""
     head = Path(argv[0]).read_bytes()[:200].split(b"\n")[0] if Path(argv[0]).is_file() else b""
     return head[2:].decode().strip() if head.startswith(b"#!") and b"python" in head else sys.executable
 
@@ -143,7 +148,8 @@ def stages(python: str, args: list[str], runs: int, env: dict[str, str]) -> list
         out = subprocess.run([python, "-c", STAGES_SCRIPT, *args], capture_output=True, text=True, env=env,
                              timeout=SUBPROCESS_TIMEOUT_S)
         if out.returncode != 0:
-            raise UserError(f"the stage breakdown failed: {out.stderr.strip()[-500:]}")
+            last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+            raise UserError(f"the stage breakdown failed: {last}")
         marks = [json.loads(line) for line in out.stdout.splitlines()]
         for previous, mark in zip([{"s": 0.0}, *marks], marks):
             seen.setdefault(mark["stage"], []).append({**mark, "s": mark["s"] - previous["s"]})
@@ -195,15 +201,15 @@ def main() -> int:
     except UserError as error:
         print(f"bench_runtime: {error}", file=sys.stderr)
         return 2
-    breakdown = {}
+    breakdown: dict[str, list[dict]] = {}
+    failed = None  # the breakdown's one-line error: reported after the main table, which stands
     if args.stages:
         python = interpreter_of(ours)
         try:
-            breakdown = {"track": stages(python, [box, *map(str, sequence.frames)], args.runs, env),
-                         "sessions": stages(python, ["sessions"], args.runs, env)}
+            breakdown["track"] = stages(python, [box, *map(str, sequence.frames)], args.runs, env)
+            breakdown["sessions"] = stages(python, ["sessions"], args.runs, env)
         except UserError as error:
-            print(f"bench_runtime: {error}", file=sys.stderr)
-            return 2
+            failed = str(error)
     medians = {name: {field: statistics.median(getattr(r, field) for r in rs)
                       for field in ("first_result_s", "wall_s", "peak_rss_mb")} for name, rs in runs.items()}
     ratios = {field: medians["ours"][field] / medians["nano"][field] for field in medians["ours"]}
@@ -217,9 +223,10 @@ def main() -> int:
         print(f"| {label} | {m['first_result_s']:.2f} | {m['wall_s']:.2f} | {m['peak_rss_mb']:.0f} |")
     print(f"| ratio ours / TrackerNano (goal <= 2) | {ratios['first_result_s']:.2f}x | {ratios['wall_s']:.2f}x | "
           f"{ratios['peak_rss_mb']:.2f}x |")
-    if breakdown:
+    if "track" in breakdown:
         print_stages(f"Where our start-up and memory go ({python}; each stage's time from the one before)",
                      breakdown["track"])
+    if "sessions" in breakdown:
         print_stages("The default weights' ONNX Runtime sessions opened one after another (the engine opens them "
                      "side by side)", breakdown["sessions"])
     if args.json:
@@ -227,6 +234,9 @@ def main() -> int:
             "machine": machine, "sequence": args.sequence, "frames": len(sequence.frames), "threads": args.threads,
             "command": ours, "runs": {name: [vars(r) for r in rs] for name, rs in runs.items()},
             "median": medians, "ratio": ratios}, indent=2) + "\n")
+    if failed:
+        print(f"bench_runtime: {failed}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -114,10 +114,12 @@ def one_step(model, frame, pos, size, avg, kernels_z, anchors, window, cfg, cloc
     if original:
         full = cv2.warpAffine(prob, m, frame_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=-1)
+        clock.lap("paste-back")
+        mask_polygon(full, cfg.seg_thr)
     else:
-        full = paste_back(prob, m, frame_wh)
-    clock.lap("paste-back")
-    mask_polygon(full, cfg.seg_thr)
+        part = paste_back(prob, m, frame_wh)
+        clock.lap("paste-back")
+        mask_polygon(part.values, cfg.seg_thr, origin=(part.x, part.y))
     clock.lap("polygon")
 
 

@@ -16,7 +16,8 @@ def _share_one_cpu_arena(ort) -> None:
     once. Each session used to grow an arena of its own and keep it; a tracker runs its sessions
     one after another, so in one shared arena what one run frees the next reuses: peak RSS of
     `siammask track` on the default weights 194-196 -> 173-186 MB, outputs identical
-    (benchmarks/RESULTS.md)."""
+    (benchmarks/RESULTS.md). The arena keeps its high-water mark until the process ends: a Python
+    API user who drops a tracker and loads another reuses that memory but does not get it back."""
     global _arena_registered
     with _arena_lock:
         if not _arena_registered:

@@ -51,7 +51,7 @@ def load_model(weights: str | Path | None = None, variant: str | None = None,
 
 
 def load_tracker(weights: str | Path | None = None, *, variant: str | None = None, hp: str | None = None,
-                 engine: str = "auto", device: str = "cpu", precision: str | None = None,
+                 engine: str = AUTO, device: str = "cpu", precision: str | None = None,
                  redetect: bool | None = None) -> Tracker:
     """A Tracker on `weights`: an official or siammask .pth checkpoint, an export directory made by
     `siammask export`, or (None) the shipped default weights.
@@ -79,12 +79,13 @@ def shipped_graphs(weights: str | Path | None, engine: str, device: str, precisi
     """The default weights' prebuilt graphs (DEFAULT_GRAPHS) where they give what the .pth would: no
     weights given, the wheel ships them, and the options ask for ONNX Runtime in float32, by name or
     through the rule `auto` applies to the .pth's model (the graphs' variant); None otherwise."""
-    if weights or not (DEFAULT_GRAPHS / SIDECAR).is_file() or precision not in (None, "fp32"):
-        return None
-    variant = read_sidecar(DEFAULT_GRAPHS, check_files=False).variant  # the .pth's, read without torch
-    if engine == "onnxruntime" or (engine == AUTO and auto_engine(variant, device, precision) == "onnxruntime"):
+    if weights or engine not in ("onnxruntime", AUTO) or not (DEFAULT_GRAPHS / SIDECAR).is_file() \
+            or precision not in (None, "fp32"):
+        return None  # a back end that never reads them does not depend on their sidecar either
+    if engine == "onnxruntime":
         return DEFAULT_GRAPHS
-    return None
+    variant = read_sidecar(DEFAULT_GRAPHS, check_files=False).variant  # the .pth's, read without torch
+    return DEFAULT_GRAPHS if auto_engine(variant, device, precision) == "onnxruntime" else None
 
 
 def _with_redetect(config: TrackerConfig, redetect: bool | None) -> TrackerConfig:

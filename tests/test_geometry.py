@@ -552,6 +552,8 @@ def test_pasted_covering_grows_with_minus_one_and_keeps_values():
     assert (grown.values[:, :2] == -1).all() and (grown.values[2] == -1).all() and (grown.values[:, 5] == -1).all()
     empty = Pasted(0, 0, np.zeros((0, 0), np.float32))      # a window off the frame
     assert not empty.above(-0.5, (12, 10)).any() and (empty.frame((12, 10)) == -1).all()
+    far = empty.covering(600, 400, 700, 450)                 # grows to the region alone, not from (0, 0)
+    assert (far.x, far.y, far.values.shape) == (600, 400, (50, 100)) and (far.values == -1).all()
 
 
 def test_paste_back_round_trip_integer_scale_and_shift():

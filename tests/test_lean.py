@@ -17,6 +17,7 @@ import pytest
 from siammask.api import DEFAULT_GRAPHS, DEFAULT_WEIGHTS, shipped_graphs
 from siammask.cli import main
 from siammask.engines.sidecar import SIDECAR, ExportInfo
+from siammask.errors import UserError
 from siammask.synthetic import make_sequence, write_image_folder
 
 SUBPROCESS_TIMEOUT_S = 300  # hang guard only
@@ -98,6 +99,12 @@ def test_the_shipped_graphs_serve_only_what_the_checkpoint_would_run_on_onnxrunt
     assert shipped_graphs(None, "torch", "cpu", None) is None
     assert shipped_graphs(None, "auto", "cuda", None) is None  # auto picks torch on a GPU
     assert shipped_graphs(None, "auto", "cpu", "int8") is None  # another export
+    (folder / SIDECAR).write_text("{not json")  # a damaged sidecar: only what would read the graphs fails
+    assert shipped_graphs(None, "torch", "cpu", None) is None
+    assert shipped_graphs(None, "tensorrt", "cuda", None) is None
+    assert shipped_graphs(None, "onnxruntime", "cpu", None) == folder  # the engine's own check says why
+    with pytest.raises(UserError):
+        shipped_graphs(None, "auto", "cpu", None)
     shipped("lite")  # auto's one rule (engines.registry): torch for the ResNet-style models
     assert shipped_graphs(None, "auto", "cpu", None) is None
     assert shipped_graphs(None, "onnxruntime", "cpu", None) == folder

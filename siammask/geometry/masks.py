@@ -72,6 +72,8 @@ class Pasted:
         h, w = self.values.shape
         if x0 >= self.x and y0 >= self.y and x1 <= self.x + w and y1 <= self.y + h:
             return self
+        if not self.values.size:  # nothing pasted (a window off the frame): only the region
+            return Pasted(x0, y0, np.full((y1 - y0, x1 - x0), -1, np.float32))
         nx0, ny0 = min(x0, self.x), min(y0, self.y)
         nx1, ny1 = max(x1, self.x + w), max(y1, self.y + h)
         values = np.full((ny1 - ny0, nx1 - nx0), -1, np.float32)
