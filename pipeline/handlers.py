@@ -47,6 +47,8 @@ class Handlers:
         self.cfg, self.registry, self.stages, self.events, self.reply = cfg, registry, stages, events, reply
         self.requests: dict[int, PendingRequest] = {}
         self.next_request = 0
+        self.rejected_snapshots = 0                   # metrics snapshots not well-formed, all told
+        self._rejected_from: set[tuple[str, int]] = set()  # (child, generation) that sent one: logged once
         self.table: dict[Any, Callable] = {
             "list": self.list, "pause": self.pause, "resume": self.resume, "add_target": self.add_target,
             "remove_target": self.remove_target, "add_stream": self.add_stream, "remove_stream": self.remove_stream,
@@ -234,5 +236,8 @@ class Handlers:
             return  # its start not confirmed yet: the next snapshot holds the same and more
         try:
             self.stages.children.metrics.mirror(pid, child.generation, event.files, pixels)
-        except ValueError as exc:
-            log("supervisor", f"{child.name}: dropped {exc}")
+        except ValueError as exc:  # the worker's previous snapshot stays; the next may be good
+            self.rejected_snapshots += 1
+            if (child.name, child.generation) not in self._rejected_from:
+                self._rejected_from.add((child.name, child.generation))
+                log("supervisor", f"{child.name}: dropped {exc} (further ones dropped without a word)")

@@ -21,7 +21,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.mmap_dict import MmapedDict, _read_all_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -112,24 +112,18 @@ class StageMetrics:
                         self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
                         dead.unlink()
 
-    def mirror(self, pid: int, generation: int, files: tuple[tuple[str, int], ...], data: np.ndarray) -> None:
-        """Write a snapshot of the process's files (see `own_files`) here, replacing its previous one;
-        a snapshot that is not well-formed raises ValueError and changes nothing."""
-        sizes = [size for _, size in files]
-        if sum(sizes) != data.size or data.size > SNAPSHOT_BYTES or not all(
-                kind in KINDS and type(size) is int and size >= HEADER_BYTES for kind, size in files):
-            raise ValueError("a metrics snapshot with unknown files or sizes that do not add up")
-        raw, starts = data.tobytes(), [sum(sizes[:n]) for n in range(len(sizes))]
-        if any(struct.unpack_from("i", raw, at)[0] != size for at, size in zip(starts, sizes)):
-            raise ValueError("a metrics snapshot whose files do not say their own size")
-        at = 0
+    def mirror(self, pid: int, generation: int, files: object, data: object) -> None:
+        """Write a snapshot of the process's files (see `own_files`) here, replacing its previous one.
+        It comes from another process, maybe another machine: every file is checked as the collector
+        will read it, so a snapshot that is not well-formed raises ValueError and changes nothing
+        (one bad file would otherwise break every later scrape and fold)."""
+        parts = _snapshot_parts(files, data)
         with self._lock:
-            for kind, size in files:
+            for kind, part in parts:
                 path = self.path / f"{kind}_{mirror_key(pid, generation)}.db"
-                part = path.with_suffix(".part")  # the collector reads *.db only: never half a file
-                part.write_bytes(raw[at:at + size])
-                os.replace(part, path)
-                at += size
+                temp = path.with_suffix(".part")  # the collector reads *.db only: never half a file
+                temp.write_bytes(part)
+                os.replace(temp, path)
 
     def stream_removed(self) -> None:
         """Rewrite the archives without the series of streams no longer registered."""
@@ -152,6 +146,51 @@ class StageMetrics:
                     archive.write_value(key, before + value, timestamp)
         finally:
             archive.close()
+
+
+def _snapshot_parts(files: object, data: object) -> list[tuple[str, bytes]]:
+    """(kind, bytes) of each file of a MetricsSnapshot, or ValueError: entries are (known kind,
+    size) pairs, each kind once, the sizes add up to the uint8 data, and every file parses as the
+    collector reads it, with finite values no counter or histogram would go below zero with."""
+    if (not isinstance(files, (tuple, list)) or not isinstance(data, np.ndarray) or data.dtype != np.uint8
+            or data.ndim != 1 or data.size > SNAPSHOT_BYTES):
+        raise ValueError("a metrics snapshot that is not a list of files and their bytes")
+    if not all(isinstance(entry, (tuple, list)) and len(entry) == 2 and type(entry[0]) is str
+               and type(entry[1]) is int for entry in files):
+        raise ValueError("a metrics snapshot whose files are not (kind, size) pairs")
+    kinds, sizes = [kind for kind, _ in files], [size for _, size in files]
+    if (len(set(kinds)) != len(kinds) or not set(kinds) <= KINDS or any(size < HEADER_BYTES for size in sizes)
+            or sum(sizes) != data.size):
+        raise ValueError("a metrics snapshot with unknown or repeated files or sizes that do not add up")
+    raw, parts, at = data.tobytes(), [], 0
+    for kind, size in files:
+        part = raw[at:at + size]
+        at += size
+        try:
+            _check_file(part, size)
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"a metrics snapshot whose {kind} file does not parse ({exc})") from None
+        parts.append((kind, part))
+    return parts
+
+
+def _check_file(part: bytes, size: int) -> None:
+    """Read a metrics file as MultiProcessCollector will; raise on anything it would choke on."""
+    if struct.unpack_from("i", part, 0)[0] != size:
+        raise ValueError("it does not say its own size")
+    last = 0
+    for key, value, timestamp, pos in _read_all_values(part, size):
+        if pos <= last:  # a negative key length walks backwards, for ever
+            raise ValueError("an entry of negative length")
+        last = pos
+        metric, name, labels, help_text = json.loads(key)
+        if not (isinstance(metric, str) and isinstance(name, str) and isinstance(help_text, str)
+                and isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())):
+            raise ValueError("an entry whose key is not (metric, sample, labels, help)")
+        if name.endswith("_bucket"):
+            float(labels["le"])
+        if not (math.isfinite(value) and math.isfinite(timestamp)) or value < 0:
+            raise ValueError("a value that is not finite or below zero")
 
 
 class TargetFigures:

@@ -87,18 +87,85 @@ def test_a_snapshot_sent_over_a_socket_is_served_and_folded_when_its_process_die
     assert sorted(p.name for p in (folders / "supervisor").iterdir()) == ["counter_archive.db"]
 
 
-@pytest.mark.parametrize("change", ["unknown kind", "sizes", "header"])
-def test_a_snapshot_that_is_not_well_formed_changes_nothing(folders, change):
-    pid, msg, data = sent_snapshot(folders)
+FIRST_ENTRY = 8  # the first file's first entry, after its header
+
+
+def value_at(data: np.ndarray) -> int:
+    """Where the value of the first file's first entry lies (after its key, padded to 8 bytes)."""
+    at = FIRST_ENTRY
+    key_len = int(np.frombuffer(data[at:at + 4].tobytes(), dtype=np.int32)[0])
+    return at + 4 + key_len + (8 - (key_len + 4) % 8)
+
+
+def changed(msg: MetricsSnapshot, data: np.ndarray, change: str) -> tuple[object, object]:
     files, data = list(msg.files), data.copy()
     if change == "unknown kind":
         files[0] = ("../../escape", files[0][1])
     elif change == "sizes":
         files[0] = (files[0][0], files[0][1] + 8)
-    else:
+    elif change == "header":
         data[:4] = np.frombuffer(np.int32(10**6).tobytes(), dtype=np.uint8)
+    elif change == "size not an int":
+        files[0] = (files[0][0], str(files[0][1]))
+    elif change == "not pairs":
+        files[0] = files[0][0]
+    elif change == "repeated kind":
+        files = [files[0], files[0]]
+        data = np.concatenate([data[:files[0][1]], data[:files[0][1]]])
+    elif change == "entry length":  # a valid header, a key said to run past the file
+        at = FIRST_ENTRY
+        data[at:at + 4] = np.frombuffer(np.int32(10**5).tobytes(), dtype=np.uint8)
+    elif change == "negative entry length":
+        at = FIRST_ENTRY
+        data[at:at + 4] = np.frombuffer(np.int32(-28).tobytes(), dtype=np.uint8)
+    elif change in ("nan", "negative"):
+        at = value_at(data)
+        data[at:at + 8] = np.frombuffer(np.float64("nan" if change == "nan" else -7).tobytes(), dtype=np.uint8)
+    elif change == "key":
+        at = FIRST_ENTRY + 4
+        data[at] = ord("{")
+    elif change == "float data":
+        data = data.astype(np.float64)
+    return tuple(files), data
+
+
+CHANGES = ["unknown kind", "sizes", "header", "size not an int", "not pairs", "repeated kind", "entry length",
+           "negative entry length", "nan", "negative", "key", "float data"]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_snapshot_that_is_not_well_formed_changes_nothing(folders, change):
+    pid, msg, data = sent_snapshot(folders)
+    assert msg.files[0][0] == "counter"  # the first file's first entry is the counter of drops
+    files, bad = changed(msg, data, change)
     metrics = StageMetrics(str(folders / "supervisor"), lambda: ("a",))
     with pytest.raises(ValueError, match="metrics snapshot"):
-        metrics.mirror(pid, GENERATION, tuple(files), data)
+        metrics.mirror(pid, GENERATION, files, bad)
     assert list((folders / "supervisor").iterdir()) == []
     assert DROPS not in samples(metrics)
+    metrics.mirror(pid, GENERATION, msg.files, data)  # a good one after it is taken, and folds
+    metrics.process_died(pid, GENERATION)
+    assert samples(metrics)[DROPS] == 7.0
+
+
+def test_the_supervisor_counts_a_bad_snapshot_logs_it_once_and_goes_on(folders, caplog):
+    """The supervisor's handler, given a snapshot that does not parse, keeps the worker's previous
+    numbers, counts it, logs it once, and takes the next good one."""
+    from types import SimpleNamespace
+
+    from siammask.pipeline.children import Child
+    from siammask.pipeline.handlers import Handlers
+
+    pid, msg, data = sent_snapshot(folders)
+    metrics = StageMetrics(str(folders / "supervisor"), lambda: ("a",))
+    stages = SimpleNamespace(children=SimpleNamespace(metrics=metrics))
+    handlers = Handlers(None, None, stages, None, None)
+    child = Child("inference 0", "inference", start=print, process=SimpleNamespace(pid=pid), generation=GENERATION)
+    handlers.on_metrics(child, msg, data)
+    files, bad = changed(msg, data, "size not an int")
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            handlers.on_metrics(child, MetricsSnapshot(generation=GENERATION, files=files), bad)
+    assert handlers.rejected_snapshots == 3
+    assert sum("dropped a metrics snapshot" in r.getMessage() for r in caplog.records) == 1
+    assert samples(metrics)[DROPS] == 7.0
