@@ -210,7 +210,10 @@ class RayProcess:
         self.host.terminate.remote()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._exit is not None:
+        """Wait for the stage to end; at once when it never started (its host not placed yet, or
+        its start refused or lost): there is nothing to wait for, and a host Ray cannot place would
+        hold a stopping serve for the whole timeout."""
+        if self._exit is not None and ray.wait([self._start], timeout=0)[0] and self.pid is not None:
             ray.wait([self._exit], timeout=timeout)
         self.exitcode  # noqa: B018 - settles the code and releases the host
 
