@@ -44,6 +44,7 @@ class Child:
     restart_at: float | None = None
     backoff: Backoff = field(default_factory=Backoff)
     commands: Any = None                      # inference: the pipe its commands go through, once started
+    mirrored: bool = False                    # its metrics come as snapshots (a cluster's worker), not local files
     ready: bool = False                       # inference: its model is loaded
 
     def why(self, code: int) -> str:
@@ -135,7 +136,7 @@ class Children:
             child.commands.close()
             child.commands = None
         if mark_dead and process is not None and process.pid is not None:
-            self.metrics.process_died(process.pid, child.generation)
+            self.metrics.process_died(process.pid, child.generation, child.mirrored)
 
     def remove(self, name: str, kill: bool = False) -> None:
         """Stop a child for good (a removed stream's capture, a retired worker)."""

@@ -71,7 +71,8 @@ def own_files() -> tuple[tuple[tuple[str, int], ...], np.ndarray]:
 
 def mirror_key(pid: int | None, generation: int) -> str:
     """What a snapshot's files are named by in the supervisor's folder, in place of a pid: never a
-    local pid, and not another node's process of the same pid."""
+    local pid, and not another node's process of the same pid. A process that sends snapshots is
+    folded by this key alone: its pid, from another node, may be a local process's too."""
     return f"{pid}-{generation}"
 
 
@@ -101,16 +102,17 @@ class StageMetrics:
             metric.samples = [s for s in metric.samples if "stream" not in s.labels or s.labels["stream"] in keep]
             yield metric
 
-    def process_died(self, pid: int, generation: int) -> None:
-        """Fold the files of a process that ended: its own (by `pid`) and those its snapshots brought."""
+    def process_died(self, pid: int, generation: int, mirrored: bool = False) -> None:
+        """Fold the files of a process that ended: its own (by `pid`), or, when it sent snapshots
+        (`mirrored`), only those its snapshots brought: a local process of the same pid keeps its files."""
+        key = mirror_key(pid, generation) if mirrored else pid
         with self._lock:
-            for key in (pid, mirror_key(pid, generation)):
-                mark_process_dead(key, str(self.path))
-                for kind in ARCHIVED:
-                    dead = self.path / f"{kind}_{key}.db"
-                    if dead.exists():
-                        self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
-                        dead.unlink()
+            mark_process_dead(key, str(self.path))
+            for kind in ARCHIVED:
+                dead = self.path / f"{kind}_{key}.db"
+                if dead.exists():
+                    self._fold(kind, MmapedDict.read_all_values_from_file(str(dead)))
+                    dead.unlink()
 
     def mirror(self, pid: int, generation: int, files: object, data: object) -> None:
         """Write a snapshot of the process's files (see `own_files`) here, replacing its previous one.

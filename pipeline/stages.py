@@ -60,7 +60,8 @@ class Stages:
     def _add_worker(self, number: int) -> None:
         name = self.launcher.worker_name(number)
         self.workers[name] = number
-        self.children.add(Child(name, "inference", lambda generation: self._start_worker(name, generation)))
+        self.children.add(Child(name, "inference", lambda generation: self._start_worker(name, generation),
+                                mirrored=self.launcher.metrics_every_s > 0))
 
     def _start_worker(self, name: str, generation: int) -> StageProcess:
         """A worker process with its complete spec: the supervisor binds its command pipe first, so

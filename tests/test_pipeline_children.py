@@ -4,6 +4,7 @@ generation, a stream that ended, a FATAL stage that stops serve) and the stop of
 Seconds, no model: the serve tests run the same table with real stages."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -11,7 +12,7 @@ import time
 from siammask.pipeline.children import Child, Children
 from siammask.pipeline.console.hub import EventLog
 from siammask.pipeline.exits import ENDED, FATAL, STALLED
-from siammask.pipeline.metrics import RESTARTS, StageMetrics
+from siammask.pipeline.metrics import RESTARTS, StageMetrics, mirror_key
 
 from pipeline_support import eventually
 
@@ -91,3 +92,31 @@ def test_stop_all_ends_every_child_and_remove_ends_one(tmp_path):
     children.stop_all()
     assert all(p.exitcode is not None for p in processes)
     assert children.down_now() == ["sink", "inference", "capture a"]
+
+
+def counter_file(path, value: float) -> None:
+    """A metrics file as prometheus-client writes one: the drops of stream 'a' at inference."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    key = json.dumps(["siammask_dropped_frames", "siammask_dropped_frames_total",
+                      {"stream": "a", "stage": "inference"}, "drops"])
+    counters = MmapedDict(str(path))
+    counters.write_value(key, value, 0.0)
+    counters.close()
+
+
+def test_a_mirrored_child_that_dies_folds_its_snapshots_not_a_local_process_of_its_pid(tmp_path):
+    """A cluster worker's pid is another node's: a local process of the same pid keeps its files."""
+    children = Children(StageMetrics(str(tmp_path), lambda: ("a",)), EventLog(), ended=lambda child, code: None,
+                        down=lambda child, stalled: "")
+    child = children.add(Child("inference 0", "inference", spawn(exit_with, 1), mirrored=True))
+    pid = child.process.pid
+    local, sent = tmp_path / f"counter_{pid}.db", tmp_path / f"counter_{mirror_key(pid, child.generation)}.db"
+    counter_file(local, 5.0)
+    counter_file(sent, 7.0)
+    eventually(lambda: children.watch() or child.process is None, 60, "the exit seen")
+    assert local.exists() and not sent.exists()
+    drops = {s.value for m in children.metrics.registry.collect() for s in m.samples
+             if s.name == "siammask_dropped_frames_total"}
+    assert drops == {12.0}  # the local process's 5 still its own, the worker's 7 in the archive
+    children.stop_all()

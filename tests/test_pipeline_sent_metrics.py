@@ -81,7 +81,7 @@ def test_a_snapshot_sent_over_a_socket_is_served_and_folded_when_its_process_die
     assert not list((folders / "supervisor").glob(f"*_{pid}.db"))  # the numbers came over the socket
     metrics.mirror(pid, GENERATION, msg.files, data)  # the next snapshot replaces it: nothing counts twice
     assert samples(metrics)[DROPS] == 7.0
-    metrics.process_died(pid, GENERATION)
+    metrics.process_died(pid, GENERATION, mirrored=True)
     got = samples(metrics)
     assert got[DROPS] == 7.0 and DEPTH not in got  # the counter kept in the archive, the gauge of a dead process gone
     assert sorted(p.name for p in (folders / "supervisor").iterdir()) == ["counter_archive.db"]
@@ -144,7 +144,7 @@ def test_a_snapshot_that_is_not_well_formed_changes_nothing(folders, change):
     assert list((folders / "supervisor").iterdir()) == []
     assert DROPS not in samples(metrics)
     metrics.mirror(pid, GENERATION, msg.files, data)  # a good one after it is taken, and folds
-    metrics.process_died(pid, GENERATION)
+    metrics.process_died(pid, GENERATION, mirrored=True)
     assert samples(metrics)[DROPS] == 7.0
 
 
