@@ -25,7 +25,7 @@ from .exits import FATAL
 from .messages import (FOUND, LOST, AddStream, AddTarget, Box, Boxes, Command, Event, FrameHeader, MetricsSnapshot,
                        Ready, Received, RemoveStream, RemoveTarget, Reply, Result, SetPaused, StreamEnd, TargetAdded,
                        TargetChanged, TargetFailed)
-from .metrics import DROPPED, LOST_TARGETS, QUEUE_DEPTH, REACQUIRED, SNAPSHOT_BYTES, own_files
+from .metrics import DROPPED, LOST_TARGETS, QUEUE_DEPTH, REACQUIRED, SNAPSHOT_BYTES, own_files, remove_own_files
 from .postprocess import record
 from .process import StopFlag, log
 from .selection import Gate, Pick, select
@@ -335,11 +335,18 @@ def run_inference(spec: InferenceSpec) -> None:
     """Process entry point: load the model, open the ZeroMQ link, run the stage."""
     stop = StopFlag()
     m = spec.model
-    set_inference_threads(m.threads)  # every back end's threads (siammask.threads)
+    sends = spec.stage.metrics_every_s > 0  # its metrics folder is its own: see remove_own_files
+    if sends:
+        remove_own_files()  # before the first metric is written
     try:
-        tracker = stage_tracker(m)
-        link = ZmqStageLink(spec.link)
-    except UserError as exc:
-        log("inference", str(exc))
-        raise SystemExit(FATAL) from None
-    InferenceStage(tracker, link, spec.stage, stop.__bool__).run()
+        set_inference_threads(m.threads)  # every back end's threads (siammask.threads)
+        try:
+            tracker = stage_tracker(m)
+            link = ZmqStageLink(spec.link)
+        except UserError as exc:
+            log("inference", str(exc))
+            raise SystemExit(FATAL) from None
+        InferenceStage(tracker, link, spec.stage, stop.__bool__).run()
+    finally:
+        if sends:
+            remove_own_files()

@@ -69,6 +69,15 @@ def own_files() -> tuple[tuple[tuple[str, int], ...], np.ndarray]:
     return tuple(files), np.frombuffer(b"".join(parts), dtype=np.uint8)
 
 
+def remove_own_files() -> None:
+    """Remove this process's metrics files: a process that sends them (a cluster's worker) does so
+    as it starts, for a dead worker of the same pid left its totals there and prometheus-client
+    would resume them, and as it ends, so they do not pile up."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for path in folder.glob(f"*_{os.getpid()}.db"):
+        path.unlink(missing_ok=True)
+
+
 def mirror_key(pid: int | None, generation: int) -> str:
     """What a snapshot's files are named by in the supervisor's folder, in place of a pid: never a
     local pid, and not another node's process of the same pid. A process that sends snapshots is

@@ -5,6 +5,7 @@ them into its folder (`mirror`), serves them, and folds them when the process di
 local process's files. (The same over a Ray cluster, end to end: tests/test_pipeline_cluster.py.)"""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -169,3 +170,40 @@ def test_the_supervisor_counts_a_bad_snapshot_logs_it_once_and_goes_on(folders, 
     assert handlers.rejected_snapshots == 3
     assert sum("dropped a metrics snapshot" in r.getMessage() for r in caplog.records) == 1
     assert samples(metrics)[DROPS] == 7.0
+
+
+STALE_WORKER = """
+import os, sys
+from pathlib import Path
+from prometheus_client.mmap_dict import MmapedDict
+from siammask.pipeline.metrics import DROPPED, own_files
+# a dead worker of this pid left its totals in the folder
+key = '["siammask_dropped_frames", "siammask_dropped_frames_total", {"stage": "inference", "stream": "a"}, "d"]'
+stale = MmapedDict(str(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{os.getpid()}.db"))
+stale.write_value(key, 5.0, 0.0)
+stale.close()
+from siammask.pipeline.config import ModelConfig
+from siammask.pipeline.inference import InferenceSpec, StageSpec, run_inference
+from siammask.pipeline.transport import LinkSpec
+link = LinkSpec("ipc:///nowhere", "ipc:///nowhere", "ipc:///nowhere", 1, 1, None)
+try:  # weights that do not exist: the stage ends at once, as a worker that cannot load its model
+    run_inference(InferenceSpec(ModelConfig(weights="missing.pth"), StageSpec((), (), 5, False, metrics_every_s=1.0), link))
+except SystemExit:
+    pass
+print(sorted(p.name for p in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).iterdir()))
+DROPPED.labels("a", "inference").inc(1)  # what this worker counts from here on
+files, data = own_files()
+sys.stdout.write(data.tobytes().hex() + " " + repr(files))
+"""
+
+
+def test_a_worker_does_not_resume_a_dead_worker_of_its_pid_and_leaves_no_files(folders):
+    done = subprocess.run([sys.executable, "-c", STALE_WORKER], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folders / "worker")})
+    assert done.returncode == 0, done.stderr
+    left, sent = done.stdout.splitlines()
+    assert left == "[]"  # the stale file gone, and the stage's own gone with it
+    hex_data, files = sent.split(" ", 1)
+    metrics = StageMetrics(str(folders / "supervisor"), lambda: ("a",))
+    metrics.mirror(1, GENERATION, ast.literal_eval(files), np.frombuffer(bytes.fromhex(hex_data), dtype=np.uint8))
+    assert samples(metrics)[DROPS] == 1.0  # not 5 + 1
