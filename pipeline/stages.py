@@ -22,7 +22,7 @@ from .process import log
 from .registry import Registry, StreamRecord
 from .security import Security
 from .sink import SinkSpec, run_sink
-from .transport import CommandPipe, LinkSpec
+from .transport import COMMANDS_WAITING, CommandPipe, LinkSpec
 from .workers import Holders
 
 
@@ -99,12 +99,16 @@ class Stages:
 
     def send(self, cmd: Command) -> bool:
         """Commands follow the registry change; a process started later gets the change in its spec.
-        False when the stream's worker has no running process to take it now."""
+        False when the stream's worker has no running process to take it now, or one that took none
+        of the commands waiting for it: that one is restarted, from a spec that holds the change."""
         child = self.holder(cmd.stream)
         if child.process is None:
             return False
-        child.commands.send(dataclasses.replace(cmd, generation=child.generation))
-        return True
+        if child.commands.send(dataclasses.replace(cmd, generation=child.generation)):
+            return True
+        child.process.kill()
+        self.children.restart(child, f"took none of the {COMMANDS_WAITING} commands waiting for it")
+        return False
 
     def _child_down(self, child: Child, stalled: bool) -> str:
         """What a restarted child brings back (for its log line); an inference worker's waiting

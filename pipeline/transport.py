@@ -204,13 +204,14 @@ class CommandPipe:
         self.endpoint = bound_endpoint(self._sock)
         self._waiting: deque[Command] = deque()
 
-    def send(self, command: Command) -> None:
+    def send(self, command: Command) -> bool:
+        """False, taking nothing, when COMMANDS_WAITING commands already wait: the process never
+        took them (the caller restarts it, so its new spec holds the registry as it is)."""
         if len(self._waiting) >= COMMANDS_WAITING:
-            log("supervisor", f"{COMMANDS_WAITING} commands wait for an inference process that never took them; "
-                              f"dropped {type(command).__name__}")
-            return
+            return False
         self._waiting.append(command)
         self.flush()
+        return True
 
     def flush(self) -> None:
         """Hand ZeroMQ what waits, once the process has connected."""

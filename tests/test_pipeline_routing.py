@@ -16,7 +16,7 @@ from siammask.pipeline.inference import InferenceSpec, StageSpec
 from siammask.pipeline.launch import LocalLauncher
 from siammask.pipeline.messages import Ready, RemoveTarget, Reply, SetPaused, recv
 from siammask.pipeline.security import Security
-from siammask.pipeline.transport import CommandPipe, LinkSpec, ZmqStageLink
+from siammask.pipeline.transport import COMMANDS_WAITING, CommandPipe, LinkSpec, ZmqStageLink
 
 GENERATION = 12345
 
@@ -55,6 +55,32 @@ def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(own_tmpdir
         assert got == sent
     finally:
         link.close()
+        pipe.close()
+
+
+def test_a_pipe_whose_process_never_connects_refuses_commands_past_its_bound(own_tmpdir, security):
+    """Nobody connected: COMMANDS_WAITING commands wait, the next is refused (not silently dropped)
+    and nothing that waits is lost: the caller restarts the process instead."""
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    try:
+        sent = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(COMMANDS_WAITING)]
+        assert all(pipe.send(cmd) for cmd in sent)
+        assert pipe.send(RemoveTarget(generation=GENERATION, stream="a", target=-1)) is False
+        link = ZmqStageLink(link_spec(pipe.endpoint, own_tmpdir))
+        try:
+            got: list = []
+
+            def arrived() -> bool:
+                pipe.flush()
+                link.wait(50)
+                got.extend(link.commands())
+                return len(got) >= len(sent)
+
+            eventually(arrived, 60.0, "the waiting commands")
+            assert got == sent
+        finally:
+            link.close()
+    finally:
         pipe.close()
 
 
