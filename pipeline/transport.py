@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -219,4 +220,8 @@ class CommandPipe:
             self._waiting.popleft()
 
     def close(self) -> None:
+        """Close the socket and remove its ipc:// file (ZeroMQ leaves it): one per process started
+        would pile up in the run folder over a long run's restarts."""
         self._sock.close()
+        if self.endpoint.startswith("ipc://"):
+            Path(self.endpoint.removeprefix("ipc://")).unlink(missing_ok=True)

@@ -84,32 +84,37 @@ def test_a_pipe_whose_process_never_connects_refuses_commands_past_its_bound(own
         pipe.close()
 
 
-def test_a_new_process_gets_a_pipe_of_its_own_and_nothing_meant_for_it_reaches_the_old_one(own_tmpdir, security):
-    """A restarted worker's pipe is a fresh socket: commands for it never go to the process it replaces."""
-    old_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-1")
-    old = ZmqStageLink(link_spec(old_pipe.endpoint, own_tmpdir))
-    new_pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands-2")
-    old_pipe.close()  # the old process died: its pipe closes with it (children._gone)
-    new = ZmqStageLink(link_spec(new_pipe.endpoint, own_tmpdir))
+def test_a_restarted_worker_gets_a_new_pipe_at_a_new_endpoint_and_the_old_one_is_gone(own_tmpdir, lite):
+    """The supervisor's own table restarts a worker: its new process gets a new CommandPipe bound at a
+    new endpoint, and the old pipe's ipc file is gone, so no command meant for the new process can
+    reach the one it replaces."""
+    from siammask.pipeline.endpoints import RunDir
+    from siammask.pipeline.supervisor import Supervisor
+
+    cfg = PipelineConfig(streams=(StreamConfig("a", "x"),), model=ModelConfig(weights=str(lite), threads=1))
+    run_dir = RunDir()
+    supervisor = Supervisor(cfg, run_dir)
+    stages = supervisor.stages
+    events = events_socket(supervisor.security, own_tmpdir)
+    stages.events_endpoint = f"ipc://{own_tmpdir}/events"
     try:
-        commands = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(5)]
-        for cmd in commands:
-            new_pipe.send(cmd)
-        got: list = []
-
-        def arrived() -> bool:
-            new_pipe.flush()
-            new.wait(50)
-            got.extend(new.commands())
-            return len(got) >= len(commands)
-
-        eventually(arrived, 30.0, "the new process's commands")
-        assert got == commands
-        assert not old.wait(200) and old.commands() == []
+        stages.start()
+        [child] = stages.children.of_stage("inference")
+        old_pipe, old_generation = child.commands, child.generation
+        old_file = Path(old_pipe.endpoint.removeprefix("ipc://"))
+        assert old_file.exists()
+        child.process.kill()
+        stages.children.restart(child, "killed by the test")
+        eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
+        assert child.generation != old_generation
+        assert child.commands is not old_pipe and child.commands.endpoint != old_pipe.endpoint
+        assert not old_file.exists() and Path(child.commands.endpoint.removeprefix("ipc://")).exists()
     finally:
-        for link in (old, new):
-            link.close()
-        new_pipe.close()
+        stages.children.stop_all()
+        events.close()
+        supervisor.security.close()
+        supervisor.ctx.term()
+        run_dir.remove()
 
 
 def events_socket(security: Security, folder: Path) -> zmq.Socket:
