@@ -406,7 +406,7 @@ def test_a_worker_on_a_machine_that_joined_later_uses_curve_with_the_runs_keys(t
     assert code == 0, serve.log()
     assert stages, "no stage process ran on the machine that joined later"
     assert found == {}, found
-    assert keyed_in, served  # some tcp socket serve listens on takes a CURVE handshake with the keys (which one: not checked)
+    assert keyed_in, served  # some tcp socket of serve's takes a CURVE handshake with the keys
     assert open_in == [], open_in
     assert "joined the cluster after serve started" not in serve.log()
 
