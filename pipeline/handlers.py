@@ -29,9 +29,9 @@ REQUEST_TIMEOUT_S = 10.0
 
 @dataclass
 class PendingRequest:
-    """A control request waiting for an inference worker: an added target (its answer depends on the
-    stage), or a change the registry already holds (`reply`, given once the stage confirms it, or
-    when the stage cannot: a new process starts with the change in its spec)."""
+    """A control request waiting for a ready inference worker: an added target (its answer depends
+    on the stage), or a change the registry already holds (`reply`, given once the stage confirms
+    it; a change for a process not running or not ready is answered at once and waits for none)."""
 
     envelope: list[bytes]
     deadline: float
@@ -115,15 +115,18 @@ class Handlers:
         return self._set_paused(envelope, stream, False)
 
     def _set_paused(self, envelope: list[bytes], stream: str, paused: bool) -> dict[str, Any] | None:
-        """Answered once the inference stage confirms: after the reply no frame of a paused stream is
-        processed. Without a running stage the answer is immediate (the next one starts paused)."""
+        """Answered once a running inference stage confirms: after the reply no frame of a paused
+        stream is processed. Answered at once without a running process (the next one starts with
+        the change in its spec) and while its process is not ready (a cluster worker Ray has not
+        placed, a model loading): the command waits in its pipe and is the first it takes."""
         rec = self.registry[stream]
         rec.paused, rec.hold.value = paused, paused
         self.events.add("paused" if paused else "resumed", stream=stream)
         self.stages.hold_changed(stream)
         reply = {"ok": True, "stream": stream, "paused": paused}
+        ready = self.stages.holder(stream).ready
         req = self._wait(envelope, stream, reply=reply)
-        if not self.stages.send(SetPaused(stream=stream, paused=paused, req=req)):
+        if not self.stages.send(SetPaused(stream=stream, paused=paused, req=req)) or not ready:
             del self.requests[req]
             return reply
         return None

@@ -84,37 +84,56 @@ def test_a_pipe_whose_process_never_connects_refuses_commands_past_its_bound(own
         pipe.close()
 
 
-def test_a_restarted_worker_gets_a_new_pipe_at_a_new_endpoint_and_the_old_one_is_gone(own_tmpdir, lite):
-    """The supervisor's own table restarts a worker: its new process gets a new CommandPipe bound at a
-    new endpoint, and the old pipe's ipc file is gone, so no command meant for the new process can
-    reach the one it replaces."""
+@pytest.fixture
+def supervisor(own_tmpdir, lite):
+    """A supervisor's stages, started (its sink and one worker of stream 'a') but no loop: the test
+    turns it; the worker's events come to `supervisor.test_events`."""
     from siammask.pipeline.endpoints import RunDir
     from siammask.pipeline.supervisor import Supervisor
 
     cfg = PipelineConfig(streams=(StreamConfig("a", "x"),), model=ModelConfig(weights=str(lite), threads=1))
     run_dir = RunDir()
-    supervisor = Supervisor(cfg, run_dir)
-    stages = supervisor.stages
-    events = events_socket(supervisor.security, own_tmpdir)
-    stages.events_endpoint = f"ipc://{own_tmpdir}/events"
+    sup = Supervisor(cfg, run_dir)
+    sup.test_events = events_socket(sup.security, own_tmpdir)
+    sup.stages.events_endpoint = f"ipc://{own_tmpdir}/events"
     try:
-        stages.start()
-        [child] = stages.children.of_stage("inference")
-        old_pipe, old_generation = child.commands, child.generation
-        old_file = Path(old_pipe.endpoint.removeprefix("ipc://"))
-        assert old_file.exists()
-        child.process.kill()
-        stages.children.restart(child, "killed by the test")
-        eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
-        assert child.generation != old_generation
-        assert child.commands is not old_pipe and child.commands.endpoint != old_pipe.endpoint
-        assert not old_file.exists() and Path(child.commands.endpoint.removeprefix("ipc://")).exists()
+        sup.stages.start()
+        yield sup
     finally:
-        stages.children.stop_all()
-        events.close()
-        supervisor.security.close()
-        supervisor.ctx.term()
+        sup.stages.children.stop_all()
+        sup.test_events.close()
+        sup.security.close()
+        sup.ctx.term()
         run_dir.remove()
+
+
+def test_a_restarted_worker_gets_a_new_pipe_at_a_new_endpoint_and_the_old_one_is_gone(supervisor):
+    """The supervisor's own table restarts a worker: its new process gets a new CommandPipe bound at a
+    new endpoint, and the old pipe's ipc file is gone, so no command meant for the new process can
+    reach the one it replaces."""
+    stages = supervisor.stages
+    [child] = stages.children.of_stage("inference")
+    old_pipe, old_generation = child.commands, child.generation
+    old_file = Path(old_pipe.endpoint.removeprefix("ipc://"))
+    assert old_file.exists()
+    child.process.kill()
+    stages.children.restart(child, "killed by the test")
+    eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
+    assert child.generation != old_generation
+    assert child.commands is not old_pipe and child.commands.endpoint != old_pipe.endpoint
+    assert not old_file.exists() and Path(child.commands.endpoint.removeprefix("ipc://")).exists()
+
+
+def test_a_pause_for_a_worker_not_ready_is_answered_at_once_and_reaches_it(supervisor):
+    """A worker that has not said Ready (a cluster's not placed yet, or loading its model): `ctl
+    pause` does not wait for it; the command waits in its pipe and the stage takes it first."""
+    [child] = supervisor.stages.children.of_stage("inference")
+    assert not child.ready  # nobody read its Ready: the supervisor's loop does not run here
+    reply = supervisor.handlers.pause([b"client", b""], "a")
+    assert reply == {"ok": True, "stream": "a", "paused": True} and supervisor.handlers.requests == {}
+    req = supervisor.handlers.next_request  # the request the pause was
+    got = reply_to(supervisor.test_events, child.commands, req)
+    assert isinstance(got[0], Ready) and got[-1] == Reply(generation=child.generation, req=req, stream="a")
 
 
 def events_socket(security: Security, folder: Path) -> zmq.Socket:
