@@ -128,19 +128,18 @@ class InferenceStage:
         while not self.stop():
             self.step(100)
             if every and time.monotonic() >= next_metrics:
-                self._send_metrics(block=False)  # a full queue drops it: the next one holds the same and more
+                self._send_metrics()
                 next_metrics = time.monotonic() + every
         final = self.link.frames(wait_ms=200)
         if final:
             self._turn(final)
-        if every:
-            self._send_metrics(block=True)  # the last counts before the process ends
-        self.link.close()
+        self.link.close()  # no last snapshot: a stopping or dying worker's is never read (pipeline/README.md)
 
-    def _send_metrics(self, block: bool) -> None:
+    def _send_metrics(self) -> None:
+        """Never blocks: a full queue drops the snapshot, and the next one holds the same and more."""
         files, data = own_files()
         if data.size <= SNAPSHOT_BYTES:
-            self._event(MetricsSnapshot, data, block=block, files=files)
+            self._event(MetricsSnapshot, data, block=False, files=files)
 
     def step(self, timeout_ms: int) -> None:
         """One turn: the commands waiting, then the frames waiting (up to `timeout_ms` for anything)."""
