@@ -62,7 +62,8 @@ class RayLauncher:
     serve started itself with `--cluster ray`, or a test cluster), run by serve's user, the stages'
     sockets are ipc:// in the run folder, as without a cluster, out of other local users' reach;
     Ray run by another user gets tcp:// on loopback, open to every local user, so only with CURVE keys;
-    otherwise they are tcp:// on the driver node's address (or a node's own), which needs CURVE keys."""
+    otherwise they are tcp:// on the driver node's address (a pinned capture's frames socket: on its
+    node's own), which needs CURVE keys."""
 
     def __init__(self, run_dir: RunDir, cfg: PipelineConfig, address: str) -> None:
         self.local = LocalLauncher(run_dir)

@@ -36,8 +36,9 @@ class Launcher(Protocol):
         """Where a stage binds a socket that stages of this run connect to."""
 
     def supervisor_endpoint(self, name: str) -> str:
-        """Where the supervisor binds a socket that stages connect to (tcp:// with port '*': ZeroMQ
-        picks a free one as it binds, and the socket reports it)."""
+        """Where the supervisor binds a socket that stages connect to: an ipc:// file in the run folder
+        (LocalLauncher; a cluster of this machine run by serve's user), or tcp:// with port '*'
+        (ZeroMQ picks a free one as it binds, and the socket reports it)."""
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
         """Where a stream's capture binds (on the node it is pinned to, in cluster mode)."""

@@ -3,7 +3,7 @@ process writes its own files under PROMETHEUS_MULTIPROC_DIR, which must be set b
 first imported; the supervisor serves their sum), and the periodic one-line summary.
 
 A process whose files the supervisor cannot read (a cluster's inference worker, which may run on
-another machine) sends them instead (`own_files`, in a MetricsSnapshot event every few seconds), and
+another machine) sends them instead (`own_files`, in a MetricsSnapshot event every second: cluster.METRICS_EVERY_S), and
 the supervisor writes each snapshot into its folder as that process's files (`StageMetrics.mirror`):
 from there on they are summed, and folded when the process dies, like a local process's."""
 from __future__ import annotations
