@@ -136,6 +136,27 @@ def test_a_pause_for_a_worker_not_ready_is_answered_at_once_and_reaches_it(super
     assert isinstance(got[0], Ready) and got[-1] == Reply(generation=child.generation, req=req, stream="a")
 
 
+def test_a_worker_that_takes_no_commands_is_restarted_when_its_pipe_is_full(supervisor):
+    """Its pipe refuses a command past COMMANDS_WAITING: Stages.send says the command was not taken
+    (False) and restarts the worker, whose new spec comes from the registry, with a 'restarted' event."""
+    stages = supervisor.stages
+    [child] = stages.children.of_stage("inference")
+    dead = child.process
+    dead.kill()  # it takes nothing from now on; the supervisor has not looked yet
+    dead.join(30)
+    pause = SetPaused(stream="a", paused=True, req=0)
+    taken = 0
+    while taken <= 3 * COMMANDS_WAITING and stages.send(pause):  # ZeroMQ may queue some for the dead peer too
+        taken += 1
+    assert COMMANDS_WAITING <= taken <= 2 * COMMANDS_WAITING
+    assert child.process is None and child.commands is None and child.restart_at is not None
+    [event] = [e for e in supervisor.events.since(0) if e["event"] == "restarted"]
+    assert event["why"] == f"took none of the {COMMANDS_WAITING} commands waiting for it"
+    assert stages.send(pause) is False  # no process until its backoff passes
+    eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
+    assert stages.send(pause) is True
+
+
 def events_socket(security: Security, folder: Path) -> zmq.Socket:
     sock = security.ctx.socket(zmq.PULL)
     sock.linger = 0
