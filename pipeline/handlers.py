@@ -127,8 +127,8 @@ class Handlers:
         ready = self.stages.holder(stream).ready
         req = self._wait(envelope, stream, reply=reply)
         if not self.stages.send(SetPaused(stream=stream, paused=paused, req=req)) or not ready:
-            del self.requests[req]
-            return reply
+            # answered already when the send restarted the worker (worker_down answers what waited)
+            return reply if self.requests.pop(req, None) is not None else None
         return None
 
     def add_target(self, envelope: list[bytes], stream: str, box: Box) -> None:

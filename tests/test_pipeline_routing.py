@@ -5,6 +5,7 @@ sockets over ipc://, a real inference process (lite random weights) beside the t
 Ray actor runs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,21 @@ def test_a_worker_that_takes_no_commands_is_restarted_when_its_pipe_is_full(supe
     assert stages.send(pause) is False  # no process until its backoff passes
     eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
     assert stages.send(pause) is True
+
+
+def test_a_pause_that_finds_its_workers_pipe_full_is_answered_once(supervisor):
+    """The pause that overflows the pipe restarts the worker: the request is answered once, by the
+    restart (what waited for the worker), and `pause` returns nothing more to send."""
+    [child] = supervisor.stages.children.of_stage("inference")
+    child.process.kill()
+    child.process.join(30)
+    while child.commands.send(SetPaused(generation=child.generation, stream="a", paused=False, req=0)):
+        pass  # full: the process took none
+    answers: list = []
+    supervisor.handlers.reply = lambda envelope, body: answers.append((envelope, json.loads(body)))
+    assert supervisor.handlers.pause([b"client", b""], "a") is None
+    assert answers == [([b"client", b""], {"ok": True, "stream": "a", "paused": True})]
+    assert supervisor.handlers.requests == {} and child.process is None
 
 
 def events_socket(security: Security, folder: Path) -> zmq.Socket:
