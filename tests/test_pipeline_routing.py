@@ -2,7 +2,8 @@
 starts (pipeline/transport.CommandPipe), and the stage connects to it, so the endpoint is in the
 process's spec wherever it runs and commands sent before the stage is up wait for it. Real ZeroMQ
 sockets over ipc://, a real inference process (lite random weights) beside the test and one a
-Ray actor runs."""
+Ray actor runs; a restarted worker, a worker not ready and one whose pipe fills up, through the
+supervisor's own Stages and Handlers (its loop turned by the test)."""
 from __future__ import annotations
 
 import json
@@ -36,26 +37,34 @@ def link_spec(commands: str, folder: Path) -> LinkSpec:
                     curve=None)
 
 
-def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(own_tmpdir, security):
-    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
-    assert pipe.endpoint == f"ipc://{own_tmpdir}/commands"
-    sent = [SetPaused(generation=GENERATION, stream="a", paused=True, req=n) for n in range(3)]
-    for cmd in sent:
-        pipe.send(cmd)  # nobody is connected: a bound PUSH takes nothing yet
-    link = ZmqStageLink(link_spec(pipe.endpoint, own_tmpdir))
+def received(pipe: CommandPipe, folder: Path, count: int) -> list:
+    """The first `count` commands a stage that connects now gets, the pipe flushed as the
+    supervisor's loop does each turn."""
+    link = ZmqStageLink(link_spec(pipe.endpoint, folder))
     try:
         got: list = []
 
         def arrived() -> bool:
-            pipe.flush()  # what the supervisor's loop does each turn
+            pipe.flush()
             link.wait(50)
             got.extend(link.commands())
-            return len(got) >= len(sent)
+            return len(got) >= count
 
-        eventually(arrived, 30.0, "the waiting commands")
-        assert got == sent
+        eventually(arrived, 60.0, "the waiting commands")
+        return got
     finally:
         link.close()
+
+
+def test_commands_sent_before_the_stage_connects_wait_for_it_in_order(own_tmpdir, security):
+    pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    assert pipe.endpoint == f"ipc://{own_tmpdir}/commands"
+    sent = [SetPaused(generation=GENERATION, stream="a", paused=True, req=n) for n in range(3)]
+    try:
+        for cmd in sent:
+            assert pipe.send(cmd)  # nobody is connected: a bound PUSH takes nothing yet
+        assert received(pipe, own_tmpdir, len(sent)) == sent
+    finally:
         pipe.close()
 
 
@@ -63,24 +72,11 @@ def test_a_pipe_whose_process_never_connects_refuses_commands_past_its_bound(own
     """Nobody connected: COMMANDS_WAITING commands wait, the next is refused (not silently dropped)
     and nothing that waits is lost: the caller restarts the process instead."""
     pipe = CommandPipe(security, f"ipc://{own_tmpdir}/commands")
+    sent = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(COMMANDS_WAITING)]
     try:
-        sent = [RemoveTarget(generation=GENERATION, stream="a", target=n) for n in range(COMMANDS_WAITING)]
         assert all(pipe.send(cmd) for cmd in sent)
         assert pipe.send(RemoveTarget(generation=GENERATION, stream="a", target=-1)) is False
-        link = ZmqStageLink(link_spec(pipe.endpoint, own_tmpdir))
-        try:
-            got: list = []
-
-            def arrived() -> bool:
-                pipe.flush()
-                link.wait(50)
-                got.extend(link.commands())
-                return len(got) >= len(sent)
-
-            eventually(arrived, 60.0, "the waiting commands")
-            assert got == sent
-        finally:
-            link.close()
+        assert received(pipe, own_tmpdir, len(sent)) == sent
     finally:
         pipe.close()
 
