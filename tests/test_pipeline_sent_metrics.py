@@ -187,7 +187,8 @@ from siammask.pipeline.inference import InferenceSpec, StageSpec, run_inference
 from siammask.pipeline.transport import LinkSpec
 link = LinkSpec("ipc:///nowhere", "ipc:///nowhere", "ipc:///nowhere", 1, 1, None)
 try:  # weights that do not exist: the stage ends at once, as a worker that cannot load its model
-    run_inference(InferenceSpec(ModelConfig(weights="missing.pth"), StageSpec((), (), 5, False, metrics_every_s=1.0), link))
+    stage = StageSpec((), (), 5, False, metrics_every_s=1.0)
+    run_inference(InferenceSpec(ModelConfig(weights="missing.pth"), stage, link))
 except SystemExit:
     pass
 print(sorted(p.name for p in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).iterdir()))
