@@ -3,9 +3,10 @@ process writes its own files under PROMETHEUS_MULTIPROC_DIR, which must be set b
 first imported; the supervisor serves their sum), and the periodic one-line summary.
 
 A process whose files the supervisor cannot read (a cluster's inference worker, which may run on
-another machine) sends them instead (`own_files`, in a MetricsSnapshot event every second: cluster.METRICS_EVERY_S), and
-the supervisor writes each snapshot into its folder as that process's files (`StageMetrics.mirror`):
-from there on they are summed, and folded when the process dies, like a local process's."""
+another machine) sends them instead (`own_files`, in a MetricsSnapshot event every second:
+cluster.METRICS_EVERY_S), and the supervisor writes each snapshot into its folder as that process's
+files (`StageMetrics.mirror`): from there on they are summed, and folded when the process dies, like
+a local process's."""
 from __future__ import annotations
 
 import json
@@ -179,7 +180,7 @@ def _snapshot_parts(files: object, data: object) -> list[tuple[str, bytes]]:
         at += size
         try:
             _check_file(part, size)
-        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, struct.error, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, RecursionError, struct.error) as exc:
             raise ValueError(f"a metrics snapshot whose {kind} file does not parse ({exc})") from None
         parts.append((kind, part))
     return parts
