@@ -180,7 +180,8 @@ def _snapshot_parts(files: object, data: object) -> list[tuple[str, bytes]]:
         at += size
         try:
             _check_file(part, size)
-        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, RecursionError, struct.error) as exc:
+        # ValueError: bad JSON or UTF-8 too; RuntimeError: a key nested too deep (RecursionError) too
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError, struct.error) as exc:
             raise ValueError(f"a metrics snapshot whose {kind} file does not parse ({exc})") from None
         parts.append((kind, part))
     return parts
