@@ -27,10 +27,12 @@ from siammask.pipeline.metrics import DROPPED, QUEUE_DEPTH, own_files
 DROPPED.labels("a", "inference").inc(7)
 QUEUE_DEPTH.labels("a").set(3)
 files, data = own_files()
-sock = zmq.Context().socket(zmq.PUSH)
+ctx = zmq.Context()
+sock = ctx.socket(zmq.PUSH)
 sock.connect(sys.argv[1])
 assert send(sock, MetricsSnapshot(generation=5, files=files), data, block=True)
 sock.close(linger=10000)
+ctx.term()  # waits for the message to leave: an exit without it may lose it
 print(os.getpid())
 """
 
