@@ -51,6 +51,13 @@ CLI_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 PYTHON_CLI = [sys.executable, "-m", "siammask.cli"]
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: Ctrl-C as a terminal delivers it (default action, not blocked).
+    A suite started in the background inherits SIGINT ignored, which exec keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 # --- helpers ---------------------------------------------------------------
 
 
@@ -562,7 +569,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_complete_outputs(tmp_path, long_folder, 
     proc = subprocess.Popen([*PYTHON_CLI, "track", str(long_folder), "--box", box_arg(box),
                              "--weights", str(sharp_checkpoint), "--json", str(json_path),
                              "--output", str(video_path), "--quiet"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV,
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S  # hang guard, not a timing assertion
         while not (json_path.is_file() and json_path.read_text().count("\n") >= 3):
@@ -605,7 +613,8 @@ def test_ctrl_c_while_waiting_for_a_pipe_writer(tmp_path, sharp_checkpoint):
     json_path = tmp_path / "never.jsonl"
     proc = subprocess.Popen([*PYTHON_CLI, "track", str(pipe), "--box", "10,10,20,20", "--weights",
                              str(sharp_checkpoint), "--json", str(json_path), "--quiet"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CLI_ENV,
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S  # hang guard: the model loads first
         while not _holds_open(proc.pid, pipe) and time.monotonic() < deadline and proc.poll() is None:

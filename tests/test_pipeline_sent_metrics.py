@@ -157,6 +157,7 @@ def test_the_supervisor_counts_a_bad_snapshot_logs_it_once_and_goes_on(folders, 
     from types import SimpleNamespace
 
     from siammask.pipeline.children import Child
+    from siammask.logs import LOGGER
     from siammask.pipeline.handlers import Handlers
 
     pid, msg, data = sent_snapshot(folders)
@@ -166,7 +167,7 @@ def test_the_supervisor_counts_a_bad_snapshot_logs_it_once_and_goes_on(folders, 
     child = Child("inference 0", "inference", start=print, process=SimpleNamespace(pid=pid), generation=GENERATION)
     handlers.on_metrics(child, msg, data)
     files, bad = changed(msg, data, "size not an int")
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger=LOGGER):  # the project's logger: an earlier test may have set its level
         for _ in range(3):
             handlers.on_metrics(child, MetricsSnapshot(generation=GENERATION, files=files), bad)
     assert handlers.rejected_snapshots == 3
