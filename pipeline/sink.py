@@ -58,13 +58,15 @@ class Accounts:
     a killed sink), as (registration, frame) in the stream's slot. A gap larger than the drops a
     message reports is frames a killed stage had in flight; they are added to that stage's count:
     the sink's if this sink process is new to the stream, else the inference stage's if its
-    generation changed, else the capture's if its run changed."""
+    generation changed, else the capture's if its run changed. A frame is recorded as published
+    only once it is out (sent and written): a sink killed while handling it has not published it."""
 
     def __init__(self, shared) -> None:
         self.shared = shared               # multiprocessing Array of int64: registration, last frame per slot
         self.seen: dict[str, tuple] = {}   # stream -> (inference generation, capture run) of its last message
 
-    def settle(self, result: Result) -> None:
+    def count(self, result: Result) -> None:
+        """Adds to `result.dropped` what its gap holds beyond the drops it reports."""
         stream, slot, frame = result.stream, result.slot, result.frame
         origin = (result.generation, result.capture_run)
         if self.shared[2 * slot] == result.registration:
@@ -77,8 +79,10 @@ class Accounts:
                     DROPPED.labels(stream, stage).inc(lost)
                 else:
                     log("sink", f"stream '{stream}': {lost} frame(s) before {frame} lost without a restart")
-        self.shared[2 * slot], self.shared[2 * slot + 1] = result.registration, frame
         self.seen[stream] = origin
+
+    def published(self, result: Result) -> None:
+        self.shared[2 * result.slot], self.shared[2 * result.slot + 1] = result.registration, result.frame
 
     def _stage(self, stream: str, origin: tuple) -> str | None:
         before = self.seen.get(stream)
@@ -176,15 +180,17 @@ class Sink:
             self._send(stream, json.dumps(event_message(result), allow_nan=False).encode())
             return
         result.t["sink"] = time.time()
-        self.accounts.settle(result)
+        self.accounts.count(result)
         msg = message(result, time.time(), self.publish_drops.get(stream, 0))
         LATENCY_SECONDS.labels(stream).observe(msg["latency_ms"] / 1000)
         text = json.dumps(msg, allow_nan=False)  # encoded once, for subscribers and the JSON-lines file alike
-        if self._send(stream, text.encode()):
+        sent = self._send(stream, text.encode())  # sent and written back to back: a kill between the two
+        if self.jsonl:                             # is the one moment their records can differ
+            self.jsonl.write_line(text)
+        self.accounts.published(result)
+        if sent:
             self.publish_drops[stream] = 0  # this message reported them
         FRAMES.labels(stream, "publish").inc()
-        if self.jsonl:
-            self.jsonl.write_line(text)
         if pixels is not None:
             self._draw(stream, result, pixels)
 

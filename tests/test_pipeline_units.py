@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing as mp
 import os
 import re
 import socket
@@ -29,7 +30,7 @@ from siammask.pipeline.messages import (LOST, AddStream, AddTarget, BadMessage, 
                                         TargetChanged, TargetFailed, decode, decode_frame, encode, recv, send)
 from siammask.pipeline.security import write_keys
 from siammask.pipeline.metrics import bucket_quantile
-from siammask.pipeline.sink import draw, event_message
+from siammask.pipeline.sink import Accounts, draw, event_message
 from siammask.synthetic import make_sequence
 from siammask.tracker import TrackResult
 
@@ -324,6 +325,27 @@ def test_the_sink_publishes_an_event_by_stream_and_draws_a_lost_target_as_track_
     drawn = draw(frame, (lost,))
     np.testing.assert_array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=True))
     assert not np.array_equal(drawn, draw_target(frame, 2, corners, None, 0.4, lost=False))
+
+
+def test_a_frame_the_killed_sink_had_not_published_is_counted_in_the_gap():
+    """The last frame a sink published outlives it; one it was handling when killed is not published,
+    so the next sink counts it with the frames lost in its queue: `dropped` adds up to the gap."""
+    def result(frame: int) -> Result:
+        return Result(stream="a", frame=frame, fps=25.0, t={}, width=8, height=8,
+                      dropped={"capture": 0, "inference": 0, "sink": 0}, paused_frames=0, targets=(), slot=1,
+                      registration=3, generation=0, capture_run=0)
+    shared = mp.Array("q", [-1] * 4, lock=False)
+    first = Accounts(shared)
+    for frame in (14, 15):
+        first.count(r := result(frame))
+        first.published(r)
+    first.count(result(16))  # killed before 16 went out
+    second = Accounts(shared)  # the restarted sink
+    second.count(r := result(18))
+    assert r.dropped == {"capture": 0, "inference": 0, "sink": 2}
+    second.published(r)
+    second.count(r := result(19))
+    assert r.dropped["sink"] == 0
 
 
 def test_stage_sockets_on_loopback_for_another_users_ray_need_curve(tmp_path):
