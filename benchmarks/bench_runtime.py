@@ -209,7 +209,8 @@ def main() -> int:
     if args.stages:
         python = interpreter_of(ours)
         try:
-            breakdown["track"] = stages(python, [box, *(str(Path(f).resolve()) for f in sequence.frames)], args.runs, env)
+            frames = [str(Path(f).resolve()) for f in sequence.frames]
+            breakdown["track"] = stages(python, [box, *frames], args.runs, env)
             breakdown["sessions"] = stages(python, ["sessions"], args.runs, env)
         except UserError as error:
             failed = str(error)

@@ -199,8 +199,9 @@ class Tracker:
         themselves (LOOK_ALIKES at most). A re-detection that looks more like one of them than like
         the target is not taken for it. Searched when the target is first lost, on the first frame
         and the target as it stood there (Memory.first_frame): what init would have found, without
-        its cost (the batched search graph's session, its working memory, ~0.05 s) before the first
-        result or for a target that is never lost."""
+        its cost before the first result or for a target that is never lost (the batched search
+        graph's session and working memory: on Crossing init 0.16 -> 0.02 s and peak RSS 172 ->
+        115 MB, benchmarks/RESULTS.md)."""
         pending, memory = state.memory.first_frame, state.memory
         if pending is None:
             return state
@@ -222,7 +223,8 @@ class Tracker:
         alike = [e for e in alike if self._presence(started, e) >= self.cfg.found_threshold]
         if not alike:
             return done
-        return replace(done, memory=replace(done.memory, look_alikes=np.array(alike).reshape(-1, memory.first.shape[0])))
+        alike = np.array(alike).reshape(-1, memory.first.shape[0])
+        return replace(done, memory=replace(done.memory, look_alikes=alike))
 
     def step(self, frame: np.ndarray, states: Sequence[TargetState]) -> tuple[list[TargetState], list[TrackResult]]:
         """Track every target one frame; returns the new states and one result per target."""
