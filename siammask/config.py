@@ -80,6 +80,10 @@ class TrackerConfig:
     presence_smooth: float = ranged(0.0, 0.99, 0.5)
     memory_rate: float = ranged(0.0, 1.0, 0.05)  # how fast the verified appearance follows the target
     confirm_frames: int = ranged(1, 30, 2)
+    # A target whose smoothed presence is at least verify_above has it measured on every
+    # verify_every-th frame only (1: every frame); Tracker._trusted.
+    verify_every: int = ranged(1, 30, 1)
+    verify_above: float = ranged(0.0, 1.0, 0.95)
     redetect: bool = False  # on in the nano preset
     redetect_tiles: int = ranged(1, 256, 8)
     redetect_peaks: int = ranged(1, 16, 3)  # distinct places per re-detection window whose presence is checked

@@ -58,6 +58,7 @@ class Memory:
     lost_frames: int = 0        # frames since it was lost (0: tracking)
     candidate: np.ndarray | None = None  # (4,) cx, cy, w, h of a re-detection awaiting confirmation
     confirmations: int = 0      # frames in a row the candidate has passed found_threshold
+    unverified: int = 0         # tracked frames since presence was last measured (verify_every)
     first_frame: FirstFrame | None = None  # what look_alikes are searched for on, until they are
                                            # (the target's first loss: Tracker._with_look_alikes)
 
@@ -128,8 +129,8 @@ class Pick:
     box: np.ndarray            # (4,) cx, cy, w, h in frame pixels of the chosen (or candidate) box
     pos_yx: tuple[int, int]    # its grid position
     score: float
-    presence: float            # this frame's presence at the box, not smoothed
-    embedding: np.ndarray      # (d,) unit embedding at the box
+    presence: float            # this frame's presence at the box, not smoothed (not measured: the smoothed one)
+    embedding: np.ndarray | None  # (d,) unit embedding at the box; None: presence not measured this frame
     prob: np.ndarray           # (S,S) mask probabilities at pos_yx
     memory: Memory             # the job's memory as presence was measured (a re-measured background)
 
@@ -272,11 +273,15 @@ class Tracker:
         found = [(i, *c) for i, w in enumerate(batch.windows)
                  for c in self._candidates(heads.cls[i], heads.loc[i], states[w.job], w)]
         jobs = [batch.windows[f[0]].job for f in found]
-        verify = [self._template_crop(batch.frames[job], box[:2], box[2:], states[job].avg_color)
-                  for job, (_, box, _, _) in zip(jobs, found)]
-        embeddings = self._embed(self.engine.template(to_chw_float(verify)))
         memories = [states[job].memory for job in jobs]
-        presence = [self._presence(m, e, self._searching(states[job])) for job, m, e in zip(jobs, memories, embeddings)]
+        measured = [k for k, job in enumerate(jobs) if not self._trusted(states[job], found[k][3])]
+        verify = [self._template_crop(batch.frames[jobs[k]], found[k][1][:2], found[k][1][2:], states[jobs[k]].avg_color)
+                  for k in measured]
+        embeddings: list[np.ndarray | None] = [None] * len(found)
+        presence = [m.presence for m in memories]
+        if measured:
+            for k, e in zip(measured, self._embed(self.engine.template(to_chw_float(verify)))):
+                embeddings[k], presence[k] = e, self._presence(memories[k], e, self._searching(states[jobs[k]]))
         # A tracked target in doubt: are its surroundings now more like it (it grew, turned, the
         # camera moved), or is it gone? Long-term tracking measures its background again round the
         # box; if the target stands out from that enough to pass found_threshold, the frame passes
@@ -284,7 +289,7 @@ class Tracker:
         # cut to another scene has new surroundings too, no more like the target than the box).
         # A lost target's best place near where it was last seen is given the same second look
         # (it often comes back there, seen anew); places farther away must pass as they are.
-        again = [k for k, job in enumerate(jobs) if self.cfg.redetect and not states[job].lost
+        again = [k for k in measured if self.cfg.redetect and not states[jobs[k]].lost
                  and presence[k] < self.cfg.found_threshold]
         for job in (j for j, state in enumerate(states) if self._searching(state)):
             near = [k for k in range(len(found)) if jobs[k] == job
@@ -340,6 +345,15 @@ class Tracker:
             out.append((box, (int(y), int(x)), float(score[best])))
         # no usable output: stay where the window is, score 0
         return out or [(np.array([*window.centre, *state.size]), (self.score_size // 2, self.score_size // 2), 0.0)]
+
+    def _trusted(self, state: TargetState, score: float) -> bool:
+        """A target tracked in clear view (smoothed presence at least verify_above) whose presence was
+        measured less than verify_every frames ago: this frame keeps its smoothed presence instead of
+        running the template network again (a seventh of a tracking frame's cost). A target whose
+        look is changing is measured on every frame: its remembered look must keep up with it."""
+        memory = state.memory
+        return not state.lost and score > 0.0 and memory.presence >= self.cfg.verify_above \
+            and memory.unverified + 1 < self.cfg.verify_every
 
     def _searching(self, state: TargetState) -> bool:
         """A lost target under re-detection (without it a lost target is tracked on locally)."""
@@ -408,9 +422,16 @@ class Tracker:
         """Smoothed presence with hysteresis: lost below lost_threshold; without re-detection, in view
         again once the smoothed presence reaches found_threshold. Verified frames refresh `recent`,
         unless the box is cut by the frame's edge (a target leaving the view shows only a part of
-        itself: remembering that part would let anything like it be taken for the target later)."""
+        itself: remembering that part would let anything like it be taken for the target later).
+        Presence measured after frames that were not (verify_every) stands for them too: smoothing
+        moves as far as it would have over every frame since the last measurement. The remembered
+        look moves one step: a look just seen as in doubt must not weigh several frames."""
         cfg = self.cfg
-        presence = cfg.presence_smooth * memory.presence + (1 - cfg.presence_smooth) * pick.presence
+        if pick.embedding is None:
+            return replace(memory, unverified=memory.unverified + 1)
+        frames = memory.unverified + 1
+        keep = cfg.presence_smooth ** frames
+        presence = keep * memory.presence + (1 - keep) * pick.presence
         if pick.score == 0.0:  # no usable network output (_candidates): not seen, at once
             presence = 0.0
         if memory.lost_frames:  # only without re-detection: tracking goes on, `lost` is a flag
@@ -423,7 +444,7 @@ class Tracker:
             mixed = (1 - cfg.memory_rate) * recent + cfg.memory_rate * pick.embedding
             recent = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
         return replace(memory, recent=recent, background=pick.memory.background, presence=float(presence),
-                       lost_frames=lost)
+                       lost_frames=lost, unverified=0)
 
     def _search_memory(self, memory: Memory, pick: Pick) -> Memory:
         """One re-detection frame: a candidate that passes found_threshold at the same place as the

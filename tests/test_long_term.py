@@ -87,7 +87,47 @@ def test_the_remembered_look_skips_frames_where_the_target_is_cut_by_the_edge(tr
             assert np.array_equal(new[0].memory.recent, states[0].memory.recent)
         updated += not np.array_equal(new[0].memory.recent, states[0].memory.recent)
         states = new
-    assert cut >= 1 and updated >= 5  # both kinds of frame were seen
+    assert cut >= 1 and updated >= 3  # both kinds of frame were seen (verified: every third frame in clear view)
+
+
+class CountingEngine:
+    """The real engine, counting how many frames ran the template network (presence measured)."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.calls = engine, 0
+
+    def template(self, crops):
+        self.calls += 1
+        return self.engine.template(crops)
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+@pytest.mark.slow
+def test_a_target_in_clear_view_is_verified_every_third_frame_and_in_doubt_every_frame(tracker, clips):
+    """verify_every 3 (the nano preset): while presence is at least verify_above the template
+    network runs on every third frame only; once the target goes, every frame is measured, so it
+    is flagged lost within a few frames as with a measurement on every frame."""
+    frames, boxes, other = clips
+    frames, boxes = occlude(frames, boxes, *SPAN, "cut", np.random.default_rng(0), other)
+    assert (tracker.cfg.verify_every, tracker.cfg.verify_above) == (3, 0.95)
+    engine = CountingEngine(tracker.engine)
+    counting = Tracker(engine, tracker.cfg, tracker.presence)
+    states = counting.init(frames[0], [boxes[0]])
+    calls, results = [], []
+    for frame in frames[1:]:
+        before = engine.calls
+        states, out = counting.step(frame, states)
+        calls.append(engine.calls - before)
+        results.append(out[0])
+    clear = SPAN[0] - 3  # steps 1..12: the target in plain view, presence near 1
+    assert all(r.presence >= 0.95 for r in results[:clear])
+    assert [i + 1 for i in range(clear) if calls[i]] == [3, 6, 9, 12]
+    gone = SPAN[0] - 1  # results index of the first frame without the target
+    lost = next(i for i in range(gone, len(results)) if results[i].lost)
+    assert lost - gone <= 3
+    assert all(calls[i] for i in range(lost, sum(SPAN) - 1))  # searching: measured on every frame
 
 
 @pytest.mark.slow
