@@ -31,6 +31,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,8 +146,10 @@ def stages(python: str, args: list[str], runs: int, env: dict[str, str]) -> list
     """Medians over `runs` fresh processes of each stage's duration (from the previous stage), RSS and peak."""
     seen: dict[str, list[dict]] = {}
     for _ in range(runs):
+        # from a neutral folder: `python -c` imports from its working directory first, and run from a
+        # checkout it measured that checkout's siammask instead of the one --siammask names
         out = subprocess.run([python, "-c", STAGES_SCRIPT, *args], capture_output=True, text=True, env=env,
-                             timeout=SUBPROCESS_TIMEOUT_S)
+                             timeout=SUBPROCESS_TIMEOUT_S, cwd=tempfile.gettempdir())
         if out.returncode != 0:
             last = (out.stderr.strip().splitlines() or ["no message"])[-1]
             raise UserError(f"the stage breakdown failed: {last}")
@@ -206,7 +209,8 @@ def main() -> int:
     if args.stages:
         python = interpreter_of(ours)
         try:
-            breakdown["track"] = stages(python, [box, *map(str, sequence.frames)], args.runs, env)
+            frames = [str(Path(f).resolve()) for f in sequence.frames]
+            breakdown["track"] = stages(python, [box, *frames], args.runs, env)
             breakdown["sessions"] = stages(python, ["sessions"], args.runs, env)
         except UserError as error:
             failed = str(error)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from siammask.errors import UserError
 from siammask.threads import inference_threads
 
 from .graph_io import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
-from .onnx_session import open_session
+from .onnx_session import Sessions, open_session
 from .sidecar import ONE_CROP, read_sidecar
 
 
@@ -56,14 +55,16 @@ class OnnxRuntimeEngine:
         # One thread setting for every back end (siammask.threads); left alone, ONNX Runtime's pool
         # would take every core in each worker process.
         threads = inference_threads()
-        # Each session's graph optimisation is a C++ pass that releases the GIL: side by side, loading
-        # the four nano graphs took 0.54 s against 0.65 s one after the other (benchmarks/RESULTS.md).
-        with ThreadPoolExecutor(max_workers=len(info.files)) as pool:
-            opened = pool.map(lambda file: open_session(folder / file, providers, threads), info.files.values())
-            self.sessions = dict(zip(info.files, opened))
         expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, ONE_CROP: SEARCH_IO, "mask": mask_io(self.variant)}
-        for role, session in self.sessions.items():
+
+        def opened(role: str):
+            session = open_session(folder / info.files[role], providers, threads)
             _check_io(session, folder / info.files[role], *expected[role])
+            return session
+
+        # With a one-crop graph the batched one serves only batches (several targets, a lost target's
+        # windows): opened when the first comes. The files were all checked against the sidecar above.
+        self.sessions = Sessions(list(info.files), opened, later=["search"] if ONE_CROP in info.files else [])
         self._mask_inputs = mask_io(self.variant)[0]
 
     def template(self, z: np.ndarray) -> TemplateFeatures:

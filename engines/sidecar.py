@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,8 @@ def sha256(path: Path) -> str:
 
 
 def siammask_version() -> str:
+    from importlib import metadata  # written by an export only: reading graphs (`track`) skips its ~20 ms import
+
     try:
         return metadata.version("siammask")
     except metadata.PackageNotFoundError:

@@ -22,19 +22,12 @@ from pathlib import Path
 
 import torch
 
+from siammask.cache_dir import cache_root
 from siammask.engines.sidecar import SIDECAR, read_sidecar
 from siammask.errors import UserError
 from siammask.model import TrackingNet
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    """The folder exports are kept in (see the module docstring for the order)."""
-    if os.environ.get("SIAMMASK_CACHE_DIR"):
-        return Path(os.environ["SIAMMASK_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "siammask"
 
 
 def _graph_sources() -> list[Path]:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
+import os
 import re
 import types
 import typing
@@ -12,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .cache_dir import cache_root
 from .errors import UserError
 from .variants import VARIANT_SPECS
 
@@ -187,19 +191,46 @@ def _loader() -> type:
     return Loader
 
 
-def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
-    """Read one YAML file (a path, or a packaged file under CONFIG_DIR) into `cls`."""
+def _parse_yaml(path: str | Path | Traversable, text: str) -> Any:
     import yaml
 
+    try:
+        return yaml.load(text, Loader=_loader()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
+    """Read one YAML file (a path, or a packaged file under CONFIG_DIR) into `cls`."""
     if isinstance(path, str):
         path = Path(path)
     if not path.is_file():
         raise UserError(f"config '{path}' not found")
+    return from_dict(cls, _parse_yaml(path, path.read_text()), str(path))
+
+
+def _preset_data(path: Traversable) -> Any:
+    """A shipped preset's YAML, parsed once per machine: its data is kept as JSON in the cache under
+    a digest of the text, so `track` reads its preset without importing PyYAML (20-30 ms of its
+    start-up, benchmarks/RESULTS.md). Data JSON would change (none in the shipped presets) and a
+    cache that cannot be read or written fall back to PyYAML."""
+    text = path.read_text()
+    cached = cache_root() / "presets" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
     try:
-        data = yaml.load(path.read_text(), Loader=_loader()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"config '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return from_dict(cls, data, str(path))
+        return json.loads(cached.read_text())
+    except (OSError, ValueError):
+        pass
+    data = _parse_yaml(path, text)
+    try:
+        kept = json.dumps(data)
+        if json.loads(kept) == data:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            work = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole or absent: processes start together
+            work.write_text(kept)
+            os.replace(work, cached)
+    except (OSError, TypeError, ValueError):
+        pass
+    return data
 
 
 HP_PRESETS = ("davis", "vot", "vot18", "base", "nano")
@@ -210,7 +241,8 @@ DEFAULT_HP = {name: spec.default_hp for name, spec in VARIANT_SPECS.items()}
 def load_hp(name_or_path: str) -> TrackerConfig:
     """A shipped preset (configs/hp: davis, vot, vot18, base, nano) or a path to a YAML file."""
     if name_or_path in HP_PRESETS:
-        return load_yaml(TrackerConfig, CONFIG_DIR / "hp" / f"{name_or_path}.yaml")
+        preset = CONFIG_DIR / "hp" / f"{name_or_path}.yaml"
+        return from_dict(TrackerConfig, _preset_data(preset), str(preset))
     if name_or_path.endswith((".yaml", ".yml")):
         return load_yaml(TrackerConfig, name_or_path)
     raise UserError(f"unknown hyper-parameter set '{name_or_path}'; use one of {', '.join(HP_PRESETS)} "

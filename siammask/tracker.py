@@ -34,6 +34,18 @@ RING = ((0, 0),) + tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (
 
 
 @dataclass(frozen=True)
+class FirstFrame:
+    """The frame a target started on and how it stood there: its look-alikes are searched for on
+    it, but only once they are needed, when the target is first lost (a target that is never lost
+    never pays for the search, and the first result comes without it)."""
+
+    frame: np.ndarray   # HxWx3 copy of the init frame (shared by the targets started on it)
+    pos: np.ndarray     # (2,) the target's centre there
+    size: np.ndarray    # (2,) its width, height there
+    background: float   # its surroundings' similarity to it there
+
+
+@dataclass(frozen=True)
 class Memory:
     """What a target keeps to tell whether it is in view (siammask.presence) and to find it again."""
 
@@ -47,6 +59,8 @@ class Memory:
     candidate: np.ndarray | None = None  # (4,) cx, cy, w, h of a re-detection awaiting confirmation
     confirmations: int = 0      # frames in a row the candidate has passed found_threshold
     unverified: int = 0         # tracked frames since presence was last measured (verify_every)
+    first_frame: FirstFrame | None = None  # what look_alikes are searched for on, until they are
+                                           # (the target's first loss: Tracker._with_look_alikes)
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,8 @@ class Tracker:
 
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
         """Start one target per box (x, y, w, h) on `frame`: template features, and the target's
-        and its surroundings' embeddings (the reference presence is measured against), in one batch."""
+        and its surroundings' embeddings (the reference presence is measured against), in one batch.
+        With re-detection, a copy of the frame is kept for the look-alikes (_with_look_alikes)."""
         h, w = frame.shape[:2]
         avg = frame.mean(axis=(0, 1))
         starts = []
@@ -168,38 +183,49 @@ class Tracker:
         feats = self.engine.template(to_chw_float(crops))
         embeddings = self._embed(feats)
         ring = len(RING)
+        kept = frame.copy() if self.cfg.redetect else None  # the caller may reuse or draw on its frame
         states = []
         for i, (pos, size) in enumerate(starts):
             own, others = embeddings[i * ring], embeddings[i * ring + 1:(i + 1) * ring]
             first = background(own, own, others)
-            memory = Memory(own, own, first, 1.0, own[:0])
+            pending = None if kept is None else FirstFrame(kept, pos, size, first)
+            memory = Memory(own, own, first, 1.0, own[:0], first_frame=pending)
             states.append(TargetState(pos, size, avg, feats[i * ring:i * ring + 1], memory))
-        return self._with_look_alikes(frame, states) if self.cfg.redetect and states else states
+        return states
 
-    def _with_look_alikes(self, frame: np.ndarray, states: list[TargetState]) -> list[TargetState]:
-        """Remember what on the first frame resembles each target (another car of the same colour,
+    def _with_look_alikes(self, state: TargetState) -> TargetState:
+        """Remember what on the first frame resembles the target (another car of the same colour,
         another player of the same team): the first re-detection windows (the nearest to the target)
         searched as for a lost target; places clear of the target's box that pass found_threshold
         themselves (LOOK_ALIKES at most). A re-detection that looks more like one of them than like
-        the target is not taken for it."""
-        jobs = [(frame, replace(s, memory=replace(s.memory, lost_frames=1))) for s in states]
-        batch = self.search_batch(jobs)
-        heads = self.engine.track(batch.crops, self.engine.concat([states[w.job].features for w in batch.windows]))
-        found = [(w.job, box) for i, w in enumerate(batch.windows)
-                 for box, _, _ in self._candidates(heads.cls[i], heads.loc[i], jobs[w.job][1], w)
-                 if box_iou(_xywh(box), _xywh([*states[w.job].pos, *states[w.job].size]))[0] < 0.1]
+        the target is not taken for it. Searched when the target is first lost, on the first frame
+        and the target as it stood there (Memory.first_frame): what init would have found, without
+        its cost before the first result or for a target that is never lost (the batched search
+        graph's session and working memory: on Crossing init 0.16 -> 0.02 s and peak RSS 172 ->
+        115 MB, benchmarks/RESULTS.md)."""
+        pending, memory = state.memory.first_frame, state.memory
+        if pending is None:
+            return state
+        done = replace(state, memory=replace(memory, first_frame=None))
+        started = Memory(memory.first, memory.first, pending.background, 1.0, memory.look_alikes)
+        searching = TargetState(pending.pos, pending.size, state.avg_color, state.features,
+                                replace(started, lost_frames=1))
+        batch = self.search_batch([(pending.frame, searching)])
+        heads = self.engine.track(batch.crops, self.engine.concat([state.features] * len(batch.windows)))
+        own = _xywh([*pending.pos, *pending.size])
+        found = [box for i, w in enumerate(batch.windows)
+                 for box, _, _ in self._candidates(heads.cls[i], heads.loc[i], searching, w)
+                 if box_iou(_xywh(box), own)[0] < 0.1]
         if not found:
-            return states
-        crops = [self._template_crop(frame, box[:2], box[2:], states[job].avg_color) for job, box in found]
+            return done
+        crops = [self._template_crop(pending.frame, box[:2], box[2:], state.avg_color) for box in found]
         embeddings = self._embed(self.engine.template(to_chw_float(crops)))
-        out = []
-        for job, state in enumerate(states):
-            mine = [e for (j, _), e in zip(found, embeddings) if j == job]
-            alike = sorted(mine, key=lambda e: -float(e @ state.memory.first))[:LOOK_ALIKES]
-            alike = [e for e in alike if self._presence(state.memory, e) >= self.cfg.found_threshold]
-            out.append(replace(state, memory=replace(state.memory, look_alikes=np.array(alike).reshape(
-                -1, state.memory.first.shape[0]))) if alike else state)
-        return out
+        alike = sorted(embeddings, key=lambda e: -float(e @ memory.first))[:LOOK_ALIKES]
+        alike = [e for e in alike if self._presence(started, e) >= self.cfg.found_threshold]
+        if not alike:
+            return done
+        alike = np.array(alike).reshape(-1, memory.first.shape[0])
+        return replace(done, memory=replace(done.memory, look_alikes=alike))
 
     def step(self, frame: np.ndarray, states: Sequence[TargetState]) -> tuple[list[TargetState], list[TrackResult]]:
         """Track every target one frame; returns the new states and one result per target."""
@@ -367,7 +393,7 @@ class Tracker:
             memory = self._tracking_memory(old.memory, pick, frame_wh)
             moved = replace(pick.moved, memory=memory)
             if memory.lost_frames and cfg.redetect:  # lost on this frame: back to where it was last seen
-                kept = replace(old, memory=memory)
+                kept = self._with_look_alikes(replace(old, memory=memory))
                 return kept, TrackResult(state_box(kept), box_corners(*kept.pos, *kept.size), pick.score,
                                          memory.presence, True, None, pick.pos_yx)
         pasted = self._paste(frame, pick)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -224,6 +225,24 @@ def test_mismatched_graphs_are_one_line(tmp_path, capsys, export_dirs, synthetic
         OnnxRuntimeEngine(swapped)
     with pytest.raises(UserError, match="holds fp32 graphs but --precision int8"):
         OnnxRuntimeEngine(export_dirs["base"], precision="int8")
+
+
+def test_the_batched_search_graph_opens_with_the_first_batch(export_dirs):
+    """With a one-crop graph (nano) the batched search graph serves only batches (several targets, a
+    lost target's windows): its session opens when the first batch comes, once however many threads
+    ask. Without one (base) every graph opens at once."""
+    engine = OnnxRuntimeEngine(export_dirs["nano"])
+    assert set(engine.sessions.opened()) == {"template", "mask", ONE_CROP}
+    feeds = random_feeds(random_model("nano"), batch=2, seed=7)
+    features = engine.template(feeds["template"]["z"].numpy())
+    engine.track(feeds["search"]["x"][1:].numpy(), features[1:])
+    assert "search" not in engine.sessions.opened()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        asked = list(pool.map(lambda _: engine.sessions["search"], range(4)))
+    assert all(session is asked[0] for session in asked)
+    assert engine.track(feeds["search"]["x"].numpy(), features).cls.shape[0] == 2
+    assert set(engine.sessions.opened()) == set(engine.sessions) == {"template", "search", "mask", ONE_CROP}
+    assert set(OnnxRuntimeEngine(export_dirs["base"]).sessions.opened()) == {"template", "search", "mask"}
 
 
 @pytest.mark.slow

@@ -24,13 +24,15 @@ SUBPROCESS_TIMEOUT_S = 300  # hang guard only
 needs_weights = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped default weights")
 
 
-def without_torch(graphs: Path, argv: list[str]) -> subprocess.CompletedProcess:
+def without_torch(graphs: Path, argv: list[str], modules: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """`siammask ARGV` in a fresh interpreter where importing torch or onnx fails as where they are not
-    installed, with `graphs` as the shipped default graphs; stdout's last line says whether torch loaded."""
-    code = (f"import sys\nsys.modules['torch'] = sys.modules['onnx'] = None  # import -> ModuleNotFoundError\n"
+    installed, with `graphs` as the shipped default graphs; stdout's last line says whether torch loaded,
+    the line before it (given `modules`) which of them were imported, as a JSON list."""
+    code = (f"import json, sys\nsys.modules['torch'] = sys.modules['onnx'] = None  # import -> ModuleNotFoundError\n"
             f"from pathlib import Path\nimport siammask.api\nsiammask.api.DEFAULT_GRAPHS = Path({str(graphs)!r})\n"
             f"from siammask.cli import main\nstatus = main({argv!r})\n"
-            "print('torch loaded' if sys.modules.get('torch') is not None else 'no torch')\nsys.exit(status)\n")
+            + (f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))\n" if modules else "")
+            + "print('torch loaded' if sys.modules.get('torch') is not None else 'no torch')\nsys.exit(status)\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
 
 
@@ -47,6 +49,23 @@ def clip(tmp_path_factory) -> tuple[Path, str]:
     frames = make_sequence(num_frames=8, size=(320, 240), seed=4)
     return (write_image_folder(frames, tmp_path_factory.mktemp("frames") / "seq"),
             ",".join(str(round(v)) for v in frames[0].box))
+
+
+@needs_weights
+@pytest.mark.slow
+def test_a_quiet_track_imports_no_progress_bar(graphs, clip, tmp_path):
+    """`track -q` shows no bar: tqdm, and the importlib.metadata it reads its version with (20-35 ms of
+    start-up together, benchmarks/RESULTS.md), are not imported; with the bar shown they are."""
+    folder, box = clip
+    bar = ("tqdm", "importlib.metadata")
+    argv = ["track", str(folder), "--box", box, "--json", str(tmp_path / "out.jsonl")]
+    quiet = without_torch(graphs, [*argv, "-q"], bar)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.splitlines()[-2:] == ["[]", "no torch"]
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 8
+    shown = without_torch(graphs, argv, bar)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout.splitlines()[-2]) == list(bar) and "tracking: 100%" in shown.stderr
 
 
 @needs_weights

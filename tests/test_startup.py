@@ -3,6 +3,7 @@ parser) import none of the heavy libraries, checked in a fresh interpreter each.
 take is benchmarks/bench_startup.py's, not a test's.)"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -62,3 +63,25 @@ def test_import_siammask_is_light_and_keeps_its_api():
     assert found["stdout"] == "True"  # the attribute loads the API (and its back ends) when asked for
     light = imported_after("import siammask")
     assert set(light["modules"]).isdisjoint(HEAVY)
+
+
+def test_a_shipped_preset_is_read_without_pyyaml_once_parsed(tmp_path, monkeypatch):
+    """A shipped preset's YAML is parsed once per machine and kept as JSON in the cache: later starts
+    (`track`) read it without importing PyYAML, with the YAML's values; a damaged cache file is read
+    from the YAML again and replaced."""
+    from siammask.config import CONFIG_DIR, HP_PRESETS, TrackerConfig, load_hp, load_yaml
+
+    monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(tmp_path))
+    for name in HP_PRESETS:  # parsed, then from the cache: both as PyYAML reads the file
+        parsed = load_yaml(TrackerConfig, CONFIG_DIR / "hp" / f"{name}.yaml")
+        assert load_hp(name) == parsed and load_hp(name) == parsed, name
+    assert len(list((tmp_path / "presets").glob("*.json"))) == len(HP_PRESETS)
+    code = "import dataclasses\nfrom siammask.config import load_hp\nprint(json.dumps(dataclasses.asdict(load_hp('nano'))))"
+    cached = imported_after(code)
+    assert "yaml" not in cached["modules"]
+    assert json.loads(cached["stdout"]) == json.loads(json.dumps(dataclasses.asdict(load_hp("nano"))))
+    for file in (tmp_path / "presets").glob("*.json"):
+        file.write_text("{damaged")
+    again = imported_after(code)
+    assert "yaml" in again["modules"] and again["stdout"] == cached["stdout"]
+    assert "yaml" not in imported_after(code)["modules"]  # replaced

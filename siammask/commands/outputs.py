@@ -44,12 +44,18 @@ def _write_frame(fr, jsonl, masks, video) -> None:
         video.write(canvas)
 
 
+def _progress_bar(total: int | None):
+    """tqdm's bar on stderr. Imported only when shown: with -q, tqdm (and the importlib.metadata it
+    reads its version with) is not imported before the first result (~20-35 ms, benchmarks/RESULTS.md)."""
+    from tqdm import tqdm
+
+    return tqdm(desc="tracking", unit="frame", total=total, file=sys.stderr)
+
+
 def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, video_path: str | None,
                      masks_dir: str | None, quiet: bool = False, on_frame=None) -> int:
     """Track `boxes` through a source into the requested outputs; returns the exit status.
     `on_frame(FrameResults)` sees every frame (the demo scores itself against the truth)."""
-    from tqdm import tqdm
-
     from ..io.results import JsonlWriter, MaskDirWriter, VideoWriter, check_output_folder
     from ..io.sources import open_source
     from ..video import track_frames
@@ -69,15 +75,15 @@ def track_to_outputs(source_spec: str, boxes, tracker, json_path: str | None, vi
                  for t in range(len(boxes))] if masks_dir else None
         video = stack.enter_context(VideoWriter(video_path, fps=source.fps or 25.0)) if video_path else None
         jsonl = stack.enter_context(JsonlWriter(json_path)) if json_path else None
-        bar = stack.enter_context(tqdm(desc="tracking", unit="frame", total=source.total,
-                                       disable=quiet, file=sys.stderr))
+        bar = None if quiet else stack.enter_context(_progress_bar(source.total))
         with _stop_on_signals() as stop:
             for fr in track_frames(source, tracker, boxes):
                 _write_frame(fr, jsonl, masks, video)
                 if on_frame:
                     on_frame(fr)
                 count += 1
-                bar.update(1)
+                if bar is not None:  # tqdm's own truth value is its total
+                    bar.update(1)
                 if stop.is_set():
                     break
     if stop.is_set():
