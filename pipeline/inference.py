@@ -325,9 +325,12 @@ class InferenceStage:
 
 def stage_tracker(m: ModelConfig) -> Tracker:
     """The config's model section -> the tracker, through the load_tracker the commands use (one
-    engine choice for `track` and `serve`)."""
-    return load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
-                        precision=m.precision, redetect=m.redetect)
+    engine choice for `track` and `serve`), warmed up: a live stream must not stall on a graph that
+    opens when first used."""
+    tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
+                           precision=m.precision, redetect=m.redetect)
+    tracker.warm_up()
+    return tracker
 
 
 def run_inference(spec: InferenceSpec) -> None:

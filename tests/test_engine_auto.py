@@ -194,3 +194,14 @@ def test_track_and_serve_build_the_same_engine_from_the_same_options(module_cach
     mine, other = ours.template(z), theirs.template(z)
     for a, b in zip((mine.cls, mine.loc, mine.mask), (other.cls, other.loc, other.mask)):
         np.testing.assert_array_equal(torch.as_tensor(a).float().numpy(), torch.as_tensor(b).float().numpy())
+
+
+def test_the_inference_stage_has_every_graph_open_before_its_first_frame():
+    """`track` opens the batched search graph when it is first needed (a lost target, several
+    targets); serve's inference stage warms its tracker up, so a live stream does not stall on it."""
+    serve = make_parser().parse_args(["serve", "--source", "frames", "--weights", str(DEFAULT_WEIGHTS)])
+    engine = stage_tracker(apply_cli(load_config(None), serve).model).engine
+    assert engine.name == "onnxruntime"
+    assert set(engine.sessions.opened()) == set(engine.sessions) and "search" in engine.sessions
+    track = make_parser().parse_args(["track", "frames", "--box", "1,1,5,5", "--weights", str(DEFAULT_WEIGHTS)])
+    assert "search" not in build_tracker(track).engine.sessions.opened()
