@@ -1,4 +1,5 @@
-"""The one place that maps an engine name to its back end (no if/elif chains elsewhere), and the
+"""The one place that maps an engine name (the names: engines/names.py, free of numpy for the
+command line and serve's config) to its back end (no if/elif chains elsewhere), and the
 one `build_engine` every caller uses (the commands and the serving pipeline through
 siammask.api.load_tracker, `siammask bench`).
 
