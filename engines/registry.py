@@ -1,4 +1,5 @@
-"""The one place that maps an engine name to its back end (no if/elif chains elsewhere), and the
+"""The one place that maps an engine name (the names: engines/names.py, free of numpy for the
+command line and serve's config) to its back end (no if/elif chains elsewhere), and the
 one `build_engine` every caller uses (the commands and the serving pipeline through
 siammask.api.load_tracker, `siammask bench`).
 
@@ -24,6 +25,7 @@ from siammask.backend import Engine
 from siammask.errors import UserError
 from siammask.variants import variant_spec
 
+from .names import AUTO, BACKENDS, check_engine
 from .sidecar import read_sidecar
 
 if TYPE_CHECKING:  # a loaded model exists only where torch is installed; this module must not need it
@@ -66,10 +68,9 @@ def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine
     return TensorRTEngine(_export_dir("tensorrt", source), device, precision)
 
 
-ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = {
-    "torch": _torch, "torch-compile": _torch_compile, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
-AUTO = "auto"
-ENGINE_CHOICES = (AUTO, *ENGINES)
+# one factory per name of names.BACKENDS, in its order
+ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = dict(zip(
+    BACKENDS, (_torch, _torch_compile, _onnxruntime, _tensorrt), strict=True))
 # graph back end -> the export format it runs
 GRAPH_FORMATS = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
 # export directory back end (sidecar) -> the engine that runs it
@@ -91,9 +92,7 @@ def auto_engine(variant: str, device: str = "cpu", precision: str | None = None)
 
 def resolve_engine(name: str, source: ModelSource, device: str = "cpu", precision: str | None = None) -> str:
     """The back end `name` means here: itself, or for `auto` the one chosen for this model and device."""
-    if name not in ENGINE_CHOICES:
-        raise UserError(f"unknown engine '{name}'; available: {', '.join(ENGINE_CHOICES)}")
-    if name != AUTO:
+    if check_engine(name) != AUTO:
         return name
     if isinstance(source, Path):
         # an unknown back end goes to onnxruntime, whose own sidecar check refuses it in one line

@@ -8,6 +8,7 @@ stream keeps reading, so it resumes on a current frame) and reconnected with bac
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -192,9 +193,10 @@ class Reader(threading.Thread):
         return since is not None and time.monotonic() - since > limit
 
 
-def run_capture(spec: CaptureSpec, counter, hold) -> None:
+def run_capture(spec: CaptureSpec, counter, hold, listener: socket.socket | None = None) -> None:
     """Process entry point; `counter` is shared with the supervisor so frame ids survive restarts,
-    and so is `hold`, set while the stream is paused."""
+    and so is `hold`, set while the stream is paused; `listener`: the socket holding the port of a
+    tcp endpoint that its launcher chose (see Launcher.listener)."""
     stop = StopFlag()
     name = f"capture {spec.stream.id}"
     route_logging(name)
@@ -205,7 +207,7 @@ def run_capture(spec: CaptureSpec, counter, hold) -> None:
     sock.sndtimeo = 100
     sock.linger = 500
     try:
-        security.bind(sock, spec.endpoint)
+        security.bind(sock, spec.endpoint, listener)
     except UserError as exc:
         log(name, str(exc))
         os._exit(FAILED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +15,8 @@ from siammask.threads import BLAS_ENV
 
 from .capture import CaptureSpec, run_capture
 from .config import PipelineConfig, StreamConfig
-from .endpoints import (RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, free_tcp_endpoint,
-                        late_node)
-from .hosts import LOOPBACK, Placement, RayProcess, Shared, node_address
+from .endpoints import RunDir, check_bind_endpoint, check_loopback_stages, check_stage_endpoint, late_node
+from .hosts import LOOPBACK, Held, Placement, RayProcess, Shared, node_address
 from .inference import InferenceSpec, run_inference
 from .launch import LocalLauncher, StageProcess
 
@@ -88,20 +88,24 @@ class RayLauncher:
         return f"inference {number}"
 
     def endpoint(self, name: str) -> str:
-        return self.private(name) if self.private else free_tcp_endpoint(self.address)
+        return self.private(name) if self.private else self.local.hold(self.address)
+
+    def listener(self, endpoint: str) -> socket.socket | None:
+        """Of the stages beside the supervisor (a pinned capture's host holds its own)."""
+        return self.local.listener(endpoint)
 
     def supervisor_endpoint(self, name: str) -> str:
         return self.private(name) if self.private else f"tcp://{self.address}:*"
 
     def frames_endpoint(self, stream: StreamConfig) -> str:
-        """A pinned capture's host is placed now (its endpoint is on that node) and kept for the
-        stream's life: its camera is there."""
+        """A pinned capture's host is placed now (its endpoint is on that node: a port the host
+        holds) and kept for the stream's life: its camera is there."""
         if not stream.resources:
             return self.endpoint("frames")
         host = RayProcess(Placement(resources=stream.resources), self.env)
         try:
             private = self.private and self.private("frames")
-            endpoint = ray.get(host.host.free_endpoint.remote(self.driver_address, private), timeout=PLACE_TIMEOUT_S)
+            endpoint = ray.get(host.host.listen.remote(self.driver_address, private), timeout=PLACE_TIMEOUT_S)
             check_stage_endpoint(endpoint, f"stream '{stream.id}': its capture", self.address == LOOPBACK,
                                  self.cfg.curve)
         except ray.exceptions.GetTimeoutError:
@@ -122,7 +126,8 @@ class RayLauncher:
         if host is None:
             return self.local.spawn_capture(spec, counter, hold)
         process = self.pinned[spec.stream.id] = host.next_on_host()
-        process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value)))
+        process.start(run_capture, (spec, Shared("counter", "q", counter.value), Shared("hold", "b", hold.value),
+                                    Held()))
         return process
 
     def inference(self, spec: InferenceSpec) -> StageProcess:
@@ -153,11 +158,14 @@ class RayLauncher:
             out["capture_node"] = (capture.where() or {}).get("node")
         return out
 
-    def forget(self, stream: str) -> None:
+    def forget(self, stream: str, endpoint: str) -> None:
+        self.local.release(endpoint)
         host = self.pinned.pop(stream, None)
         if host is not None:
-            ray.kill(host.host)
+            ray.kill(host.host)  # with the port it held
 
     def close(self) -> None:
-        for stream in list(self.pinned):
-            self.forget(stream)
+        for host in self.pinned.values():
+            ray.kill(host.host)
+        self.pinned.clear()
+        self.local.close()

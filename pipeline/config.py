@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from siammask.config import Range, check_ranges, from_dict, load_yaml, ranged
+from siammask.engines.names import AUTO, check_engine
 from siammask.errors import UserError
 from siammask.validate import box_in_frame, box_values
 
@@ -41,11 +42,14 @@ class ModelConfig:
     weights: str | None = None
     variant: str | None = None
     hp: str | None = None
-    engine: str = "auto"
+    engine: str = AUTO
     device: str = "cpu"
     precision: str | None = None
     redetect: bool | None = None  # None: as the hyper-parameters say
     threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (siammask.threads)
+
+    def __post_init__(self) -> None:
+        check_engine(self.engine, "engine")  # at load: not first when the inference process starts
 
 
 @dataclass(frozen=True)

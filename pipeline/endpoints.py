@@ -249,9 +249,24 @@ def _process_alive(owner: str) -> bool:
     return started == "?" or _start_time(pid) == started
 
 
-def free_tcp_endpoint(address: str) -> str:
-    """tcp://ADDRESS:PORT with a port free on `address` now, for a stage started elsewhere to bind
-    (its own bind cannot report a '*' port back to the process that connects to it)."""
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return f"tcp://{address}:{s.getsockname()[1]}"
+LISTEN_BACKLOG = 100  # connections waiting for a stage to take them (ZeroMQ's own default)
+
+
+def hold_tcp(address: str) -> tuple[socket.socket, str]:
+    """A socket listening on a free tcp port of `address`, and its endpoint, for a stage that another
+    process starts and other stages connect to (their specs name the endpoint before it runs). The
+    stage's ZeroMQ socket takes this one over (`Security.bind`'s `listener`: ZeroMQ's USE_FD), so
+    the port is held from the moment it is chosen: no other program can bind it before the stage
+    does (as it could a port merely found free), a restarted stage takes the same port, and
+    connections wait in the backlog while no stage runs. Whoever holds it closes it when the
+    endpoint is no longer used."""
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ's own: its closed connections
+        sock.bind((address, 0))                                      # (TIME_WAIT) keep no one off the port
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    host, port = sock.getsockname()[:2]
+    return sock, f"tcp://{host}:{port}"

@@ -24,7 +24,7 @@ import ray
 
 from siammask.logs import LOGGER
 
-from .endpoints import free_tcp_endpoint
+from .endpoints import hold_tcp
 from .exits import KILLED
 from .process import stage_main
 
@@ -39,6 +39,12 @@ class Shared:
     name: str
     typecode: str
     initial: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """An argument that is the socket holding the port of the host's stage endpoint (see
+    StageHost.listen; None where that endpoint is an ipc:// file)."""
 
 
 def node_address(node_id: str) -> str:
@@ -60,23 +66,26 @@ class StageHost:
         self.mp = multiprocessing.get_context("spawn")
         self.processes: dict[int, multiprocessing.Process] = {}
         self.values: dict[str, Any] = {}
+        self.listener: socket.socket | None = None  # see `listen`
         self.changed = threading.Condition()
 
     def where(self) -> dict[str, str]:
         node = ray.get_runtime_context().get_node_id()
         return {"node": node, "address": node_address(node), "host": socket.gethostname()}
 
-    def free_endpoint(self, driver_address: str, private: str | None = None) -> str:
+    def listen(self, driver_address: str, private: str | None = None) -> str:
         """Where a pinned capture binds its frames socket: `private` (an ipc:// path in serve's run
         folder, when every node was on serve's machine at start) if this node is on the driver's
-        machine, else a tcp endpoint on this node's address (a node that joined since: see
+        machine, else a tcp port on this node's address (a node that joined since: see
         check_stage_endpoint); without `private`, tcp on loopback on the driver's machine (Ray gives
-        every node the machine's outside address, even a test cluster's). Answered once Ray has
-        placed this host."""
+        every node the machine's outside address, even a test cluster's). A tcp port is held here
+        for the host's life and each capture process takes it over (endpoints.hold_tcp). Answered
+        once Ray has placed this host."""
         address = self.where()["address"]
-        if address == driver_address:
-            return private or free_tcp_endpoint(LOOPBACK)
-        return free_tcp_endpoint(address)
+        if address == driver_address and private:
+            return private
+        self.listener, endpoint = hold_tcp(LOOPBACK if address == driver_address else address)
+        return endpoint
 
     def start(self, serial: int, level: int, target: Callable[..., None], args: tuple,
               only_on: str | None = None) -> int | None:
@@ -84,7 +93,8 @@ class StageHost:
         cluster of one machine) is not this node's: a node that joined later (see endpoints.late_node)."""
         if only_on is not None and self.where()["address"] != only_on:
             return None
-        args = tuple(self._value(a) if isinstance(a, Shared) else a for a in args)
+        args = tuple(self._value(a) if isinstance(a, Shared) else self.listener if isinstance(a, Held) else a
+                     for a in args)
         process = self.mp.Process(target=stage_main, args=(level, target, *args), daemon=True)
         process.start()
         with self.changed:

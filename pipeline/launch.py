@@ -15,7 +15,7 @@ from siammask.logs import LOGGER
 
 from .capture import CaptureSpec, run_capture
 from .config import StreamConfig
-from .endpoints import RunDir
+from .endpoints import RunDir, hold_tcp
 from .inference import InferenceSpec, run_inference
 from .process import stage_main
 
@@ -33,7 +33,12 @@ class StageProcess(Protocol):
 
 class Launcher(Protocol):
     def endpoint(self, name: str) -> str:
-        """Where a stage binds a socket that stages of this run connect to."""
+        """Where a stage binds a socket that stages of this run connect to: an ipc:// file in the run
+        folder, or a tcp:// port this launcher holds until the stage takes it (see `listener`)."""
+
+    def listener(self, endpoint: str) -> socket.socket | None:
+        """The socket listening on a tcp `endpoint` this launcher gave (endpoints.hold_tcp), for the
+        stage that binds it; None for the others (ipc://, an endpoint from the config)."""
 
     def supervisor_endpoint(self, name: str) -> str:
         """Where the supervisor binds a socket that stages connect to: an ipc:// file in the run folder
@@ -64,8 +69,8 @@ class Launcher(Protocol):
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """The supervisor set a capture's hold flag."""
 
-    def forget(self, stream: str) -> None:
-        """A stream was removed."""
+    def forget(self, stream: str, endpoint: str) -> None:
+        """A stream was removed (`endpoint`: where its capture bound)."""
 
     def placement(self, worker: str | None, process: StageProcess | None,
                   capture: StageProcess | None) -> dict[str, Any]:
@@ -83,12 +88,27 @@ class LocalLauncher:
     def __init__(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir
         self.mp = multiprocessing.get_context("spawn")
+        self.held: dict[str, socket.socket] = {}  # tcp endpoint -> the socket holding its port
 
     def worker_name(self, number: int) -> str:
         return "inference"
 
     def endpoint(self, name: str) -> str:
         return self.run_dir.endpoint(name)
+
+    def hold(self, address: str) -> str:
+        """A tcp endpoint on `address` for a stage spawned here, its port held until `release`."""
+        listener, endpoint = hold_tcp(address)
+        self.held[endpoint] = listener
+        return endpoint
+
+    def listener(self, endpoint: str) -> socket.socket | None:
+        return self.held.get(endpoint)
+
+    def release(self, endpoint: str) -> None:
+        listener = self.held.pop(endpoint, None)
+        if listener is not None:
+            listener.close()
 
     def supervisor_endpoint(self, name: str) -> str:
         return self.run_dir.endpoint(name)
@@ -103,7 +123,7 @@ class LocalLauncher:
         return process
 
     def spawn_capture(self, spec: CaptureSpec, counter: Any, hold: Any) -> multiprocessing.Process:
-        return self.spawn(run_capture, (spec, counter, hold))
+        return self.spawn(run_capture, (spec, counter, hold, self.listener(spec.endpoint)))
 
     def inference(self, spec: InferenceSpec) -> multiprocessing.Process:
         return self.spawn(run_inference, (spec,))
@@ -115,12 +135,14 @@ class LocalLauncher:
     def shared_changed(self, process: StageProcess, hold: Any) -> None:
         """Shared memory: the child sees the change already."""
 
-    def forget(self, stream: str) -> None:
-        """Nothing is kept per stream."""
+    def forget(self, stream: str, endpoint: str) -> None:
+        self.release(endpoint)
 
     def placement(self, worker: str | None, process: StageProcess | None,
                   capture: StageProcess | None) -> dict[str, Any]:
         return {"worker": worker, "node": socket.gethostname()}
 
     def close(self) -> None:
-        """Nothing beyond the child processes, which the supervisor stops."""
+        """The held ports (the child processes, which the supervisor stops, are gone)."""
+        for endpoint in list(self.held):
+            self.release(endpoint)

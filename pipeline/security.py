@@ -4,6 +4,7 @@ it lives in a private 0700 folder."""
 from __future__ import annotations
 
 import shutil
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,9 @@ class Security:
         self._auth: ThreadAuthenticator | None = None
         self._ipc_files: list[Path] = []
 
-    def bind(self, sock: zmq.Socket, endpoint: str) -> None:
+    def bind(self, sock: zmq.Socket, endpoint: str, listener: socket.socket | None = None) -> None:
+        """`listener`: the socket listening on `endpoint` that the process which chose its port holds
+        (endpoints.hold_tcp); `sock` takes it over instead of binding a port of its own."""
         if self.keys and endpoint.startswith("tcp://"):
             if self.keys.server_secret is None:
                 raise UserError("curve.server_key must be the server.key_secret file to bind tcp endpoints")
@@ -80,6 +83,8 @@ class Security:
         ipc = Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
         if ipc is not None:
             check_ipc_free(ipc, "cannot bind")
+        if listener is not None:
+            sock.setsockopt(zmq.USE_FD, listener.detach())  # ZeroMQ closes it with `sock`
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

@@ -8,6 +8,7 @@ restarted, so `dropped` still adds up to every gap (see `Accounts`)."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ def draw(frame: np.ndarray, targets: tuple[dict, ...]) -> np.ndarray:
 
 
 class Sink:
-    def __init__(self, spec: SinkSpec, stack: ExitStack, shared, publish_port, watching) -> None:
+    def __init__(self, spec: SinkSpec, stack: ExitStack, shared, publish_port, watching,
+                 listener: socket.socket | None = None) -> None:
         self.spec = spec
         self.accounts = Accounts(shared)
         self.ctx = zmq.Context()
@@ -138,7 +140,7 @@ class Sink:
         self.results = self.ctx.socket(zmq.PULL)
         stack.callback(self.results.close, linger=0)
         self.results.rcvhwm = spec.queue_size  # the inference side holds a full batch more
-        self.security.bind(self.results, spec.results_endpoint)  # tcp with CURVE in cluster mode
+        self.security.bind(self.results, spec.results_endpoint, listener)  # tcp with CURVE in cluster mode
         self.publish = self.ctx.socket(zmq.XPUB)
         stack.callback(self.publish.close, linger=200)
         self.publish.sndhwm = spec.queue_size + spec.batch
@@ -146,7 +148,7 @@ class Sink:
         self.publish.setsockopt(zmq.XPUB_NODROP, 1)
         self.security.bind(self.publish, spec.publish)
         bound = bound_endpoint(self.publish)
-        if spec.publish.endswith(":*"):  # a restart binds the same port again (see Supervisor._sink_spec)
+        if spec.publish.endswith(":*"):  # a restart binds the same port again (see Stages._sink_spec)
             publish_port.value = int(bound.rsplit(":", 1)[1])
         log("sink", f"publishing results on {bound}")
         self.jsonl = stack.enter_context(JsonlWriter(spec.outputs.jsonl, append=spec.restart > 0)) \
@@ -285,15 +287,16 @@ class Sink:
         self._send(stream, json.dumps({"stream": stream, "end": True}).encode())
 
 
-def run_sink(spec: SinkSpec, shared, publish_port, watching) -> None:
-    """Process entry point (`shared`: see Accounts; `publish_port`: see Supervisor._sink_spec;
-    `watching`: console viewers, shared with the supervisor); after
+def run_sink(spec: SinkSpec, shared, publish_port, watching, listener: socket.socket | None = None) -> None:
+    """Process entry point (`shared`: see Accounts; `publish_port`: see Stages._sink_spec;
+    `watching`: console viewers, shared with the supervisor; `listener`: the socket holding the
+    results endpoint's port, in cluster mode over tcp, see Launcher.listener); after
     SIGTERM it takes what is still queued, then closes every file.
     An output that cannot be written (disk full) stops it with exit status 2: restarting cannot help."""
     stop = StopFlag()
     with ExitStack() as stack:
         try:
-            sink = Sink(spec, stack, shared, publish_port, watching)
+            sink = Sink(spec, stack, shared, publish_port, watching, listener)
             while not stop:
                 if sink.results.poll(100):
                     for result, pixels in messages.drain(sink.results):

@@ -46,7 +46,8 @@ class Stages:
     def start(self) -> None:
         """The sink and the inference workers (each worker's captures follow once it is ready)."""
         self.children.add(Child("sink", "sink", lambda generation: self.launcher.spawn(
-            run_sink, (self._sink_spec(), self.last_frames, self.publish_port, self.console_watching))))
+            run_sink, (self._sink_spec(), self.last_frames, self.publish_port, self.console_watching,
+                       self.launcher.listener(self.results_endpoint)))))
         for number in self.holders.streams:
             self._add_worker(number)
 
@@ -144,10 +145,10 @@ class Stages:
 
     def remove_stream(self, stream: str) -> None:
         self.children.remove(_capture(stream))
-        del self.registry.streams[stream]
+        rec = self.registry.streams.pop(stream)
         self.holders.remove(stream, time.monotonic())
         self.children.metrics.stream_removed()
-        self.launcher.forget(stream)
+        self.launcher.forget(stream, rec.endpoint)
 
     def hold_changed(self, stream: str) -> None:
         capture = self.children.get(_capture(stream))

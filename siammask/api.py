@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import DEFAULT_HP, TrackerConfig, load_hp
-from .engines.registry import AUTO, auto_engine, build_engine
+from .engines.names import AUTO
+from .engines.registry import auto_engine, build_engine
 from .engines.sidecar import SIDECAR, read_sidecar
 from .errors import UserError
 from .export.runtime import exported_graphs

@@ -18,7 +18,8 @@ from siammask.commands.common import build_tracker
 from siammask.errors import UserError
 from siammask.export.cache import cache_root, export_key
 from siammask.export.onnx_export import OPSET, random_feeds
-from siammask.engines.registry import ENGINE_CHOICES, resolve_engine
+from siammask.engines.names import ENGINE_CHOICES
+from siammask.engines.registry import resolve_engine
 from siammask.export.verify import TOLERANCES, relative_error
 from siammask.pipeline.config import apply_cli, load_config
 from siammask.pipeline.inference import stage_tracker

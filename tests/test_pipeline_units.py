@@ -176,6 +176,26 @@ def test_command_line_overrides_config(synthetic_video):
     assert out.console == ConsoleConfig(listen="9000", token="t" * 16)  # --console keeps the config's token
 
 
+@pytest.mark.parametrize("yaml_model, argv, line", [
+    ("{engine: onnx}", [], "{path}: model: engine: unknown engine 'onnx'; available: auto, torch, torch-compile, "
+                           "onnxruntime, tensorrt"),
+    ("{}", ["--engine", "onnx"], "engine: unknown engine 'onnx'; available: auto, torch, torch-compile, "
+                                 "onnxruntime, tensorrt"),
+])
+def test_an_unknown_engine_is_refused_when_serves_config_loads(tmp_path, synthetic_video, capfd, yaml_model, argv,
+                                                               line):
+    """`siammask serve` (the real command line, in this process: nothing starts before the refusal)
+    refused an unknown engine only once the inference process built it; now the config's load does,
+    in one line naming the key, exit 2."""
+    from siammask.cli import main
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(f"streams: [{{id: a, source: {synthetic_video}}}]\nmodel: {yaml_model}\n")
+    capfd.readouterr()
+    status = main(["serve", "--config", str(path), *argv])
+    assert (status, capfd.readouterr().err.splitlines()) == (2, [f"siammask: error: {line.format(path=path)}"])
+
+
 def test_a_stage_on_a_machine_that_joined_late_is_refused():
     """Cluster mode: every node was on this machine at start, so the stage sockets are on loopback;
     a worker or capture placed on a node of another machine would bind its address without CURVE

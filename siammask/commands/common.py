@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..engines.names import AUTO
 from ..engines.precision import PRECISIONS
 from ..variants import VARIANTS
 
@@ -13,7 +14,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=VARIANTS, help="model variant (default: as the checkpoint says)")
     p.add_argument("--hp", help="hyper-parameters: davis, vot, vot18, base, nano or a YAML file (default: "
                                 "as the checkpoint records, else davis for sharp, base for base, nano for nano)")
-    p.add_argument("--engine", default="auto",
+    p.add_argument("--engine", default=AUTO,
                    help="inference back end: auto, torch, torch-compile (torch.compile: fastest on CPU with "
                         "--precision bf16, builds for ~30 s at start), onnxruntime, tensorrt (default: auto: "
                         "on a CPU in fp32 the back end measured fastest for the model, onnxruntime for the "
