@@ -25,7 +25,7 @@ from siammask.backend import Engine
 from siammask.errors import UserError
 from siammask.variants import variant_spec
 
-from .names import AUTO, BACKENDS, check_engine
+from .names import AUTO, check_engine
 from .sidecar import read_sidecar
 
 if TYPE_CHECKING:  # a loaded model exists only where torch is installed; this module must not need it
@@ -68,9 +68,9 @@ def _tensorrt(source: ModelSource, device: str, precision: str | None) -> Engine
     return TensorRTEngine(_export_dir("tensorrt", source), device, precision)
 
 
-# one factory per name of names.BACKENDS, in its order
-ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = dict(zip(
-    BACKENDS, (_torch, _torch_compile, _onnxruntime, _tensorrt), strict=True))
+# one factory per name of names.BACKENDS (tests/test_engine_auto.py checks that they match)
+ENGINES: dict[str, Callable[[ModelSource, str, str | None], Engine]] = {
+    "torch": _torch, "torch-compile": _torch_compile, "onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 # graph back end -> the export format it runs
 GRAPH_FORMATS = {"onnxruntime": "onnx", "tensorrt": "tensorrt"}
 # export directory back end (sidecar) -> the engine that runs it

@@ -18,8 +18,8 @@ from siammask.commands.common import build_tracker
 from siammask.errors import UserError
 from siammask.export.cache import cache_root, export_key
 from siammask.export.onnx_export import OPSET, random_feeds
-from siammask.engines.names import ENGINE_CHOICES
-from siammask.engines.registry import resolve_engine
+from siammask.engines.names import AUTO, BACKENDS, ENGINE_CHOICES
+from siammask.engines.registry import ENGINES, resolve_engine
 from siammask.export.verify import TOLERANCES, relative_error
 from siammask.pipeline.config import apply_cli, load_config
 from siammask.pipeline.inference import stage_tracker
@@ -206,3 +206,9 @@ def test_the_inference_stage_has_every_graph_open_before_its_first_frame():
     assert set(engine.sessions.opened()) == set(engine.sessions) and "search" in engine.sessions
     track = make_parser().parse_args(["track", "frames", "--box", "1,1,5,5", "--weights", str(DEFAULT_WEIGHTS)])
     assert "search" not in build_tracker(track).engine.sessions.opened()
+
+
+def test_every_engine_name_has_its_back_end():
+    """engines/names.py (what the command line and serve's config accept) and the registry's
+    factories name the same back ends, so a name that passes the config check can be built."""
+    assert set(ENGINES) == set(BACKENDS) and ENGINE_CHOICES == (AUTO, *BACKENDS)
