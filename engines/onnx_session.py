@@ -30,10 +30,10 @@ def _share_one_cpu_arena(ort) -> None:
 
 
 def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
-                 threads: int | None = None):
-    """An ONNX Runtime session on `path` with full graph optimisation and threads that sleep when
-    idle instead of spinning; a corrupt or foreign file becomes a UserError instead of ONNX
-    Runtime's multi-line traceback."""
+                 threads: int | None = None, data: bytes | None = None):
+    """An ONNX Runtime session on `path` (or on `data`, the bytes read from it earlier) with full
+    graph optimisation and threads that sleep when idle instead of spinning; a corrupt or foreign
+    file becomes a UserError instead of ONNX Runtime's multi-line traceback."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -48,7 +48,7 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     _share_one_cpu_arena(ort)
     options.add_session_config_entry("session.use_env_allocators", "1")
     try:
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        return ort.InferenceSession(str(path) if data is None else data, options, providers=list(providers))
     except Exception as exc:  # ORT raises several unrelated types for unreadable models
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"'{path}' is not a usable ONNX graph ({first[:200]}); re-export it") from None
@@ -75,6 +75,9 @@ class Sessions(Mapping):
             if role not in self._opened:
                 self._opened[role] = self._open(role)
             return self._opened[role]
+
+    def __contains__(self, role: object) -> bool:
+        return role in self._roles  # asking does not open it (Mapping's own would, through __getitem__)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._roles)

@@ -57,14 +57,19 @@ class OnnxRuntimeEngine:
         threads = inference_threads()
         expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, ONE_CROP: SEARCH_IO, "mask": mask_io(self.variant)}
 
+        # With a one-crop graph the batched one serves only batches (several targets, a lost target's
+        # windows): opened when the first comes. The files were all checked against the sidecar above;
+        # a later graph is read now (2 MB for nano), as checked: the folder may be a temporary export
+        # that is gone by then, or a file changed since.
+        later = ["search"] if ONE_CROP in info.files else []
+        kept = {role: (folder / info.files[role]).read_bytes() for role in later}
+
         def opened(role: str):
-            session = open_session(folder / info.files[role], providers, threads)
+            session = open_session(folder / info.files[role], providers, threads, kept.pop(role, None))
             _check_io(session, folder / info.files[role], *expected[role])
             return session
 
-        # With a one-crop graph the batched one serves only batches (several targets, a lost target's
-        # windows): opened when the first comes. The files were all checked against the sidecar above.
-        self.sessions = Sessions(list(info.files), opened, later=["search"] if ONE_CROP in info.files else [])
+        self.sessions = Sessions(list(info.files), opened, later=later)
         self._mask_inputs = mask_io(self.variant)[0]
 
     def template(self, z: np.ndarray) -> TemplateFeatures:

@@ -70,7 +70,11 @@ def cached_export(model: TrackingNet, precision: str, opset: int,
                   export: Callable[[Path], object]) -> Path | None:
     """The folder of a finished export of `model`: found in the cache, or made by `export(folder)`
     and stored there. None when the cache cannot be written (the caller exports elsewhere)."""
-    root = cache_root() / "exports"
+    try:
+        root = cache_root() / "exports"
+    except OSError as error:  # NoCache: no folder to keep it in
+        log.warning("no export cache (%s); exporting to a temporary folder", error)
+        return None
     final = root / export_key(model, precision, opset)
     if _complete(final):
         log.debug("using the cached export %s", final)

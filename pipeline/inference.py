@@ -329,7 +329,14 @@ def stage_tracker(m: ModelConfig) -> Tracker:
     opens when first used."""
     tracker = load_tracker(m.weights, variant=m.variant, hp=m.hp, engine=m.engine, device=m.device,
                            precision=m.precision, redetect=m.redetect)
-    tracker.warm_up()
+    try:
+        tracker.warm_up()
+    except UserError:
+        raise
+    except Exception as exc:  # e.g. crop sizes in the hp file that the model cannot run: no target ever could
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"the model cannot track with these settings ({type(exc).__name__}: {first}); "
+                        "check exemplar_size and instance_size in the hyper-parameters") from None
     return tracker
 
 

@@ -60,16 +60,19 @@ class Accounts:
     message reports is frames a killed stage had in flight; they are added to that stage's count:
     the sink's if this sink process is new to the stream, else the inference stage's if its
     generation changed, else the capture's if its run changed. A frame is recorded as published
-    only once it is out (sent and written): a sink killed while handling it has not published it."""
+    only once it is out (sent and written): a sink killed while handling it has not published it,
+    and its gap is counted (in the message and in Prometheus) by the sink that publishes it."""
 
     def __init__(self, shared) -> None:
         self.shared = shared               # multiprocessing Array of int64: registration, last frame per slot
         self.seen: dict[str, tuple] = {}   # stream -> (inference generation, capture run) of its last message
+        self.counted: tuple[str, int] | None = None  # (stage, frames) of the result being handled
 
     def count(self, result: Result) -> None:
         """Adds to `result.dropped` what its gap holds beyond the drops it reports."""
         stream, slot, frame = result.stream, result.slot, result.frame
         origin = (result.generation, result.capture_run)
+        self.counted = None
         if self.shared[2 * slot] == result.registration:
             lost = frame - self.shared[2 * slot + 1] - 1 - result.paused_frames \
                 - sum(result.dropped[k] for k in COUNTED)
@@ -77,13 +80,16 @@ class Accounts:
                 stage = self._stage(stream, origin)
                 if stage:
                     result.dropped[stage] += lost
-                    DROPPED.labels(stream, stage).inc(lost)
+                    self.counted = (stage, lost)
                 else:
                     log("sink", f"stream '{stream}': {lost} frame(s) before {frame} lost without a restart")
         self.seen[stream] = origin
 
     def published(self, result: Result) -> None:
         self.shared[2 * result.slot], self.shared[2 * result.slot + 1] = result.registration, result.frame
+        if self.counted:
+            DROPPED.labels(result.stream, self.counted[0]).inc(self.counted[1])
+            self.counted = None
 
     def _stage(self, stream: str, origin: tuple) -> str | None:
         before = self.seen.get(stream)

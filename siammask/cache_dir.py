@@ -6,9 +6,18 @@ import os
 from pathlib import Path
 
 
+class NoCache(OSError):
+    """No cache folder can be named: no variable says where, and the user has no home folder (a
+    container run as a uid without a passwd entry). Callers go on without the cache."""
+
+
 def cache_root() -> Path:
-    """The cache folder (see the module docstring for the order)."""
+    """The cache folder (see the module docstring for the order); NoCache when there is none."""
     if os.environ.get("SIAMMASK_CACHE_DIR"):
         return Path(os.environ["SIAMMASK_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "siammask"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "siammask"
+    try:
+        return Path.home() / ".cache" / "siammask"
+    except RuntimeError as exc:  # pathlib's "Could not determine home directory"
+        raise NoCache(str(exc)) from None

@@ -107,6 +107,9 @@ class TrackerConfig:
         if self.found_threshold < self.lost_threshold:
             raise UserError(f"found_threshold ({self.found_threshold}) must not be below lost_threshold "
                             f"({self.lost_threshold}): a target would be found and lost on the same evidence")
+        if self.verify_above < self.found_threshold:
+            raise UserError(f"verify_above ({self.verify_above}) must not be below found_threshold "
+                            f"({self.found_threshold}): a target in doubt would skip its measurements")
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
@@ -212,21 +215,28 @@ def load_yaml(cls: type[T], path: str | Path | Traversable) -> T:
 def _preset_data(path: Traversable) -> Any:
     """A shipped preset's YAML, parsed once per machine: its data is kept as JSON in the cache under
     a digest of the text, so `track` reads its preset without importing PyYAML (20-30 ms of its
-    start-up, benchmarks/RESULTS.md). Data JSON would change (none in the shipped presets) and a
-    cache that cannot be read or written fall back to PyYAML."""
+    start-up, benchmarks/RESULTS.md). Data JSON would change (none in the shipped presets), a cache
+    that cannot be named, read or written, and an entry another user could have written fall back
+    to PyYAML."""
     text = path.read_text()
-    cached = cache_root() / "presets" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     try:
-        return json.loads(cached.read_text())
+        cached = cache_root() / "presets" / f"{digest}.json"
+        with cached.open("rb") as f:
+            status = os.fstat(f.fileno())
+            if status.st_uid == os.getuid() and not status.st_mode & 0o022:
+                return json.loads(f.read())
     except (OSError, ValueError):
         pass
     data = _parse_yaml(path, text)
     try:
+        cached = cache_root() / "presets" / f"{digest}.json"
         kept = json.dumps(data)
         if json.loads(kept) == data:
             cached.parent.mkdir(parents=True, exist_ok=True)
             work = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole or absent: processes start together
             work.write_text(kept)
+            work.chmod(0o644)  # as read back above: only its owner may write it
             os.replace(work, cached)
     except (OSError, TypeError, ValueError):
         pass

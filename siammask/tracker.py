@@ -39,7 +39,8 @@ class FirstFrame:
     it, but only once they are needed, when the target is first lost (a target that is never lost
     never pays for the search, and the first result comes without it)."""
 
-    frame: np.ndarray   # HxWx3 copy of the init frame (shared by the targets started on it)
+    frame: np.ndarray   # HxWx3 copy of the init frame (shared by the targets of one init call; serve
+                        # starts each target with its own call, so each keeps its own copy)
     pos: np.ndarray     # (2,) the target's centre there
     size: np.ndarray    # (2,) its width, height there
     background: float   # its surroundings' similarity to it there

@@ -212,3 +212,16 @@ def test_every_engine_name_has_its_back_end():
     """engines/names.py (what the command line and serve's config accept) and the registry's
     factories name the same back ends, so a name that passes the config check can be built."""
     assert set(ENGINES) == set(BACKENDS) and ENGINE_CHOICES == (AUTO, *BACKENDS)
+
+
+def test_crop_sizes_the_model_cannot_run_stop_the_inference_stage_with_one_line(tmp_path):
+    """Sizes inside their ranges that the model cannot run (a 63-pixel exemplar for nano) are found
+    by the stage's warm-up: one UserError (the stage exits FATAL, not in a restart loop)."""
+    from siammask.config import CONFIG_DIR
+    hp = tmp_path / "small.yaml"
+    hp.write_text((CONFIG_DIR / "hp" / "nano.yaml").read_text() + "exemplar_size: 63\ninstance_size: 127\n")
+    serve = make_parser().parse_args(["serve", "--source", "frames", "--weights", str(DEFAULT_WEIGHTS),
+                                      "--hp", str(hp)])
+    with pytest.raises(UserError, match="cannot track with these settings") as info:
+        stage_tracker(apply_cli(load_config(None), serve).model)
+    assert "\n" not in str(info.value)

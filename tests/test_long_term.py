@@ -256,6 +256,8 @@ def test_hp_thresholds_are_ranged_and_ordered():
     cfg = dataclasses.asdict(load_hp("nano"))
     with pytest.raises(UserError, match="found_threshold .* must not be below lost_threshold"):
         from_dict(TrackerConfig, {**cfg, "lost_threshold": 0.7, "found_threshold": 0.5})
+    with pytest.raises(UserError, match="verify_above .* must not be below found_threshold"):
+        from_dict(TrackerConfig, {**cfg, "verify_above": 0.5, "found_threshold": 0.6})
     with pytest.raises(UserError, match="redetect_tiles must be in"):
         from_dict(TrackerConfig, {**cfg, "redetect_tiles": 0})
     assert load_hp("nano").redetect and not load_hp("davis").redetect and not load_hp("vot").redetect

@@ -349,9 +349,15 @@ def test_the_sink_publishes_an_event_by_stream_and_draws_a_lost_target_as_track_
 
 def test_a_frame_the_killed_sink_had_not_published_is_counted_in_the_gap():
     """The last frame a sink published outlives it; one it was handling when killed is not published,
-    so the next sink counts it with the frames lost in its queue: `dropped` adds up to the gap."""
+    so the next sink counts it with the frames lost in its queue: `dropped` adds up to the gap, and
+    Prometheus counts those frames once, when the message that reports them is out."""
+    from prometheus_client import REGISTRY
+
+    def sink_drops() -> float:
+        return REGISTRY.get_sample_value("siammask_dropped_frames_total", {"stream": "gap", "stage": "sink"}) or 0.0
+
     def result(frame: int) -> Result:
-        return Result(stream="a", frame=frame, fps=25.0, t={}, width=8, height=8,
+        return Result(stream="gap", frame=frame, fps=25.0, t={}, width=8, height=8,
                       dropped={"capture": 0, "inference": 0, "sink": 0}, paused_frames=0, targets=(), slot=1,
                       registration=3, generation=0, capture_run=0)
     shared = mp.Array("q", [-1] * 4, lock=False)
@@ -361,10 +367,15 @@ def test_a_frame_the_killed_sink_had_not_published_is_counted_in_the_gap():
         first.published(r)
     first.count(result(16))  # killed before 16 went out
     second = Accounts(shared)  # the restarted sink
-    second.count(r := result(18))
+    second.count(r := result(17))  # killed too, before 17 went out (it counted 1 frame lost, not yet reported)
+    third = Accounts(shared)
+    before = sink_drops()
+    third.count(r := result(18))
     assert r.dropped == {"capture": 0, "inference": 0, "sink": 2}
-    second.published(r)
-    second.count(r := result(19))
+    assert sink_drops() == before
+    third.published(r)
+    assert sink_drops() == before + 2
+    third.count(r := result(19))
     assert r.dropped["sink"] == 0
 
 

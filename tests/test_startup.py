@@ -85,3 +85,35 @@ def test_a_shipped_preset_is_read_without_pyyaml_once_parsed(tmp_path, monkeypat
     again = imported_after(code)
     assert "yaml" in again["modules"] and again["stdout"] == cached["stdout"]
     assert "yaml" not in imported_after(code)["modules"]  # replaced
+
+
+def test_a_preset_cache_entry_others_may_write_is_not_trusted_and_no_home_means_no_cache(tmp_path, monkeypatch):
+    """An entry another user could have written (group- or world-writable) is read from the YAML
+    instead; without any cache folder (no variable, no home folder: a container's uid without a
+    passwd entry) presets and exports go on without the cache."""
+    import pathlib
+
+    from siammask.config import load_hp
+    from siammask.cache_dir import NoCache, cache_root
+
+    monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(tmp_path))
+    nano = load_hp("nano")
+    (entry,) = (tmp_path / "presets").glob("*.json")
+    planted = {**json.loads(entry.read_text()), "verify_every": 7}
+    entry.write_text(json.dumps(planted))
+    entry.chmod(0o666)
+    assert load_hp("nano") == nano  # not the planted value (and the entry is written anew)
+    entry.write_text(json.dumps(planted))
+    entry.chmod(0o644)
+    assert load_hp("nano").verify_every == 7  # the same entry, its owner's only: read (so the check above is real)
+
+    for name in ("SIAMMASK_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def homeless():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(pathlib.Path, "home", staticmethod(homeless))
+    with pytest.raises(NoCache):
+        cache_root()
+    assert load_hp("nano") == nano
