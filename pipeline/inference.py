@@ -107,10 +107,72 @@ def change(was_lost: bool, result: TrackResult) -> str | None:
     return LOST if result.lost and not was_lost else None
 
 
+class Outbox:
+    """What an inference stage sends: each frame's result to the sink (with the drops it reports),
+    the boxes and lost/found changes to the supervisor, and their metrics."""
+
+    def __init__(self, link: StageLink, generation: int, send_frames: bool) -> None:
+        self.link, self.generation, self.send_frames = link, generation, send_frames
+
+    def event(self, kind: type[Event], pixels: np.ndarray | None = None, block: bool = True, **fields) -> None:
+        event = kind(generation=self.generation, **fields)
+        if not self.link.event(event, pixels, block=block) and block:
+            log("inference", f"the supervisor did not take event '{kind.__name__}'")
+
+    def publish(self, item: Item, live: LiveStream) -> None:
+        stream = item.pick.stream
+        live.dropped["inference"] += item.pick.skipped
+        live.dropped["capture"] += item.pick.capture_drops
+        results = {**item.started, **item.results}
+        frame_id = item.header.frame
+        item.stamps["post"] = time.time()
+        out = Result(stream, frame_id, item.header.fps, item.stamps, item.frame.shape[1], item.frame.shape[0],
+                     dict(live.dropped), live.paused_frames,
+                     tuple(record(frame_id, tid, results[tid]) for tid in sorted(results)),
+                     live.slot, live.registration, self.generation, item.header.run)
+        if self.link.result(out, item.frame if self.send_frames else None):
+            live.dropped = dict(NO_DROPS)
+            live.paused_frames = 0
+        else:
+            DROPPED.labels(stream, "sink").inc()
+            live.dropped["sink"] += 1
+        self.event(Boxes, block=False, stream=stream, frame=frame_id,
+                   boxes=tuple((t, tuple(r.box)) for t, r in results.items()),
+                   states=tuple((t, float(r.score), float(r.presence), bool(r.lost)) for t, r in results.items()))
+        self.count_lost(stream, live)
+        for tid, kind in item.changes.items():
+            self._changed(item, tid, kind)
+
+    def _changed(self, item: Item, target: int, kind: str) -> None:
+        """A lost or found target: counted, then to the supervisor, then after the frame's result to
+        the sink, which publishes it; so once a subscriber has it, the metrics count it and the
+        supervisor has it queued. Both sends wait for room: these are rare and must not be lost."""
+        r = item.results[target]
+        event = TargetChanged(generation=self.generation, stream=item.pick.stream, target=target,
+                              frame=item.header.frame, time=item.stamps["read"], change=kind,
+                              box=tuple(float(v) for v in r.box), score=float(r.score),
+                              presence=float(r.presence))
+        if kind == FOUND:
+            REACQUIRED.labels(item.pick.stream).inc()
+        if not self.link.event(event):
+            log("inference", "the supervisor did not take event 'TargetChanged'")
+        if not self.link.result(event, block=True):
+            log("inference", f"the sink did not take the '{kind}' event of target {target} on stream "
+                             f"'{item.pick.stream}'")
+
+    @staticmethod
+    def count_lost(stream: str, live: LiveStream) -> None:
+        LOST_TARGETS.labels(stream).set(sum(state.lost for state in live.targets.values()))
+
+
 class InferenceStage:
+    """Every target of every stream this process runs: frames in turns, commands between them
+    (what goes out: Outbox)."""
+
     def __init__(self, tracker: Tracker, link: StageLink, spec: StageSpec, stop: Callable[[], bool]) -> None:
         self.tracker, self.link, self.spec, self.stop = tracker, link, spec, stop
         self.generation = spec.generation
+        self.out = Outbox(link, spec.generation, spec.send_frames)
         self.streams: dict[str, LiveStream] = {}
         for stream in spec.streams:
             self._add_stream(stream)
@@ -122,7 +184,7 @@ class InferenceStage:
 
     def run(self) -> None:
         """Announce readiness, then turn until stopped; finish the frames the stopped captures sent."""
-        self._event(Ready)
+        self.out.event(Ready)
         every = self.spec.metrics_every_s
         next_metrics = time.monotonic() + every
         while not self.stop():
@@ -139,7 +201,7 @@ class InferenceStage:
         """Never blocks: a full queue drops the snapshot, and the next one holds the same and more."""
         files, data = own_files()
         if data.size <= SNAPSHOT_BYTES:
-            self._event(MetricsSnapshot, data, block=False, files=files)
+            self.out.event(MetricsSnapshot, data, block=False, files=files)
 
     def step(self, timeout_ms: int) -> None:
         """One turn: the commands waiting, then the frames waiting (up to `timeout_ms` for anything)."""
@@ -195,7 +257,7 @@ class InferenceStage:
                 item.changes[tid] = kind
         for item in items:
             item.stamps.update(start=started, pre=pre, infer=inferred)
-            self._publish(item)
+            self.out.publish(item, self.streams[item.pick.stream])
 
     def _start_pending(self, item: Item) -> None:
         """Initial boxes start on this frame; a box the tracker cannot start from is reported and dropped."""
@@ -206,56 +268,11 @@ class InferenceStage:
             try:
                 state = self._init(item.frame, box)
             except UserError as exc:
-                self._event(TargetFailed, stream=stream, target=tid, error=str(exc))
+                self.out.event(TargetFailed, stream=stream, target=tid, error=str(exc))
                 continue
             live.targets[tid] = state
             item.started[tid] = start_result(state)
-            self._event(TargetAdded, item.frame, stream=stream, target=tid, box=tuple(box), frame=item.header.frame)
-
-    def _publish(self, item: Item) -> None:
-        stream = item.pick.stream
-        live = self.streams[stream]
-        live.dropped["inference"] += item.pick.skipped
-        live.dropped["capture"] += item.pick.capture_drops
-        results = {**item.started, **item.results}
-        frame_id = item.header.frame
-        item.stamps["post"] = time.time()
-        out = Result(stream, frame_id, item.header.fps, item.stamps, item.frame.shape[1], item.frame.shape[0],
-                     dict(live.dropped), live.paused_frames,
-                     tuple(record(frame_id, tid, results[tid]) for tid in sorted(results)),
-                     live.slot, live.registration, self.generation, item.header.run)
-        if self.link.result(out, item.frame if self.spec.send_frames else None):
-            live.dropped = dict(NO_DROPS)
-            live.paused_frames = 0
-        else:
-            DROPPED.labels(stream, "sink").inc()
-            live.dropped["sink"] += 1
-        self._event(Boxes, block=False, stream=stream, frame=frame_id,
-                    boxes=tuple((t, tuple(r.box)) for t, r in results.items()),
-                    states=tuple((t, float(r.score), float(r.presence), bool(r.lost)) for t, r in results.items()))
-        self._count_lost(stream)
-        for tid, kind in item.changes.items():
-            self._changed(item, tid, kind)
-
-    def _changed(self, item: Item, target: int, kind: str) -> None:
-        """A lost or found target: counted, then to the supervisor, then after the frame's result to
-        the sink, which publishes it; so once a subscriber has it, the metrics count it and the
-        supervisor has it queued. Both sends wait for room: these are rare and must not be lost."""
-        r = item.results[target]
-        event = TargetChanged(generation=self.generation, stream=item.pick.stream, target=target,
-                              frame=item.header.frame, time=item.stamps["read"], change=kind,
-                              box=tuple(float(v) for v in r.box), score=float(r.score),
-                              presence=float(r.presence))
-        if kind == FOUND:
-            REACQUIRED.labels(item.pick.stream).inc()
-        if not self.link.event(event):
-            log("inference", "the supervisor did not take event 'TargetChanged'")
-        if not self.link.result(event, block=True):
-            log("inference", f"the sink did not take the '{kind}' event of target {target} on stream "
-                             f"'{item.pick.stream}'")
-
-    def _count_lost(self, stream: str) -> None:
-        LOST_TARGETS.labels(stream).set(sum(state.lost for state in self.streams[stream].targets.values()))
+            self.out.event(TargetAdded, item.frame, stream=stream, target=tid, box=tuple(box), frame=item.header.frame)
 
     # --- commands -------------------------------------------------------------------------------
 
@@ -267,7 +284,7 @@ class InferenceStage:
         elif cmd.stream in self.streams:
             self._handlers[type(cmd)](cmd, self.streams[cmd.stream])
         elif hasattr(cmd, "req"):
-            self._event(Reply, req=cmd.req, error=f"stream '{cmd.stream}' is not running")
+            self.out.event(Reply, req=cmd.req, error=f"stream '{cmd.stream}' is not running")
 
     def _add_stream(self, cmd: AddStream) -> None:
         if cmd.stream not in self.streams:
@@ -284,27 +301,27 @@ class InferenceStage:
     def _set_paused(self, cmd: SetPaused, live: LiveStream) -> None:
         """Confirmed once in force: from the reply on, no frame of a paused stream is processed."""
         live.paused = cmd.paused
-        self._event(Reply, req=cmd.req, stream=cmd.stream)
+        self.out.event(Reply, req=cmd.req, stream=cmd.stream)
 
     def _remove_target(self, cmd: RemoveTarget, live: LiveStream) -> None:
         live.targets.pop(cmd.target, None)
         live.pending.pop(cmd.target, None)
-        self._count_lost(cmd.stream)
+        self.out.count_lost(cmd.stream, live)
 
     def _add_target(self, cmd: AddTarget, live: LiveStream) -> None:
         """Start on the newest frame already seen, so the reply tells at once whether the box fits."""
         if live.last is None:
-            self._event(Reply, req=cmd.req,
+            self.out.event(Reply, req=cmd.req,
                         error=f"stream '{cmd.stream}' has not delivered a frame yet; try again when it is live")
             return
         header, frame = live.last
         try:
             state = self._init(frame, cmd.box)
         except UserError as exc:
-            self._event(Reply, req=cmd.req, error=str(exc))
+            self.out.event(Reply, req=cmd.req, error=str(exc))
             return
         live.targets[cmd.target] = state
-        self._event(Reply, frame, req=cmd.req, box=cmd.box, target=cmd.target, stream=cmd.stream, frame=header.frame)
+        self.out.event(Reply, frame, req=cmd.req, box=cmd.box, target=cmd.target, stream=cmd.stream, frame=header.frame)
 
     def _init(self, frame: np.ndarray, box: Box) -> TargetState:
         """A new target; whatever goes wrong starting it is that target's error, never the process's
@@ -316,12 +333,6 @@ class InferenceStage:
         except Exception as exc:  # noqa: BLE001 - one target must not take every stream down
             log("inference", f"starting a target at {list(box)} failed: {type(exc).__name__}: {exc}")
             raise UserError(f"the tracker could not start from box {list(box)}: {type(exc).__name__}") from None
-
-    def _event(self, kind: type[Event], pixels: np.ndarray | None = None, block: bool = True, **fields) -> None:
-        event = kind(generation=self.generation, **fields)
-        if not self.link.event(event, pixels, block=block) and block:
-            log("inference", f"the supervisor did not take event '{kind.__name__}'")
-
 
 def stage_tracker(m: ModelConfig) -> Tracker:
     """The config's model section -> the tracker, through the load_tracker the commands use (one
