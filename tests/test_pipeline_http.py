@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from siammask.pipeline import httpserve
 from siammask.pipeline.httpserve import serve_metrics
-from siammask.pipeline.preview import PreviewServer
+from siammask.pipeline.preview import PreviewServer, encode_jpeg
 
 from pipeline_support import eventually, free_port
 
@@ -83,7 +83,7 @@ def test_a_viewer_that_leaves_early_is_no_traceback(preview, capfd):
     def feed() -> None:
         rng = np.random.default_rng(0)
         while not stop.is_set():
-            preview.update("a", rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+            preview.update("a", encode_jpeg(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)))
             time.sleep(0.01)
 
     feeder = threading.Thread(target=feed, daemon=True)
