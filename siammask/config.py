@@ -217,9 +217,10 @@ def _preset_data(path: Traversable) -> Any:
     a digest of the text, so `track` reads its preset without importing PyYAML (20-30 ms of its
     start-up, benchmarks/RESULTS.md). Data JSON would change (none in the shipped presets), a cache
     that cannot be named, read or written, and an entry another user could have written fall back
-    to PyYAML."""
+    to PyYAML. The key covers this module's own source too: a release that parses presets
+    differently (its loader rules live here) does not read what an older one cached."""
     text = path.read_text()
-    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(text.encode() + Path(__file__).read_bytes()).hexdigest()[:32]
     try:
         cached = cache_root() / "presets" / f"{digest}.json"
         with cached.open("rb") as f:

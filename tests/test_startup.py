@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -87,12 +88,27 @@ def test_a_shipped_preset_is_read_without_pyyaml_once_parsed(tmp_path, monkeypat
     assert "yaml" not in imported_after(code)["modules"]  # replaced
 
 
+def test_a_preset_cached_by_another_release_is_not_read(tmp_path, monkeypatch):
+    """The cache key covers the parsing code (siammask/config.py) as well as the YAML: a release whose
+    loader differs reads the preset from its YAML and keeps its own entry beside the old one."""
+    import siammask.config as config
+
+    monkeypatch.setenv("SIAMMASK_CACHE_DIR", str(tmp_path / "cache"))
+    nano = config.load_hp("nano")
+    (entry,) = (tmp_path / "cache" / "presets").glob("*.json")
+    entry.write_text(json.dumps({**json.loads(entry.read_text()), "verify_every": 7}))
+    assert config.load_hp("nano").verify_every == 7  # same release: the entry is what is read
+    other = tmp_path / "config.py"
+    other.write_bytes(pathlib.Path(config.__file__).read_bytes() + b"\n# another release\n")
+    monkeypatch.setattr(config, "__file__", str(other))
+    assert config.load_hp("nano") == nano
+    assert len(list((tmp_path / "cache" / "presets").glob("*.json"))) == 2
+
+
 def test_a_preset_cache_entry_others_may_write_is_not_trusted_and_no_home_means_no_cache(tmp_path, monkeypatch):
     """An entry another user could have written (group- or world-writable) is read from the YAML
     instead; without any cache folder (no variable, no home folder: a container's uid without a
     passwd entry) presets and exports go on without the cache."""
-    import pathlib
-
     from siammask.config import load_hp
     from siammask.cache_dir import NoCache, cache_root
 
