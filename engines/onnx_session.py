@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from siammask.errors import UserError
+from siammask.errors import UserError, first_line
 
 _arena_lock = threading.Lock()
 _arena_registered = False
@@ -50,8 +50,7 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     try:
         return ort.InferenceSession(str(path) if data is None else data, options, providers=list(providers))
     except Exception as exc:  # ORT raises several unrelated types for unreadable models
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"'{path}' is not a usable ONNX graph ({first[:200]}); re-export it") from None
+        raise UserError(f"'{path}' is not a usable ONNX graph ({first_line(exc)}); re-export it") from None
 
 
 class Sessions(Mapping):

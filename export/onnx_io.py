@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from siammask.errors import UserError
+from siammask.errors import UserError, first_line
 
 
 def check_graph(path: Path) -> None:
@@ -13,5 +13,4 @@ def check_graph(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"'{path}' fails onnx.checker: {first[:200]}") from None
+        raise UserError(f"'{path}' fails onnx.checker: {first_line(exc)}") from None

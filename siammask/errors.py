@@ -3,3 +3,9 @@
 
 class UserError(Exception):
     """A bad input (file, box, source, checkpoint). The message says what was wrong and what to do."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most `limit`
+    characters: what a one-line UserError quotes of a library's multi-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

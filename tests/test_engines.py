@@ -20,7 +20,7 @@ from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 from siammask.engines.registry import ENGINES
 from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.engines.torch_engine import TorchEngine
-from siammask.errors import UserError
+from siammask.errors import UserError, first_line
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
 from siammask.export.verify import TOLERANCES, relative_error
@@ -210,6 +210,14 @@ def test_corrupt_graph_is_one_line(tmp_path, capsys, export_dirs, synthetic_fold
     (folder / SIDECAR).write_text(json.dumps(data))
     with pytest.raises(UserError, match="mask.onnx' is not a usable ONNX graph"):
         OnnxRuntimeEngine(folder)
+
+
+def test_a_library_error_is_quoted_by_its_first_line():
+    """What the one-line UserErrors quote of ONNX Runtime's, onnx.checker's or a warm-up's errors."""
+    assert first_line(RuntimeError("\n  [ONNXRuntimeError] : 10 : INVALID_GRAPH\nat node 3\n")) == \
+        "[ONNXRuntimeError] : 10 : INVALID_GRAPH"
+    assert first_line(KeyError()) == "KeyError"  # no message: the type's name
+    assert first_line(ValueError("x" * 300)) == "x" * 200 and first_line(ValueError("abc"), limit=2) == "ab"
 
 
 @pytest.mark.slow
