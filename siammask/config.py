@@ -220,7 +220,10 @@ def _preset_data(path: Traversable) -> Any:
     to PyYAML. The key covers this module's own source too: a release that parses presets
     differently (its loader rules live here) does not read what an older one cached."""
     text = path.read_text()
-    digest = hashlib.sha256(text.encode() + Path(__file__).read_bytes()).hexdigest()[:32]
+    try:
+        digest = hashlib.sha256(text.encode() + Path(__file__).read_bytes()).hexdigest()[:32]
+    except OSError:  # no source file to key on (a zipped or frozen install): no cache
+        return _parse_yaml(path, text)
     try:
         cached = cache_root() / "presets" / f"{digest}.json"
         with cached.open("rb") as f:

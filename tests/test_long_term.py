@@ -16,7 +16,7 @@ from siammask.engines.sidecar import ONE_CROP
 from siammask.errors import UserError
 from siammask.evaluation.regions import box_iou
 from siammask.geometry.scoring import top_peaks
-from siammask.presence import PresenceModel, contrast, read_presence, save_presence
+from siammask.presence import PresenceModel, appearance, contrast, read_presence, save_presence
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker, state_box
 from siammask.training.presence import fit_curve, fit_projection
@@ -215,6 +215,44 @@ def test_contrast_maps_surroundings_to_zero_and_the_target_to_one():
     assert contrast(0.7, 0.4) == pytest.approx(0.5)
 
 
+def test_appearance_is_the_parts_and_the_layout_of_the_kernels_each_of_unit_length():
+    """Hand-worked: channel c of the cls kernel holds c in its central 2x2 and 9 elsewhere, the loc
+    kernel -c. Parts: the central means (0, 1, 0, -1), centred, unit. Layout: every 2x2 cell holds
+    one central value, so each channel pools to (27 + value) / 4 in all four cells; each kernel's
+    pooled values scaled to unit length, joined, scaled to unit length again."""
+    cls = np.full((1, 2, 4, 4), 9.0, np.float32)
+    loc = np.full((1, 2, 4, 4), 9.0, np.float32)
+    for c in range(2):
+        cls[0, c, 1:3, 1:3], loc[0, c, 1:3, 1:3] = c, -c
+    v = appearance(cls, loc)[0]
+    np.testing.assert_allclose(v[:4], [0, 1 / np.sqrt(2), 0, -1 / np.sqrt(2)], atol=1e-7)
+    pooled_cls, pooled_loc = np.repeat([27.0, 28.0], 4) / 4, np.repeat([27.0, 26.0], 4) / 4
+    layout = np.concatenate([pooled_cls / np.linalg.norm(pooled_cls), pooled_loc / np.linalg.norm(pooled_loc)])
+    np.testing.assert_allclose(v[4:], layout / np.sqrt(2), atol=1e-7)
+
+
+def test_the_embedding_weighs_what_a_target_is_made_of_and_how_it_is_laid_out_alike():
+    """The same parts in another arrangement (a target turned or in another pose) and other context
+    outside the central half keep the parts half exactly; the layout half changes. The embedding's
+    similarity is the mean of the halves', with the layout mapped or raw."""
+    rng = np.random.default_rng(4)
+    cls, loc = rng.normal(size=(1, 48, 8, 8)).astype(np.float32), rng.normal(size=(1, 48, 8, 8)).astype(np.float32)
+    turned_cls, turned_loc = cls.copy(), loc.copy()
+    turned_cls[:, :, 2:6, 2:6] = np.rot90(cls[:, :, 2:6, 2:6], axes=(2, 3))
+    turned_loc[:, :, 2:6, 2:6] = loc[:, :, 2:6, 2:6][:, :, ::-1]
+    turned_cls[:, :, :2], turned_loc[:, :, 6:] = 5.0, -5.0
+    a, b = appearance(cls, loc), appearance(turned_cls, turned_loc)
+    parts, layout = float(a[0, :96] @ b[0, :96]), float(a[0, 96:] @ b[0, 96:])
+    assert parts == pytest.approx(1.0, abs=1e-6) and layout < 0.9
+    raw = PresenceModel(None, None).embed(np.concatenate([a, b]))
+    assert float(raw[0] @ raw[1]) == pytest.approx((parts + layout) / 2, abs=1e-6)
+    mean, projection = rng.normal(size=a.shape[1] - 96).astype(np.float32), rng.normal(size=(a.shape[1] - 96, 5))
+    mapped = PresenceModel(mean, projection.astype(np.float32)).embed(np.concatenate([a, b]))
+    ma, mb = ((x[96:] - mean) @ projection for x in (a[0], b[0]))
+    expected = (parts + ma @ mb / np.linalg.norm(ma) / np.linalg.norm(mb)) / 2
+    assert mapped.shape == (2, 96 + 5) and float(mapped[0] @ mapped[1]) == pytest.approx(expected, abs=1e-5)
+
+
 def test_fit_curve_recovers_a_known_curve():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 2, 20000)
@@ -231,7 +269,8 @@ def test_projection_keeps_what_tells_objects_apart():
     ids = np.repeat(np.arange(40), 5)
     x = np.concatenate([centres[ids] + rng.normal(size=(200, 3)) * 0.1, rng.normal(size=(200, 47)) * 10], 1)
     mean, projection = fit_projection(x.astype(np.float32), ids, dims=3)
-    e = PresenceModel(mean, projection).embed(x)
+    e = (x - mean) @ projection
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
     same = np.mean([e[i] @ e[j] for i in range(200) for j in range(200) if ids[i] == ids[j] and i != j])
     other = np.mean([e[i] @ e[j] for i in range(0, 200, 7) for j in range(0, 200, 11) if ids[i] != ids[j]])
     assert same > 0.9 and other < 0.3
@@ -242,13 +281,51 @@ def test_presence_files_round_trip_and_damaged_ones_are_one_line(tmp_path):
     back = read_presence(save_presence(model, tmp_path / "p.npz"))
     assert (back.slope, back.offset) == (7.5, 0.25)
     np.testing.assert_array_equal(back.projection, model.projection)
+    raw = read_presence(save_presence(PresenceModel(None, None, 18.0, 0.65), tmp_path / "raw.npz"))
+    assert raw == PresenceModel(None, None, 18.0, 0.65)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="is not a presence model") as info:
         read_presence(tmp_path / "bad.npz")
     assert "\n" not in str(info.value)
-    np.savez(tmp_path / "nan.npz", mean=np.ones(6), projection=np.full((6, 2), np.nan), curve=np.array([1.0, 0.0]))
-    with pytest.raises(UserError, match="malformed presence model"):
-        read_presence(tmp_path / "nan.npz")
+    curve = np.array([1.0, 0.0])
+    for name, arrays in {"nan": dict(mean=np.ones(6), projection=np.full((6, 2), np.nan)),
+                         "lone_mean": dict(mean=np.ones(6)),
+                         "empty_map": dict(mean=np.ones(6), projection=np.ones((6, 0))),
+                         "rows": dict(mean=np.ones(5), projection=np.ones((6, 2)))}.items():
+        np.savez(tmp_path / f"{name}.npz", format=np.array(2), curve=curve, **arrays)
+        with pytest.raises(UserError, match="malformed presence model"):
+            read_presence(tmp_path / f"{name}.npz")
+    # a model of the layout-only vectors (before the parts half; no format) is refused, not misread
+    np.savez(tmp_path / "old.npz", mean=np.ones(6), projection=np.ones((6, 2)), curve=curve)
+    with pytest.raises(UserError, match="run siammask fit-presence again"):
+        read_presence(tmp_path / "old.npz")
+    np.savez(tmp_path / "future.npz", format=np.array(3), curve=curve)
+    with pytest.raises(UserError, match="format 3"):
+        read_presence(tmp_path / "future.npz")
+
+
+def test_a_presence_map_for_another_network_is_one_line():
+    """A map whose input is as wide as (or wider than) the whole appearance vector cannot be of its
+    layout half: a model trained for another network, refused before any vector is misread."""
+    vectors = appearance(np.ones((1, 4, 4, 4), np.float32), np.ones((1, 4, 4, 4), np.float32))
+    for rows in (vectors.shape[1], vectors.shape[1] + 3):
+        with pytest.raises(UserError, match="trained for another network"):
+            PresenceModel(np.zeros(rows, np.float32), np.ones((rows, 2), np.float32)).embed(vectors)
+
+
+def test_appearance_of_odd_sided_kernels_keeps_their_middle_and_their_whole_layout():
+    """The official ResNet kernels are 5x5 (or 7x7): the parts are the means of the middle 3x3 (5x5),
+    and the layout is the kernel itself, not pooled."""
+    rng = np.random.default_rng(2)
+    cls, loc = rng.normal(size=(2, 16, 5, 5)).astype(np.float32), rng.normal(size=(2, 16, 5, 5)).astype(np.float32)
+    v = appearance(cls, loc)
+    assert v.shape == (2, 32 + 2 * 16 * 25)
+    parts = np.concatenate([cls[:, :, 1:4, 1:4].mean(axis=(2, 3)), loc[:, :, 1:4, 1:4].mean(axis=(2, 3))], 1)
+    parts -= parts.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(v[:, :32], parts / np.linalg.norm(parts, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(v[:, 32:], axis=1), 1.0, atol=1e-6)
+    layout_cls = cls.reshape(2, -1) / np.linalg.norm(cls.reshape(2, -1), axis=1, keepdims=True)
+    np.testing.assert_allclose(v[:, 32:32 + 400] * np.sqrt(2), layout_cls, atol=1e-6)
 
 
 def test_hp_thresholds_are_ranged_and_ordered():

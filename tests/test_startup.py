@@ -103,6 +103,9 @@ def test_a_preset_cached_by_another_release_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "__file__", str(other))
     assert config.load_hp("nano") == nano
     assert len(list((tmp_path / "cache" / "presets").glob("*.json"))) == 2
+    monkeypatch.setattr(config, "__file__", str(tmp_path / "gone.py"))  # no source to key on: parsed, not cached
+    assert config.load_hp("nano") == nano
+    assert len(list((tmp_path / "cache" / "presets").glob("*.json"))) == 2
 
 
 def test_a_preset_cache_entry_others_may_write_is_not_trusted_and_no_home_means_no_cache(tmp_path, monkeypatch):

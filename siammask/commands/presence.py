@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="data root with DAVIS-train, SegTrackv2, COCO-mini, COCO128-seg")
     p.add_argument("--out", required=True, help="the .npz file to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dims", type=int, default=32, choices=range(4, 257), metavar="4..256",
-                   help="embedding dimensions (default 32)")
+    p.add_argument("--dims", type=int, default=32, choices=[0, *range(4, 257)], metavar="0|4..256",
+                   help="dimensions of the linear map of the appearance vectors' layout half, trained first "
+                        "(default 32, as the shipped nano model; 0: none, the raw layout)")
     add_model_options(p)
     p.set_defaults(func=run)

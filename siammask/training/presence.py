@@ -2,10 +2,11 @@
 
 Two fits, both closed-form, on data the evaluation never sees (DAVIS-train, SegTrackv2, COCO-mini,
 COCO128-seg; not the LT clips, OTB, UAV123, VOT or DAVIS val):
-1. The projection: appearance vectors of the same object in several frames (videos) or views
-   (stills, jittered in place, size and mirror) against other objects and plain background; a
-   linear discriminant (PCA, then whitening of the within-object scatter, then the main directions
-   between objects) keeps what tells objects apart and drops what every crop shares.
+1. The projection of the appearance vectors' layout half (`--dims`, 32 for the shipped model; 0:
+   none): layouts of the same object in several frames (videos) or views (stills, jittered in
+   place, size and mirror) against other objects and plain background; a linear discriminant (PCA,
+   then whitening of the within-object scatter, then the main directions between objects) keeps
+   what tells objects apart and drops what every crop shares. The parts half is used as it is.
 2. The curve: the real tracker (no re-detection, never lost) follows the training videos and
    still-image "videos" (a COCO image under a drifting, zooming virtual camera) in which the
    target disappears by every mode of siammask.data.occlude; the contrast at its box on frames
@@ -19,10 +20,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from ..backend import Engine
 from ..data.build import read_image
 from ..data.formats import FORMATS, FrameAnnotation
 from ..data.occlude import MODES, NEEDS_OTHER, occlude
@@ -81,8 +84,8 @@ def _crop(image: np.ndarray, box: Sequence[float], rng: np.random.Generator | No
 
 
 def projection_samples(tracker: Tracker, root: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(N,D) appearance vectors and (N,) object ids: video objects over their frames, still objects
-    in STILL_VIEWS views, background crops each their own id."""
+    """(N,L) layout halves of appearance vectors and (N,) object ids: video objects over their
+    frames, still objects in STILL_VIEWS views, background crops each their own id."""
     cfg = tracker.cfg
     crops: list[np.ndarray] = []
     ids: list[int] = []
@@ -110,9 +113,15 @@ def projection_samples(tracker: Tracker, root: Path, rng: np.random.Generator) -
             for view in range(STILL_VIEWS):
                 add(_crop(image, obj.box, rng if view else None, cfg.context_amount, cfg.exemplar_size),
                     (record.video, obj.object_id))
-    vectors = [tracker.engine.appearance(tracker.engine.template(to_chw_float(crops[i:i + 64])))
+    vectors = [_layout(tracker.engine, tracker.engine.template(to_chw_float(crops[i:i + 64])))
                for i in range(0, len(crops), 64)]
     return np.concatenate(vectors), np.array(ids)
+
+
+def _layout(engine: Engine, features: Any) -> np.ndarray:
+    """The layout half of the appearance vectors of template features (siammask.presence.appearance:
+    the parts half is one value per cls and loc channel), what the projection maps."""
+    return engine.appearance(features)[:, features.cls.shape[1] + features.loc.shape[1]:]
 
 
 def fit_projection(vectors: np.ndarray, ids: np.ndarray, dims: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -178,14 +187,15 @@ def video_clips(root: Path) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
         yield [read_image(r) for r in records], np.array(boxes, np.float64)
 
 
-def curve_samples(tracker: Tracker, root: Path, rng: np.random.Generator, videos: int = 160,
+def curve_samples(tracker: Tracker, root: Path, rng: np.random.Generator, videos: int = 480,
                   frames: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(contrast, present, real) of every frame after the first of `videos` still-image videos and
     of the training videos (real: True), each with one disappearance (mode drawn in turn from
     siammask.data.occlude's), tracked by `tracker` with the identity curve (presence =
-    sigmoid(contrast)), no re-detection and no memory updates."""
+    sigmoid(contrast)), no re-detection, no memory updates, presence measured on every frame."""
     calibrating = Tracker(tracker.engine, dataclasses.replace(
-        tracker.cfg, presence_smooth=0.0, lost_threshold=0.0, found_threshold=0.0, memory_rate=0.0, redetect=False),
+        tracker.cfg, presence_smooth=0.0, lost_threshold=0.0, found_threshold=0.0, memory_rate=0.0, redetect=False,
+        verify_every=1),
         dataclasses.replace(tracker.presence, slope=1.0, offset=0.0))
     stills = [(record, obj) for record in _records(root, STILL_SOURCES) for obj in record.objects
               if not obj.ignore and _usable(obj.box)]
@@ -272,17 +282,20 @@ def fit_curve(contrast: np.ndarray, present: np.ndarray, real: np.ndarray, steps
 
 
 def fit_presence(tracker: Tracker, root: Path, seed: int = 0, dims: int = 32) -> tuple[PresenceModel, FitReport]:
-    """The whole recipe: projection, then the curve measured through the tracker with it."""
+    """The whole recipe: the projection of the vectors' layout half (none with dims 0), then the
+    curve measured through the tracker with it."""
     rng = np.random.default_rng(seed)
-    vectors, ids = projection_samples(tracker, root, rng)
-    log.info("projection: %d appearance vectors of %d objects", len(vectors), ids.max() + 1)
-    mean, projection = fit_projection(vectors, ids, dims)
+    mean = projection = None
+    vectors, objects = 0, 0
+    if dims:
+        samples, ids = projection_samples(tracker, root, rng)
+        vectors, objects = len(samples), int(ids.max() + 1)
+        log.info("projection: %d appearance vectors of %d objects", vectors, objects)
+        mean, projection = fit_projection(samples, ids, dims)
     projected = Tracker(tracker.engine, tracker.cfg, PresenceModel(mean, projection))
     contrast, present, real = curve_samples(projected, root, rng)
     slope, offset = fit_curve(contrast, present, real)
     predicted = contrast > offset
     accuracy = 0.5 * (predicted[present].mean() + (~predicted[~present]).mean())
-    report = FitReport(len(vectors), int(ids.max() + 1), int(present.sum()), int((~present).sum()), slope, offset,
-                       float(accuracy))
+    report = FitReport(vectors, objects, int(present.sum()), int((~present).sum()), slope, offset, float(accuracy))
     return PresenceModel(mean, projection, slope, offset), report
-
