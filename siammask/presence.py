@@ -72,6 +72,12 @@ def appearance(cls_kernel: np.ndarray, loc_kernel: np.ndarray) -> np.ndarray:
     return np.concatenate([_unit(parts - parts.mean(axis=1, keepdims=True)), _unit(layout)], axis=1)
 
 
+def layout_half(vectors: np.ndarray, channels: int) -> np.ndarray:
+    """The layout half of (B,D) appearance vectors of kernels with `channels` cls and loc channels in
+    all (appearance puts one parts value per channel first): what a projection is trained on."""
+    return np.asarray(vectors)[:, channels:]
+
+
 def _central(k: np.ndarray) -> np.ndarray:
     """(B,C,H,W) -> the kernel without a quarter of each side on every edge (8x8 -> 4x4; an odd
     side keeps its middle: 5 -> 3, 7 -> 5)."""

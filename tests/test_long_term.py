@@ -16,7 +16,7 @@ from siammask.engines.sidecar import ONE_CROP
 from siammask.errors import UserError
 from siammask.evaluation.regions import box_iou
 from siammask.geometry.scoring import top_peaks
-from siammask.presence import PresenceModel, appearance, contrast, read_presence, save_presence
+from siammask.presence import PresenceModel, appearance, contrast, layout_half, read_presence, save_presence
 from siammask.synthetic import make_sequence
 from siammask.tracker import Tracker, state_box
 from siammask.training.presence import fit_curve, fit_projection
@@ -229,6 +229,8 @@ def test_appearance_is_the_parts_and_the_layout_of_the_kernels_each_of_unit_leng
     pooled_cls, pooled_loc = np.repeat([27.0, 28.0], 4) / 4, np.repeat([27.0, 26.0], 4) / 4
     layout = np.concatenate([pooled_cls / np.linalg.norm(pooled_cls), pooled_loc / np.linalg.norm(pooled_loc)])
     np.testing.assert_allclose(v[4:], layout / np.sqrt(2), atol=1e-7)
+    # the rule the projection's training takes the layout half by: after one value per channel
+    np.testing.assert_allclose(layout_half(appearance(cls, loc), 2 + 2)[0], layout / np.sqrt(2), atol=1e-7)
 
 
 def test_the_embedding_weighs_what_a_target_is_made_of_and_how_it_is_laid_out_alike():

@@ -31,7 +31,7 @@ from ..data.formats import FORMATS, FrameAnnotation
 from ..data.occlude import MODES, NEEDS_OTHER, occlude
 from ..evaluation.regions import box_iou
 from ..geometry.crop import crop_and_resize, template_side, to_chw_float
-from ..presence import PresenceModel
+from ..presence import PresenceModel, layout_half
 from ..tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,8 @@ def projection_samples(tracker: Tracker, root: Path, rng: np.random.Generator) -
 
 
 def _layout(engine: Engine, features: Any) -> np.ndarray:
-    """The layout half of the appearance vectors of template features (siammask.presence.appearance:
-    the parts half is one value per cls and loc channel), what the projection maps."""
-    return engine.appearance(features)[:, features.cls.shape[1] + features.loc.shape[1]:]
+    """The layout half of template features' appearance vectors: what the projection maps."""
+    return layout_half(engine.appearance(features), features.cls.shape[1] + features.loc.shape[1])
 
 
 def fit_projection(vectors: np.ndarray, ids: np.ndarray, dims: int = 32) -> tuple[np.ndarray, np.ndarray]:
