@@ -1,6 +1,7 @@
 """Opening an exported ONNX graph in ONNX Runtime, with every failure a one-line UserError."""
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -8,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from siammask.errors import UserError, first_line
+
+from .graph_cache import graph_cache
+
+log = logging.getLogger(__name__)
 
 _arena_lock = threading.Lock()
 _arena_registered = False
@@ -29,15 +34,9 @@ def _share_one_cpu_arena(ort) -> None:
             _arena_registered = True
 
 
-def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
-                 threads: int | None = None, data: bytes | None = None):
-    """An ONNX Runtime session on `path` (or on `data`, the bytes read from it earlier) with full
-    graph optimisation and threads that sleep when idle instead of spinning; a corrupt or foreign
-    file becomes a UserError instead of ONNX Runtime's multi-line traceback."""
-    import onnxruntime as ort
-
+def _options(ort, threads: int | None, level):
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = level
     options.log_severity_level = 3  # errors only: the CPU provider warns about every unused initializer
     if threads:
         options.intra_op_num_threads = threads
@@ -47,10 +46,40 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     _share_one_cpu_arena(ort)
     options.add_session_config_entry("session.use_env_allocators", "1")
+    return options
+
+
+def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
+                 threads: int | None = None, data: bytes | None = None, graph_sha256: str | None = None):
+    """An ONNX Runtime session on `path` (or on `data`, the bytes read from it earlier) with full
+    graph optimisation and threads that sleep when idle instead of spinning; a corrupt or foreign
+    file becomes a UserError instead of ONNX Runtime's multi-line traceback. On the CPU provider, a
+    graph whose checksum is given is optimised once per machine (engines/graph_cache.py)."""
+    import onnxruntime as ort
+
+    providers = list(providers)
+    kept = graph_cache(graph_sha256, ort.__version__) if providers == ["CPUExecutionProvider"] else None
+    entry = kept.find() if kept else None
+    if entry is not None:
+        try:
+            return ort.InferenceSession(str(entry), _options(ort, threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+                                        providers=providers)
+        except Exception as exc:  # ORT raises several unrelated types for unreadable models
+            log.warning("the optimised graph %s did not open (%s); optimising the graph again", entry, first_line(exc))
+            entry.unlink(missing_ok=True)
+    options = _options(ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    partial = kept.partial() if kept else None
+    if partial is not None:
+        options.optimized_model_filepath = str(partial)
     try:
-        return ort.InferenceSession(str(path) if data is None else data, options, providers=list(providers))
+        session = ort.InferenceSession(str(path) if data is None else data, options, providers=providers)
     except Exception as exc:  # ORT raises several unrelated types for unreadable models
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         raise UserError(f"'{path}' is not a usable ONNX graph ({first_line(exc)}); re-export it") from None
+    if partial is not None:
+        kept.store(partial)
+    return session
 
 
 class Sessions(Mapping):

@@ -49,6 +49,7 @@ class OnnxRuntimeEngine:
         if precision is not None and info.precision != precision:
             raise UserError(f"'{folder}' holds {info.precision} graphs but --precision {precision} was asked for; "
                             f"re-export with --precision {precision}")
+        self.folder = folder  # the export it runs (a session opened from the cache knows no path)
         self.variant, self.precision = info.variant, info.precision
         self.mask_size = mask_size(self.variant)
         providers = providers_for(device)
@@ -65,7 +66,8 @@ class OnnxRuntimeEngine:
         kept = {role: (folder / info.files[role]).read_bytes() for role in later}
 
         def opened(role: str):
-            session = open_session(folder / info.files[role], providers, threads, kept.pop(role, None))
+            name = info.files[role]
+            session = open_session(folder / name, providers, threads, kept.pop(role, None), info.sha256.get(name))
             _check_io(session, folder / info.files[role], *expected[role])
             return session
 

@@ -1,0 +1,126 @@
+"""ONNX Runtime's optimised graphs kept per machine, so that a process opens a graph without
+optimising it again.
+
+Optimising is most of a CPU session's set-up: nano's three graphs of a first result took ~75 ms
+one after another from the exported files and ~28 ms from their optimised forms
+(benchmarks/RESULTS.md). An optimised graph is ONNX Runtime's own (fused operators, NCHWc layouts
+chosen for the CPU's vector width), so its entry is keyed by the exported graph's checksum, ONNX
+Runtime's version and the CPU's identity, and only the CPU provider's graphs are kept. An entry's
+name also carries its own checksum, checked before use: a damaged entry is dropped and made again.
+Entries are written to a private name and renamed into place (never half a file); the `KEEP`
+most recently used stay, the rest are removed when a new one is written. Where no cache can be
+written, sessions open as they did without one."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+from functools import cache
+from pathlib import Path
+
+from siammask.cache_dir import NoCache, cache_root
+
+from .sidecar import sha256
+
+log = logging.getLogger(__name__)
+
+KEEP = 16  # ~2.5 MB each for nano: the default's four graphs, and a few exports beside them
+FOLDER = "optimised-graphs"
+_SUFFIX = ".onnx"
+
+
+@cache
+def machine_identity() -> str:
+    """What an optimised graph depends on besides the graph, ONNX Runtime's version aside: the
+    architecture and the first CPU's model and instruction sets (Linux: /proc/cpuinfo; elsewhere
+    what `platform` says)."""
+    parts = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if not line.strip():
+                    break  # the first CPU's block is enough
+                key = line.partition(":")[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part", "CPU implementer"):
+                    parts.append(line.strip())
+    except OSError:
+        pass
+    return "\n".join(parts)
+
+
+class GraphCache:
+    """The optimised form of one exported graph (`graph_sha256`, its checksum) for this machine."""
+
+    def __init__(self, graph_sha256: str, runtime_version: str) -> None:
+        self.folder = cache_root() / FOLDER  # NoCache when there is no cache folder at all
+        key = f"{graph_sha256}\n{runtime_version}\n{machine_identity()}".encode()
+        self.key = hashlib.sha256(key).hexdigest()[:32]
+
+    def find(self) -> Path | None:
+        """The entry whose content matches the checksum in its name, marked as used; a damaged one
+        is removed. None when there is none."""
+        try:
+            entries = sorted(self.folder.glob(f"{self.key}-*{_SUFFIX}"))
+        except OSError:
+            return None
+        for entry in entries:
+            try:
+                content = sha256(entry)  # read in blocks: a whole graph held here raised the peak RSS
+            except OSError:
+                continue  # removed by another process's clean-up meanwhile
+            if content[:16] == entry.stem.rpartition("-")[2]:
+                try:
+                    os.utime(entry)  # most recently used: the last to be removed
+                except OSError:
+                    pass
+                return entry
+            log.warning("the optimised graph %s is damaged; optimising the graph again", entry)
+            entry.unlink(missing_ok=True)
+        return None
+
+    def partial(self) -> Path | None:
+        """A private name for ONNX Runtime to write the optimised graph to; None when the cache
+        folder cannot be made."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as error:
+            log.debug("no cache for optimised graphs (%s)", error)
+            return None
+        return self.folder / f".{self.key}.{os.getpid()}.{threading.get_ident()}.partial"
+
+    def store(self, partial: Path) -> None:
+        """Rename what ONNX Runtime wrote into place under its checksum, then keep the KEEP most
+        recently used entries. A failure leaves the cache as it was (the session is open anyway)."""
+        try:
+            final = self.folder / f"{self.key}-{sha256(partial)[:16]}{_SUFFIX}"
+            os.replace(partial, final)
+            _evict(self.folder)
+        except OSError as error:
+            log.debug("optimised graph not kept (%s)", error)
+            partial.unlink(missing_ok=True)
+
+
+def _evict(folder: Path) -> None:
+    """Remove all but the KEEP most recently used files (partial ones left by a killed process too:
+    they are never used, so they age out first)."""
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return float("inf")  # gone already: nothing to remove
+
+    files = sorted(folder.iterdir(), key=used, reverse=True)
+    for old in files[KEEP:]:
+        old.unlink(missing_ok=True)
+
+
+def graph_cache(graph_sha256: str | None, runtime_version: str) -> GraphCache | None:
+    """The cache entry for a graph with a known checksum, or None (no checksum, no cache folder)."""
+    if not graph_sha256:
+        return None
+    try:
+        return GraphCache(graph_sha256, runtime_version)
+    except NoCache:
+        return None
