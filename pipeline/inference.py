@@ -327,7 +327,9 @@ class InferenceStage:
         """A new target; whatever goes wrong starting it is that target's error, never the process's
         (the box passed siammask.validate, so this is a last guard, logged in full)."""
         try:
-            return self.tracker.init(frame, [box])[0]
+            # its look-alikes now: the pause (~0.1-0.5 s on 2 cores) falls when the target is added, not on
+            # the first loss of a live target, when every stream of that batch would wait for it
+            return self.tracker.with_look_alikes(self.tracker.init(frame, [box])[0])
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - one target must not take every stream down

@@ -61,7 +61,7 @@ class Memory:
     confirmations: int = 0      # frames in a row the candidate has passed found_threshold
     unverified: int = 0         # tracked frames since presence was last measured (verify_every)
     first_frame: FirstFrame | None = None  # what look_alikes are searched for on, until they are
-                                           # (the target's first loss: Tracker._with_look_alikes)
+                                           # (the target's first loss: Tracker.with_look_alikes)
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class Tracker:
     def init(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[TargetState]:
         """Start one target per box (x, y, w, h) on `frame`: template features, and the target's
         and its surroundings' embeddings (the reference presence is measured against), in one batch.
-        With re-detection, a copy of the frame is kept for the look-alikes (_with_look_alikes)."""
+        With re-detection, a copy of the frame is kept for the look-alikes (with_look_alikes)."""
         h, w = frame.shape[:2]
         avg = frame.mean(axis=(0, 1))
         starts = []
@@ -203,7 +203,7 @@ class Tracker:
             states.append(TargetState(pos, size, avg, feats[i * ring:i * ring + 1], memory))
         return states
 
-    def _with_look_alikes(self, state: TargetState) -> TargetState:
+    def with_look_alikes(self, state: TargetState) -> TargetState:
         """Remember what on the first frame resembles the target (another car of the same colour,
         another player of the same team): the first re-detection windows (the nearest to the target)
         searched as for a lost target; places clear of the target's box that pass found_threshold
@@ -212,7 +212,9 @@ class Tracker:
         and the target as it stood there (Memory.first_frame): what init would have found, without
         its cost before the first result or for a target that is never lost (the batched search
         graph's session and working memory: on Crossing init 0.16 -> 0.02 s and peak RSS 172 ->
-        115 MB, benchmarks/RESULTS.md)."""
+        115 MB, benchmarks/RESULTS.md). A caller may search them at once (serve, for a target an
+        operator adds: the pause falls then, not on a live stream's first loss, and the frame's copy
+        is let go); the results are the same."""
         pending, memory = state.memory.first_frame, state.memory
         if pending is None:
             return state
@@ -403,7 +405,7 @@ class Tracker:
             memory = self._tracking_memory(old.memory, pick, frame_wh)
             moved = replace(pick.moved, memory=memory)
             if memory.lost_frames and cfg.redetect:  # lost on this frame: back to where it was last seen
-                kept = self._with_look_alikes(replace(old, memory=memory))
+                kept = self.with_look_alikes(replace(old, memory=memory))
                 return kept, TrackResult(state_box(kept), box_corners(*kept.pos, *kept.size), pick.score,
                                          memory.presence, True, None, pick.pos_yx)
         pasted = self._paste(frame, pick)

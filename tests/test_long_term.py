@@ -344,7 +344,7 @@ def test_hp_thresholds_are_ranged_and_ordered():
 
 # Look-alikes are searched for when a target is first lost, not at init: on the real nano engine, a
 # target that is never lost never opens the batched search graph, and what is found later is what the
-# first frame held (Tracker._with_look_alikes), whatever the caller did with its frame since.
+# first frame held (Tracker.with_look_alikes), whatever the caller did with its frame since.
 NEVER_LOST = {"template", ONE_CROP, "mask"}  # the sessions a lone tracked target needs
 
 
@@ -378,7 +378,7 @@ def test_look_alikes_are_searched_on_the_first_loss_from_the_first_frame(twin_cl
     assert "search" in tracker.engine.sessions.opened()  # the look-alikes' windows, one batch
     assert states[0].memory.first_frame is None  # searched once; the frame is let go
     later = states[0].memory.look_alikes
-    at_init = tracker._with_look_alikes(tracker.init(frames[0], [boxes[0]])[0]).memory.look_alikes
+    at_init = tracker.with_look_alikes(tracker.init(frames[0], [boxes[0]])[0]).memory.look_alikes
     assert later.shape == (2, states[0].memory.first.shape[0])
     assert np.array_equal(later, at_init)
 
@@ -390,7 +390,7 @@ def test_tracking_is_the_same_as_with_the_look_alikes_searched_at_init(twin_clip
     frames, boxes = twin_clip
     tracker = load_tracker()
     lazy = _run(tracker, frames, boxes)
-    eager = _run(tracker, frames, boxes, [tracker._with_look_alikes(s) for s in tracker.init(frames[0], [boxes[0]])])
+    eager = _run(tracker, frames, boxes, [tracker.with_look_alikes(s) for s in tracker.init(frames[0], [boxes[0]])])
     assert sum(r.lost for r in lazy) >= 10 and any(r.found for r in lazy)  # searched, and found again
     for index, (a, b) in enumerate(zip(lazy, eager), 1):
         assert (a.box, a.score, a.presence, a.lost, a.found) == (b.box, b.score, b.presence, b.lost, b.found), index

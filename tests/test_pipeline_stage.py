@@ -253,7 +253,8 @@ def metric(name: str, stream: str) -> float:
 
 def test_lost_and_found_go_to_the_sink_after_their_frame_and_to_the_supervisor(default_tracker):
     """The shipped tracker on a target that is covered for GONE and comes back. Two targets on it:
-    one is removed while lost, so the gauge of lost targets counts only what is tracked."""
+    one is removed while lost, so the gauge of lost targets counts only what is tracked. Their
+    look-alikes are searched as they start (not on the first loss, with every stream waiting)."""
     frames = disappearing_clip()
     h = Harness(default_tracker, (stream("lt", pending=((0, BOX), (1, BOX))),))
     reacquired = metric("siammask_reacquired_targets_total", "lt")
@@ -266,6 +267,11 @@ def test_lost_and_found_go_to_the_sink_after_their_frame_and_to_the_supervisor(d
             told += [e for e, _ in events if isinstance(e, TargetChanged)]
             records.update({(r.frame, t["target"]): t for r, _ in results if isinstance(r, Result) for t in r.targets})
             lost_gauge[index] = metric("siammask_lost_targets", "lt")
+            if index == 0:  # look-alikes searched as the targets start: no frame kept for a later search
+                eager = default_tracker.with_look_alikes(default_tracker.init(image, [BOX])[0]).memory
+                for state in h.stage.streams["lt"].targets.values():
+                    assert state.memory.first_frame is None
+                    np.testing.assert_array_equal(state.memory.look_alikes, eager.look_alikes)
             if told and told[-1].change == LOST and told[-1].target == 1:
                 h.command(RemoveTarget(stream="lt", target=1, generation=GENERATION))
     finally:
