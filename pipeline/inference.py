@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from siammask.api import load_tracker
-from siammask.errors import UserError, first_line
+from siammask.errors import UserError, described
 from siammask.threads import set_inference_threads
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
@@ -347,7 +347,7 @@ def stage_tracker(m: ModelConfig) -> Tracker:
     except UserError:
         raise
     except Exception as exc:  # e.g. crop sizes in the hp file that the model cannot run: no target ever could
-        raise UserError(f"the model cannot track with these settings ({type(exc).__name__}: {first_line(exc)}); "
+        raise UserError(f"the model cannot track with these settings ({described(exc)}); "
                         "check exemplar_size and instance_size in the hyper-parameters") from None
     return tracker
 

@@ -20,7 +20,7 @@ from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 from siammask.engines.registry import ENGINES
 from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.engines.torch_engine import TorchEngine
-from siammask.errors import UserError, first_line
+from siammask.errors import UserError, described, first_line
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
 from siammask.export.verify import TOLERANCES, relative_error
@@ -218,6 +218,8 @@ def test_a_library_error_is_quoted_by_its_first_line():
         "[ONNXRuntimeError] : 10 : INVALID_GRAPH"
     assert first_line(KeyError()) == "KeyError"  # no message: the type's name
     assert first_line(ValueError("x" * 300)) == "x" * 200 and first_line(ValueError("abc"), limit=2) == "ab"
+    assert described(KeyError()) == "KeyError"  # not "KeyError: KeyError"
+    assert described(RuntimeError("bad shape\nat node 3")) == "RuntimeError: bad shape"
 
 
 @pytest.mark.slow
