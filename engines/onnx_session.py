@@ -1,6 +1,7 @@
 """Opening an exported ONNX graph in ONNX Runtime, with every failure a one-line UserError."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from .graph_cache import graph_cache
 log = logging.getLogger(__name__)
 
 _arena_lock = threading.Lock()
+_writing = threading.Lock()
 _arena_registered = False
 
 
@@ -54,10 +56,13 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
     """An ONNX Runtime session on `path` (or on `data`, the bytes read from it earlier) with full
     graph optimisation and threads that sleep when idle instead of spinning; a corrupt or foreign
     file becomes a UserError instead of ONNX Runtime's multi-line traceback. On the CPU provider, a
-    graph whose checksum is given is optimised once per machine (engines/graph_cache.py)."""
+    graph whose checksum is given (`data`'s own when given) is optimised once per machine
+    (engines/graph_cache.py)."""
     import onnxruntime as ort
 
     providers = list(providers)
+    if data is not None and graph_sha256:
+        graph_sha256 = hashlib.sha256(data).hexdigest()  # what is opened, even if the file changed since
     kept = graph_cache(graph_sha256, ort.__version__) if providers == ["CPUExecutionProvider"] else None
     entry = kept.find() if kept else None
     if entry is not None:
@@ -66,20 +71,28 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
                                         providers=providers)
         except Exception as exc:  # ORT raises several unrelated types for unreadable models
             log.warning("the optimised graph %s did not open (%s); optimising the graph again", entry, first_line(exc))
-            entry.unlink(missing_ok=True)
-    options = _options(ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+            kept.dropped(entry)
+    source = str(path) if data is None else data
     partial = kept.partial() if kept else None
     if partial is not None:
+        options = _options(ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         options.optimized_model_filepath = str(partial)
+        try:
+            # one graph optimised and written at a time: side by side, the three first-result
+            # graphs' serialisations raised a first run's peak RSS 120 -> 126 MB (benchmarks/RESULTS.md)
+            with _writing:
+                session = ort.InferenceSession(source, options, providers=providers)
+        except Exception as exc:  # the graph, or only its writing (a full disk): try it without
+            log.debug("optimising %s into the cache failed (%s)", path, first_line(exc))
+            kept.discard(partial)
+        else:
+            kept.store(partial)
+            return session
     try:
-        session = ort.InferenceSession(str(path) if data is None else data, options, providers=providers)
+        return ort.InferenceSession(source, _options(ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+                                    providers=providers)
     except Exception as exc:  # ORT raises several unrelated types for unreadable models
-        if partial is not None:
-            partial.unlink(missing_ok=True)
         raise UserError(f"'{path}' is not a usable ONNX graph ({first_line(exc)}); re-export it") from None
-    if partial is not None:
-        kept.store(partial)
-    return session
 
 
 class Sessions(Mapping):

@@ -49,7 +49,7 @@ class OnnxRuntimeEngine:
         if precision is not None and info.precision != precision:
             raise UserError(f"'{folder}' holds {info.precision} graphs but --precision {precision} was asked for; "
                             f"re-export with --precision {precision}")
-        self.folder = folder  # the export it runs (a session opened from the cache knows no path)
+        self.folder = folder  # the export it runs
         self.variant, self.precision = info.variant, info.precision
         self.mask_size = mask_size(self.variant)
         providers = providers_for(device)
@@ -68,7 +68,7 @@ class OnnxRuntimeEngine:
         def opened(role: str):
             name = info.files[role]
             session = open_session(folder / name, providers, threads, kept.pop(role, None), info.sha256.get(name))
-            _check_io(session, folder / info.files[role], *expected[role])
+            _check_io(session, folder / name, *expected[role])
             return session
 
         self.sessions = Sessions(list(info.files), opened, later=later)

@@ -327,8 +327,9 @@ class InferenceStage:
         """A new target; whatever goes wrong starting it is that target's error, never the process's
         (the box passed siammask.validate, so this is a last guard, logged in full)."""
         try:
-            # its look-alikes now: the pause (~0.1-0.5 s on 2 cores) falls when the target is added, not on
-            # the first loss of a live target, when every stream of that batch would wait for it
+            # its look-alikes now (~0.1 s on 2 cores): the worker's streams wait for it when the target is
+            # added (an operator's command between batches; initial boxes in their stream's first frame),
+            # not at an unforeseen moment, on a live target's first loss
             return self.tracker.with_look_alikes(self.tracker.init(frame, [box])[0])
         except UserError:
             raise

@@ -3,6 +3,7 @@ $SIAMMASK_CACHE_DIR, else $XDG_CACHE_HOME/siammask, else ~/.cache/siammask."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -21,3 +22,11 @@ def cache_root() -> Path:
         return Path.home() / ".cache" / "siammask"
     except RuntimeError as exc:  # pathlib's "Could not determine home directory"
         raise NoCache(str(exc)) from None
+
+
+def private(status: os.stat_result, folder: bool = False) -> bool:
+    """Whether a cache file (or folder), as lstat or fstat saw it, is one this user may trust: a plain
+    file (a folder, not a link), owned by this user, that no one else may write to. What another
+    user could have put in a shared cache is not read."""
+    kind = stat.S_ISDIR if folder else stat.S_ISREG
+    return kind(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o022

@@ -54,14 +54,23 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_named(argv: list[str]) -> str | None:
+    """The subcommand `argv` runs, when only its parser is needed: None for a missing or unknown
+    command and for help asked before it (argparse then lists every command)."""
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):  # the global flags before a command (-q, -v) take no value
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     single_threaded_blas()  # before a command imports numpy (the parser does not); serve's stages inherit it
     command = "siammask"
     try:
         argv = sys.argv[1:] if argv is None else argv
-        named = next((word for word in argv if not word.startswith("-")), None)  # -q and -v take no value
-        # an unknown or missing command gets every command's parser: argparse lists them in its error
-        args = make_parser(named if named in COMMANDS else None).parse_args(argv)  # a bad box is a UserError
+        args = make_parser(_command_named(argv)).parse_args(argv)  # a bad box is a UserError
         command = f"'siammask {args.command}'"
         configure(level_for(args.quiet, args.verbose))
         return args.func(args)

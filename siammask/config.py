@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .cache_dir import cache_root
+from .cache_dir import cache_root, private
 from .errors import UserError
 from .variants import VARIANT_SPECS
 
@@ -228,7 +228,7 @@ def _preset_data(path: Traversable) -> Any:
         cached = cache_root() / "presets" / f"{digest}.json"
         with cached.open("rb") as f:
             status = os.fstat(f.fileno())
-            if status.st_uid == os.getuid() and not status.st_mode & 0o022:
+            if private(status):
                 return json.loads(f.read())
     except (OSError, ValueError):
         pass

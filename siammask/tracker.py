@@ -212,9 +212,9 @@ class Tracker:
         and the target as it stood there (Memory.first_frame): what init would have found, without
         its cost before the first result or for a target that is never lost (the batched search
         graph's session and working memory: on Crossing init 0.16 -> 0.02 s and peak RSS 172 ->
-        115 MB, benchmarks/RESULTS.md). A caller may search them at once (serve, for a target an
-        operator adds: the pause falls then, not on a live stream's first loss, and the frame's copy
-        is let go); the results are the same."""
+        115 MB, benchmarks/RESULTS.md). A caller may search them at once (serve, as a target starts:
+        its streams wait then rather than on a live target's first loss, and the frame's copy is
+        let go); the results are the same."""
         pending, memory = state.memory.first_frame, state.memory
         if pending is None:
             return state

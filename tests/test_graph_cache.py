@@ -87,13 +87,36 @@ def test_a_damaged_or_unreadable_entry_is_made_again(nano, cache, caplog):
 
 def test_only_the_most_recently_used_entries_are_kept(nano, cache, monkeypatch):
     monkeypatch.setattr(graph_cache, "KEEP", 2)
-    cache.mkdir(parents=True)
+    cache.mkdir(parents=True, mode=0o700)
     stale = cache / ".left-by-a-killed-process.partial"
     stale.write_bytes(b"half")
     os.utime(stale, (1, 1))
     OnnxRuntimeEngine(nano)  # three graphs at load: two kept
     kept = list(cache.iterdir())
     assert len(kept) == 2 and stale not in kept
+
+
+def test_a_cache_that_cannot_be_written_or_trusted_is_not_used(nano, cache, monkeypatch):
+    """A write that fails (a full disk, here a folder gone) leaves the session as it would be without
+    a cache; entries in a folder others may write to, or behind a link, are neither read nor added to."""
+    want = _outputs(OnnxRuntimeEngine(nano))
+    for entry in cache.iterdir():
+        os.utime(entry, (1, 1))
+    before = _entries(cache)
+    cache.chmod(0o777)  # anyone may write here: what is in it may not be this user's
+    assert all(np.array_equal(a, b) for a, b in zip(want, _outputs(OnnxRuntimeEngine(nano))))
+    assert _entries(cache) == before  # not read (not marked as used), nothing written
+    cache.chmod(0o700)
+    linked = cache.with_name("elsewhere")
+    cache.rename(linked)
+    cache.symlink_to(linked, target_is_directory=True)
+    assert all(np.array_equal(a, b) for a, b in zip(want, _outputs(OnnxRuntimeEngine(nano))))
+    assert _entries(linked) == before
+    cache.unlink()
+    cache.mkdir(mode=0o700)
+    monkeypatch.setattr(GraphCache, "partial", lambda self: self.folder / "gone" / "graph.partial")
+    assert all(np.array_equal(a, b) for a, b in zip(want, _outputs(OnnxRuntimeEngine(nano))))
+    assert list(cache.iterdir()) == []
 
 
 def test_an_entry_is_for_one_runtime_version_and_one_cpu(monkeypatch, tmp_path):

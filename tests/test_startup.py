@@ -44,16 +44,22 @@ def test_building_the_whole_parser_imports_nothing_heavy():
 def test_a_named_command_builds_its_own_parser_only_and_a_wrong_one_lists_them_all():
     """Each command's module is imported for its parser only when it is the one run (all eleven: ~35 ms
     of every start); --help, no command or a misspelt one still see every command."""
+    import siammask.cli
+
     probe = ("\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith('siammask.commands.') "
              "and m.count('.') == 2)))")
     keys = imported_after(run_cli(["-q", "keys", "--help"]) + probe)
     assert json.loads(keys["stdout"].splitlines()[-1]) == ["siammask.commands.keys"]
-    for argv, status in ((["--help"], 0), (["trakc", "x"], 2), ([], 2)):
+    for argv, status in ((["--help"], 0), (["-h", "keys"], 0), (["trakc", "x"], 2), ([], 2)):
         every = imported_after(run_cli(argv) + probe)
         assert set(json.loads(every["stdout"].splitlines()[-1])) >= {
             "siammask.commands.track", "siammask.commands.serve", "siammask.commands.presence"}, argv
         assert f"status {status}" in every["stdout"], argv
     assert "invalid choice: 'trakc' (choose from 'track'," in imported_after(run_cli(["trakc", "x"]))["stderr"]
+    whole = siammask.cli.make_parser()._subparsers._group_actions[0].choices
+    assert set(whole) == set(siammask.cli.COMMANDS)  # the table names each module's own command
+    for name in siammask.cli.COMMANDS:
+        assert list(siammask.cli.make_parser(name)._subparsers._group_actions[0].choices) == [name]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["ctl", "--help"], ["ctl", "add-stream", "--help"], ["keys", "--help"]])
