@@ -16,7 +16,6 @@ from .graph_cache import graph_cache
 log = logging.getLogger(__name__)
 
 _arena_lock = threading.Lock()
-_writing = threading.Lock()
 _arena_registered = False
 
 
@@ -78,10 +77,7 @@ def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
         options = _options(ort, threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         options.optimized_model_filepath = str(partial)
         try:
-            # one graph optimised and written at a time: side by side, the three first-result
-            # graphs' serialisations raised a first run's peak RSS 120 -> 126 MB (benchmarks/RESULTS.md)
-            with _writing:
-                session = ort.InferenceSession(source, options, providers=providers)
+            session = ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:  # the graph, or only its writing (a full disk): try it without
             log.debug("optimising %s into the cache failed (%s)", path, first_line(exc))
             kept.discard(partial)
