@@ -23,7 +23,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from siammask.cache_dir import NoCache, cache_root, private
+from siammask.cache_dir import NoCache, cache_root, private, publish
 
 from .sidecar import sha256
 
@@ -126,9 +126,7 @@ class GraphCache:
         """Rename what ONNX Runtime wrote into place under its checksum, then keep the KEEP most
         recently used entries. A failure leaves the cache as it was (the session is open anyway)."""
         try:
-            partial.chmod(0o644)  # as find() reads it back: only its owner may write it
-            final = self.folder / f"{self.key}-{sha256(partial)[:16]}{_SUFFIX}"
-            os.replace(partial, final)
+            publish(partial, self.folder / f"{self.key}-{sha256(partial)[:16]}{_SUFFIX}")
             _evict(self.folder)
         except OSError as error:
             log.debug("optimised graph not kept (%s)", error)

@@ -30,3 +30,10 @@ def private(status: os.stat_result, folder: bool = False) -> bool:
     user could have put in a shared cache is not read."""
     kind = stat.S_ISDIR if folder else stat.S_ISREG
     return kind(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
+def publish(work: Path, final: Path) -> None:
+    """Put a cache file written under a private name in place, whole (processes start together and
+    read the cache meanwhile), with the mode `private` accepts: only its owner may write it."""
+    work.chmod(0o644)
+    os.replace(work, final)

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .cache_dir import cache_root, private
+from .cache_dir import cache_root, private, publish
 from .errors import UserError
 from .variants import VARIANT_SPECS
 
@@ -240,8 +240,7 @@ def _preset_data(path: Traversable) -> Any:
             cached.parent.mkdir(parents=True, exist_ok=True)
             work = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole or absent: processes start together
             work.write_text(kept)
-            work.chmod(0o644)  # as read back above: only its owner may write it
-            os.replace(work, cached)
+            publish(work, cached)
     except (OSError, TypeError, ValueError):
         pass
     return data
