@@ -209,9 +209,12 @@ class Handlers:
         self.events.add("target_added", stream=stream, target=target, frame=frame, box=list(box))
 
     def on_target_failed(self, child: Child, event: TargetFailed, pixels: np.ndarray | None) -> None:
+        """An initial box, or a target a restarted worker could not start again: forgotten either way
+        (a restart must not try it again)."""
         rec = self.registry.streams.get(event.stream)
         if rec:
             rec.pending.pop(event.target, None)
+            rec.targets.pop(event.target, None)
             log("supervisor", f"stream '{event.stream}': target {event.target} not started: {event.error}")
             self.events.add("target_failed", stream=event.stream, target=event.target, error=event.error)
 

@@ -93,11 +93,29 @@ class Item:
 
 
 def restore(tracker: Tracker, seed: TargetSeed) -> TargetState:
-    """Template (and presence memory) from the init frame and box, position and size from the last
-    known box; it starts tracking there, and is found lost again if it is still out of view."""
-    state = tracker.init(seed.init_frame, [seed.init_box])[0]
+    """Template, presence memory and look-alikes from the init frame and box, position and size from
+    the last known box; it starts tracking there, and is found lost again if it is still out of view.
+    Raises UserError as start_target does."""
+    state = start_target(tracker, seed.init_frame, seed.init_box)
     x, y, w, h = seed.box
     return dataclasses.replace(state, pos=np.array([x + w / 2, y + h / 2]), size=np.array([w, h], np.float64))
+
+
+def start_target(tracker: Tracker, frame: np.ndarray, box: Box) -> TargetState:
+    """A new target; whatever goes wrong starting it is that target's error (UserError), never the
+    process's (the box passed siammask.validate, so this is a last guard, logged in full).
+
+    Its look-alikes are searched now (~0.1 s on 2 cores): the worker's streams wait for that as the
+    target is added (an operator's command between batches, initial boxes in their stream's first
+    frame, a restarted worker's targets before it is ready), not at an unforeseen moment on a live
+    target's first loss, where a failure would take the whole worker down on every restart."""
+    try:
+        return tracker.with_look_alikes(tracker.init(frame, [box])[0])
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one target must not take every stream down
+        log("inference", f"starting a target at {list(box)} failed: {type(exc).__name__}: {exc}")
+        raise UserError(f"the tracker could not start from box {list(box)}: {type(exc).__name__}") from None
 
 
 def change(was_lost: bool, result: TrackResult) -> str | None:
@@ -178,9 +196,17 @@ class InferenceStage:
             self._add_stream(stream)
         for seed in spec.seeds:
             if seed.stream in self.streams:
-                self.streams[seed.stream].targets[seed.target] = restore(self.tracker, seed)
+                self._restore(seed)
         self._handlers: dict[type, Callable] = {RemoveStream: self._remove_stream, SetPaused: self._set_paused,
                                                 RemoveTarget: self._remove_target, AddTarget: self._add_target}
+
+    def _restore(self, seed: TargetSeed) -> None:
+        """A target of the process before this one; one that cannot start again is reported and
+        dropped (the supervisor forgets it), so it cannot fail every later restart too."""
+        try:
+            self.streams[seed.stream].targets[seed.target] = restore(self.tracker, seed)
+        except UserError as exc:
+            self.out.event(TargetFailed, stream=seed.stream, target=seed.target, error=str(exc))
 
     def run(self) -> None:
         """Announce readiness, then turn until stopped; finish the frames the stopped captures sent."""
@@ -266,7 +292,7 @@ class InferenceStage:
         for tid, box in list(live.pending.items()):
             del live.pending[tid]
             try:
-                state = self._init(item.frame, box)
+                state = start_target(self.tracker, item.frame, box)
             except UserError as exc:
                 self.out.event(TargetFailed, stream=stream, target=tid, error=str(exc))
                 continue
@@ -316,26 +342,12 @@ class InferenceStage:
             return
         header, frame = live.last
         try:
-            state = self._init(frame, cmd.box)
+            state = start_target(self.tracker, frame, cmd.box)
         except UserError as exc:
             self.out.event(Reply, req=cmd.req, error=str(exc))
             return
         live.targets[cmd.target] = state
         self.out.event(Reply, frame, req=cmd.req, box=cmd.box, target=cmd.target, stream=cmd.stream, frame=header.frame)
-
-    def _init(self, frame: np.ndarray, box: Box) -> TargetState:
-        """A new target; whatever goes wrong starting it is that target's error, never the process's
-        (the box passed siammask.validate, so this is a last guard, logged in full)."""
-        try:
-            # its look-alikes now (~0.1 s on 2 cores): the worker's streams wait for it when the target is
-            # added (an operator's command between batches; initial boxes in their stream's first frame),
-            # not at an unforeseen moment, on a live target's first loss
-            return self.tracker.with_look_alikes(self.tracker.init(frame, [box])[0])
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one target must not take every stream down
-            log("inference", f"starting a target at {list(box)} failed: {type(exc).__name__}: {exc}")
-            raise UserError(f"the tracker could not start from box {list(box)}: {type(exc).__name__}") from None
 
 def stage_tracker(m: ModelConfig) -> Tracker:
     """The config's model section -> the tracker, through the load_tracker the commands use (one

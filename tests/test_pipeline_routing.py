@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zmq
 
@@ -16,7 +17,8 @@ from pipeline_support import START_TIMEOUT_S, eventually
 from siammask.pipeline.config import ModelConfig, PipelineConfig, StreamConfig, WorkerConfig
 from siammask.pipeline.inference import InferenceSpec, StageSpec
 from siammask.pipeline.launch import LocalLauncher
-from siammask.pipeline.messages import Ready, RemoveTarget, Reply, SetPaused, recv
+from siammask.pipeline.messages import Ready, RemoveTarget, Reply, SetPaused, TargetFailed, recv
+from siammask.pipeline.registry import TargetRecord
 from siammask.pipeline.security import Security
 from siammask.pipeline.transport import COMMANDS_WAITING, CommandPipe, LinkSpec, ZmqStageLink
 
@@ -167,6 +169,35 @@ def test_a_pause_that_finds_its_workers_pipe_full_is_answered_once(supervisor):
     assert supervisor.handlers.pause([b"client", b""], "a") is None
     assert answers == [([b"client", b""], {"ok": True, "stream": "a", "paused": True})]
     assert supervisor.handlers.requests == {} and child.process is None
+
+
+def test_a_target_a_restarted_worker_cannot_start_again_is_reported_and_forgotten(supervisor):
+    """The registry holds a target whose init frame the tracker fails on (one channel: it fails
+    inside, past validation). Its worker is killed and started again: the new process reports the
+    target failed instead of dying on it (on every restart), and the supervisor forgets it, so no
+    later restart gets it as a seed."""
+    stages = supervisor.stages
+    [child] = stages.children.of_stage("inference")
+    rec = supervisor.registry.streams["a"]
+    box = (10.0, 10.0, 20.0, 20.0)
+    rec.targets[5] = TargetRecord(box, np.zeros((120, 160), np.uint8), box, 0)
+    child.process.kill()
+    stages.children.restart(child, "killed by the test")
+    eventually(lambda: stages.look_after() or child.process is not None, 60, "the worker started again")
+    events: list = []
+
+    def reported() -> bool:
+        if supervisor.test_events.poll(200):
+            events.append(recv(supervisor.test_events)[0])
+        return any(isinstance(e, Ready) and e.generation == child.generation for e in events)
+
+    eventually(reported, START_TIMEOUT_S, "the restarted worker's Ready")
+    [failed] = [e for e in events if isinstance(e, TargetFailed)]
+    assert (failed.stream, failed.target, failed.generation) == ("a", 5, child.generation)
+    assert child.process.is_alive()
+    supervisor.handlers.event(child, failed, None)
+    assert rec.targets == {}
+    assert [e["target"] for e in supervisor.events.since(0) if e["event"] == "target_failed"] == [5]
 
 
 def events_socket(security: Security, folder: Path) -> zmq.Socket:

@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY
 
 from siammask.pipeline.inference import InferenceStage, StageSpec, TargetSeed
 from siammask.pipeline.messages import (FOUND, LOST, AddStream, AddTarget, Boxes, FrameHeader, Ready, RemoveTarget,
-                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged, drain, send)
+                                        Reply, Result, SetPaused, StreamEnd, TargetAdded, TargetChanged, TargetFailed,
+                                        drain, send)
 from siammask.pipeline.security import Security
 from siammask.pipeline.transport import CommandPipe, LinkSpec, ZmqStageLink
 from siammask.synthetic import make_sequence
@@ -245,6 +246,28 @@ def test_a_new_process_restores_each_target_at_its_last_box(harness, clip, lite_
     (got,) = results[0][0].targets
     np.testing.assert_allclose(got["box"], want[0].box, atol=1e-3)
     assert got["score"] == pytest.approx(want[0].score, abs=1e-4)
+
+
+def test_a_target_that_cannot_start_again_is_reported_and_dropped_and_the_others_run(default_tracker, clip):
+    """A restarted process whose seed the tracker cannot start from (here a one-channel copy of the
+    init frame: the tracker fails inside, not on validation) reports it once, as the stage starts,
+    and runs the rest; the others carry their look-alikes at once (no frame kept for a first loss,
+    where a failure would have taken the worker down on every restart)."""
+    last = (40.0, 25.0, 28.0, 20.0)
+    seeds = (TargetSeed("a", 0, BOX, clip[0].image[:, :, 0], last), TargetSeed("a", 1, BOX, clip[0].image, last))
+    h = Harness(default_tracker, (stream(pending=()),), seeds=seeds)
+    try:
+        started = drain(h.events)
+        h.frame("a", 5, clip[5].image)
+        results, _ = h.turn()
+        kept = h.stage.streams["a"].targets
+    finally:
+        h.close()
+    failed = [e for e, _ in started if isinstance(e, TargetFailed)]
+    assert [(e.stream, e.target, e.generation) for e in failed] == [("a", 0, GENERATION)]
+    assert failed[0].error == f"the tracker could not start from box {list(BOX)}: TypeError"
+    assert sorted(kept) == [1] and kept[1].memory.first_frame is None
+    assert [t["target"] for t in results[0][0].targets] == [1]
 
 
 def metric(name: str, stream: str) -> float:
