@@ -5,8 +5,6 @@ from __future__ import annotations
 from siammask.variants import VARIANT_SPECS
 
 TEMPLATE_IO = (("z",), ("k_cls", "k_loc", "k_mask"))
-SEARCH_IO = (("x", "k_cls", "k_loc", "k_mask"), ("cls", "loc", "mask_corr", "p0", "p1", "p2"))
-REFINE_IO = (("p0", "p1", "p2", "mask_corr", "pos_yx"), ("mask",))
 HEAD_MASK_IO = (("mask_corr", "pos_yx"), ("mask",))
 
 
@@ -15,8 +13,21 @@ def has_refine(variant: str) -> bool:
     return VARIANT_SPECS[variant].refine
 
 
+def refine_maps(variant: str) -> tuple[str, ...]:
+    """The trunk maps the mask graph reads, finest first: sharp and lite p0-p2, nano p1 and p2 (the
+    stride-4 and stride-8 ones); none for the 63x63 head. The search graph gives exactly these."""
+    spec = VARIANT_SPECS[variant]
+    return tuple(f"p{m}" for m in spec.refine_geometry.maps) if spec.refine else ()
+
+
+def search_io(variant: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ("x", "k_cls", "k_loc", "k_mask"), ("cls", "loc", "mask_corr", *refine_maps(variant))
+
+
 def mask_io(variant: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return REFINE_IO if has_refine(variant) else HEAD_MASK_IO
+    if not has_refine(variant):
+        return HEAD_MASK_IO
+    return (*refine_maps(variant), "mask_corr", "pos_yx"), ("mask",)
 
 
 def mask_size(variant: str) -> int:

@@ -10,7 +10,7 @@ from siammask.backend import TemplateFeatures, TrackHeads
 from siammask.errors import UserError
 from siammask.threads import inference_threads
 
-from .graph_io import SEARCH_IO, TEMPLATE_IO, mask_io, mask_size
+from .graph_io import TEMPLATE_IO, mask_io, mask_size, search_io
 from .onnx_session import Sessions, open_session
 from .sidecar import ONE_CROP, read_sidecar
 
@@ -56,7 +56,8 @@ class OnnxRuntimeEngine:
         # One thread setting for every back end (siammask.threads); left alone, ONNX Runtime's pool
         # would take every core in each worker process.
         threads = inference_threads()
-        expected = {"template": TEMPLATE_IO, "search": SEARCH_IO, ONE_CROP: SEARCH_IO, "mask": mask_io(self.variant)}
+        search = search_io(self.variant)
+        expected = {"template": TEMPLATE_IO, "search": search, ONE_CROP: search, "mask": mask_io(self.variant)}
 
         # With a one-crop graph the batched one serves only batches (several targets, a lost target's
         # windows): opened when the first comes. The files were all checked against the sidecar above;
@@ -73,6 +74,7 @@ class OnnxRuntimeEngine:
 
         self.sessions = Sessions(list(info.files), opened, later=later)
         self._mask_inputs = mask_io(self.variant)[0]
+        self._context = search[1][2:]  # what the search graph gives the mask graph besides the heads
 
     def template(self, z: np.ndarray) -> TemplateFeatures:
         return TemplateFeatures(*self.sessions["template"].run(None, {"z": np.ascontiguousarray(z, np.float32)}))
@@ -87,10 +89,10 @@ class OnnxRuntimeEngine:
         # one crop: the graph traced for one where the export has it (nano: its correlations as
         # grouped convolutions, cheaper than the batched graph's), else the batched graph
         session = self.sessions.get(ONE_CROP) if len(x) == 1 else None
-        cls, loc, corr, p0, p1, p2 = (session or self.sessions["search"]).run(None, {
+        cls, loc, *context = (session or self.sessions["search"]).run(None, {
             "x": np.ascontiguousarray(x, np.float32), "k_cls": features.cls, "k_loc": features.loc,
             "k_mask": features.mask})
-        return TrackHeads(cls, loc, {"mask_corr": corr, "p0": p0, "p1": p1, "p2": p2})
+        return TrackHeads(cls, loc, dict(zip(self._context, context)))
 
     def mask(self, heads: TrackHeads, pos_yx: np.ndarray) -> np.ndarray:
         feeds = {name: heads.context[name] for name in self._mask_inputs if name != "pos_yx"}

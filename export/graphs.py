@@ -42,15 +42,16 @@ class SearchGraph(nn.Module):
     def __init__(self, model: TrackingNet) -> None:
         super().__init__()
         self.model = model
+        self.maps = _maps(model)
 
     def forward(self, x: torch.Tensor, k_cls: torch.Tensor, k_loc: torch.Tensor,
                 k_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m = self.model
-        p0, p1, p2, p3 = m.trunk(x)
+        *maps, p3 = m.trunk(x)
         f = m.adjust(p3)
         cls = m.cls_head.head(_correlate(m.cls_head, f, k_cls))
         loc = m.loc_head.head(_correlate(m.loc_head, f, k_loc))
-        return cls, loc, _correlate(m.mask_head, f, k_mask), p0, p1, p2
+        return (cls, loc, _correlate(m.mask_head, f, k_mask), *(maps[i] for i in self.maps))
 
 
 class TrackSearchGraph(nn.Module):
@@ -60,11 +61,18 @@ class TrackSearchGraph(nn.Module):
     def __init__(self, model: TrackingNet) -> None:
         super().__init__()
         self.model = model
+        self.maps = _maps(model)
 
     def forward(self, x: torch.Tensor, k_cls: torch.Tensor, k_loc: torch.Tensor,
                 k_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model.track(x, TemplateFeatures(k_cls, k_loc, k_mask))
-        return out.cls, out.loc, out.mask_corr, out.p0, out.p1, out.p2
+        maps = (out.p0, out.p1, out.p2)
+        return (out.cls, out.loc, out.mask_corr, *(maps[i] for i in self.maps))
+
+
+def _maps(model: TrackingNet) -> tuple[int, ...]:
+    """Which trunk maps the search graph gives: those its mask graph reads (engines.graph_io.refine_maps)."""
+    return model.refine.geometry.maps if model.refine is not None else ()
 
 
 def search_graph(model: TrackingNet) -> nn.Module:
@@ -97,7 +105,23 @@ class BaseMaskGraph(nn.Module):
         return self.model.head_mask(corr, pos_yx)
 
 
+class RefineGraph(nn.Module):
+    """sharp, lite, nano: the trunk maps the refine reads (its geometry's, finest first), the mask
+    vectors and positions (B,2) int64 -> (B,127,127) logits. Only the maps read are inputs: a traced
+    graph drops an unused input, and the names bind by position."""
+
+    def __init__(self, model: TrackingNet) -> None:
+        super().__init__()
+        self.refine = model.refine
+        self.maps = model.refine.geometry.maps
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        maps: list[torch.Tensor | None] = [None, None, None]
+        for index, value in zip(self.maps, inputs):
+            maps[index] = value
+        return self.refine(*maps, inputs[-2], inputs[-1])
+
+
 def mask_graph(model: TrackingNet) -> nn.Module:
-    """The position-dependent mask graph of this variant: the refine module itself (trunk maps +
-    mask correlation + positions (B,2) int64 -> (B,127,127) logits), or the base head."""
-    return model.refine if model.refine is not None else BaseMaskGraph(model)
+    """The position-dependent mask graph of this variant: the refine module, or the base head."""
+    return RefineGraph(model) if model.refine is not None else BaseMaskGraph(model)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
+from siammask.engines.graph_io import TEMPLATE_IO, mask_io, search_io
 from siammask.engines.sidecar import ONE_CROP
 from siammask.model import TrackingNet
 
@@ -36,12 +36,12 @@ def graphs_of(model: TrackingNet, one_crop: bool = False) -> dict[str, Graph]:
     """template, search and mask graphs over the model's own layers, in eval mode (tracing a module
     in training mode would update BatchNorm statistics); with `one_crop`, also the variant's search
     graph for one crop where it has one (nano)."""
-    pairs = {"template": (TemplateGraph(model), TEMPLATE_IO), "search": (search_graph(model), SEARCH_IO),
+    pairs = {"template": (TemplateGraph(model), TEMPLATE_IO), "search": (search_graph(model), search_io(model.variant)),
              "mask": (mask_graph(model), mask_io(model.variant))}
     graphs = {role: Graph(module.eval(), *io) for role, (module, io) in pairs.items()}
     single = one_crop_search_graph(model) if one_crop else None
     if single is not None:
-        graphs[ONE_CROP] = Graph(single.eval(), *SEARCH_IO, dynamic=False)
+        graphs[ONE_CROP] = Graph(single.eval(), *search_io(model.variant), dynamic=False)
     return graphs
 
 

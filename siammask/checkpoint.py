@@ -170,13 +170,19 @@ def _infer_variant(state: dict[str, torch.Tensor]) -> str:
     return "sharp" if any(k.startswith("refine.") for k in state) else "base"
 
 
+def _saved_layout(variant: str, state: dict[str, torch.Tensor]) -> str:
+    """nano weights saved before 2026-12-07 (the file says 'nano') hold the three-level refine, whose
+    stride-2 branch (v0) the slimmer one lacks: they load as nano-3level."""
+    return "nano-3level" if variant == "nano" and "refine.v0.0.weight" in state else variant
+
+
 def load_checkpoint(path: str | Path, variant: str | None = None) -> LoadedCheckpoint:
     """Load an official or siammask checkpoint strictly; variant None means 'as the file says'."""
     path = Path(path)
     state, source, config = _state_dict_of(_read(path), path)
     if variant is not None and variant not in VARIANTS:
         raise UserError(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}")
-    variant = variant or config.get("variant") or _infer_variant(state)
+    variant = _saved_layout(variant or config.get("variant") or _infer_variant(state), state)
     model = build_model(variant)
     _check_keys(model, state, path, source)
     _check_finite(state, path, source)

@@ -36,21 +36,34 @@ class Geometry:
 
 @dataclass(frozen=True)
 class RefineLevel:
-    """One trunk map's crop for a grid cell: the window [step*y - pad, step*y - pad + size)."""
+    """One step of the refine module: the crop of trunk map `map` (0: stride 2, 1: stride 4, 2: stride 8)
+    for a grid cell, the window [step*y - pad, step*y - pad + size); the widths of its two branches
+    (the crop's: map channels -> mid -> out; the mask so far: out -> out -> out), whose sum is
+    upsampled to `side` and convolved to the next level's `out` (1 channel after the last level)."""
 
+    map: int
     pad: int
     step: int
     size: int
+    mid: int
+    out: int
+    side: int
 
 
 @dataclass(frozen=True)
 class RefineGeometry:
-    """The refine module's crops of the stride-2/4/8 maps, the side of the position's deconvolved
-    mask correlation, and the sides the mask is upsampled through (the last one is the mask)."""
+    """The refine module's levels, coarsest map first (the order they are applied), and the side of
+    the position's deconvolved mask correlation. The mask it gives is `mask` pixels square: the last
+    level's output, bilinearly upsampled when that is smaller."""
 
-    levels: tuple[RefineLevel, RefineLevel, RefineLevel]
+    levels: tuple[RefineLevel, ...]
     deconv: int
-    upsample: tuple[int, int, int]
+    mask: int = 127
+
+    @property
+    def maps(self) -> tuple[int, ...]:
+        """The trunk maps it reads, finest first (as the trunk gives them)."""
+        return tuple(sorted(level.map for level in self.levels))
 
 
 @dataclass(frozen=True)
@@ -75,13 +88,18 @@ class VariantSpec:
 
 SIAMMASK_GEOMETRY = Geometry(stride=8, base_size=8)
 # The original's refine: 61/31/15 cells of the stride-2/4/8 maps (their window rules, reference section 2).
-SIAMMASK_REFINE = RefineGeometry((RefineLevel(16, 4, 61), RefineLevel(8, 2, 31), RefineLevel(4, 1, 15)),
-                                 15, (31, 61, 127))
+SIAMMASK_REFINE = RefineGeometry((RefineLevel(2, 4, 1, 15, 128, 32, 31), RefineLevel(1, 8, 2, 31, 64, 16, 61),
+                                  RefineLevel(0, 16, 4, 61, 16, 4, 127)), 15)
 # NanoTrack's 15x15 map at stride 16: cell x sits at 16x - 48 .. 16x + 79 in the crop; maps at stride s
 # centre their cell j on pixel s*j ('same' padding), so the window holds cells s*j in that range.
 NANO_GEOMETRY = Geometry(stride=16, base_size=6, ratios=None)
-NANO_REFINE = RefineGeometry((RefineLevel(24, 8, 64), RefineLevel(12, 4, 32), RefineLevel(6, 2, 16)),
-                             16, (32, 64, 127))
+# Two levels (stride 8 and 4) at half the original's widths, bilinear from 64 to 127 pixels: the
+# stride-2 level cost 40% of the mask graph (benchmarks/RESULTS.md, issue 22); the guided filter puts
+# the boundary on image edges after paste-back.
+NANO_REFINE = RefineGeometry((RefineLevel(2, 6, 2, 16, 64, 16, 32), RefineLevel(1, 12, 4, 32, 32, 8, 64)), 16)
+# nano's refine until 2026-12-07: the original's three levels and widths on NanoTrack's maps.
+NANO_REFINE_3LEVEL = RefineGeometry((RefineLevel(2, 6, 2, 16, 128, 32, 32), RefineLevel(1, 12, 4, 32, 64, 16, 64),
+                                     RefineLevel(0, 24, 8, 64, 16, 4, 127)), 16)
 
 _RESNET_FLOAT32 = ("conv1", "maxpool", "layer1", "layer2")
 
@@ -97,6 +115,9 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
     # Ours: NanoTrack V3's pretrained trunk and box head, with a mask branch and refine trained here.
     "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano",
                         cpu_engine="onnxruntime", presence="presence_nano.npz"),
+    # nano weights saved before its refine was slimmed (files say 'nano'; siammask.checkpoint tells them apart).
+    "nano-3level": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE_3LEVEL, "nano",
+                               cpu_engine="onnxruntime", presence="presence_nano.npz"),
 }
 VARIANTS = tuple(VARIANT_SPECS)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from siammask.cli import main
-from siammask.engines.graph_io import SEARCH_IO, TEMPLATE_IO, mask_io
+from siammask.engines.graph_io import TEMPLATE_IO, mask_io, search_io
 from siammask.engines.onnx_session import open_session
 from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.errors import UserError
@@ -68,7 +68,8 @@ def test_onnx_graphs_match_the_model(export_dirs, variant):
     fresh random inputs at batch sizes other than the one traced (2): the batch axis is dynamic."""
     model = random_model(variant)
     sessions = {role: open_session(export_dirs[variant] / f, ["CPUExecutionProvider"]) for role, f in FILES.items()}
-    ios = {"template": TEMPLATE_IO, "search": SEARCH_IO, "mask": mask_io(variant)}
+    search = search_io(variant)
+    ios = {"template": TEMPLATE_IO, "search": search, "mask": mask_io(variant)}
     for batch in (1, 3):
         feeds = random_feeds(model, batch, seed=100 + batch)
         with torch.no_grad():
@@ -76,7 +77,7 @@ def test_onnx_graphs_match_the_model(export_dirs, variant):
             out = model.track(feeds["search"]["x"], t)
             mask = model.mask_logits(out, feeds["mask"]["pos_yx"])
         refs = {"template": (t.cls, t.loc, t.mask), "mask": (mask,),
-                "search": (out.cls, out.loc, out.mask_corr, out.p0, out.p1, out.p2)}
+                "search": (out.cls, out.loc, out.mask_corr, *(getattr(out, n) for n in search[1][3:]))}
         for role, (inputs, outputs) in ios.items():
             got = sessions[role].run(list(outputs), {n: feeds[role][n].numpy() for n in inputs})
             ref = {n: r.numpy() for n, r in zip(outputs, refs[role])}
@@ -84,9 +85,9 @@ def test_onnx_graphs_match_the_model(export_dirs, variant):
             assert got[0].shape[0] == batch
         if variant == "nano" and batch == 1:  # the one-crop search graph: the same outputs for one crop
             one = open_session(export_dirs[variant] / GRAPH_FILES[ONE_CROP], ["CPUExecutionProvider"])
-            got = one.run(list(SEARCH_IO[1]), {n: feeds["search"][n].numpy() for n in SEARCH_IO[0]})
-            ref = {n: r.numpy() for n, r in zip(SEARCH_IO[1], refs["search"])}
-            check_outputs(f"nano {ONE_CROP}", dict(zip(SEARCH_IO[1], got)), ref, TOLERANCES["fp32"])
+            got = one.run(list(search[1]), {n: feeds["search"][n].numpy() for n in search[0]})
+            ref = {n: r.numpy() for n, r in zip(search[1], refs["search"])}
+            check_outputs(f"nano {ONE_CROP}", dict(zip(search[1], got)), ref, TOLERANCES["fp32"])
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from siammask.checkpoint import save_checkpoint
+from siammask.checkpoint import load_checkpoint, save_checkpoint
 from siammask.config import load_hp
 from siammask.errors import UserError
 from siammask.model import SiamMask
@@ -199,3 +199,26 @@ def test_init_weights_start_both_stages(tiny_set, tmp_path):
     save_checkpoint(SiamMask("base"), tmp_path / "other.pth")
     with pytest.raises(UserError, match="are a base model, but this config trains 'lite'"):
         _build_model(dataclasses.replace(cfg, init=str(tmp_path / "other.pth")), "base", tmp_path)
+
+
+def test_a_nano_config_starts_from_earlier_nano_weights_all_but_their_refine(tiny_set, tmp_path):
+    """Weights saved as 'nano' with the three-level refine (the default until 2026-12-07) load as
+    nano-3level; a nano config started from them takes their trunk, box head and mask branch, and
+    its own slimmer refine starts new (seeded)."""
+    from siammask.model.nano import NanoSiamMask
+    torch.manual_seed(4)
+    earlier = NanoSiamMask("nano-3level")
+    earlier.variant = "nano"  # as those files name it
+    save_checkpoint(earlier, tmp_path / "earlier.pth", {"hp": "nano"})
+    assert load_checkpoint(tmp_path / "earlier.pth").variant == "nano-3level"
+    stage = StageConfig(epochs=1, iterations=1, batch_size=2, lr=1e-3, lr_end=1e-4, warmup=1, train="mask")
+    cfg = TrainConfig(model="nano", datasets=(DataSource(str(tiny_set)),), base=stage, hp="nano",
+                      init=str(tmp_path / "earlier.pth"))
+    model = _build_model(cfg, "base", tmp_path)
+    want = earlier.state_dict()
+    for k, v in model.state_dict().items():
+        if k.startswith("refine."):
+            assert k not in want or v.shape != want[k].shape or not torch.equal(v, want[k]), k
+        else:
+            assert torch.equal(v, want[k]), k
+    assert "refine.v0.0.weight" in want and "refine.v0.0.weight" not in model.state_dict()

@@ -32,33 +32,38 @@ def crop_at(feature: torch.Tensor, pad: int, step: int, size: int, pos_yx: torch
 
 
 class Refine(nn.Module):
-    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the score map; where
-    its crops sit on the trunk maps is the variant's RefineGeometry."""
+    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the score map; which
+    trunk maps it reads, where its crops sit on them and how wide its branches are is the variant's
+    RefineGeometry. Modules are named by map (v0-v2, h0-h2) and by step (post0-post2), as the
+    official checkpoints name them."""
 
     def __init__(self, trunk_channels: tuple[int, int, int] = (64, 256, 512), hidden: int = 256,
                  geometry: RefineGeometry = SIAMMASK_REFINE) -> None:
         super().__init__()
         self.geometry = geometry
-        c0, c1, c2 = trunk_channels
-        self.v0 = _double_conv(c0, 16, 4)
-        self.v1 = _double_conv(c1, 64, 16)
-        self.v2 = _double_conv(c2, 128, 32)
-        self.h2 = _double_conv(32, 32, 32)
-        self.h1 = _double_conv(16, 16, 16)
-        self.h0 = _double_conv(4, 4, 4)
-        self.deconv = nn.ConvTranspose2d(hidden, 32, geometry.deconv, geometry.deconv)
-        self.post0 = nn.Conv2d(32, 16, 3, padding=1)
-        self.post1 = nn.Conv2d(16, 4, 3, padding=1)
-        self.post2 = nn.Conv2d(4, 1, 3, padding=1)
+        levels = geometry.levels
+        # registered in the official files' order (their state dicts list keys so): v by map, h by
+        # step, deconv, post by step
+        for level in sorted(levels, key=lambda level: level.map):
+            setattr(self, f"v{level.map}", _double_conv(trunk_channels[level.map], level.mid, level.out))
+        for level in levels:
+            setattr(self, f"h{level.map}", _double_conv(level.out, level.out, level.out))
+        self.deconv = nn.ConvTranspose2d(hidden, levels[0].out, geometry.deconv, geometry.deconv)
+        for step, level in enumerate(levels):
+            after = levels[step + 1].out if step + 1 < len(levels) else 1
+            setattr(self, f"post{step}", nn.Conv2d(level.out, after, 3, padding=1))
 
-    def forward(self, p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
+    def forward(self, p0: torch.Tensor | None, p1: torch.Tensor | None, p2: torch.Tensor | None,
                 corr: torch.Tensor, pos_yx: torch.Tensor) -> torch.Tensor:
-        """Trunk maps of the search crop, the mask vectors (B,hidden,S,S), positions (B,2) -> (B,127,127)."""
-        g = self.geometry
-        c0, c1, c2 = (crop_at(p, lv.pad, lv.step, lv.size, pos_yx) for p, lv in zip((p0, p1, p2), g.levels))
+        """Trunk maps of the search crop (None where the geometry reads none), the mask vectors
+        (B,hidden,S,S), positions (B,2) -> (B,mask,mask) logits."""
+        g, maps = self.geometry, (p0, p1, p2)
         out = self.deconv(crop_at(corr, 0, 1, 1, pos_yx))
         # mode 'nearest' (legacy floor rule), not 'nearest-exact': that is what the weights saw.
-        for h, v, post, crop, side in zip((self.h2, self.h1, self.h0), (self.v2, self.v1, self.v0),
-                                          (self.post0, self.post1, self.post2), (c2, c1, c0), g.upsample):
-            out = post(F.interpolate(h(out) + v(crop), size=(side, side), mode="nearest"))
+        for step, level in enumerate(g.levels):
+            crop = crop_at(maps[level.map], level.pad, level.step, level.size, pos_yx)
+            mixed = getattr(self, f"h{level.map}")(out) + getattr(self, f"v{level.map}")(crop)
+            out = getattr(self, f"post{step}")(F.interpolate(mixed, size=(level.side, level.side), mode="nearest"))
+        if g.levels[-1].side != g.mask:
+            out = F.interpolate(out, size=(g.mask, g.mask), mode="bilinear", align_corners=False)
         return out[:, 0]

@@ -9,6 +9,9 @@ from .pairs import DataSource
 
 # model -> (variant trained in the base stage, variant after the refine stage)
 STAGE_VARIANTS = {"lite": ("lite-base", "lite"), "sharp": ("base", "sharp"), "nano": ("nano", "nano")}
+# model -> earlier variants of it whose weights a config may start from, all but their refine
+# (nano's three-level refine, shipped until 2026-12-07: the slimmer refine starts new on its mask branch)
+EARLIER_VARIANTS = {"nano": ("nano-3level",)}
 TRAIN_PARTS = ("all", "refine", "mask")
 
 

@@ -23,7 +23,7 @@ from ..config import load_hp
 from ..errors import UserError
 from ..model import TrackingNet, build_model, variant_spec
 from ..nanotrack_checkpoint import is_nanotrack_file, load_nanotrack
-from .config import STAGE_VARIANTS, StageConfig, TrainConfig
+from .config import EARLIER_VARIANTS, STAGE_VARIANTS, StageConfig, TrainConfig
 from .losses import cls_loss, loc_loss, mask_loss
 from .pairs import PairDataset
 
@@ -100,12 +100,15 @@ def _load_partial(model: TrackingNet, init: dict[str, torch.Tensor], path: str |
 
 def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """cfg.init's state dict (empty without init), checked to belong to the model being trained; for
-    nano also a NanoTrack V3 training checkpoint (trunk and box head only)."""
+    nano also a NanoTrack V3 training checkpoint (trunk and box head only), or weights of an earlier
+    nano (EARLIER_VARIANTS: everything but the refine)."""
     if cfg.init is None:
         return {}
     if cfg.model == "nano" and is_nanotrack_file(cfg.init):
         return load_nanotrack(cfg.init)
     loaded = load_checkpoint(cfg.init)
+    if loaded.variant in EARLIER_VARIANTS.get(cfg.model, ()):
+        return {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("refine.")}
     if loaded.variant not in STAGE_VARIANTS[cfg.model]:
         raise UserError(f"init weights '{cfg.init}' are a {loaded.variant} model, but this config trains "
                         f"'{cfg.model}' ({' then '.join(STAGE_VARIANTS[cfg.model])}); use weights of that model")
