@@ -31,4 +31,5 @@ def mask_io(variant: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def mask_size(variant: str) -> int:
-    return 127 if has_refine(variant) else 63
+    spec = VARIANT_SPECS[variant]
+    return spec.refine_geometry.mask if spec.refine else 63

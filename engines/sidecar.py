@@ -15,7 +15,7 @@ from siammask.variants import VARIANTS
 
 SIDECAR = "siammask_export.json"
 FORMAT = "siammask-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the search graph gives only the maps its mask graph reads (2026-12-07)
 ROLES = ("template", "search", "mask")
 # nano's search graph for a batch of one crop (export/graphs.py), beside the batched one in ONNX exports
 ONE_CROP = "search_one"

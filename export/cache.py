@@ -31,11 +31,17 @@ log = logging.getLogger(__name__)
 
 
 def _graph_sources() -> list[Path]:
-    """The source files whose change changes an exported graph: the networks and the export code
-    (so a cache made by an older siammask is not reused after an upgrade)."""
+    """The source files whose change changes an exported graph: the networks, the variants' data
+    (the refine's geometry), the graphs' names and sidecar, and the export code (so a cache made by
+    an older siammask is not reused after an upgrade)."""
+    import siammask.engines.graph_io
+    import siammask.engines.sidecar
     import siammask.model
+    import siammask.variants
 
-    return sorted([*Path(siammask.model.__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.py")])
+    files = [siammask.variants.__file__, siammask.engines.graph_io.__file__, siammask.engines.sidecar.__file__]
+    return sorted([*Path(siammask.model.__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.py"),
+                   *map(Path, files)])
 
 
 def export_key(model: TrackingNet, precision: str, opset: int) -> str:

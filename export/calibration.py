@@ -59,7 +59,7 @@ def synthetic_clip(num_frames: int = DEFAULT_FRAMES) -> tuple[list[np.ndarray], 
 def collect_feeds(engine: Engine, config: TrackerConfig, frames: Sequence[np.ndarray],
                   box: Sequence[float], limit: int = DEFAULT_FRAMES) -> dict[str, list[Feeds]]:
     """Track `box` through the first `limit` frames; per graph, the list of feeds it received
-    (mask feeds hold every map a mask graph of either variant may take)."""
+    (mask feeds hold every map the search graph gave: the mask graph takes those it reads)."""
     recorder = _Recorder(engine)
     tracker = Tracker(recorder, config)
     for step in islice(track_frames(frames, tracker, [box]), limit):

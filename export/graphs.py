@@ -3,7 +3,8 @@ SiamMask: same layers, same weights.
 
 Only the search wiring is restated here, with the export-friendly correlation of static_ops; every
 convolution, BatchNorm and upsampling is the model's own module, and the mask graph is the model's
-own refine (or base head), whose position crop already traces.
+own refine (taking only the trunk maps its geometry reads) or base head, whose position crop
+already traces.
 """
 from __future__ import annotations
 

@@ -212,10 +212,11 @@ class Handlers:
         """An initial box, or a target a restarted worker could not start again: forgotten either way
         (a restart must not try it again)."""
         rec = self.registry.streams.get(event.stream)
-        if rec:
+        if rec and rec.registration == event.registration:
             rec.pending.pop(event.target, None)
             rec.targets.pop(event.target, None)
-            log("supervisor", f"stream '{event.stream}': target {event.target} not started: {event.error}")
+            log("supervisor", f"stream '{event.stream}': target {event.target} dropped, it could not start: "
+                              f"{event.error}")
             self.events.add("target_failed", stream=event.stream, target=event.target, error=event.error)
 
     def on_reply(self, child: Child, event: Reply, pixels: np.ndarray | None) -> None:

@@ -206,7 +206,8 @@ class InferenceStage:
         try:
             self.streams[seed.stream].targets[seed.target] = restore(self.tracker, seed)
         except UserError as exc:
-            self.out.event(TargetFailed, stream=seed.stream, target=seed.target, error=str(exc))
+            self.out.event(TargetFailed, stream=seed.stream, target=seed.target, error=str(exc),
+                           registration=self.streams[seed.stream].registration)
 
     def run(self) -> None:
         """Announce readiness, then turn until stopped; finish the frames the stopped captures sent."""
@@ -294,7 +295,7 @@ class InferenceStage:
             try:
                 state = start_target(self.tracker, item.frame, box)
             except UserError as exc:
-                self.out.event(TargetFailed, stream=stream, target=tid, error=str(exc))
+                self.out.event(TargetFailed, stream=stream, target=tid, error=str(exc), registration=live.registration)
                 continue
             live.targets[tid] = state
             item.started[tid] = start_result(state)
@@ -348,6 +349,7 @@ class InferenceStage:
             return
         live.targets[cmd.target] = state
         self.out.event(Reply, frame, req=cmd.req, box=cmd.box, target=cmd.target, stream=cmd.stream, frame=header.frame)
+
 
 def stage_tracker(m: ModelConfig) -> Tracker:
     """The config's model section -> the tracker, through the load_tracker the commands use (one

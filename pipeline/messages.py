@@ -119,9 +119,13 @@ class TargetAdded(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class TargetFailed(Event):
+    """An initial box, or a restored target, the tracker could not start (dropped)."""
+
     stream: str
     target: int
     error: str
+    registration: int = 0  # the stream's (AddStream.registration): a stream removed and added again
+                           # under its id must not lose a target to the old one's late report
 
 
 LOST, FOUND = "lost", "found"

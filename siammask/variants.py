@@ -6,7 +6,7 @@ Pure data, no framework import, so the tracker and the training targets share it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,9 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
     # Ours: NanoTrack V3's pretrained trunk and box head, with a mask branch and refine trained here.
     "nano": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE, "nano",
                         cpu_engine="onnxruntime", presence="presence_nano.npz"),
-    # nano weights saved before its refine was slimmed (files say 'nano'; siammask.checkpoint tells them apart).
-    "nano-3level": VariantSpec("nano", "nanotrack-v3", 64, True, NANO_GEOMETRY, NANO_REFINE_3LEVEL, "nano",
-                               cpu_engine="onnxruntime", presence="presence_nano.npz"),
 }
+# nano weights saved before its refine was slimmed (files say 'nano'; siammask.checkpoint tells them apart)
+VARIANT_SPECS["nano-3level"] = replace(VARIANT_SPECS["nano"], refine_geometry=NANO_REFINE_3LEVEL)
 VARIANTS = tuple(VARIANT_SPECS)
 
 

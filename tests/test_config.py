@@ -69,7 +69,8 @@ def test_variant_geometry():
     # a larger search crop grows the map: (271 - 127) // 8 + 1 + 8 = 27
     assert sharp.score_size(127, 271) == 27
     assert {v: s.default_hp for v, s in VARIANT_SPECS.items()} == {
-        "sharp": "davis", "base": "base", "lite": "davis", "lite-base": "base", "nano": "nano"}
+        "sharp": "davis", "base": "base", "lite": "davis", "lite-base": "base", "nano": "nano",
+        "nano-3level": "nano"}
 
 
 def test_preset_by_path_equals_preset_by_name(tmp_path):

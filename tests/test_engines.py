@@ -18,7 +18,7 @@ from siammask.config import load_hp
 from siammask.engines import registry
 from siammask.engines.onnxruntime_engine import OnnxRuntimeEngine
 from siammask.engines.registry import ENGINES
-from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
+from siammask.engines.sidecar import FORMAT_VERSION, ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.engines.torch_engine import TorchEngine
 from siammask.errors import UserError, described, first_line
 from siammask.evaluation.segmentation import jaccard
@@ -283,7 +283,7 @@ def test_a_sidecar_with_an_unknown_role_is_refused_and_one_without_the_one_crop_
                         ("short", {"template": "template.onnx", ONE_CROP: "search_one.onnx"})):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / SIDECAR).write_text(json.dumps({"format": "siammask-export", "format_version": 1, "backend": "onnx",
+        (folder / SIDECAR).write_text(json.dumps({"format": "siammask-export", "format_version": FORMAT_VERSION, "backend": "onnx",
                                                   "variant": "nano", "hp": "nano", "precision": "fp32", "opset": 17,
                                                   "input_sizes": {}, "files": files}))
     assert read_sidecar(tmp_path / "old", check_files=False).files == roles  # an export made before it

@@ -16,7 +16,7 @@ from siammask.engines.onnx_session import open_session
 from siammask.engines.sidecar import ONE_CROP, SIDECAR, read_sidecar, sha256
 from siammask.errors import UserError
 from siammask.export.exporter import export_model
-from siammask.export.onnx_export import FILES, GRAPH_FILES, random_feeds
+from siammask.export.onnx_export import FILES, GRAPH_FILES, graphs_of, random_feeds
 from siammask.export.onnx_io import check_graph
 from siammask.export.static_ops import xcorr_unrolled
 from siammask.export.trt_ops import TENSORRT_ONNX_OPS, runtime_weight_convs, unsupported_ops
@@ -204,3 +204,24 @@ def test_cli_export_writes_a_directory_the_tracker_reads(tmp_path, capsys, synth
     assert main(["track", str(synthetic_folder), "--box", box, "--weights", str(out), "--engine", "onnxruntime",
                  "--json", str(jsonl), "--quiet"]) == 0
     assert len(jsonl.read_text().splitlines()) == len(synthetic_frames)
+
+
+@pytest.mark.parametrize("variant", ["nano", "nano-3level", "sharp"])
+def test_graph_modules_give_the_names_the_engines_bind(variant):
+    """Without exporting: the search graph module gives one output per name of search_io (the maps its
+    mask graph reads, finest first), and the mask graph module, fed those maps by name, gives the
+    model's own mask logits (nano-3level: the earlier three-level refine, still read from old files)."""
+    model = random_model(variant)
+    graphs = graphs_of(model)
+    feeds = random_feeds(model, batch=2, seed=7)
+    assert (graphs["search"].inputs, graphs["search"].outputs) == search_io(variant)
+    assert (graphs["mask"].inputs, graphs["mask"].outputs) == mask_io(variant)
+    with torch.no_grad():
+        outs = graphs["search"].module(*(feeds["search"][n] for n in graphs["search"].inputs))
+        named = dict(zip(graphs["search"].outputs, outs))
+        assert len(outs) == len(graphs["search"].outputs)
+        got = graphs["mask"].module(*(named.get(n, feeds["mask"][n]) for n in graphs["mask"].inputs))
+        t = model.template(feeds["template"]["z"])
+        want = model.mask_logits(model.track(feeds["search"]["x"], t), feeds["mask"]["pos_yx"])
+    assert got.shape == (2, 127, 127)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

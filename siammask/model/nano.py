@@ -252,7 +252,10 @@ class NanoMaskBranch(nn.Module):
 class NanoSiamMask(TrackingNet):
     """NanoTrack V3 trunk + BAN head (box, score) + mask branch + refine (mask)."""
 
-    mask_size = 127
+    @property
+    def mask_size(self) -> int:
+        """Side of the mask the network predicts in the 127x127 template frame (the refine's)."""
+        return self.refine.geometry.mask
 
     def __init__(self, variant: str = "nano") -> None:
         super().__init__()

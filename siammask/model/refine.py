@@ -32,10 +32,10 @@ def crop_at(feature: torch.Tensor, pad: int, step: int, size: int, pos_yx: torch
 
 
 class Refine(nn.Module):
-    """Mask refinement U2-U4 (Pinheiro et al. style) at a grid position (y, x) of the score map; which
-    trunk maps it reads, where its crops sit on them and how wide its branches are is the variant's
-    RefineGeometry. Modules are named by map (v0-v2, h0-h2) and by step (post0-post2), as the
-    official checkpoints name them."""
+    """Mask refinement (Pinheiro et al. style: U2-U4 in the original, two levels in nano) at a grid
+    position (y, x) of the score map; which trunk maps it reads, where its crops sit on them and how
+    wide its branches are is the variant's RefineGeometry. Modules are named by map (v0-v2, h0-h2) and
+    by step (post0-post2), as the official checkpoints name them."""
 
     def __init__(self, trunk_channels: tuple[int, int, int] = (64, 256, 512), hidden: int = 256,
                  geometry: RefineGeometry = SIAMMASK_REFINE) -> None:

@@ -39,7 +39,7 @@ class SiamMask(TrackingNet):
     @property
     def mask_size(self) -> int:
         """Side of the mask the network predicts in the 127x127 template frame."""
-        return 127 if self.refine is not None else 63
+        return self.refine.geometry.mask if self.refine is not None else 63
 
     def template(self, z: torch.Tensor) -> TemplateFeatures:
         """(B,3,127,127) raw BGR template crops -> per-target kernels, computed once per target."""

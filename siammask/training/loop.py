@@ -90,7 +90,8 @@ def _build_model(cfg: TrainConfig, name: str, out: Path, resume: bool = False) -
 
 
 def _load_partial(model: TrackingNet, init: dict[str, torch.Tensor], path: str | None) -> None:
-    """nano from a NanoTrack file: trunk and box head filled, only the mask branch and refine left new."""
+    """nano from a NanoTrack file (trunk and box head filled, the mask branch and refine left new) or from
+    an earlier nano's weights without their refine (the refine left new)."""
     missing, unexpected = model.load_state_dict(init, strict=False)
     left = [k for k in missing if not k.startswith(MASK_MODULES)]
     if unexpected or left:
@@ -111,7 +112,9 @@ def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
         return {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("refine.")}
     if loaded.variant not in STAGE_VARIANTS[cfg.model]:
         raise UserError(f"init weights '{cfg.init}' are a {loaded.variant} model, but this config trains "
-                        f"'{cfg.model}' ({' then '.join(STAGE_VARIANTS[cfg.model])}); use weights of that model")
+                        f"'{cfg.model}' ({' then '.join(STAGE_VARIANTS[cfg.model])}"
+                        + "".join(f"; or from {v}, all but its refine" for v in EARLIER_VARIANTS.get(cfg.model, ()))
+                        + "); use weights of that model")
     return loaded.model.state_dict()
 
 
