@@ -94,7 +94,7 @@ SIAMMASK_REFINE = RefineGeometry((RefineLevel(2, 4, 1, 15, 128, 32, 31), RefineL
 # centre their cell j on pixel s*j ('same' padding), so the window holds cells s*j in that range.
 NANO_GEOMETRY = Geometry(stride=16, base_size=6, ratios=None)
 # Two levels (stride 8 and 4) at half the original's widths, bilinear from 64 to 127 pixels: the
-# stride-2 level cost 40% of the mask graph (benchmarks/RESULTS.md, issue 22); the guided filter puts
+# stride-2 level cost about a third of the mask graph (benchmarks/RESULTS.md, issue 22); the guided filter puts
 # the boundary on image edges after paste-back.
 NANO_REFINE = RefineGeometry((RefineLevel(2, 6, 2, 16, 64, 16, 32), RefineLevel(1, 12, 4, 32, 32, 8, 64)), 16)
 # nano's refine until 2026-12-07: the original's three levels and widths on NanoTrack's maps.
