@@ -228,6 +228,8 @@ def test_to_chw_float():
     assert out[0, 0, 1, 2] == 15.0
     assert out[1, 0, 1, 2] == 240.0
     np.testing.assert_array_equal(out[0], a.transpose(2, 0, 1).astype(np.float32))
+    with pytest.raises(ValueError, match="a crop of shape"):
+        to_chw_float([a, a[:, :, 0]])  # one channel: an error, not planes left unwritten
 
 
 # --------------------------------------------------------------------------------------------
