@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from siammask.threads import set_inference_threads, single_threaded_blas
+from siammask.threads import inference_spinning, set_inference_spinning, set_inference_threads, single_threaded_blas
 
 single_threaded_blas()  # as `siammask track` runs (siammask.cli), before numpy is imported
 
@@ -244,6 +244,9 @@ def main() -> int:
                                                         "per-target table instead of the per-frame one")
     parser.add_argument("--threads", type=int, default=2,
                         help="inference (siammask.threads) and OpenCV threads (default: 2)")
+    parser.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
+                        help="ONNX Runtime's threads spin within a run, ours and V3's/V2's graphs alike (default: "
+                             "yes, unless OMP_WAIT_POLICY=PASSIVE; siammask.threads); --no-spin as serve runs")
     parser.add_argument("--passes", type=int, default=4, help="times through the sequence (default: 4)")
     parser.add_argument("--order", choices=("blocks", "frames"), default="blocks",
                         help="blocks: one tracker over the whole sequence, then the other (default); "
@@ -260,6 +263,7 @@ def main() -> int:
         print("bench_vs_nano: --threads and --passes must be at least 1, --frames at least 2", file=sys.stderr)
         return 2
     set_inference_threads(args.threads)
+    set_inference_spinning(args.spin)
     cv2.setNumThreads(args.threads)
     root = Path(args.root or DATA / ("UAV123_10fps" if args.targets else "OTB"))
     sequence = args.sequence or ("person12" if args.targets else "Crossing")
@@ -273,7 +277,9 @@ def main() -> int:
         print(f"bench_vs_nano: {error} (this benchmark needs ../shared)", file=sys.stderr)
         return 2
     height, width = frames[0].shape[:2]
-    print(f"{cpu_name()}, load {os.getloadavg()[0]:.2f}; {args.threads} threads (siammask.threads, cv2.setNumThreads); "
+    spin = "spinning within a run" if inference_spinning() else "not spinning"
+    print(f"{cpu_name()}, load {os.getloadavg()[0]:.2f}; {args.threads} threads (siammask.threads, cv2.setNumThreads; "
+          f"ONNX Runtime's {spin}); "
           f"{sequence} ({width}x{height}, {len(frames)} frames) x {args.passes} passes, order "
           f"{'blocks' if args.targets else args.order}; engine {args.engine}, precision {args.precision or 'fp32'}\n")
     result = (many_targets if args.targets else one_target)(args, trackers, frames, box)
@@ -285,7 +291,7 @@ def main() -> int:
             return 2
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "load_average": os.getloadavg(), "threads": args.threads,
-                                               "sequence": sequence, "weights": args.weights, "engine": args.engine,
+                                               "spinning": inference_spinning(), "sequence": sequence, "weights": args.weights, "engine": args.engine,
                                                "order": args.order, "precision": args.precision, **result},
                                               indent=2) + "\n")
     return 0

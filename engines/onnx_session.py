@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from siammask.errors import UserError, first_line
+from siammask.threads import inference_spinning
 
 from .graph_cache import graph_cache
 
@@ -41,12 +42,12 @@ def _options(ort, threads: int | None, level):
     options.log_severity_level = 3  # errors only: the CPU provider warns about every unused initializer
     if threads:
         options.intra_op_num_threads = threads
-    # Threads spin between the operators of a run (waking a sleeping thread for each of a graph's
-    # ~100 small operators made nano's search graph 1.5x slower), and stop when the run ends: a
-    # tracker runs two or three sessions in turn, and a pool still spinning after its run took the
-    # cores from the next session and from the CPU work between them (nano step, 2 cores: 12-16 ms
-    # spinning on, 5.6-6.4 ms never spinning, 4.0 ms spinning within runs; benchmarks/RESULTS.md).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    # Threads spin between the operators of a run where siammask.threads says so, and always stop
+    # when the run ends: a tracker runs two or three sessions in turn, and a pool still spinning
+    # after its run took the cores from the next session and from the CPU work between them (nano
+    # step, 2 cores: 12-16 ms spinning on, 5.6-6.4 ms never spinning, 4.0 ms spinning within runs;
+    # benchmarks/RESULTS.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if inference_spinning() else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
     _share_one_cpu_arena(ort)
     options.add_session_config_entry("session.use_env_allocators", "1")
@@ -56,7 +57,7 @@ def _options(ort, threads: int | None, level):
 def open_session(path: Path, providers: Sequence[str | tuple[str, dict]],
                  threads: int | None = None, data: bytes | None = None, graph_sha256: str | None = None):
     """An ONNX Runtime session on `path` (or on `data`, the bytes read from it earlier) with full
-    graph optimisation and threads that spin only while a run lasts; a corrupt or foreign
+    graph optimisation and threads that spin (siammask.threads) only while a run lasts; a corrupt or foreign
     file becomes a UserError instead of ONNX Runtime's multi-line traceback. On the CPU provider, a
     graph whose checksum is given (`data`'s own when given) is optimised once per machine
     (engines/graph_cache.py)."""

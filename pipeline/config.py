@@ -47,6 +47,7 @@ class ModelConfig:
     precision: str | None = None
     redetect: bool | None = None  # None: as the hyper-parameters say
     threads: int | None = ranged(1, 256, None)  # inference threads, torch and ONNX Runtime (siammask.threads)
+    spin: bool = False  # ONNX Runtime's threads spin within a run: faster only where no capture process needs the cores
 
     def __post_init__(self) -> None:
         check_engine(self.engine, "engine")  # at load: not first when the inference process starts

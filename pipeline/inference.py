@@ -17,7 +17,7 @@ import numpy as np
 
 from siammask.api import load_tracker
 from siammask.errors import UserError, described
-from siammask.threads import set_inference_threads
+from siammask.threads import set_inference_spinning, set_inference_threads
 from siammask.tracker import TargetState, Tracker, TrackResult, start_result
 
 from .config import ModelConfig
@@ -376,6 +376,7 @@ def run_inference(spec: InferenceSpec) -> None:
         remove_own_files()  # before the first metric is written
     try:
         set_inference_threads(m.threads)  # every back end's threads (siammask.threads)
+        set_inference_spinning(m.spin)  # capture processes decode on the same cores
         try:
             tracker = stage_tracker(m)
             link = ZmqStageLink(spec.link)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 _chosen: int | None = None
+_spinning: bool | None = None
 BLAS_ENV = "OPENBLAS_NUM_THREADS"
 
 
@@ -26,6 +27,26 @@ def set_inference_threads(count: int | None) -> None:
     """Use `count` threads for inference from now on (None: back to OMP_NUM_THREADS or the default)."""
     global _chosen
     _chosen = count
+
+
+def set_inference_spinning(on: bool | None) -> None:
+    """Whether inference threads spin between the operators of a run (from now on; sessions opened
+    before keep theirs; None: back to the default). Spinning saves waking a thread for each of a
+    graph's ~100 small operators (nano's step 1.5x faster on 2 otherwise idle cores) but takes
+    cores that other work needs: with a video decoder running beside it on 2 cores the step took
+    up to twice as long (benchmarks/RESULTS.md). `serve`, whose capture processes decode on the
+    same cores, sets it from its config (model.spin, off unless set)."""
+    global _spinning
+    _spinning = on
+
+
+def inference_spinning() -> bool:
+    """Whether inference threads spin within a run: as set, else not where OMP_WAIT_POLICY is
+    PASSIVE (the convention PyTorch's OpenMP threads follow too), else yes (ONNX Runtime's own
+    default)."""
+    if _spinning is not None:
+        return _spinning
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"
 
 
 def inference_threads() -> int | None:

@@ -24,7 +24,7 @@ from siammask.errors import UserError, described, first_line
 from siammask.evaluation.segmentation import jaccard
 from siammask.export.onnx_export import FILES, random_feeds
 from siammask.export.verify import TOLERANCES, relative_error
-from siammask.threads import set_inference_threads
+from siammask.threads import set_inference_spinning, set_inference_threads
 from siammask.tracker import Tracker
 
 from exports import engine_on, exported, random_model
@@ -71,11 +71,20 @@ def test_onnxruntime_threads_follow_the_inference_thread_setting(export_dirs, mo
                 monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
             engine = OnnxRuntimeEngine(export_dirs["nano"])
             assert {s.get_session_options().intra_op_num_threads for s in engine.sessions.values()} == {threads}
+            # threads spin within a run unless told not to (serve: capture processes share the cores)
+            for spinning, policy, entry in ((None, "", "1"), (None, "PASSIVE", "0"), (True, "PASSIVE", "1"),
+                                            (False, "", "0")):
+                set_inference_spinning(spinning)
+                monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+                sessions = OnnxRuntimeEngine(export_dirs["nano"]).sessions.values()
+                assert {s.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+                        for s in sessions} == {entry}
             torch.set_num_threads(3)
             TorchEngine(random_model("nano"))
             assert torch.get_num_threads() == threads
     finally:
         set_inference_threads(None)
+        set_inference_spinning(None)
         torch.set_num_threads(before)
 
 
@@ -86,6 +95,7 @@ def test_onnxruntime_threads_stop_spinning_when_a_run_ends(export_dirs):
     import time
 
     set_inference_threads(2)
+    set_inference_spinning(True)
     try:
         engine = OnnxRuntimeEngine(export_dirs["nano"])
         feeds = random_feeds(random_model("nano"), batch=1, seed=3)
@@ -97,6 +107,7 @@ def test_onnxruntime_threads_stop_spinning_when_a_run_ends(export_dirs):
             idle.append(time.process_time() - start)
     finally:
         set_inference_threads(None)
+        set_inference_spinning(None)
     assert min(idle) < 0.05, idle  # seconds of CPU in 0.2 s idle; one spinning thread alone takes ~0.2
 
 

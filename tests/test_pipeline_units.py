@@ -181,6 +181,7 @@ def test_command_line_overrides_config(synthetic_video):
                            "onnxruntime, tensorrt"),
     ("{}", ["--engine", "onnx"], "engine: unknown engine 'onnx'; available: auto, torch, torch-compile, "
                                  "onnxruntime, tensorrt"),
+    ("{spin: 3}", [], "{path}: model: spin: expected bool, got 3"),
 ])
 def test_an_unknown_engine_is_refused_when_serves_config_loads(tmp_path, synthetic_video, capfd, yaml_model, argv,
                                                                line):
