@@ -291,9 +291,9 @@ def main() -> int:
             return 2
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_name(), "load_average": os.getloadavg(), "threads": args.threads,
-                                               "spinning": inference_spinning(), "sequence": sequence, "weights": args.weights, "engine": args.engine,
-                                               "order": args.order, "precision": args.precision, **result},
-                                              indent=2) + "\n")
+                                               "spinning": inference_spinning(), "sequence": sequence,
+                                               "weights": args.weights, "engine": args.engine, "order": args.order,
+                                               "precision": args.precision, **result}, indent=2) + "\n")
     return 0
 
 

@@ -44,9 +44,8 @@ def _options(ort, threads: int | None, level):
         options.intra_op_num_threads = threads
     # Threads spin between the operators of a run where siammask.threads says so, and always stop
     # when the run ends: a tracker runs two or three sessions in turn, and a pool still spinning
-    # after its run took the cores from the next session and from the CPU work between them (nano
-    # step, 2 cores: 12-16 ms spinning on, 5.6-6.4 ms never spinning, 4.0 ms spinning within runs;
-    # benchmarks/RESULTS.md).
+    # after its run took the cores from the next session and from the CPU work between them
+    # (benchmarks/RESULTS.md, "Tracker step by stage" and "Threads that spin within a run").
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if inference_spinning() else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
     _share_one_cpu_arena(ort)

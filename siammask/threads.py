@@ -4,7 +4,8 @@
 (Ray sets it for a worker of num_cpus N), which PyTorch reads itself but ONNX Runtime does not.
 ONNX Runtime sizes its intra-op pool by it and the torch back ends call torch.set_num_threads with
 it, so neither takes every core in each worker process, and the torch-free back ends never need
-torch to learn the count."""
+torch to learn the count. Whether ONNX Runtime's threads spin within a run is a second setting here
+(set_inference_spinning)."""
 from __future__ import annotations
 
 import os
@@ -30,18 +31,19 @@ def set_inference_threads(count: int | None) -> None:
 
 
 def set_inference_spinning(on: bool | None) -> None:
-    """Whether inference threads spin between the operators of a run (from now on; sessions opened
-    before keep theirs; None: back to the default). Spinning saves waking a thread for each of a
-    graph's ~100 small operators (nano's step 1.5x faster on 2 otherwise idle cores) but takes
-    cores that other work needs: with a video decoder running beside it on 2 cores the step took
-    up to twice as long (benchmarks/RESULTS.md). `serve`, whose capture processes decode on the
-    same cores, sets it from its config (model.spin, off unless set)."""
+    """Whether ONNX Runtime's threads spin between the operators of a run (None: back to the
+    default); the torch back ends do not read it. Sessions read it as they open: set it before
+    loading a tracker (an engine opens its batched search graph only on first use). Spinning saves
+    waking a thread for each of a graph's ~100 small operators (nano's step ~1.5x faster on 2
+    otherwise idle cores) but takes cores that other work needs: with video decoders beside it on
+    2 cores the step took up to 2.3x as long (benchmarks/RESULTS.md). `serve`, whose capture
+    processes decode on the same cores, sets it from its config (model.spin, off unless set)."""
     global _spinning
     _spinning = on
 
 
 def inference_spinning() -> bool:
-    """Whether inference threads spin within a run: as set, else not where OMP_WAIT_POLICY is
+    """Whether ONNX Runtime's threads spin within a run: as set, else not where OMP_WAIT_POLICY is
     PASSIVE (the convention PyTorch's OpenMP threads follow too), else yes (ONNX Runtime's own
     default)."""
     if _spinning is not None:

@@ -181,7 +181,6 @@ def test_command_line_overrides_config(synthetic_video):
                            "onnxruntime, tensorrt"),
     ("{}", ["--engine", "onnx"], "engine: unknown engine 'onnx'; available: auto, torch, torch-compile, "
                                  "onnxruntime, tensorrt"),
-    ("{spin: 3}", [], "{path}: model: spin: expected bool, got 3"),
 ])
 def test_an_unknown_engine_is_refused_when_serves_config_loads(tmp_path, synthetic_video, capfd, yaml_model, argv,
                                                                line):
@@ -195,6 +194,36 @@ def test_an_unknown_engine_is_refused_when_serves_config_loads(tmp_path, synthet
     capfd.readouterr()
     status = main(["serve", "--config", str(path), *argv])
     assert (status, capfd.readouterr().err.splitlines()) == (2, [f"siammask: error: {line.format(path=path)}"])
+
+
+@pytest.mark.parametrize("spin", [True, False])
+def test_the_inference_process_takes_its_thread_settings_from_the_config(spin):
+    """model.threads and model.spin reach the inference process before any session opens (here the
+    weights are missing, so the stage ends as a worker that cannot load its model would)."""
+    from siammask.pipeline.inference import InferenceSpec, StageSpec, run_inference
+    from siammask.pipeline.transport import LinkSpec
+    from siammask.threads import inference_spinning, inference_threads, set_inference_spinning, set_inference_threads
+
+    link = LinkSpec("ipc:///nowhere", "ipc:///nowhere", "ipc:///nowhere", 1, 1, None)
+    try:
+        with pytest.raises(SystemExit):
+            run_inference(InferenceSpec(ModelConfig(weights="missing.pth", threads=3, spin=spin),
+                                        StageSpec((), (), 5, False), link))
+        assert (inference_threads(), inference_spinning()) == (3, spin)
+    finally:
+        set_inference_threads(None)
+        set_inference_spinning(None)
+
+
+def test_model_spin_in_serves_config_is_a_bool(tmp_path, capfd):
+    """A camera box's config is outside input: a wrong value is one line naming the key, exit 2."""
+    from siammask.cli import main
+
+    path = tmp_path / "serve.yaml"
+    path.write_text("model: {spin: 3}\n")
+    capfd.readouterr()
+    assert main(["serve", "--config", str(path)]) == 2
+    assert capfd.readouterr().err.splitlines() == [f"siammask: error: {path}: model: spin: expected bool, got 3"]
 
 
 def test_a_stage_on_a_machine_that_joined_late_is_refused():
